@@ -1,0 +1,1 @@
+"""tenant-proxy: tenant-aware reverse proxy for kube-apiserver."""

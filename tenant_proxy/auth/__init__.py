@@ -1,0 +1,1 @@
+"""Authentication methods: each returns an Identity, None (not my kind), or raises."""

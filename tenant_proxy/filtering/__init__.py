@@ -1,0 +1,1 @@
+"""Pure rewriting of API responses for a tenant: no I/O."""

@@ -1,0 +1,1 @@
+"""Tenants, their rules, where they come from, and the ownership index."""
