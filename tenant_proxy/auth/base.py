@@ -1,0 +1,79 @@
+"""What every authentication method shares: the credentials it reads and how it fails.
+
+Exceptions:
+    AuthenticationError  -- the credential is of this method's kind but not valid -> 401.
+    ForbiddenIdentity    -- the credential is valid but names a forbidden identity
+                            (e.g. an OIDC claim yielding `system:masters`) -> 403.
+An authenticator returns None when the credential is not its kind, so the chain tries the next.
+Neither error's text ever contains a token: it goes to logs and metrics as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography import x509
+
+from tenant_proxy.identity import Identity
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presented, gathered once by the listener."""
+
+    peer_cert: x509.Certificate | None = None
+    """The client certificate, already verified against the client CA by the TLS layer."""
+    bearer_token: str | None = None
+    """The bearer token (Authorization or WebSocket subprotocol); "" when one was sent empty."""
+    remote_ip: str = ""
+    """The TCP peer's address, for front proxies trusted by source CIDR."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Request headers (case-insensitive mapping preferred), for front-proxy identities."""
+
+
+class AuthenticationError(Exception):
+    """A credential of some method's kind that is not valid: answer 401."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        """A short, token-free cause for logs and metrics, e.g. "token expired"."""
+
+
+class ForbiddenIdentity(Exception):
+    """A valid credential naming an identity the proxy refuses to assume: answer 403."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        """A short, token-free cause, safe to show the client."""
+
+
+class Authenticator(Protocol):
+    """One authentication method."""
+
+    async def authenticate(self, creds: Credentials) -> Identity | None:
+        """The identity, None when `creds` hold nothing of this kind; raises when invalid."""
+        ...
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an Authorization header: None without a header.
+
+    Any header that is present but is not a non-empty `Bearer <token>` yields "", which the
+    chain refuses: a client that sent credentials must never fall through to anonymous.
+    """
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return token.strip()
+
+
+def token_digest(token: str) -> str:
+    """A SHA-256 hex digest: how caches and logs refer to a token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
