@@ -1,0 +1,141 @@
+"""`tenant-proxy`: serve, check, demo, emulator, certs, kubeconfig."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from tenant_proxy import pki
+from tenant_proxy.config import ConfigError, load_settings, masked
+from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
+
+EXIT_CONFIG = 2
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tenant_proxy.observability import setup_logging
+    from tenant_proxy.workers import run_workers
+
+    try:
+        settings = load_settings(Path(args.config))
+    except ConfigError as exc:
+        print(f"tenant-proxy: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.observability.log_level, settings.observability.audit_file)
+    workers = args.workers or settings.workers
+    return run_workers(settings, workers)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(Path(args.config))
+    except ConfigError as exc:
+        print(f"tenant-proxy: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(yaml.safe_dump(masked(settings), sort_keys=False), end="")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tenant_proxy.demo import run_demo
+
+    return run_demo(Path(args.dir) if args.dir else None, args.port)
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from tenant_proxy.emulator.standalone import run
+
+    return run(args.listen, Path(args.dir), [Path(s) for s in args.seed or []])
+
+
+def cmd_certs_init(args: argparse.Namespace) -> int:
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ca = pki.new_ca()
+    ca.write(out / "ca.crt", out / "ca.key")
+    server = pki.issue_server_cert(ca, args.host or ["localhost", "127.0.0.1"])
+    server.write(out / "server.crt", out / "server.key")
+    for spec in args.client or []:
+        user, _, groups = spec.partition(":")
+        pair = pki.issue_client_cert(ca, user, [g for g in groups.split(",") if g])
+        pair.write(out / f"{user}.crt", out / f"{user}.key")
+    print(f"wrote CA, server certificate and {len(args.client or [])} client certificates to {out}")
+    return 0
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    ca = pki.KeyPair.read(Path(args.ca_cert), Path(args.ca_key))
+    pair = pki.issue_client_cert(ca, args.user, args.group or [], days=args.days)
+    server_ca = Path(args.server_ca).read_bytes() if args.server_ca else ca.cert_pem
+    config = build_kubeconfig(
+        args.server,
+        server_ca,
+        user=args.user,
+        client_cert_pem=pair.cert_pem,
+        client_key_pem=pair.key_pem,
+    )
+    write_kubeconfig(Path(args.out), config)
+    print(f"wrote {args.out} for user {args.user}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenant-proxy",
+        description="Tenant-aware reverse proxy for kube-apiserver.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the proxy")
+    p.add_argument("--config", required=True, help="YAML settings file")
+    p.add_argument("--workers", type=int, default=0, help="processes sharing the port")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="validate a config file and print it, secrets masked")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="emulator + proxy + kubeconfigs for three tenants")
+    p.add_argument("--dir", help="where to write kubeconfigs (default: a temporary folder)")
+    p.add_argument("--port", type=int, default=0, help="tenant listener port (default: free)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("emulator", help="run the in-memory API server emulator")
+    p.add_argument("--listen", default="127.0.0.1:6443")
+    p.add_argument("--dir", required=True, help="where ca.crt, ca.key, admin.kubeconfig go")
+    p.add_argument("--seed", action="append", help="multi-document YAML to load (repeatable)")
+    p.set_defaults(func=cmd_emulator)
+
+    certs = sub.add_parser("certs", help="development certificates")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    p = certs_sub.add_parser("init", help="a CA, a server certificate and client certificates")
+    p.add_argument("dir")
+    p.add_argument("--host", action="append", help="server certificate SAN (repeatable)")
+    p.add_argument("--client", action="append", help="USER[:GROUP,GROUP] (repeatable)")
+    p.set_defaults(func=cmd_certs_init)
+
+    p = sub.add_parser("kubeconfig", help="mint a client certificate and write a kubeconfig")
+    p.add_argument("--user", required=True)
+    p.add_argument("--group", action="append")
+    p.add_argument("--server", required=True, help="the proxy's URL")
+    p.add_argument("--ca-cert", required=True, help="client CA certificate")
+    p.add_argument("--ca-key", required=True, help="client CA key")
+    p.add_argument("--server-ca", help="CA of the proxy's serving certificate (default: --ca-cert)")
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_kubeconfig)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
