@@ -1,0 +1,69 @@
+"""Filtering list answers: JSON lists, PartialObjectMetadataLists and Tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from tenant_proxy.filtering.forms import META_API_VERSION, Keep, judged, partial_metadata
+from tenant_proxy.filtering.tables import filter_table, list_metadata
+
+
+class NotAList(ValueError):
+    """The body is not a JSON list or Table: refuse to pass what we cannot filter."""
+
+
+def filter_list(body: bytes, keep: Keep, *, as_partial: bool = False) -> tuple[bytes, int]:
+    """The list with only the items `keep` accepts, in order, and how many were dropped.
+
+    `continue` and `resourceVersion` stay (pages may come back short); `remainingItemCount` is
+    dropped when anything was filtered. `as_partial` answers a PartialObjectMetadataList built
+    from whole objects (asked for because the rule reads spec fields).
+    """
+    doc, dropped = filter_list_doc(_decode(body), keep, as_partial=as_partial)
+    return orjson.dumps(doc), dropped
+
+
+def filter_list_doc(
+    doc: Mapping[str, Any], keep: Keep, *, as_partial: bool = False
+) -> tuple[dict[str, Any], int]:
+    items = doc.get("items")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise NotAList("items is not a list")
+    kept = [item for item in items if judged(keep, item)]
+    dropped = len(items) - len(kept)
+    out = {**doc, "metadata": list_metadata(doc, dropped), "items": kept}
+    if as_partial:
+        out.update(kind="PartialObjectMetadataList", apiVersion=META_API_VERSION)
+        out["items"] = [partial_metadata(item) for item in kept]
+    return out, dropped
+
+
+def filter_response(
+    body: bytes,
+    keep: Keep,
+    *,
+    strip_objects: bool = False,
+    metadata_only: bool = False,
+) -> tuple[bytes, int]:
+    """filter_list or filter_table, by the body's kind; `metadata_only` as in each."""
+    doc = _decode(body)
+    if doc.get("kind") == "Table":
+        table, dropped = filter_table(doc, keep, strip_objects, metadata_only)
+        return orjson.dumps(table), dropped
+    out, dropped = filter_list_doc(doc, keep, as_partial=metadata_only)
+    return orjson.dumps(out), dropped
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise NotAList(f"not JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise NotAList("not a JSON object")
+    return doc

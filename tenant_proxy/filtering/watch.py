@@ -1,0 +1,186 @@
+"""Filtering a watch stream, sans I/O: events in, events for the client out.
+
+`WatchFilter` keeps the last state of every object seen on the stream (whether the client saw it
+or not), keyed by (namespace, name), with a flag for whether the client currently has it. With
+that it does what the API server does for label selectors, for any rule: an object entering the
+caller's set is sent as ADDED, one leaving it as DELETED (with its new state), and when tenancy
+changes (`retarget`) it sends ADDED/DELETED for objects already streamed.
+
+Memory: one entry per live object of the resource on this watch, holding the object (or, for
+Table watches, its row) as compact JSON bytes, i.e. about the object's JSON size plus ~200 bytes
+of bookkeeping; decoded only on retarget. For Table/PartialObjectMetadata watches that is the
+metadata only.
+
+`LineFramer` splits a byte stream into watch lines with an explicit size limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tenant_proxy.filtering.forms import Keep, judged, object_key, partial_metadata
+from tenant_proxy.filtering.tables import column_definitions, shape_row
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+BOOKMARK, ERROR = "BOOKMARK", "ERROR"
+Event = dict[str, Any]
+
+
+@dataclass
+class _Entry:
+    raw: bytes
+    visible: bool
+    is_row: bool
+
+
+class WatchFilter:
+    """One client's watch. `feed` each upstream event; `retarget` when the caller's view changes.
+
+    `strip_objects`/`metadata_only` shape Table rows and objects as the client asked (see
+    filtering.tables); judgement always uses what upstream sent. `dropped` counts events and rows
+    skipped because their metadata could not be read (fail closed).
+    """
+
+    def __init__(self, keep: Keep, *, strip_objects: bool = False, metadata_only: bool = False):
+        self._keep = keep
+        self._strip = strip_objects
+        self._metadata_only = metadata_only
+        self._seen: dict[tuple[str, str], _Entry] = {}
+        self._columns: list[Any] | None = None
+        self._columns_sent = False
+        self._table_shell: dict[str, Any] = {"kind": "Table", "apiVersion": "meta.k8s.io/v1"}
+        self.dropped = 0
+
+    def feed(self, event: Mapping[str, Any]) -> list[Event]:
+        kind = event.get("type")
+        obj = event.get("object")
+        if kind in (BOOKMARK, ERROR):
+            return [self._passed(event)]
+        if kind not in (ADDED, MODIFIED, DELETED) or not isinstance(obj, Mapping):
+            self.dropped += 1
+            return []
+        if obj.get("kind") == "Table":
+            return self._feed_table(kind, obj)
+        return [self._object_event(t, o) for t, o in self._transition(kind, obj, obj, False)]
+
+    def retarget(self, keep: Keep) -> list[Event]:
+        """Adopt a new view; ADDED/DELETED for every remembered object that changes side."""
+        self._keep = keep
+        out: list[Event] = []
+        for entry in self._seen.values():
+            item = orjson.loads(entry.raw)
+            now = judged(keep, item["object"] if entry.is_row else item)
+            if now != entry.visible:
+                entry.visible = now
+                kind = ADDED if now else DELETED
+                out.append(
+                    self._row_event(kind, item) if entry.is_row else self._object_event(kind, item)
+                )
+        return out
+
+    def visible_keys(self) -> set[tuple[str, str]]:
+        """What the client currently believes exists (for tests and metrics)."""
+        return {key for key, entry in self._seen.items() if entry.visible}
+
+    # --- transitions --------------------------------------------------------------------------
+
+    def _transition(
+        self, kind: str, judged_obj: Mapping[str, Any], item: Mapping[str, Any], is_row: bool
+    ) -> list[tuple[str, Mapping[str, Any]]]:
+        """The client event types for one upstream change of `judged_obj` (`item` is stored)."""
+        key = object_key(judged_obj)
+        if key is None:
+            self.dropped += 1
+            return []
+        entry = self._seen.get(key)
+        was = entry is not None and entry.visible
+        if kind == DELETED:
+            self._seen.pop(key, None)
+            return [(DELETED, item)] if was else []
+        now = judged(self._keep, judged_obj)
+        self._seen[key] = _Entry(orjson.dumps(item), now, is_row)
+        if now:
+            return [(kind if was else ADDED, item)]
+        return [(DELETED, item)] if was else []
+
+    def _feed_table(self, kind: str, table: Mapping[str, Any]) -> list[Event]:
+        if self._columns is None:
+            self._columns = column_definitions(table)
+        self._table_shell = {
+            k: v for k, v in table.items() if k not in ("rows", "columnDefinitions")
+        }
+        rows = table.get("rows")
+        out: list[Event] = []
+        for row in rows if isinstance(rows, list) else []:
+            obj = row.get("object") if isinstance(row, Mapping) else None
+            if not isinstance(obj, Mapping):
+                self.dropped += 1
+                continue
+            assert isinstance(row, Mapping)
+            out += [self._row_event(t, r) for t, r in self._transition(kind, obj, row, True)]
+        return out
+
+    # --- shaping what the client receives ------------------------------------------------------
+
+    def _object_event(self, kind: str, obj: Mapping[str, Any]) -> Event:
+        shaped = partial_metadata(obj) if self._metadata_only else obj
+        return {"type": kind, "object": shaped}
+
+    def _row_event(self, kind: str, row: Mapping[str, Any]) -> Event:
+        table = dict(self._table_shell)
+        table["columnDefinitions"] = self._take_columns()
+        table["rows"] = [shape_row(row, self._strip, self._metadata_only)]
+        return {"type": kind, "object": table}
+
+    def _take_columns(self) -> list[Any] | None:
+        # Only the first Table event the client receives carries the columns, as upstream does.
+        if self._columns_sent or self._columns is None:
+            return None
+        self._columns_sent = True
+        return self._columns
+
+    def _passed(self, event: Mapping[str, Any]) -> Event:
+        obj = event.get("object")
+        if not isinstance(obj, Mapping) or obj.get("kind") != "Table" or self._columns_sent:
+            return dict(event)
+        if self._columns is None:
+            self._columns = column_definitions(obj)
+        return {**event, "object": {**obj, "columnDefinitions": self._take_columns()}}
+
+
+class LineTooLong(ValueError):
+    """A watch line exceeded the limit: the stream must end (never buffer without bound)."""
+
+
+class LineFramer:
+    """Splits a byte stream into lines (without the newline); blank lines are skipped."""
+
+    def __init__(self, max_line: int) -> None:
+        self._max = max_line
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if b"\n" not in chunk:
+            # Only the new chunk is searched, so a long line in small chunks stays linear.
+            self._buffer += chunk
+            self._check(len(self._buffer))
+            return []
+        head, *middle, tail = chunk.split(b"\n")
+        lines = [bytes(self._buffer) + head, *middle]
+        self._buffer = bytearray(tail)
+        for length in (*map(len, lines), len(tail)):
+            self._check(length)
+        return [line for line in lines if line.strip()]
+
+    def _check(self, length: int) -> None:
+        if length > self._max:
+            raise LineTooLong(f"watch line longer than {self._max} bytes")
+
+    def finish(self) -> bytes | None:
+        """The last line when the stream ended without a newline, else None."""
+        rest, self._buffer = bytes(self._buffer), bytearray()
+        return rest if rest.strip() else None
