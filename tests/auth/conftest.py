@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import jwt
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from tenant_proxy.pki import KeyPair, issue_server_cert, new_ca
 
@@ -58,3 +63,124 @@ async def serve() -> AsyncIterator[Serve]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+class Counter:
+    """Counts requests per path and lets a test wait for a count without sleeping."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+
+    def __getitem__(self, path: str) -> int:
+        return self.counts.get(path, 0)
+
+    async def hit(self, path: str) -> None:
+        async with self._changed:
+            self.counts[path] = self[path] + 1
+            self._changed.notify_all()
+
+    async def wait_for(self, path: str, count: int) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self[path] >= count), 5)
+
+
+class Issuer:
+    """An in-process OIDC issuer over HTTPS: discovery + JWKS, signing tokens with its keys."""
+
+    def __init__(self, url: str, ca_file: Path, counter: Counter) -> None:
+        self.url = url
+        self.ca_file = ca_file
+        self.requests = counter
+        self.keys: dict[str, PrivateKey] = {}
+        self.published: set[str] = set()
+        self.down = False
+
+    def add_key(self, kid: str, key: PrivateKey, publish: bool = True) -> None:
+        self.keys[kid] = key
+        if publish:
+            self.published.add(kid)
+
+    def jwks(self) -> dict[str, object]:
+        keys = []
+        for kid in sorted(self.published):
+            public = self.keys[kid].public_key()
+            algo = RSAAlgorithm if isinstance(public, rsa.RSAPublicKey) else ECAlgorithm
+            jwk = algo.to_jwk(public, as_dict=True)
+            keys.append({**jwk, "kid": kid, "use": "sig"})
+        return {"keys": keys}
+
+    def token(
+        self,
+        claims: dict[str, object] | None = None,
+        kid: str = "rsa-1",
+        alg: str | None = None,
+        drop: tuple[str, ...] = (),
+        headers: dict[str, object] | None = None,
+    ) -> str:
+        now = int(time.time())
+        payload: dict[str, object] = {
+            "iss": self.url,
+            "aud": "tenant-proxy",
+            "sub": "alice",
+            "iat": now,
+            "exp": now + 600,
+            "groups": ["tenant-a-devs"],
+        }
+        payload.update(claims or {})
+        for name in drop:
+            payload.pop(name, None)
+        key = self.keys[kid]
+        algorithm = alg or ("RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256")
+        return jwt.encode(
+            payload, key, algorithm=algorithm, headers={"kid": kid, **(headers or {})}
+        )
+
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="session")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+async def issuer(
+    serve: Serve,
+    server_tls: ssl.SSLContext,
+    ca: KeyPair,
+    tmp_path: Path,
+    rsa_key: rsa.RSAPrivateKey,
+    ec_key: ec.EllipticCurvePrivateKey,
+) -> Issuer:
+    counter = Counter()
+    holder: list[Issuer] = []
+
+    async def discovery(request: web.Request) -> web.Response:
+        await counter.hit(request.path)
+        if holder[0].down:
+            return web.Response(status=503)
+        return web.json_response({"issuer": holder[0].url, "jwks_uri": f"{holder[0].url}/keys"})
+
+    async def keys(request: web.Request) -> web.Response:
+        await counter.hit(request.path)
+        if holder[0].down:
+            return web.Response(status=503)
+        return web.json_response(holder[0].jwks())
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", discovery)
+    app.router.add_get("/keys", keys)
+    url = await serve(app, server_tls)
+    ca_file = tmp_path / "issuer-ca.crt"
+    ca_file.write_bytes(ca.cert_pem)
+    holder.append(Issuer(url, ca_file, counter))
+    holder[0].add_key("rsa-1", rsa_key)
+    holder[0].add_key("ec-1", ec_key)
+    return holder[0]
