@@ -29,9 +29,9 @@ def filter_list(body: bytes, keep: Keep, *, as_partial: bool = False) -> tuple[b
 def filter_list_doc(
     doc: Mapping[str, Any], keep: Keep, *, as_partial: bool = False
 ) -> tuple[dict[str, Any], int]:
-    items = doc.get("items")
-    if items is None:
-        items = []
+    if "items" not in doc:
+        raise NotAList(f"a {doc.get('kind')!r} is not a list")
+    items = doc["items"] if doc["items"] is not None else []
     if not isinstance(items, list):
         raise NotAList("items is not a list")
     kept = [item for item in items if judged(keep, item)]
