@@ -11,7 +11,9 @@ Neither error's text ever contains a token: it goes to logs and metrics as it is
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,3 +79,28 @@ def bearer_token(authorization: str | None) -> str | None:
 def token_digest(token: str) -> str:
     """A SHA-256 hex digest: how caches and logs refer to a token."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def unescape_extra_key(encoded: str) -> str:
+    """An `Impersonate-Extra-`/`X-Remote-Extra-` header suffix as the extra key it names.
+
+    As kube-apiserver: lower-cased (header names are case-insensitive), then percent-decoded;
+    a suffix that is not valid percent-encoding (or not UTF-8) is kept as it is.
+    """
+    lowered = encoded.lower()
+    if _BAD_ESCAPE.search(lowered):
+        return lowered
+    try:
+        return urllib.parse.unquote(lowered, errors="strict")
+    except UnicodeDecodeError:
+        return lowered
+
+
+def header_values(headers: Mapping[str, str] | Iterable[tuple[str, str]], name: str) -> list[str]:
+    """Every value of header `name` (any case), in order; repeated headers each count."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    wanted = name.lower()
+    return [value for key, value in pairs if key.lower() == wanted]
