@@ -3,8 +3,9 @@
 `WatchFilter` keeps the last state of every object seen on the stream (whether the client saw it
 or not), keyed by (namespace, name), with a flag for whether the client currently has it. With
 that it does what the API server does for label selectors, for any rule: an object entering the
-caller's set is sent as ADDED, one leaving it as DELETED (with its new state), and when tenancy
-changes (`retarget`) it sends ADDED/DELETED for objects already streamed.
+caller's set is sent as ADDED, one leaving it as DELETED (with the last state the client saw, at
+the new resourceVersion, as the server does), and when tenancy changes (`retarget`) it sends
+ADDED/DELETED for objects already streamed.
 
 Memory: one entry per live object of the resource on this watch, holding the object (or, for
 Table watches, its row) as compact JSON bytes, i.e. about the object's JSON size plus ~200 bytes
@@ -105,7 +106,10 @@ class WatchFilter:
         self._seen[key] = _Entry(orjson.dumps(item), now, is_row)
         if now:
             return [(kind if was else ADDED, item)]
-        return [(DELETED, item)] if was else []
+        if not was:
+            return []
+        assert entry is not None
+        return [(DELETED, _last_state(entry, judged_obj))]
 
     def _feed_table(self, kind: str, table: Mapping[str, Any]) -> list[Event]:
         if self._columns is None:
@@ -150,6 +154,17 @@ class WatchFilter:
         if self._columns is None:
             self._columns = column_definitions(obj)
         return {**event, "object": {**obj, "columnDefinitions": self._take_columns()}}
+
+
+def _last_state(entry: _Entry, current: Mapping[str, Any]) -> dict[str, Any]:
+    """What the client last saw, at the current resourceVersion: what the API server sends
+    when an object stops matching a selector (cacher's convertToWatchEvent)."""
+    item: dict[str, Any] = orjson.loads(entry.raw)
+    obj = item["object"] if entry.is_row else item
+    rv = current["metadata"].get("resourceVersion")
+    if rv is not None:
+        obj["metadata"]["resourceVersion"] = rv
+    return item
 
 
 class LineTooLong(ValueError):
