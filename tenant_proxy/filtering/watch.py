@@ -84,8 +84,12 @@ class WatchFilter:
         return out
 
     def visible_keys(self) -> set[tuple[str, str]]:
-        """What the client currently believes exists (for tests and metrics)."""
+        """(namespace, name) of what the client currently believes exists."""
         return {key for key, entry in self._seen.items() if entry.visible}
+
+    def known_keys(self) -> set[tuple[str, str]]:
+        """(namespace, name) of every live object this stream carried, shown or not."""
+        return set(self._seen)
 
     # --- transitions --------------------------------------------------------------------------
 

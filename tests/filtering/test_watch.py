@@ -273,3 +273,13 @@ def test_line_framer_returns_a_final_unterminated_line() -> None:
     assert framer.feed(orjson.dumps({"type": "ADDED"}) + b'\n{"type"') == [b'{"type":"ADDED"}']
     assert framer.feed(b': "ERROR"}') == []
     assert framer.finish() == b'{"type": "ERROR"}'
+
+
+def test_known_keys_cover_filtered_out_objects_until_deleted() -> None:
+    watch = WatchFilter(allowed(frozenset({"x"})))
+    watch.feed({"type": "ADDED", "object": obj("a", "x", 1)})
+    watch.feed({"type": "ADDED", "object": obj("b", "y", 2)})
+    assert watch.known_keys() == {("", "a"), ("", "b")}
+    assert watch.visible_keys() == {("", "a")}
+    watch.feed({"type": "DELETED", "object": obj("b", "y", 3)})
+    assert watch.known_keys() == {("", "a")}
