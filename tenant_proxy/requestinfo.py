@@ -51,7 +51,6 @@ class Query:
 
     raw: str = ""
     pairs: tuple[tuple[str, str], ...] = ()
-    chunks: tuple[str, ...] = field(default=(), repr=False, compare=False)
     label_selector: str | None = None
     field_selector: str | None = None
     watch: bool = False
@@ -66,7 +65,7 @@ class Query:
 
     def first(self, key: str) -> str | None:
         """The first value of `key`, or None when absent."""
-        return next((value for name, value in self.pairs if name == key), None)
+        return _first(self.pairs, key)
 
     def with_label_selector(self, selector: str) -> str:
         """A raw query with labelSelector set to `selector` and every other byte kept in order.
@@ -75,8 +74,9 @@ class Query:
         sent none; an empty `selector` removes it.
         """
         replacement = f"labelSelector={quote(selector, safe='')}" if selector else None
+        chunks = tuple(self.raw.split("&")) if self.raw else ()
         out: list[str] = []
-        for chunk, (key, _) in zip(self.chunks, _chunk_keys(self.chunks), strict=True):
+        for chunk, (key, _) in zip(chunks, _chunk_keys(chunks), strict=True):
             if key != "labelSelector":
                 out.append(chunk)
             elif replacement is not None:
@@ -241,12 +241,11 @@ def parse_query(raw_query: str) -> Query:
             raise bad_request(f"invalid query: {key} may be given only once")
 
     def first(key: str) -> str | None:
-        return next((value for name, value in pairs if name == key), None)
+        return _first(pairs, key)
 
     return Query(
         raw=raw_query,
         pairs=pairs,
-        chunks=chunks,
         label_selector=first("labelSelector"),
         field_selector=first("fieldSelector"),
         watch=_go_bool(first("watch")) is True,
@@ -259,6 +258,10 @@ def parse_query(raw_query: str) -> Query:
         send_initial_events=_go_bool(first("sendInitialEvents")),
         include_object=first("includeObject"),
     )
+
+
+def _first(pairs: tuple[tuple[str, str], ...], key: str) -> str | None:
+    return next((value for name, value in pairs if name == key), None)
 
 
 def _go_bool(value: str | None) -> bool | None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenant_proxy.requestinfo import classify, parse_query
+from tenant_proxy.requestinfo import Query, classify, parse_query
 from tenant_proxy.status import ApiError
 
 
@@ -346,6 +346,15 @@ def test_with_label_selector_appends_when_the_client_sent_none() -> None:
 def test_with_label_selector_finds_an_encoded_key() -> None:
     q = parse_query("label%53elector=x&a=1")
     assert q.with_label_selector("y") == "labelSelector=y&a=1"
+
+
+def test_with_label_selector_keeps_even_empty_chunks_verbatim() -> None:
+    assert parse_query("a=1&&b=%2B&").with_label_selector("x") == "a=1&&b=%2B&&labelSelector=x"
+
+
+def test_with_label_selector_works_on_a_query_built_from_its_raw_text() -> None:
+    query = Query(raw="limit=5&labelSelector=a")
+    assert query.with_label_selector("b") == "limit=5&labelSelector=b"
 
 
 def test_with_empty_label_selector_removes_it() -> None:
