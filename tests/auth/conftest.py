@@ -105,8 +105,10 @@ class Issuer:
         keys = []
         for kid in sorted(self.published):
             public = self.keys[kid].public_key()
-            algo = RSAAlgorithm if isinstance(public, rsa.RSAPublicKey) else ECAlgorithm
-            jwk = algo.to_jwk(public, as_dict=True)
+            if isinstance(public, rsa.RSAPublicKey):
+                jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+            else:
+                jwk = ECAlgorithm.to_jwk(public, as_dict=True)
             keys.append({**jwk, "kid": kid, "use": "sig"})
         return {"keys": keys}
 

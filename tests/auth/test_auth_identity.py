@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,7 +21,7 @@ def test_identity_refuses_unknown_method() -> None:
 
 
 def test_identity_extra_is_a_frozen_copy() -> None:
-    source = {"scopes": ["view"]}
+    source: dict[str, Any] = {"scopes": ["view"]}
     identity = Identity(user="alice", extra=source)
     source["scopes"].append("edit")
     assert identity.extra == {"scopes": ("view",)}
@@ -29,7 +31,8 @@ def test_identity_extra_is_a_frozen_copy() -> None:
 
 def test_identities_are_hashable_and_equal_by_value() -> None:
     a = Identity(user="alice", groups=("g",), extra={"k": ("v",)}, method="x509")
-    b = Identity(user="alice", groups=["g"], extra={"k": ["v"]}, method="x509")  # type: ignore[arg-type]
+    lists: dict[str, Any] = {"groups": ["g"], "extra": {"k": ["v"]}}
+    b = Identity(user="alice", method="x509", **lists)
     assert a == b
     assert hash(a) == hash(b)
     assert a != Identity(user="alice", groups=("g",), extra={"k": ("w",)}, method="x509")

@@ -27,7 +27,7 @@ from tenant_proxy.auth.tokenreview import (
 from tenant_proxy.identity import Identity
 
 PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
-SA_USER = {
+SA_USER: dict[str, Any] = {
     "username": "system:serviceaccount:team-a-dev:ci-bot",
     "uid": "af1bc8eb-9241-448d-9217-889fdcd3e89a",
     "groups": ["system:serviceaccounts", "system:serviceaccounts:team-a-dev"],

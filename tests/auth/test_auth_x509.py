@@ -157,7 +157,7 @@ def _self_signed(subject: x509.Name) -> x509.Certificate:
     ],
 )
 async def test_certificate_without_common_name_is_refused(
-    subject: list[x509.NameAttribute],
+    subject: list[x509.NameAttribute[str]],
 ) -> None:
     cert = _self_signed(x509.Name(subject))
     with pytest.raises(AuthenticationError, match="no common name"):
