@@ -9,6 +9,7 @@ refused with 400 instead: the proxy only forwards what it understood exactly. Pu
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import quote, unquote_to_bytes
 
@@ -73,18 +74,31 @@ class Query:
         The labelSelector takes the place of the client's one, or comes last when the client
         sent none; an empty `selector` removes it.
         """
-        replacement = f"labelSelector={quote(selector, safe='')}" if selector else None
+        return self.with_params({"labelSelector": selector})
+
+    def with_params(self, changes: Mapping[str, str | None]) -> str:
+        """A raw query with each parameter in `changes` set (None or "" removes it).
+
+        Keys compare decoded, so an encoded spelling (`include%4Fbject`) is replaced too, and
+        every repeat of a changed key goes: the API server would read only the first one.
+        Unchanged chunks are kept byte for byte and in order; new keys come last.
+        """
+        pending = dict(changes)
         chunks = tuple(self.raw.split("&")) if self.raw else ()
         out: list[str] = []
         for chunk, (key, _) in zip(chunks, _chunk_keys(chunks), strict=True):
-            if key != "labelSelector":
+            if key not in changes:
                 out.append(chunk)
-            elif replacement is not None:
-                out.append(replacement)
-                replacement = None
-        if replacement is not None:
-            out.append(replacement)
+            elif key in pending:
+                value = pending.pop(key)
+                if value:
+                    out.append(_encode_param(key, value))
+        out += [_encode_param(key, value) for key, value in pending.items() if value]
         return "&".join(out)
+
+
+def _encode_param(key: str, value: str) -> str:
+    return f"{quote(key, safe='')}={quote(value, safe='')}"
 
 
 @dataclass(frozen=True)

@@ -394,3 +394,14 @@ def test_with_label_selector_round_trips_every_other_parameter_byte_for_byte(
         assert mine[0] == len(out) - 1
     assert parse_query(rewritten).label_selector == selector
     assert dict(parse_qsl(rewritten, keep_blank_values=True))["labelSelector"] == selector
+
+
+def test_with_params_replaces_encoded_spellings_and_every_repeat() -> None:
+    q = parse_query("include%4Fbject=None&as=x&includeObject=Object")
+    changed = q.with_params({"includeObject": "Metadata", "labelSelector": "a=b"})
+    assert changed == "includeObject=Metadata&as=x&labelSelector=a%3Db"
+    assert parse_query(changed).include_object == "Metadata"
+
+
+def test_with_params_removes_with_none() -> None:
+    assert parse_query("a=1&continue=x&b=2").with_params({"continue": None}) == "a=1&b=2"
