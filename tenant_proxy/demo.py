@@ -1,0 +1,223 @@
+"""`tenant-proxy demo`: the emulator seeded with three tenants, the proxy in front of it, and
+kubeconfigs for each kind of caller. The end-to-end tests start the same environment.
+
+team-a (user alice, group tenant-a-devs) and team-b (user bob, group tenant-b-devs) come from
+the proxy's config; team-c (OIDC group tenant-c-devs, user carol) from a Tenant custom resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jwt
+import orjson
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tenant_proxy import pki
+from tenant_proxy.config import Settings, parse_settings
+from tenant_proxy.emulator.app import Emulator
+from tenant_proxy.emulator.seed import as_applied, parse_documents
+from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
+from tenant_proxy.server import ProxyServer
+
+OIDC_ISSUER = "https://issuer.demo.tenant-proxy.invalid"
+OIDC_AUDIENCE = "tenant-proxy"
+
+TENANTS: list[dict[str, Any]] = [
+    {
+        "name": "team-a",
+        "members": {"users": ["alice"], "groups": ["tenant-a-devs"]},
+        "node_selector": {"matchLabels": {"pool": "team-a"}},
+        "storageclasses": {"names": ["gold"]},
+        "ingressclasses": {"names": ["nginx-a"]},
+        "priorityclasses": {"regex": "team-a-.*"},
+    },
+    {
+        "name": "team-b",
+        "members": {"users": ["bob"], "groups": ["tenant-b-devs"]},
+        "node_selector": {
+            "matchExpressions": [{"key": "pool", "operator": "In", "values": ["team-b", "shared"]}]
+        },
+        "storageclasses": {"selector": {"matchLabels": {"tier": "standard"}}},
+        "ingressclasses": {"names": ["nginx-b"]},
+        "priorityclasses": {"names": ["team-b-high"]},
+    },
+]
+
+
+def demo_world() -> list[dict[str, Any]]:
+    text = resources.files("tenant_proxy").joinpath("data/demo-world.yaml").read_text()
+    return [as_applied(obj) for obj in parse_documents(text)]
+
+
+def _b64url(n: int, length: int) -> str:
+    return base64.urlsafe_b64encode(n.to_bytes(length, "big")).rstrip(b"=").decode()
+
+
+class DemoIssuer:
+    """A stand-in OIDC issuer: an EC key, its JWKS file, and tokens signed with it."""
+
+    def __init__(self, directory: Path) -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self._key.public_key().public_numbers()
+        jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "kid": "demo",
+            "use": "sig",
+            "alg": "ES256",
+            "x": _b64url(numbers.x, 32),
+            "y": _b64url(numbers.y, 32),
+        }
+        self.jwks_file = directory / "oidc-jwks.json"
+        self.jwks_file.write_bytes(orjson.dumps({"keys": [jwk]}))
+
+    def token(self, subject: str, groups: list[str], lifetime: int = 30 * 24 * 3600) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": OIDC_ISSUER,
+            "aud": OIDC_AUDIENCE,
+            "sub": subject,
+            "groups": groups,
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+        }
+        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": "demo"})
+
+
+class Demo:
+    """Emulator + proxy + kubeconfigs in `directory`."""
+
+    def __init__(self, directory: Path, tenant_port: int = 0, admin_port: int = 0) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.emulator = Emulator(seed_objects=demo_world())
+        self._ports = (tenant_port, admin_port)
+        self.client_ca = pki.new_ca("tenant-proxy-demo-ca")
+        self.issuer = DemoIssuer(self.dir)
+        self.proxy: ProxyServer | None = None
+
+    def settings(self) -> Settings:
+        pki_dir = self.dir / "pki"
+        pki_dir.mkdir(exist_ok=True)
+        self.client_ca.write(pki_dir / "ca.crt", pki_dir / "ca.key")
+        pki.issue_server_cert(self.client_ca, ["127.0.0.1", "localhost"]).write(
+            pki_dir / "server.crt", pki_dir / "server.key"
+        )
+        upstream = self.emulator.write_kubeconfig(self.dir / "upstream.kubeconfig", "tenant-proxy")
+        return parse_settings(
+            {
+                "listener": {"address": f"127.0.0.1:{self._ports[0]}"},
+                "admin": {"listener": {"address": f"127.0.0.1:{self._ports[1]}"}},
+                "tls": {
+                    "cert_file": str(pki_dir / "server.crt"),
+                    "key_file": str(pki_dir / "server.key"),
+                    "client_ca_file": str(pki_dir / "ca.crt"),
+                },
+                "upstream": {"kubeconfig": str(upstream)},
+                "authentication": {
+                    "oidc": [
+                        {
+                            "issuer_url": OIDC_ISSUER,
+                            "audiences": [OIDC_AUDIENCE],
+                            "username_prefix": "oidc:",
+                            "groups_prefix": "oidc:",
+                            "jwks_file": str(self.issuer.jwks_file),
+                        }
+                    ],
+                },
+                "tenancy": {"tenants": TENANTS},
+                "observability": {"metrics": {"address": "127.0.0.1:0"}, "audit_file": None},
+                "drain_seconds": 2,
+            },
+            environ={},
+        )
+
+    async def start(self) -> None:
+        await self.emulator.start()
+        self.proxy = ProxyServer(self.settings())
+        await self.proxy.start()
+        self._write_kubeconfigs()
+
+    async def stop(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.stop(drain_seconds=1)
+        await self.emulator.stop()
+
+    # -- kubeconfigs ----------------------------------------------------------------------------
+    def kubeconfig(self, user: str, groups: list[str], *, admin: bool = False) -> Path:
+        """A client-certificate kubeconfig for the tenant (or admin) listener."""
+        assert self.proxy is not None
+        pair = pki.issue_client_cert(self.client_ca, user, groups)
+        server = self.proxy.admin_url if admin else self.proxy.tenant_url
+        config = build_kubeconfig(
+            server,
+            self.client_ca.cert_pem,
+            user=user,
+            client_cert_pem=pair.cert_pem,
+            client_key_pem=pair.key_pem,
+        )
+        return write_kubeconfig(self.dir / f"{user}{'-admin' if admin else ''}.kubeconfig", config)
+
+    def token_kubeconfig(self, name: str, token: str) -> Path:
+        assert self.proxy is not None
+        config = build_kubeconfig(
+            self.proxy.tenant_url, self.client_ca.cert_pem, user=name, token=token
+        )
+        return write_kubeconfig(self.dir / f"{name}.kubeconfig", config)
+
+    def _write_kubeconfigs(self) -> None:
+        admin = self.kubeconfig("admin", ["system:masters"], admin=True)
+        admin.rename(self.dir / "admin.kubeconfig")
+        self.kubeconfig("alice", ["tenant-a-devs"])
+        self.kubeconfig("bob", ["tenant-b-devs"])
+        self.token_kubeconfig("carol", self.issuer.token("carol", ["tenant-c-devs"]))
+
+    def instructions(self) -> str:
+        assert self.proxy is not None
+        k = f"kubectl --kubeconfig {self.dir}"
+        return "\n".join(
+            [
+                f"tenant-proxy demo ready: tenant listener {self.proxy.tenant_url}, "
+                f"admin listener {self.proxy.admin_url}, emulator {self.emulator.url}",
+                "",
+                "Try (kubectl is in the venv: .venv/bin/kubectl):",
+                f"  {k}/alice.kubeconfig get namespaces,nodes,pv,storageclasses",
+                f"  {k}/bob.kubeconfig get namespaces,nodes,pv,storageclasses",
+                f"  {k}/carol.kubeconfig get namespaces    # an OIDC token, tenant team-c",
+                f"  {k}/alice.kubeconfig get namespace team-b-dev    # NotFound",
+                f"  {k}/alice.kubeconfig get namespaces --watch",
+                f"  {k}/admin.kubeconfig get namespaces    # the admin listener: everything",
+                "Ctrl-C stops.",
+            ]
+        )
+
+
+async def _run(directory: Path, port: int) -> None:
+    demo = Demo(directory, tenant_port=port)
+    await demo.start()
+    print(demo.instructions(), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await demo.stop()
+    print("tenant-proxy demo stopped", flush=True)
+
+
+def run_demo(directory: Path | None, port: int = 0) -> int:
+    if directory is None:
+        with tempfile.TemporaryDirectory(prefix="tenant-proxy-demo-") as tmp:
+            asyncio.run(_run(Path(tmp), port))
+    else:
+        asyncio.run(_run(directory.resolve(), port))
+    return 0

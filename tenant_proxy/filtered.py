@@ -1,0 +1,393 @@
+"""Serving a Filter plan: get, list and watch of a resource a tenancy rule governs.
+
+The proxy reads with its own credentials (tenants rarely have cluster-wide RBAC) and answers the
+caller's share only. A list whose rule is a label selector is pushed down and streamed untouched;
+anything else is rewritten by the pure functions of `filtering`. Watches are never pushed down: a
+tenancy change must be able to add and remove objects on an open watch, which a fixed upstream
+selector cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from tenant_proxy import passthrough, status
+from tenant_proxy.filtering import pushdown
+from tenant_proxy.filtering.lists import NotAList, filter_response
+from tenant_proxy.filtering.selectors import SelectorError
+from tenant_proxy.filtering.watch import LineFramer, LineTooLong, WatchFilter
+from tenant_proxy.observability import Metrics
+from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.tenancy.index import TenancyIndex
+from tenant_proxy.tenancy.model import GroupResource, TenantView, owns
+from tenant_proxy.upstream import Upstream
+
+log = logging.getLogger("tenant_proxy.filtered")
+
+_ACCEPT_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the client wants objects, and what to ask upstream so the proxy can judge them."""
+
+    accept: str  # forwarded upstream
+    table: bool
+    partial: bool  # PartialObjectMetadata(List) or Table rows reduced to metadata
+    include_object: str | None  # upstream includeObject for Tables (None: leave the query as is)
+    strip_objects: bool  # client asked includeObject=None
+
+
+def _media_ranges(accept: str) -> list[str]:
+    return [part.strip() for part in accept.split(",") if part.strip()]
+
+
+def shape_for(accept_header: str | None, info: RequestInfo, full_object: bool) -> Shape:
+    """Pure: what to ask upstream for a filtered read, from the client's Accept and query.
+
+    Protobuf is never asked for (the proxy must read the answer): with a JSON alternative the
+    client gets JSON, as the API server itself would answer; protobuf alone is 406.
+    """
+    ranges = _media_ranges(accept_header or _ACCEPT_JSON)
+    usable = [r for r in ranges if "protobuf" not in r.lower()]
+    if not usable:
+        raise status.not_acceptable(
+            "only the following media types are accepted: application/json, "
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+        )
+    first = usable[0].replace(" ", "").lower()
+    table = "as=table" in first
+    partial = "as=partialobjectmetadata" in first
+    client_include = info.query.include_object or "Metadata"
+    if table:
+        upstream_include = "Object" if full_object else "Metadata"
+        if client_include == "Object":
+            upstream_include = "Object"
+        return Shape(
+            accept=",".join(usable),
+            table=True,
+            partial=client_include != "Object" and full_object,
+            include_object=upstream_include,
+            strip_objects=client_include == "None",
+        )
+    if partial and full_object:
+        # The rule reads spec fields: ask for whole objects and reduce them here.
+        return Shape(_ACCEPT_JSON, False, True, None, False)
+    return Shape(",".join(usable), False, False, None, False)
+
+
+class FilteredReads:
+    """Executes Filter plans for the tenant listener."""
+
+    def __init__(
+        self,
+        index: TenancyIndex,
+        upstream: Upstream,
+        metrics: Metrics,
+        *,
+        sync_timeout: float,
+        max_event_bytes: int,
+        max_list_bytes: int = 512 * 1024 * 1024,
+        watch_buffer_events: int = 1000,
+    ) -> None:
+        self.index, self.upstream, self.metrics = index, upstream, metrics
+        self._sync_timeout = sync_timeout
+        self._max_event = max_event_bytes
+        self._max_list = max_list_bytes
+        self._buffer = watch_buffer_events
+
+    async def serve(
+        self, request: web.Request, info: RequestInfo, gr: GroupResource, view: TenantView
+    ) -> tuple[web.StreamResponse, int]:
+        """The response and how many objects were withheld."""
+        if not await self.index.wait_synced(self._sync_timeout):
+            raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
+        shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
+
+        def keep(obj: Mapping[str, Any]) -> bool:
+            return owns(view, gr, obj)
+
+        if info.verb == "get":
+            return await self._get(request, info, gr, shape, keep)
+        if info.verb == "watch":
+            return await self._watch(request, info, gr, shape, view)
+        return await self._list(request, info, gr, shape, view, keep)
+
+    # -- requests as the proxy ----------------------------------------------------------------
+    def _headers(self, request: web.Request, shape: Shape) -> list[tuple[str, str]]:
+        headers = [("Accept", shape.accept)]
+        for name in ("User-Agent", "Audit-Id"):
+            if name in request.headers:
+                headers.append((name, request.headers[name]))
+        return headers
+
+    def _query(self, info: RequestInfo, shape: Shape, selector: str | None) -> str:
+        query = info.query
+        raw = query.raw if selector is None else query.with_label_selector(selector)
+        if shape.include_object is not None:
+            raw = _with_param(raw, "includeObject", shape.include_object)
+        return raw
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        if resp.content_length is not None and resp.content_length > self._max_list:
+            raise status.bad_gateway("the API server's answer is larger than the proxy reads")
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(256 * 1024):
+            body += chunk
+            if len(body) > self._max_list:
+                raise status.bad_gateway("the API server's answer is larger than the proxy reads")
+        return bytes(body)
+
+    # -- get ----------------------------------------------------------------------------------
+    async def _get(
+        self, request: web.Request, info: RequestInfo, gr: GroupResource, shape: Shape, keep: Any
+    ) -> tuple[web.StreamResponse, int]:
+        url = self.upstream.url(info.path, self._query(info, shape, None))
+        resp = await self.upstream.send("GET", url, self._headers(request, shape))
+        async with resp:
+            if resp.status != 200:
+                # 404 (or any error) is the API server's own answer about a name: relay it.
+                if resp.status == 404:
+                    raise _not_found(gr, info.name)
+                return await passthrough.relay(request, resp), 0
+            body = await self._read_body(resp)
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise status.bad_gateway("the API server answered a read with non-JSON") from exc
+        if doc.get("kind") == "Table":
+            filtered, dropped = filter_response(
+                body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
+            )
+            if dropped or not orjson.loads(filtered).get("rows"):
+                raise _not_found(gr, info.name)
+            return _json_response(filtered), 0
+        if not keep(doc):
+            # Exactly the API server's answer for a missing object: existence never leaks.
+            raise _not_found(gr, info.name)
+        if shape.partial and doc.get("kind") != "PartialObjectMetadata":
+            from tenant_proxy.filtering.forms import partial_metadata
+
+            doc = partial_metadata(doc)
+            body = orjson.dumps(doc)
+        return _json_response(body), 0
+
+    # -- list ---------------------------------------------------------------------------------
+    async def _list(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        shape: Shape,
+        view: TenantView,
+        keep: Any,
+    ) -> tuple[web.StreamResponse, int]:
+        try:
+            decision = pushdown.plan_read(view, gr, info.query.label_selector)
+        except SelectorError as exc:
+            raise status.bad_request(str(exc)) from None
+        if isinstance(decision, pushdown.Nothing):
+            return await self._empty_list(request, info, shape)
+        selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
+        url = self.upstream.url(info.path, self._query(info, shape, selector))
+        resp = await self.upstream.send("GET", url, self._headers(request, shape))
+        async with resp:
+            pushed = selector is not None and not shape.partial and not shape.strip_objects
+            if resp.status != 200 or pushed:
+                # The API server applied the rule itself: its answer is already the tenant's.
+                return await passthrough.relay(request, resp), 0
+            body = await self._read_body(resp)
+        try:
+            out, dropped = filter_response(
+                body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
+            )
+        except NotAList as exc:
+            raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+        return _json_response(out), dropped
+
+    async def _empty_list(
+        self, request: web.Request, info: RequestInfo, shape: Shape
+    ) -> tuple[web.StreamResponse, int]:
+        # Ask upstream for a list matching nothing, so kind, apiVersion, resourceVersion and
+        # Table columns are the server's own; the impossible selector is never the tenant's.
+        impossible = "tenant-proxy.io/none,!tenant-proxy.io/none"
+        url = self.upstream.url(info.path, self._query(info, shape, impossible))
+        resp = await self.upstream.send("GET", url, self._headers(request, shape))
+        async with resp:
+            return await passthrough.relay(request, resp), 0
+
+    # -- watch --------------------------------------------------------------------------------
+    async def _watch(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        shape: Shape,
+        view: TenantView,
+    ) -> tuple[web.StreamResponse, int]:
+        url = self.upstream.url(info.path, self._query(info, shape, None))
+        resp = await self.upstream.send("GET", url, self._headers(request, shape))
+        async with resp:
+            if resp.status != 200:
+                return await passthrough.relay(request, resp), 0
+            stream = _WatchStream(self, request, info, gr, shape, view)
+            return await stream.run(resp), stream.filter.dropped
+
+
+class _WatchStream:
+    """One filtered watch: upstream lines and tenancy changes in, filtered events out."""
+
+    def __init__(
+        self,
+        reads: FilteredReads,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        shape: Shape,
+        view: TenantView,
+    ) -> None:
+        self.reads, self.request, self.info, self.gr, self.shape = reads, request, info, gr, shape
+        self.identity = request["identity"]
+        self.filter = WatchFilter(
+            self._keep(view), strip_objects=shape.strip_objects, metadata_only=shape.partial
+        )
+        self.out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=reads._buffer)
+        self.generation = reads.index.generation
+
+    def _keep(self, view: TenantView | None) -> Any:
+        gr = self.gr
+        return lambda obj: view is not None and owns(view, gr, obj)
+
+    def _emit(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            try:
+                self.out.put_nowait(orjson.dumps(event) + b"\n")
+            except asyncio.QueueFull:
+                raise _TooSlow from None
+
+    async def run(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        resp = web.StreamResponse(status=200)
+        resp.content_type = "application/json"
+        await resp.prepare(self.request)
+        self.reads.metrics.open_watches.labels("tenant", "true").inc()
+        tasks = [
+            asyncio.ensure_future(self._read_upstream(upstream)),
+            asyncio.ensure_future(self._follow_tenancy()),
+        ]
+        try:
+            while (line := await self.out.get()) is not None:
+                await resp.write(line)
+        finally:
+            self.reads.metrics.open_watches.labels("tenant", "true").dec()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await resp.write_eof()
+        return resp
+
+    def _end(self, error: dict[str, Any] | None = None) -> None:
+        """End the client's stream, after an ERROR event when there is one to give."""
+        with contextlib.suppress(asyncio.QueueFull):
+            while not self.out.empty() and error is not None and self.out.full():
+                self.out.get_nowait()  # a slow client loses queued events, never the error
+            if error is not None:
+                self.out.put_nowait(orjson.dumps({"type": "ERROR", "object": error}) + b"\n")
+            self.out.put_nowait(None)
+
+    async def _read_upstream(self, upstream: aiohttp.ClientResponse) -> None:
+        framer = LineFramer(self.reads._max_event)
+        try:
+            async for chunk in upstream.content.iter_any():
+                for line in framer.feed(chunk):
+                    self._emit(self.filter.feed(orjson.loads(line)))
+            last = framer.finish()
+            if last is not None:
+                self._emit(self.filter.feed(orjson.loads(last)))
+        except _TooSlow:
+            self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
+            return
+        except LineTooLong as exc:
+            self._end(_status_event(500, "InternalError", str(exc)))
+            return
+        except (orjson.JSONDecodeError, aiohttp.ClientError):
+            pass  # the API server's stream broke: end ours cleanly, the client re-watches
+        self._end()
+
+    async def _follow_tenancy(self) -> None:
+        index = self.reads.index
+        try:
+            while True:
+                self.generation = await index.wait_change(self.generation)
+                view = index.view_for(self.identity)
+                keep = self._keep(view)
+                self._emit(self.filter.retarget(keep))
+                await self._add_unseen(keep)
+        except _TooSlow:
+            self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
+
+    async def _add_unseen(self, keep: Any) -> None:
+        """Objects now owned that this stream never carried: fetch them and send ADDED."""
+        seen = self.filter.known_keys()
+        for key, projection in self.reads.index.objects(self.gr).items():
+            if ("", key) in seen or not keep(projection):
+                continue
+            obj = await self._fetch(key)
+            if obj is not None:
+                self._emit(self.filter.feed({"type": "ADDED", "object": obj}))
+
+    async def _fetch(self, name: str) -> dict[str, Any] | None:
+        path = f"{self.info.path.rstrip('/')}/{name}"
+        if "/watch/" in path:
+            path = path.replace("/watch/", "/", 1)
+        query = f"includeObject={self.shape.include_object}" if self.shape.include_object else ""
+        resp = await self.reads.upstream.send(
+            "GET", self.reads.upstream.url(path, query), [("Accept", self.shape.accept)]
+        )
+        async with resp:
+            if resp.status != 200:
+                return None
+            doc: dict[str, Any] = orjson.loads(await resp.read())
+            return doc
+
+
+class _TooSlow(Exception):
+    """The client does not read fast enough: its buffer is full."""
+
+
+def _status_event(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+def _not_found(gr: GroupResource, name: str) -> status.ApiError:
+    return status.not_found(gr.resource, name, gr.group)
+
+
+def _json_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
+def _with_param(raw_query: str, key: str, value: str) -> str:
+    """`raw_query` with `key` set to `value`, every other parameter kept byte for byte."""
+    chunks = [c for c in raw_query.split("&") if c and c.split("=", 1)[0] != key]
+    chunks.append(f"{key}={value}")
+    return "&".join(chunks)

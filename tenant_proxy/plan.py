@@ -1,0 +1,62 @@
+"""What to do with one classified request: the proxy's single decision point. Pure.
+
+PassThrough  -- forward impersonated; the cluster's RBAC decides (writes, namespaced reads,
+                resources without a rule, everything on the admin listener).
+Filter       -- a read (get / list / watch) of a resource a tenancy rule governs: read it with
+                the proxy's own credentials and answer only what the caller's view owns.
+Deny         -- answered by the proxy itself with a Status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tenant_proxy import status
+from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.tenancy.model import GroupResource
+
+FILTERED_VERBS = frozenset({"get", "list", "watch"})
+
+
+@dataclass(frozen=True)
+class PassThrough:
+    """Forward as the caller."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Read as the proxy, answer the caller's share of `group_resource`."""
+
+    group_resource: GroupResource
+
+
+@dataclass(frozen=True)
+class Deny:
+    error: status.ApiError
+
+
+Plan = PassThrough | Filter | Deny
+
+
+def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | None) -> Plan:
+    """Decide how to serve `info`.
+
+    `filters` says which resources a tenancy rule governs for this caller; None when nothing is
+    filtered for it (the admin listener, or a caller in no tenant).
+    """
+    if filters is None or not info.is_resource:
+        return PassThrough()
+    gr = GroupResource(info.api_group, info.resource)
+    if info.subresource or not filters(gr):
+        return PassThrough()
+    if info.verb in FILTERED_VERBS:
+        # Namespaced reads of a filtered resource name ("list PVs in ns x") do not exist for
+        # cluster-scoped kinds; a namespace in the path of one is the API server's 404 to give.
+        return Filter(gr) if not _namespaced_path(info) else PassThrough()
+    return PassThrough()
+
+
+def _namespaced_path(info: RequestInfo) -> bool:
+    # /api/v1/namespaces/x is the namespace itself, not a namespaced request.
+    return bool(info.namespace) and info.resource != "namespaces"

@@ -1,0 +1,183 @@
+"""The path of one request, top to bottom.
+
+listener -> authenticate -> classify -> plan -> (pass through | filter | deny) -> client.
+
+Everything that can go wrong becomes a Kubernetes Status here, in one place; nothing a client
+sends can crash the process or reach the API server unauthenticated or un-impersonated.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tenant_proxy import passthrough, status
+from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
+from tenant_proxy.auth.chain import AuthChain
+from tenant_proxy.auth.x509 import peer_certificate
+from tenant_proxy.filtered import FilteredReads
+from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
+from tenant_proxy.identity import Identity
+from tenant_proxy.observability import Metrics, RequestLog
+from tenant_proxy.plan import Deny, Filter, plan_request
+from tenant_proxy.requestinfo import RequestInfo, classify
+from tenant_proxy.tenancy.index import TenancyIndex
+from tenant_proxy.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("tenant_proxy.proxy")
+
+Delegate = Callable[[Identity, Any], Awaitable[Identity]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the pipeline learned about one request."""
+
+    identity: Identity
+    info: RequestInfo
+
+
+@dataclass
+class Pipeline:
+    """The dependencies of one listener's request path."""
+
+    upstream: Upstream
+    auth: AuthChain
+    metrics: Metrics
+    listener: str  # "tenant" | "admin"
+    max_body_bytes: int
+    admit: Callable[[Identity], bool] = lambda _identity: True
+    delegate: Delegate | None = None
+    index: TenancyIndex | None = None
+    reads: FilteredReads | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        entry = RequestLog(listener=self.listener, method=request.method)
+        try:
+            response = await self._serve(request, entry)
+        except status.ApiError as err:
+            response = _status_response(err)
+        except UpstreamError as exc:
+            response = _status_response(
+                status.gateway_timeout(str(exc)) if exc.timeout else status.bad_gateway(str(exc))
+            )
+        entry.code = response.status
+        entry.seconds = time.monotonic() - started
+        self.metrics.observe(entry)
+        entry.emit()
+        return response
+
+    async def _serve(self, request: web.Request, entry: RequestLog) -> web.StreamResponse:
+        identity = await self._authenticate(request, entry)
+        entry.user = identity.user
+        if not self.admit(identity):
+            raise status.forbidden(
+                f'User "{identity.user}" may not use the {self.listener} listener'
+            )
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        info = classify(request.method, raw_path, raw_query)
+        entry.describe(info)
+        if self.delegate is not None:
+            identity = await self.delegate(identity, request.headers)
+            entry.user = identity.user
+        request["identity"] = identity
+        view = self.index.view_for(identity) if self.index is not None else None
+        entry.tenants = ",".join(sorted(view.tenants)) if view is not None else ""
+        plan = plan_request(info, view.filters if view is not None else None)
+        match plan:
+            case Deny(error):
+                raise error
+            case Filter(gr) if self.reads is not None and view is not None:
+                entry.filtered = True
+                response, entry.dropped = await self.reads.serve(request, info, gr, view)
+                return response
+            case _:
+                return await self.forward(request, Call(identity=identity, info=info))
+
+    async def _authenticate(self, request: web.Request, entry: RequestLog) -> Identity:
+        creds, ws_protocols = _credentials(request)
+        request["ws_protocols"] = ws_protocols
+        try:
+            identity = await self.auth.authenticate(creds)
+        except AuthenticationError as exc:
+            entry.auth_failure = exc.reason
+            self.metrics.auth_failure(exc.reason)
+            raise status.unauthorized() from None
+        except ForbiddenIdentity as exc:
+            entry.auth_failure = exc.reason
+            self.metrics.auth_failure("forbidden identity")
+            raise status.forbidden(exc.reason) from None
+        entry.auth_method = identity.method
+        return identity
+
+    async def forward(self, request: web.Request, call: Call) -> web.StreamResponse:
+        """Pass the request through as the caller: streamed both ways, upgrades spliced."""
+        info = call.info
+        headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
+        headers += impersonation_headers(call.identity)
+        is_upgrade = "upgrade" in request.headers.get("Connection", "").lower()
+        if is_upgrade:
+            headers = [h for h in headers if h[0].lower() != "sec-websocket-protocol"]
+            if request["ws_protocols"]:
+                headers.append(("Sec-WebSocket-Protocol", request["ws_protocols"]))
+            headers += [("Connection", "Upgrade"), ("Upgrade", request.headers.get("Upgrade", ""))]
+        passthrough.check_declared_length(request, self.max_body_bytes)
+        body = (
+            passthrough.request_body(request, self.max_body_bytes)
+            if request.body_exists and not is_upgrade
+            else None
+        )
+        url = self.upstream.url(info.path, info.query.raw)
+        try:
+            upstream = await self.upstream.send(request.method, url, headers, body)
+        except aiohttp.ClientPayloadError as exc:  # our own body generator raised (413)
+            if isinstance(exc.__cause__, status.ApiError):
+                raise exc.__cause__ from None
+            raise
+        if is_upgrade:
+            if upstream.status == 101:
+                return await passthrough.splice_upgrade(request, upstream)
+            # Not upgraded: relay the answer and never reuse this connection.
+            request.protocol.force_close()
+        async with upstream:
+            return await passthrough.relay(request, upstream)
+
+
+def _credentials(request: web.Request) -> tuple[Credentials, str]:
+    """Credentials presented, and the WebSocket subprotocols left once a bearer one is taken."""
+    authorizations = request.headers.getall("Authorization", [])
+    if len(authorizations) > 1:
+        token: str | None = ""  # two credentials: refuse rather than guess which one counts
+    else:
+        token = bearer_token(authorizations[0] if authorizations else None)
+    ws_token, protocols = websocket_bearer(request.headers.get("Sec-WebSocket-Protocol", ""))
+    if ws_token is not None:
+        token = ws_token if token is None else ""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return (
+        Credentials(
+            peer_cert=peer_certificate(
+                request.transport.get_extra_info("ssl_object") if request.transport else None
+            ),
+            bearer_token=token,
+            remote_ip=str(peer[0]) if peer else "",
+            headers=request.headers,
+        ),
+        protocols,
+    )
+
+
+def _status_response(err: status.ApiError) -> web.Response:
+    response = web.Response(
+        status=err.code, body=status.encode(err), content_type="application/json"
+    )
+    for name, value in err.headers.items():
+        response.headers[name] = value
+    return response

@@ -1,0 +1,212 @@
+"""Wires listeners to pipelines: the tenant and admin HTTPS listeners, and plain-HTTP metrics.
+
+Only wiring lives here (what each listener serves is in proxy.py). `ProxyServer` is used both
+by `tenant-proxy serve` and, in-process, by the tests and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tenant_proxy.authentication import Authentication
+from tenant_proxy.config import ListenerSettings, Settings
+from tenant_proxy.filtered import FilteredReads
+from tenant_proxy.identity import Identity
+from tenant_proxy.observability import Metrics
+from tenant_proxy.proxy import Pipeline
+from tenant_proxy.tenancy.index import TenancyIndex
+from tenant_proxy.tls import ReloadingTLS
+from tenant_proxy.upstream import Upstream
+
+log = logging.getLogger("tenant_proxy.server")
+
+
+@dataclass
+class _Listener:
+    runner: web.AppRunner
+    site: web.TCPSite
+    scheme: str
+
+    @property
+    def url(self) -> str:
+        host, port = self.runner.addresses[0][:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"{self.scheme}://{host}:{port}"
+
+
+class ProxyServer:
+    """Every listener of one proxy process, sharing one upstream session and tenancy index."""
+
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.upstream = Upstream(settings.upstream)
+        self.tls = ReloadingTLS(settings.tls)
+        self.index = TenancyIndex(settings.tenancy, self.upstream, self.metrics)
+        self.reads = FilteredReads(
+            self.index,
+            self.upstream,
+            self.metrics,
+            sync_timeout=settings.tenancy.sync_timeout_seconds,
+            max_event_bytes=settings.limits.max_watch_event_bytes,
+            watch_buffer_events=settings.limits.watch_buffer_events,
+        )
+        self.auth: Authentication | None = None
+        self._reuse_port = reuse_port
+        self._listeners: dict[str, _Listener] = {}
+        self._draining = False
+
+    # -- URLs, for tests and the demo -------------------------------------------------------
+    @property
+    def tenant_url(self) -> str:
+        return self._listeners["tenant"].url
+
+    @property
+    def admin_url(self) -> str:
+        return self._listeners["admin"].url
+
+    @property
+    def metrics_url(self) -> str:
+        return self._listeners["metrics"].url
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.auth = Authentication(self.settings.authentication, self.upstream)
+        await self.index.start()
+        self.tls.start()
+        tenant = self._pipeline("tenant", self._anyone)
+        tenant.index, tenant.reads = self.index, self.reads
+        admin = self._pipeline("admin", self._is_admin)
+        await self._listen("tenant", self._app(tenant), self.settings.listener, tls=True)
+        await self._listen("admin", self._app(admin), self.settings.admin.listener, tls=True)
+        if self.settings.observability.metrics is not None:
+            await self._listen(
+                "metrics", self._health_app(), self.settings.observability.metrics, tls=False
+            )
+
+    async def stop(self, drain_seconds: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish up to the deadline, end watches."""
+        self._draining = True
+        deadline = self.settings.drain_seconds if drain_seconds is None else drain_seconds
+        for name in ("tenant", "admin"):
+            if name in self._listeners:
+                await self._listeners[name].site.stop()
+        for name in ("tenant", "admin"):
+            if name in self._listeners:
+                runner = self._listeners[name].runner
+                runner.server.shutdown_timeout = deadline  # type: ignore[union-attr]
+                await runner.cleanup()
+        if "metrics" in self._listeners:
+            await self._listeners["metrics"].runner.cleanup()
+        await self.index.stop()
+        if self.auth is not None:
+            await self.auth.close()
+        await self.tls.stop()
+        await self.upstream.close()
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _is_admin(self, identity: Identity) -> bool:
+        admin = self.settings.admin
+        return identity.user in admin.users or any(g in admin.groups for g in identity.groups)
+
+    @staticmethod
+    def _anyone(_identity: Identity) -> bool:
+        return True
+
+    def _pipeline(self, listener: str, admit: Callable[[Identity], bool]) -> Pipeline:
+        assert self.auth is not None
+        return Pipeline(
+            upstream=self.upstream,
+            auth=self.auth.chain,
+            metrics=self.metrics,
+            listener=listener,
+            max_body_bytes=self.settings.limits.max_body_bytes,
+            admit=admit,
+        )
+
+    def _app(self, pipeline: Pipeline) -> web.Application:
+        limits = self.settings.limits
+        # Bodies are streamed by the pipeline; client_max_size bounds only what aiohttp reads.
+        app = web.Application(
+            client_max_size=limits.max_body_bytes,
+            handler_args={
+                "max_line_size": limits.max_line_bytes,
+                "max_field_size": limits.max_header_bytes,
+            },
+        )
+        app.router.add_route("*", "/{tail:.*}", pipeline.handle)
+        return app
+
+    def _health_app(self) -> web.Application:
+        async def metrics(_request: web.Request) -> web.Response:
+            body = generate_latest(self.metrics.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def live(_request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def ready(_request: web.Request) -> web.Response:
+            if self._draining:
+                return web.Response(status=503, text="draining")
+            if not self.index.synced:
+                return web.Response(status=503, text="tenancy index not synced")
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", live)
+        app.router.add_get("/livez", live)
+        app.router.add_get("/readyz", ready)
+        return app
+
+    async def _listen(
+        self, name: str, app: web.Application, where: ListenerSettings, *, tls: bool
+    ) -> None:
+        # handler_cancellation: a client that leaves must cancel its handler (and so its
+        # upstream watch); aiohttp's production runner leaves it off by default.
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
+            where.host,
+            where.port,
+            ssl_context=self.tls.listener_context if tls else None,
+            reuse_port=self._reuse_port or None,
+            backlog=1024,
+        )
+        await site.start()
+        self._listeners[name] = _Listener(runner, site, "https" if tls else "http")
+        log.info(
+            "listening", extra={"fields": {"listener": name, "url": self._listeners[name].url}}
+        )
+
+
+def bind_reuse_port(host: str, port: int) -> int:
+    """Reserve a concrete port for `--workers N` when the config says port 0."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((host, port))
+        return int(s.getsockname()[1])
+
+
+async def serve_forever(settings: Settings, reuse_port: bool = False) -> None:
+    """Run until SIGTERM/SIGINT, then drain."""
+    import signal
+
+    server = ProxyServer(settings, reuse_port=reuse_port)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.tls.reload_if_changed)
+    print(f"tenant-proxy ready: tenant {server.tenant_url} admin {server.admin_url}", flush=True)
+    await stop.wait()
+    await server.stop()

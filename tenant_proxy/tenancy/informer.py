@@ -1,0 +1,177 @@
+"""A minimal informer: list, then watch from the list's resourceVersion, forever.
+
+Reads with the proxy's own credentials through the shared upstream session (one credential
+path, one TLS configuration, raw orjson rather than typed models: 100,000 objects must fit in a
+small index). Each object is kept only as the `project`ion the index needs.
+Resumes from the last resourceVersion seen (bookmarks included), relists on 410 Expired, backs
+off exponentially on errors, and treats a 404 list (CRD not installed) as an empty set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from tenant_proxy.filtering.watch import LineFramer, LineTooLong
+from tenant_proxy.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("tenant_proxy.informer")
+
+T = TypeVar("T")
+Project = Callable[[Mapping[str, Any]], T]
+OnChange = Callable[[str, "T | None", "T | None"], None]
+
+
+class _Expired(Exception):
+    """The resourceVersion we watch from is gone: relist."""
+
+
+def object_key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+class Informer(Generic[T]):
+    """Keeps `store` (key -> projection) in step with one resource collection."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        path: str,
+        project: Project[T],
+        on_change: OnChange[T] | None = None,
+        *,
+        page_size: int = 500,
+        max_event_bytes: int = 32 * 1024 * 1024,
+        min_backoff: float = 0.2,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.path = path
+        self.store: dict[str, T] = {}
+        self.synced = asyncio.Event()
+        self.resource_version = ""
+        self._upstream, self._project, self._on_change = upstream, project, on_change
+        self._page_size, self._max_event = page_size, max_event_bytes
+        self._min_backoff, self._max_backoff = min_backoff, max_backoff
+        self._task: asyncio.Task[None] | None = None
+        self.relists = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"informer {self.path}"
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = self._min_backoff
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._list()
+                    need_list = False
+                    self.relists += 1
+                await self._watch()
+                backoff = self._min_backoff  # a clean end (timeout): re-watch at once
+            except _Expired:
+                need_list = True
+            except (
+                UpstreamError,
+                aiohttp.ClientError,
+                TimeoutError,
+                LineTooLong,
+                ValueError,
+            ) as exc:
+                log.warning("informer %s: %s; retrying in %.1fs", self.path, exc, backoff)
+                await asyncio.sleep(backoff)  # backoff before retrying the API server
+                backoff = min(backoff * 2, self._max_backoff)
+
+    async def _list(self) -> None:
+        fresh: dict[str, T] = {}
+        token = ""
+        while True:
+            query = f"limit={self._page_size}" + (f"&continue={quote(token)}" if token else "")
+            status, doc = await self._upstream.json_call("GET", f"{self.path}?{query}")
+            if status == 404:
+                doc = {"items": [], "metadata": {"resourceVersion": ""}}
+            elif status == 410:
+                token = ""  # the snapshot expired mid-pagination: start over
+                fresh.clear()
+                continue
+            elif status != 200:
+                raise UpstreamError(f"list {self.path}: HTTP {status}")
+            for item in doc.get("items") or []:
+                fresh[object_key(item)] = self._project(item)
+            token = (doc.get("metadata") or {}).get("continue") or ""
+            if not token:
+                self.resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
+                break
+        self._replace(fresh)
+        self.synced.set()
+
+    def _replace(self, fresh: dict[str, T]) -> None:
+        old = self.store
+        self.store = fresh
+        if self._on_change is None:
+            return
+        for key in old.keys() - fresh.keys():
+            self._on_change(key, old[key], None)
+        for key, value in fresh.items():
+            if old.get(key) != value:
+                self._on_change(key, old.get(key), value)
+
+    async def _watch(self) -> None:
+        if not self.resource_version:
+            # Nothing to resume from (the resource is not served yet): list again later.
+            await asyncio.sleep(self._max_backoff)  # poll for a CRD being installed
+            raise _Expired
+        query = (
+            f"watch=1&allowWatchBookmarks=true&resourceVersion={self.resource_version}"
+            "&timeoutSeconds=300"
+        )
+        resp = await self._upstream.send(
+            "GET", self._upstream.url(self.path, query), [("Accept", "application/json")]
+        )
+        async with resp:
+            if resp.status == 410:
+                raise _Expired
+            if resp.status != 200:
+                raise UpstreamError(f"watch {self.path}: HTTP {resp.status}")
+            framer = LineFramer(self._max_event)
+            async for chunk in resp.content.iter_any():
+                for line in framer.feed(chunk):
+                    self._apply(orjson.loads(line))
+
+    def _apply(self, event: Mapping[str, Any]) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired
+            raise UpstreamError(f"watch {self.path}: {obj.get('message', 'error event')}")
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self.resource_version = rv
+        if kind == "BOOKMARK":
+            return
+        key = object_key(obj)
+        old = self.store.get(key)
+        if kind == "DELETED":
+            self.store.pop(key, None)
+            new = None
+        else:
+            new = self.store[key] = self._project(obj)
+        if self._on_change is not None and old != new:
+            self._on_change(key, old, new)

@@ -1,0 +1,279 @@
+"""Tenants from their three admin-owned sources, through one code path.
+
+The config file's tenants, the cluster-scoped `tenancy.tenant-proxy.io/v1alpha1` Tenant custom
+resource, and Capsule's `capsule.clastix.io/v1beta2` Tenants all become a Tenant-CR-shaped `spec`
+first, then one function turns a spec into a `Tenant`. Pure: the index feeds it objects.
+A spec that cannot be read is refused whole (logged by the caller), never half-applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tenant_proxy.config import ClassRuleSettings, GenericRuleSettings, TenantSettings
+from tenant_proxy.filtering.selectors import SelectorError, from_label_selector
+from tenant_proxy.tenancy.model import (
+    CLASS_RESOURCES,
+    CRDS,
+    NODES,
+    PERSISTENT_VOLUMES,
+    ApiGroupRule,
+    ClaimNamespaceRule,
+    ClassRule,
+    GenericRule,
+    GroupResource,
+    Members,
+    NodeRule,
+    Rule,
+    Tenant,
+)
+
+TENANT_GROUP, TENANT_VERSION, TENANT_PLURAL = "tenancy.tenant-proxy.io", "v1alpha1", "tenants"
+CAPSULE_GROUP, CAPSULE_VERSION, CAPSULE_PLURAL = "capsule.clastix.io", "v1beta2", "tenants"
+CAPSULE_NAMESPACE_LABEL = "capsule.clastix.io/tenant"
+SA_PREFIX = "system:serviceaccount:"
+
+# spec key -> the class resource it governs
+_CLASS_KEYS: dict[str, GroupResource] = {
+    "storageClasses": GroupResource("storage.k8s.io", "storageclasses"),
+    "ingressClasses": GroupResource("networking.k8s.io", "ingressclasses"),
+    "priorityClasses": GroupResource("scheduling.k8s.io", "priorityclasses"),
+    "runtimeClasses": GroupResource("node.k8s.io", "runtimeclasses"),
+    "gatewayClasses": GroupResource("gateway.networking.k8s.io", "gatewayclasses"),
+    "volumeSnapshotClasses": GroupResource("snapshot.storage.k8s.io", "volumesnapshotclasses"),
+}
+assert frozenset(_CLASS_KEYS.values()) == CLASS_RESOURCES
+
+
+class TenantSpecError(ValueError):
+    """A tenant definition that cannot be used; the message names the field."""
+
+
+def _strings(value: object, where: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TenantSpecError(f"{where}: must be a list of strings")
+    return frozenset(value)
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TenantSpecError(f"{where}: must be a mapping")
+    return value
+
+
+def _selector(value: object, where: str) -> Any:
+    try:
+        return from_label_selector(_mapping(value, where))
+    except SelectorError as exc:
+        raise TenantSpecError(f"{where}: {exc}") from None
+
+
+def _service_account(name: str) -> str:
+    """'ns:name' or the full user name -> `system:serviceaccount:ns:name`."""
+    return name if name.startswith(SA_PREFIX) else SA_PREFIX + name
+
+
+def _members(spec: Mapping[str, Any]) -> Members:
+    m = _mapping(spec.get("members"), "spec.members")
+    return Members(
+        users=_strings(m.get("users"), "spec.members.users"),
+        groups=_strings(m.get("groups"), "spec.members.groups"),
+        service_accounts=frozenset(
+            _service_account(s)
+            for s in _strings(m.get("serviceAccounts"), "spec.members.serviceAccounts")
+        ),
+        all_service_accounts_of_own_namespaces=bool(m.get("allServiceAccountsOfOwnNamespaces")),
+    )
+
+
+def _class_rule(value: object, where: str) -> ClassRule:
+    spec = _mapping(value, where)
+    regex = spec.get("regex")
+    if regex is not None and not isinstance(regex, str):
+        raise TenantSpecError(f"{where}.regex: must be a string")
+    selector = spec.get("selector")
+    return ClassRule(
+        names=_strings(spec.get("names"), f"{where}.names"),
+        regex=regex or None,
+        selector=_selector(selector, f"{where}.selector") if selector is not None else None,
+    )
+
+
+def _generic_rule(value: object, where: str) -> tuple[GroupResource, GenericRule]:
+    spec = _mapping(value, where)
+    resource = spec.get("resource")
+    if not isinstance(resource, str) or not resource:
+        raise TenantSpecError(f"{where}.resource: required")
+    selector = spec.get("selector")
+    try:
+        rule = GenericRule(
+            selector=_selector(selector, f"{where}.selector") if selector is not None else None,
+            names=_strings(spec.get("names"), f"{where}.names"),
+            field_path=spec.get("fieldPath") or None,
+        )
+    except ValueError as exc:
+        raise TenantSpecError(f"{where}: {exc}") from None
+    return GroupResource(str(spec.get("group") or ""), resource), rule
+
+
+DEFAULT_LABEL = "tenant-proxy.io/tenant"
+
+
+def tenant_from_spec(name: str, spec: Mapping[str, Any], label_key: str = DEFAULT_LABEL) -> Tenant:
+    """A Tenant from a Tenant-CR-shaped spec. Raises TenantSpecError naming the bad field.
+
+    Every tenant sees the PersistentVolumes bound into its namespaces, or labelled
+    `<label_key>=<tenant>`, unless its spec gives persistentvolumes a rule of its own.
+    """
+    rules: dict[GroupResource, Rule] = {PERSISTENT_VOLUMES: ClaimNamespaceRule(label_key=label_key)}
+    if spec.get("nodeSelector") is not None:
+        rules[NODES] = NodeRule(_selector(spec["nodeSelector"], "spec.nodeSelector"))
+    for key, gr in _CLASS_KEYS.items():
+        if spec.get(key) is not None:
+            rules[gr] = _class_rule(spec[key], f"spec.{key}")
+    if spec.get("crdApiGroups"):
+        rules[CRDS] = ApiGroupRule(_strings(spec["crdApiGroups"], "spec.crdApiGroups"))
+    for i, generic in enumerate(spec.get("resources") or []):
+        gr, rule = _generic_rule(generic, f"spec.resources.{i}")
+        rules[gr] = rule
+    label_value = spec.get("namespaceLabelValue") or ""
+    try:
+        return Tenant(
+            name=name,
+            members=_members(spec),
+            namespace_selector_value=str(label_value),
+            namespaces=_strings(spec.get("namespaces"), "spec.namespaces"),
+            rules=rules,
+        )
+    except ValueError as exc:
+        raise TenantSpecError(str(exc)) from None
+
+
+# --- the three sources ------------------------------------------------------------------------
+
+
+def _class_spec(c: ClassRuleSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {"names": list(c.names)}
+    if c.regex:
+        out["regex"] = c.regex
+    if c.selector is not None:
+        out["selector"] = c.selector.model_dump()
+    return out
+
+
+def _generic_spec(g: GenericRuleSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {"group": g.group, "resource": g.resource, "names": list(g.names)}
+    if g.selector is not None:
+        out["selector"] = g.selector.model_dump()
+    if g.field_path:
+        out["fieldPath"] = g.field_path
+    return out
+
+
+def spec_from_settings(t: TenantSettings) -> dict[str, Any]:
+    """The config file's snake_case tenant as a Tenant CR spec."""
+    spec: dict[str, Any] = {
+        "members": {
+            "users": list(t.members.users),
+            "groups": list(t.members.groups),
+            "serviceAccounts": list(t.members.serviceaccounts),
+            "allServiceAccountsOfOwnNamespaces": t.members.all_serviceaccounts_of_own_namespaces,
+        },
+        "namespaces": list(t.namespaces),
+        "crdApiGroups": list(t.crd_api_groups),
+        "resources": [_generic_spec(g) for g in t.resources],
+    }
+    if t.node_selector is not None:
+        spec["nodeSelector"] = t.node_selector.model_dump()
+    for key, value in (
+        ("storageClasses", t.storageclasses),
+        ("ingressClasses", t.ingressclasses),
+        ("priorityClasses", t.priorityclasses),
+        ("runtimeClasses", t.runtimeclasses),
+        ("gatewayClasses", t.gatewayclasses),
+        ("volumeSnapshotClasses", t.volumesnapshotclasses),
+    ):
+        if value is not None:
+            spec[key] = _class_spec(value)
+    return spec
+
+
+def tenants_from_settings(
+    tenants: Iterable[TenantSettings], label_key: str = DEFAULT_LABEL
+) -> list[Tenant]:
+    return [tenant_from_spec(t.name, spec_from_settings(t), label_key) for t in tenants]
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    name = _mapping(obj.get("metadata"), "metadata").get("name")
+    if not isinstance(name, str) or not name:
+        raise TenantSpecError("metadata.name: required")
+    return name
+
+
+def tenant_from_cr(obj: Mapping[str, Any], label_key: str = DEFAULT_LABEL) -> Tenant:
+    """A `tenancy.tenant-proxy.io/v1alpha1` Tenant object."""
+    return tenant_from_spec(_name(obj), _mapping(obj.get("spec"), "spec"), label_key)
+
+
+def _capsule_allowed(value: object, where: str) -> dict[str, Any]:
+    """Capsule's AllowedListSpec / SelectorAllowedListSpec -> our class rule spec."""
+    spec = _mapping(value, where)
+    out: dict[str, Any] = {"names": list(_strings(spec.get("allowed"), f"{where}.allowed"))}
+    if spec.get("allowedRegex"):
+        out["regex"] = spec["allowedRegex"]
+    if spec.get("matchLabels") or spec.get("matchExpressions"):
+        out["selector"] = {
+            "matchLabels": spec.get("matchLabels") or {},
+            "matchExpressions": spec.get("matchExpressions") or [],
+        }
+    return out
+
+
+def spec_from_capsule(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Capsule v1beta2 Tenant's spec in our shape: owners become members."""
+    spec = _mapping(obj.get("spec"), "spec")
+    users, groups, sas = [], [], []
+    for i, owner in enumerate(spec.get("owners") or []):
+        owner = _mapping(owner, f"spec.owners.{i}")
+        kind, name = owner.get("kind"), owner.get("name")
+        if not isinstance(name, str) or not name:
+            raise TenantSpecError(f"spec.owners.{i}.name: required")
+        if kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+        elif kind == "ServiceAccount":
+            sas.append(name)
+        else:
+            raise TenantSpecError(
+                f"spec.owners.{i}.kind: {kind!r} is not User/Group/ServiceAccount"
+            )
+    out: dict[str, Any] = {"members": {"users": users, "groups": groups, "serviceAccounts": sas}}
+    if spec.get("nodeSelector"):
+        out["nodeSelector"] = {
+            "matchLabels": dict(_mapping(spec["nodeSelector"], "spec.nodeSelector"))
+        }
+    for capsule_key, our_key in (
+        ("storageClasses", "storageClasses"),
+        ("priorityClasses", "priorityClasses"),
+        ("runtimeClasses", "runtimeClasses"),
+    ):
+        if spec.get(capsule_key) is not None:
+            out[our_key] = _capsule_allowed(spec[capsule_key], f"spec.{capsule_key}")
+    ingress = _mapping(spec.get("ingressOptions"), "spec.ingressOptions")
+    if ingress.get("allowedClasses") is not None:
+        out["ingressClasses"] = _capsule_allowed(
+            ingress["allowedClasses"], "spec.ingressOptions.allowedClasses"
+        )
+    return out
+
+
+def tenant_from_capsule(obj: Mapping[str, Any]) -> Tenant:
+    """A `capsule.clastix.io/v1beta2` Tenant; its namespaces carry Capsule's own label."""
+    return tenant_from_spec(_name(obj), spec_from_capsule(obj), CAPSULE_NAMESPACE_LABEL)
