@@ -1,0 +1,755 @@
+"""The `Emulator`: an in-memory kube-apiserver over HTTPS, for tests and the demo.
+
+One request reads top to bottom in `_handle`: faults -> body limit -> authenticate ->
+impersonate -> classify (paths.parse) -> authorize -> route. Every `StatusError` becomes a JSON
+`Status`; anything unexpected becomes a 500 `Status` and a log line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import logging
+import ssl
+import tempfile
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tenant_proxy import kubeconfig, pki
+from tenant_proxy.emulator import (
+    errors,
+    identity,
+    impersonation,
+    negotiation,
+    paths,
+    rbac,
+    tables,
+)
+from tenant_proxy.emulator.errors import StatusError
+from tenant_proxy.emulator.handlers import (
+    Cluster,
+    ListOptions,
+    list_body,
+    matcher,
+    parse_json,
+    parse_list_options,
+    translate,
+)
+from tenant_proxy.emulator.resources import Registry
+from tenant_proxy.emulator.store import CUT, Event, Store, TooOld, Watcher
+from tenant_proxy.emulator.types import ANONYMOUS, Attributes, KubeObject, ResourceType, UserInfo
+
+log = logging.getLogger("tenant_proxy.emulator")
+
+MAX_BODY = 3 * 1024 * 1024
+ISSUER_URL = "https://kubernetes.default.svc"
+SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
+_STREAM_SUBRESOURCES = ("log", "exec", "attach", "portforward")
+
+
+def _optional(name: str) -> ModuleType | None:
+    """A sibling module built by another engineer, if it has landed."""
+    try:
+        return importlib.import_module(f"tenant_proxy.emulator.{name}")
+    except ImportError:
+        return None
+
+
+reviews = _optional("reviews")
+streams = _optional("streams")
+discovery = _optional("discovery")
+openapi = _optional("openapi")
+
+
+def json_response(
+    body: Any,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = "application/json",
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type=content_type
+    )
+
+
+def status_response(err: StatusError) -> web.Response:
+    return json_response(err.status(), err.code, err.headers)
+
+
+class Faults:
+    """Injected failures and latency, consumed by the next requests."""
+
+    def __init__(self) -> None:
+        self.remaining = 0
+        self.status = 500
+        self.retry_after: int | None = None
+        self.latency = 0.0
+
+    def next_failure(self) -> StatusError | None:
+        if self.remaining <= 0:
+            return None
+        self.remaining -= 1
+        if self.status == 429:
+            return errors.too_many_requests(self.retry_after or 1)
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+        if self.status == 503:
+            err = errors.service_unavailable()
+        elif self.status == 500:
+            err = errors.internal_error("injected fault")
+        else:
+            err = StatusError(self.status, "InternalError", f"injected fault {self.status}", {})
+        err.headers.update(headers)
+        return err
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.too_large()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.too_large()
+        chunks.append(chunk)
+
+
+def _server_ssl(cert: pki.KeyPair, ca_pem: bytes) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_path, key_path = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+        cert.write(cert_path, key_path)
+        ctx.load_cert_chain(cert_path, key_path)
+    ctx.load_verify_locations(cadata=ca_pem.decode())
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class Emulator:
+    """An in-memory kube-apiserver: start it, point kubeconfigs at it, inject faults."""
+
+    def __init__(
+        self,
+        seed_objects: Iterable[KubeObject] = (),
+        static_tokens: dict[str, UserInfo] | None = None,
+        host: str = "127.0.0.1",
+        *,
+        bookmark_interval: float = 1.0,
+        history_window: int = 1000,
+        ca: pki.KeyPair | None = None,
+    ) -> None:
+        self.host = host
+        self._ca = ca or pki.new_ca("emulator-ca")
+        self._server_cert = pki.issue_server_cert(self._ca, [host, "localhost", "127.0.0.1"])
+        self.registry = Registry()
+        self.store = Store(history_window=history_window)
+        self.cluster = Cluster(self.store, self.registry)
+        self.bookmark_interval = bookmark_interval
+        self.faults = Faults()
+        self._port = 0
+        self._runner: web.AppRunner | None = None
+        self._ssl = _server_ssl(self._server_cert, self._ca.cert_pem)
+        self.issuer = identity.TokenIssuer(ISSUER_URL)
+        self.authenticator = identity.Authenticator(
+            self._ca.cert_pem, static_tokens or {}, self.issuer, self._sa_exists
+        )
+        self.authorizer = rbac.Authorizer(self.store)
+        self._bootstrap(list(seed_objects))
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _sa_exists(self, namespace: str, name: str) -> bool:
+        return self.store.get_object("", "serviceaccounts", namespace, name) is not None
+
+    def _bootstrap(self, seed: list[KubeObject]) -> None:
+        ns = self.registry.lookup("", "v1", "namespaces")
+        assert ns is not None
+        for name in SYSTEM_NAMESPACES:
+            self.cluster.create(ns, "", {"metadata": {"name": name}})
+        for obj in rbac.bootstrap_objects():
+            self.cluster.apply(obj)
+        for obj in seed:
+            self.cluster.apply(obj)
+        # History starts at the seeded world: older resourceVersions are "compacted" (410).
+        self.store.compact()
+
+    @property
+    def ca(self) -> pki.KeyPair:
+        return self._ca
+
+    @property
+    def ca_pem(self) -> bytes:
+        return self._ca.cert_pem
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self._port}"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY + 1)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(_common_headers)
+        return app
+
+    async def start(self, port: int = 0) -> None:
+        runner = web.AppRunner(
+            self._app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, port, ssl_context=self._ssl, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self._port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        self.store.cut_watches()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def restart(self) -> None:
+        """A new listener on the same port; state is kept, open watches are cut."""
+        port = self._port
+        await self.stop()
+        await self.start(port)
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- credentials ----------------------------------------------------------------------------
+
+    def mint_user(self, user: str, groups: Iterable[str] = ()) -> pki.KeyPair:
+        return pki.issue_client_cert(self._ca, user, tuple(groups))
+
+    def kubeconfig(self, user: str, groups: Iterable[str] = ()) -> dict[str, Any]:
+        pair = self.mint_user(user, groups)
+        return kubeconfig.build_kubeconfig(
+            self.url,
+            self.ca_pem,
+            name="emulator",
+            user=user,
+            client_cert_pem=pair.cert_pem,
+            client_key_pem=pair.key_pem,
+        )
+
+    def token_kubeconfig(self, token: str, user: str = "token-user") -> dict[str, Any]:
+        return kubeconfig.build_kubeconfig(
+            self.url, self.ca_pem, name="emulator", user=user, token=token
+        )
+
+    def write_kubeconfig(self, path: Path, user: str, groups: Iterable[str] = ()) -> Path:
+        return kubeconfig.write_kubeconfig(path, self.kubeconfig(user, groups))
+
+    def admin_kubeconfig(self) -> dict[str, Any]:
+        return self.kubeconfig("admin", ("system:masters",))
+
+    # --- in-process admin helpers ---------------------------------------------------------------
+
+    async def apply(self, obj: KubeObject) -> KubeObject:
+        return self.cluster.apply(obj)
+
+    async def create(self, obj: KubeObject) -> KubeObject:
+        rt = self._type_of(obj)
+        ns = str((obj.get("metadata") or {}).get("namespace") or "")
+        return self.cluster.create(rt, ns, obj)
+
+    async def delete(
+        self, api_version: str, kind: str, name: str, namespace: str = ""
+    ) -> KubeObject:
+        return self.cluster.delete(
+            self._type_of({"apiVersion": api_version, "kind": kind}), namespace, name
+        )
+
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        body: Any,
+        namespace: str = "",
+        content_type: str = "application/merge-patch+json",
+    ) -> KubeObject:
+        rt = self._type_of({"apiVersion": api_version, "kind": kind})
+        return self.cluster.patch(rt, namespace, name, content_type, orjson.dumps(body))
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> KubeObject | None:
+        rt = self._type_of({"apiVersion": api_version, "kind": kind})
+        return self.store.get_object(rt.group, rt.plural, namespace if rt.namespaced else "", name)
+
+    def _type_of(self, obj: Mapping[str, Any]) -> ResourceType:
+        rt = self.registry.by_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        if rt is None:
+            raise errors.resource_not_found()
+        return rt
+
+    # --- fault injection ------------------------------------------------------------------------
+
+    def fail_next(self, n: int, status: int, retry_after: int | None = None) -> None:
+        self.faults.remaining, self.faults.status, self.faults.retry_after = n, status, retry_after
+
+    def set_latency(self, seconds: float) -> None:
+        self.faults.latency = seconds
+
+    def cut_watches(self) -> int:
+        return self.store.cut_watches()
+
+    def compact(self) -> None:
+        self.store.compact()
+
+    # --- the request pipeline -------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            if self.faults.latency:
+                await asyncio.sleep(self.faults.latency)
+            failure = self.faults.next_failure()
+            if failure is not None:
+                raise failure
+            upgrade = "upgrade" in request.headers.get("Connection", "").lower()
+            body = b"" if upgrade else await _read_body(request)
+            user = self._authenticate(request)
+            user = self._impersonate(user, request)
+            attrs = paths.parse(request.method, request.raw_path, request.query)
+            if not self._authorize(user, attrs):
+                raise errors.forbidden(user, attrs)
+            if not attrs.resource_request:
+                return self._non_resource(request, attrs)
+            return await self._resource(request, user, attrs, body)
+        except StatusError as err:
+            return status_response(err)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("emulator: unexpected error on %s %s", request.method, request.path)
+            return status_response(errors.internal_error("an unexpected error occurred"))
+
+    def _authenticate(self, request: web.Request) -> UserInfo:
+        return self.authenticator.authenticate(request) or ANONYMOUS
+
+    def _impersonate(self, user: UserInfo, request: web.Request) -> UserInfo:
+        return impersonation.apply(user, request.headers, self.authorizer)
+
+    def _authorize(self, user: UserInfo, attrs: Attributes) -> bool:
+        return self.authorizer.authorize(user, attrs)
+
+    # --- non-resource paths ---------------------------------------------------------------------
+
+    def _non_resource(self, request: web.Request, attrs: Attributes) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise errors.method_not_allowed()
+        path = attrs.path.rstrip("/") or "/"
+        parts = paths.split_path(path)
+        if parts and parts[0] in ("healthz", "livez", "readyz"):
+            return _health(parts, request.query)
+        doc = self._document(parts)
+        if doc is None:
+            raise errors.resource_not_found()
+        if parts and parts[0] in ("openid", ".well-known"):
+            ctype = "application/jwk-set+json" if parts[0] == "openid" else "application/json"
+            return json_response(
+                doc, headers={"Cache-Control": "public, max-age=3600"}, content_type=ctype
+            )
+        return json_response(doc)
+
+    def _document(self, parts: list[str]) -> Any:
+        head = parts[0] if parts else ""
+        if head == "version" and discovery:
+            return discovery.version_info()
+        if head == "api" and discovery:
+            if len(parts) == 1:
+                return discovery.api_versions(f"{self.host}:{self._port}")
+            return discovery.resource_list(self.registry, "", parts[1]) if len(parts) == 2 else None
+        if head == "apis" and discovery:
+            if len(parts) == 1:
+                return discovery.api_group_list(self.registry)
+            if len(parts) == 2:
+                return discovery.api_group(self.registry, parts[1])
+            return discovery.resource_list(self.registry, parts[1], parts[2])
+        if head == "openapi" and openapi:
+            return self._openapi(parts[1:])
+        if parts == ["openid", "v1", "jwks"] and self.issuer is not None:
+            return self.issuer.jwks()
+        if parts == [".well-known", "openid-configuration"] and self.issuer is not None:
+            return self.issuer.openid_configuration()
+        return None
+
+    def _openapi(self, parts: list[str]) -> Any:
+        assert openapi is not None
+        if parts == ["v2"]:
+            return openapi.v2(self.registry)
+        if parts == ["v3"]:
+            return openapi.v3_root(self.registry)
+        if len(parts) == 3 and parts[:2] == ["v3", "api"]:
+            return openapi.v3_group(self.registry, "", parts[2])
+        if len(parts) == 4 and parts[:2] == ["v3", "apis"]:
+            return openapi.v3_group(self.registry, parts[2], parts[3])
+        return None
+
+    # --- resources ------------------------------------------------------------------------------
+
+    async def _resource(
+        self, request: web.Request, user: UserInfo, attrs: Attributes, body: bytes
+    ) -> web.StreamResponse:
+        rt = self.registry.lookup(attrs.api_group, attrs.api_version, attrs.resource)
+        if rt is None or (attrs.namespace and not rt.namespaced and rt.plural != "namespaces"):
+            raise errors.resource_not_found()
+        if request.headers.get("Upgrade", "").lower().startswith("spdy") and streams:
+            response: web.StreamResponse = await streams.portforward_or_spdy(request, attrs)
+            return response
+        if attrs.subresource:
+            return await self._subresource(request, user, attrs, rt, body)
+        if reviews is not None and (rt.group, rt.plural) in reviews.REVIEWS:
+            return self._review(user, attrs, rt, body)
+        return await self._verb(request, attrs, rt, body)
+
+    def _review(
+        self, user: UserInfo, attrs: Attributes, rt: ResourceType, body: bytes
+    ) -> web.Response:
+        assert reviews is not None
+        if attrs.verb != "create":
+            raise errors.method_not_allowed()
+        obj = parse_json(body)
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body of the request must be an object")
+        handler = reviews.REVIEWS[(rt.group, rt.plural)]
+        result: KubeObject = handler(self._review_context(user), obj)
+        return json_response(result, 201)
+
+    def _review_context(self, user: UserInfo) -> Any:
+        assert reviews is not None
+        return reviews.ReviewContext(
+            user, self.authenticator, self.authorizer, self.issuer, self.store
+        )
+
+    async def _subresource(
+        self, request: web.Request, user: UserInfo, attrs: Attributes, rt: ResourceType, body: bytes
+    ) -> web.StreamResponse:
+        sub = attrs.subresource
+        if sub not in rt.subresources:
+            raise errors.resource_not_found()
+        ns = attrs.namespace if rt.namespaced else ""
+        if sub in _STREAM_SUBRESOURCES and streams is not None:
+            pod = self.cluster.get(rt, ns, attrs.name)
+            if sub == "log":
+                response: web.StreamResponse = await streams.pod_log(request, attrs, pod, None)
+            elif sub == "portforward":
+                response = await streams.portforward_or_spdy(request, attrs)
+            else:
+                response = await streams.exec_or_attach(request, attrs, pod)
+            return response
+        if sub == "token" and reviews is not None and attrs.verb == "create":
+            doc = parse_json(body) if body else {}
+            token = reviews.token_request(self._review_context(user), ns, attrs.name, doc)
+            return json_response(token, 201)
+        if sub == "status":
+            if attrs.verb == "get":
+                return self._render(request, rt, self.cluster.get(rt, ns, attrs.name))
+            if attrs.verb == "update":
+                return json_response(
+                    self.cluster.update(rt, ns, attrs.name, parse_json(body), "status")
+                )
+            if attrs.verb == "patch":
+                ctype = request.headers.get("Content-Type", "")
+                return json_response(self.cluster.patch(rt, ns, attrs.name, ctype, body, "status"))
+        raise errors.method_not_allowed()
+
+    async def _verb(
+        self, request: web.Request, attrs: Attributes, rt: ResourceType, body: bytes
+    ) -> web.StreamResponse:
+        verb, ns, name = attrs.verb, attrs.namespace if rt.namespaced else "", attrs.name
+        if verb not in rt.verbs:
+            raise errors.method_not_allowed()
+        dry_run = bool(request.query.getall("dryRun", []))
+        if verb == "get":
+            return self._render(request, rt, self.cluster.get(rt, ns, name))
+        if verb in ("list", "watch"):
+            opts = parse_list_options(rt, request.query)
+            if verb == "watch" or opts.watch:
+                return await self._watch(request, attrs, rt, opts)
+            return self._render_list(request, rt, ns, opts)
+        if verb == "create":
+            if name:
+                raise errors.method_not_allowed()
+            return json_response(self.cluster.create(rt, ns, parse_json(body), dry_run), 201)
+        if verb == "update":
+            return json_response(self.cluster.update(rt, ns, name, parse_json(body), "", dry_run))
+        if verb == "patch":
+            ctype = request.headers.get("Content-Type", "")
+            return json_response(self.cluster.patch(rt, ns, name, ctype, body, "", dry_run))
+        if verb == "delete":
+            options = parse_json(body) if body.strip() else {}
+            return json_response(self.cluster.delete(rt, ns, name, options, dry_run))
+        if verb == "deletecollection":
+            opts = parse_list_options(rt, request.query)
+            return json_response(self.cluster.delete_collection(rt, ns, opts, dry_run))
+        raise errors.method_not_allowed()
+
+    # --- formats --------------------------------------------------------------------------------
+
+    def _format(
+        self, request: web.Request, rt: ResourceType, *, is_list: bool, is_watch: bool
+    ) -> negotiation.Format:
+        return negotiation.negotiate(
+            request.headers.get("Accept"), is_list=is_list, is_watch=is_watch, rt=rt
+        )
+
+    def _render(self, request: web.Request, rt: ResourceType, obj: KubeObject) -> web.Response:
+        fmt = self._format(request, rt, is_list=False, is_watch=False)
+        if fmt.kind == "json":
+            return json_response(obj)
+        if fmt.kind == "table":
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            return json_response(self._table(request, rt, [obj], fmt.version, meta, True))
+        return json_response(tables.partial_metadata(obj, fmt.version))
+
+    def _render_list(
+        self, request: web.Request, rt: ResourceType, ns: str, opts: ListOptions
+    ) -> web.Response:
+        fmt = self._format(request, rt, is_list=True, is_watch=False)
+        items, meta = self.cluster.list_page(rt, ns, opts)
+        if fmt.kind == "json":
+            return json_response(list_body(rt, items, meta, self.registry.is_custom(rt)))
+        if fmt.kind == "table":
+            return json_response(self._table(request, rt, items, fmt.version, meta, True))
+        return json_response(tables.partial_metadata_list(items, fmt.version, meta))
+
+    def _table(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        objs: list[KubeObject],
+        version: str,
+        meta: dict[str, Any],
+        with_columns: bool,
+    ) -> Any:
+        return tables.table_for(
+            rt,
+            objs,
+            include_object=request.query.get("includeObject", ""),
+            version=version,
+            list_meta=meta,
+            with_columns=with_columns,
+            now=dt.datetime.now(dt.UTC),
+            printer_columns=self.registry.printer_columns(rt),
+        )
+
+    # --- watch ----------------------------------------------------------------------------------
+
+    async def _watch(
+        self, request: web.Request, attrs: Attributes, rt: ResourceType, opts: ListOptions
+    ) -> web.StreamResponse:
+        fmt = self._format(request, rt, is_list=True, is_watch=True)
+        encoder = _EventEncoder(self, request, rt, fmt)
+        selects = _watch_predicate(rt, attrs, opts)
+        watcher = self.store.watch(rt.group, rt.plural)
+        try:
+            start_rv, initial, error = self._watch_start(rt, attrs, opts, selects)
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for kind, obj in initial:
+                await response.write(encoder.line(kind, obj))
+            if error is not None:
+                await response.write(orjson.dumps({"type": "ERROR", "object": error}) + b"\n")
+                return response
+            if opts.send_initial_events:
+                await response.write(encoder.bookmark(start_rv, initial_end=True))
+            await self._stream(response, watcher, encoder, selects, start_rv, opts, request)
+            return response
+        finally:
+            self.store.unwatch(watcher)
+
+    def _watch_start(
+        self, rt: ResourceType, attrs: Attributes, opts: ListOptions, selects: Any
+    ) -> tuple[int, list[tuple[str, KubeObject]], Any]:
+        ns = attrs.namespace if rt.namespaced else None
+        current = self.store.resource_version
+        rv_text = opts.resource_version
+        if rv_text in ("", "0") or opts.send_initial_events:
+            objs = self.store.list_objects(rt.group, rt.plural, ns)
+            return current, [("ADDED", o) for o in objs if selects(o)], None
+        try:
+            asked = int(rv_text)
+        except ValueError:
+            raise errors.bad_request(f"invalid resource version: {rv_text}") from None
+        try:
+            events = self.store.events_since(rt.group, rt.plural, asked)
+        except TooOld as exc:
+            return current, [], errors.expired(str(exc)).status()
+        out = [t for t in (translate(e, selects) for e in events) if t is not None]
+        return max(current, asked), out, None
+
+    async def _stream(
+        self,
+        response: web.StreamResponse,
+        watcher: Watcher,
+        encoder: _EventEncoder,
+        selects: Any,
+        start_rv: int,
+        opts: ListOptions,
+        request: web.Request,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + opts.timeout_seconds if opts.timeout_seconds else None
+        while True:
+            wait = self.bookmark_interval if opts.allow_bookmarks else None
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return
+                wait = min(wait, left) if wait is not None else left
+            try:
+                item = await asyncio.wait_for(watcher.queue.get(), wait)
+            except TimeoutError:
+                if opts.allow_bookmarks:
+                    await response.write(encoder.bookmark(self.store.resource_version))
+                continue
+            if isinstance(item, str):
+                if item == CUT and request.transport is not None:
+                    request.transport.close()
+                return
+            if not isinstance(item, Event) or item.rv <= start_rv:
+                continue
+            out = translate(item, selects)
+            if out is not None:
+                await response.write(encoder.line(*out))
+
+
+def _watch_predicate(rt: ResourceType, attrs: Attributes, opts: ListOptions) -> Any:
+    selected = matcher(rt, opts)
+    ns = attrs.namespace if rt.namespaced else ""
+    name = attrs.name
+
+    def selects(obj: KubeObject) -> bool:
+        meta = obj.get("metadata", {})
+        if ns and meta.get("namespace") != ns:
+            return False
+        if name and meta.get("name") != name:
+            return False
+        return selected(obj)
+
+    return selects
+
+
+class _EventEncoder:
+    """Watch event lines in the negotiated format; Table columns only on the first event."""
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        request: web.Request,
+        rt: ResourceType,
+        fmt: negotiation.Format,
+    ) -> None:
+        self.emulator, self.request, self.rt, self.fmt = emulator, request, rt, fmt
+        self.first = True
+
+    def _kind(self) -> str:
+        return self.fmt.kind
+
+    def line(self, kind: str, obj: KubeObject) -> bytes:
+        fmt = self._kind()
+        if fmt == "table":
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            payload = self.emulator._table(
+                self.request, self.rt, [obj], self.fmt.version, meta, self.first
+            )
+            self.first = False
+        elif fmt == "partial":
+            payload = tables.partial_metadata(obj, self.fmt.version)
+        else:
+            payload = obj
+        return orjson.dumps({"type": kind, "object": payload}) + b"\n"
+
+    def bookmark(self, rv: int, initial_end: bool = False) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        fmt = self._kind()
+        if fmt == "table":
+            obj: dict[str, Any] = {
+                "kind": "Table",
+                "apiVersion": f"meta.k8s.io/{self.fmt.version}",
+                "metadata": meta,
+                "columnDefinitions": None,
+                "rows": [],
+            }
+        elif fmt == "partial":
+            obj = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": f"meta.k8s.io/{self.fmt.version}",
+                "metadata": meta,
+            }
+        else:
+            obj = {"kind": self.rt.kind, "apiVersion": self.rt.api_version, "metadata": meta}
+        return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+
+
+_HEALTH_CHECKS = (
+    "ping",
+    "log",
+    "etcd",
+    "informer-sync",
+    "poststarthook/start-kube-apiserver-admission-initializer",
+    "poststarthook/generic-apiserver-start-informers",
+    "poststarthook/priority-and-fairness-config-consumer",
+    "poststarthook/priority-and-fairness-filter",
+    "poststarthook/start-apiextensions-informers",
+    "poststarthook/start-apiextensions-controllers",
+    "poststarthook/crd-informer-synced",
+    "poststarthook/bootstrap-controller",
+    "poststarthook/rbac/bootstrap-roles",
+    "poststarthook/scheduling/bootstrap-system-priority-classes",
+    "poststarthook/priority-and-fairness-config-producer",
+    "poststarthook/start-cluster-authentication-info-controller",
+    "poststarthook/start-kube-aggregator-informers",
+    "poststarthook/apiservice-registration-controller",
+    "poststarthook/apiservice-status-available-controller",
+    "poststarthook/kube-apiserver-autoregistration",
+    "autoregister-completion",
+    "poststarthook/apiservice-openapi-controller",
+)
+
+
+def _health(parts: list[str], query: Mapping[str, str]) -> web.Response:
+    endpoint = parts[0]
+    checks = [c for c in _HEALTH_CHECKS if endpoint == "readyz" or c not in ("informer-sync",)]
+    if endpoint == "readyz":
+        checks.append("shutdown")
+    if len(parts) > 1:
+        check = "/".join(parts[1:])
+        if check not in checks:
+            raise errors.resource_not_found()
+        return web.Response(text="ok", content_type="text/plain", charset="utf-8")
+    if "verbose" not in query:
+        return web.Response(text="ok", content_type="text/plain", charset="utf-8")
+    lines = [f"[+]{c} ok" for c in checks] + [f"{endpoint} check passed", ""]
+    return web.Response(text="\n".join(lines), content_type="text/plain", charset="utf-8")
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Audit-Id", str(uuid.uuid4()))
+    response.headers.setdefault("Cache-Control", "no-cache, private")

@@ -1,0 +1,439 @@
+"""The served resources: a built-in table plus whatever CustomResourceDefinitions register."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tenant_proxy.emulator.types import KubeObject, ResourceType
+
+_CRUD = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+_NO_COLLECTION_DELETE = ("create", "delete", "get", "list", "patch", "update", "watch")
+_CREATE_ONLY = ("create",)
+
+
+def _rt(
+    group: str,
+    version: str,
+    plural: str,
+    kind: str,
+    namespaced: bool,
+    short: tuple[str, ...] = (),
+    verbs: tuple[str, ...] = _CRUD,
+    categories: tuple[str, ...] = (),
+    subresources: tuple[str, ...] = (),
+) -> ResourceType:
+    return ResourceType(
+        group=group,
+        version=version,
+        plural=plural,
+        singular=kind.lower(),
+        kind=kind,
+        namespaced=namespaced,
+        verbs=verbs,
+        short_names=short,
+        categories=categories,
+        subresources=subresources,
+    )
+
+
+_POD_SUBRESOURCES = (
+    "attach",
+    "binding",
+    "ephemeralcontainers",
+    "eviction",
+    "exec",
+    "log",
+    "portforward",
+    "proxy",
+    "status",
+)
+
+BUILTIN: tuple[ResourceType, ...] = (
+    # core/v1
+    _rt("", "v1", "bindings", "Binding", True, verbs=_CREATE_ONLY),
+    _rt("", "v1", "componentstatuses", "ComponentStatus", False, ("cs",), ("get", "list")),
+    _rt("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
+    _rt("", "v1", "endpoints", "Endpoints", True, ("ep",)),
+    _rt("", "v1", "events", "Event", True, ("ev",)),
+    _rt("", "v1", "limitranges", "LimitRange", True, ("limits",)),
+    _rt(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        False,
+        ("ns",),
+        _NO_COLLECTION_DELETE,
+        subresources=("finalize", "status"),
+    ),
+    _rt("", "v1", "nodes", "Node", False, ("no",), subresources=("proxy", "status")),
+    _rt(
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        True,
+        ("pvc",),
+        subresources=("status",),
+    ),
+    _rt(
+        "", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), subresources=("status",)
+    ),
+    _rt(
+        "", "v1", "pods", "Pod", True, ("po",), categories=("all",), subresources=_POD_SUBRESOURCES
+    ),
+    _rt("", "v1", "podtemplates", "PodTemplate", True),
+    _rt("", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), subresources=("status",)),
+    _rt("", "v1", "secrets", "Secret", True),
+    _rt("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), subresources=("token",)),
+    _rt(
+        "",
+        "v1",
+        "services",
+        "Service",
+        True,
+        ("svc",),
+        ("create", "delete", "get", "list", "patch", "update", "watch"),
+        ("all",),
+        ("proxy", "status"),
+    ),
+    # apps/v1
+    _rt("apps", "v1", "deployments", "Deployment", True, ("deploy",), categories=("all",)),
+    _rt("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), categories=("all",)),
+    _rt("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), categories=("all",)),
+    _rt("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), categories=("all",)),
+    # review APIs (create only, answered by the IDENTITY reviews)
+    _rt("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=_CREATE_ONLY),
+    _rt(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        False,
+        verbs=_CREATE_ONLY,
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        True,
+        verbs=_CREATE_ONLY,
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        False,
+        verbs=_CREATE_ONLY,
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        False,
+        verbs=_CREATE_ONLY,
+    ),
+    _rt(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        False,
+        verbs=_CREATE_ONLY,
+    ),
+    # the rest of the issue's list
+    _rt("coordination.k8s.io", "v1", "leases", "Lease", True),
+    _rt("events.k8s.io", "v1", "events", "Event", True, ("ev",)),
+    _rt("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
+    _rt("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
+    _rt("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
+    _rt("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
+    _rt("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    _rt("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    _rt("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    _rt("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    _rt("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, ("pc",)),
+    _rt("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
+    _rt(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        ("crd", "crds"),
+        subresources=("status",),
+    ),
+)
+
+
+def crd_resource_types(crd: KubeObject) -> list[ResourceType]:
+    """The resource types a CustomResourceDefinition serves: one per served version."""
+    spec: dict[str, Any] = crd.get("spec") or {}
+    names: dict[str, Any] = spec.get("names") or {}
+    kind = str(names.get("kind", ""))
+    return [
+        ResourceType(
+            group=str(spec.get("group", "")),
+            version=str(v["name"]),
+            plural=str(names.get("plural", "")),
+            singular=str(names.get("singular") or kind.lower()),
+            kind=kind,
+            namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+            short_names=tuple(names.get("shortNames") or ()),
+            categories=tuple(names.get("categories") or ()),
+            subresources=tuple(sorted((v.get("subresources") or {}).keys())),
+        )
+        for v in spec.get("versions") or []
+        if v.get("served", True) and v.get("name")
+    ]
+
+
+class Registry:
+    """Resource types by (group, version, plural); CRDs add and remove theirs at runtime."""
+
+    def __init__(self, builtin: tuple[ResourceType, ...] = BUILTIN) -> None:
+        self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._crd_types: dict[str, list[ResourceType]] = {}
+        self._printer_columns: dict[ResourceType, list[dict[str, Any]]] = {}
+        for rt in builtin:
+            self._types[(rt.group, rt.version, rt.plural)] = rt
+
+    def all(self) -> list[ResourceType]:
+        return list(self._types.values())
+
+    def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
+        return self._types.get((group, version, plural))
+
+    def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
+        """The type an object with this apiVersion and kind belongs to (for apply and seeding)."""
+        group, _, version = api_version.rpartition("/")
+        for rt in self._types.values():
+            if rt.group == group and rt.version == version and rt.kind == kind:
+                return rt
+        return None
+
+    def storage_type(self, group: str, plural: str) -> ResourceType | None:
+        """Any served version of (group, plural): the store keeps one copy per resource."""
+        for rt in self._types.values():
+            if rt.group == group and rt.plural == plural:
+                return rt
+        return None
+
+    def groups(self) -> dict[str, list[str]]:
+        """Served versions per group, in first-registered order."""
+        out: dict[str, list[str]] = {}
+        for rt in self._types.values():
+            versions = out.setdefault(rt.group, [])
+            if rt.version not in versions:
+                versions.append(rt.version)
+        return out
+
+    def is_custom(self, rt: ResourceType) -> bool:
+        return rt in self._printer_columns
+
+    def add_crd(self, crd: KubeObject) -> list[ResourceType]:
+        """Start serving the CRD's versions (replacing those of an earlier revision)."""
+        self.remove_crd(crd)
+        types = crd_resource_types(crd)
+        columns = {
+            str(v.get("name")): list(v.get("additionalPrinterColumns") or [])
+            for v in (crd.get("spec") or {}).get("versions") or []
+        }
+        for rt in types:
+            self._types[(rt.group, rt.version, rt.plural)] = rt
+            self._printer_columns[rt] = columns.get(rt.version, [])
+        self._crd_types[str(crd["metadata"]["name"])] = types
+        return types
+
+    def remove_crd(self, crd: KubeObject) -> None:
+        for rt in self._crd_types.pop(str(crd["metadata"]["name"]), []):
+            self._types.pop((rt.group, rt.version, rt.plural), None)
+            self._printer_columns.pop(rt, None)
+
+    def printer_columns(self, rt: ResourceType) -> list[dict[str, Any]] | None:
+        """A custom resource's additionalPrinterColumns (None for built-in types)."""
+        return self._printer_columns.get(rt)
+
+
+# --- what the real server (and its controllers) fill in --------------------------------------
+
+
+def _ns_defaults(obj: KubeObject) -> None:
+    name = obj["metadata"]["name"]
+    obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("finalizers", ["kubernetes"])
+    obj.setdefault("status", {}).setdefault("phase", "Active")
+
+
+def _pv_defaults(obj: KubeObject) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    spec.setdefault("volumeMode", "Filesystem")
+    if isinstance(spec.get("hostPath"), dict):
+        spec["hostPath"].setdefault("type", "")
+    finalizers = obj["metadata"].setdefault("finalizers", [])
+    if "kubernetes.io/pv-protection" not in finalizers:
+        finalizers.append("kubernetes.io/pv-protection")
+    obj.setdefault("status", {}).setdefault("phase", "Available")
+
+
+def _pvc_defaults(obj: KubeObject) -> None:
+    obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+    obj.setdefault("status", {}).setdefault("phase", "Pending")
+
+
+def _sc_defaults(obj: KubeObject) -> None:
+    obj.setdefault("reclaimPolicy", "Delete")
+    obj.setdefault("volumeBindingMode", "Immediate")
+
+
+def _node_defaults(obj: KubeObject) -> None:
+    # The node lifecycle controller's TTL annotation and an empty kubelet report, as a node
+    # object created without a kubelet looks on a real cluster.
+    obj["metadata"].setdefault("annotations", {}).setdefault("node.alpha.kubernetes.io/ttl", "0")
+    obj.setdefault("spec", {})
+    status = obj.setdefault("status", {})
+    status.setdefault("daemonEndpoints", {"kubeletEndpoint": {"Port": 0}})
+    status.setdefault(
+        "nodeInfo",
+        {
+            k: ""
+            for k in (
+                "machineID",
+                "systemUUID",
+                "bootID",
+                "kernelVersion",
+                "osImage",
+                "containerRuntimeVersion",
+                "kubeletVersion",
+                "kubeProxyVersion",
+                "operatingSystem",
+                "architecture",
+            )
+        },
+    )
+
+
+def _container_defaults(container: dict[str, Any]) -> None:
+    image = str(container.get("image", ""))
+    latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+    container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+    container.setdefault("resources", {})
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+
+
+def _pod_defaults(obj: KubeObject, now: str) -> None:
+    spec = obj.setdefault("spec", {})
+    for container in spec.get("containers") or []:
+        _container_defaults(container)
+    for key, value in (
+        ("restartPolicy", "Always"),
+        ("terminationGracePeriodSeconds", 30),
+        ("dnsPolicy", "ClusterFirst"),
+        ("serviceAccountName", "default"),
+        ("serviceAccount", spec.get("serviceAccountName", "default")),
+        ("securityContext", {}),
+        ("schedulerName", "default-scheduler"),
+        ("enableServiceLinks", True),
+        ("preemptionPolicy", "PreemptLowerPriority"),
+        ("priority", 0),
+    ):
+        spec.setdefault(key, value)
+    # No kubelet runs here: every pod starts at once, so exec, attach and logs have a target.
+    status = obj.setdefault("status", {})
+    if not status.get("phase"):
+        status.update(_running_status(spec, now))
+
+
+def _running_status(spec: dict[str, Any], now: str) -> dict[str, Any]:
+    conditions = [
+        {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+        for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+    ]
+    return {
+        "phase": "Running",
+        "conditions": conditions,
+        "hostIP": "10.0.0.1",
+        "podIP": "10.244.0.10",
+        "podIPs": [{"ip": "10.244.0.10"}],
+        "startTime": now,
+        "qosClass": "BestEffort",
+        "containerStatuses": [
+            {
+                "name": c.get("name", ""),
+                "state": {"running": {"startedAt": now}},
+                "lastState": {},
+                "ready": True,
+                "restartCount": 0,
+                "image": c.get("image", ""),
+                "imageID": "",
+                "containerID": f"containerd://{c.get('name', '')}",
+                "started": True,
+            }
+            for c in spec.get("containers") or []
+        ],
+    }
+
+
+def _service_defaults(obj: KubeObject, serial: int) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    if spec.get("clusterIP") != "None" and not spec.get("clusterIP"):
+        spec["clusterIP"] = f"10.96.{(serial // 250) % 250}.{serial % 250 + 2}"
+    spec.setdefault("clusterIPs", [spec["clusterIP"]])
+    spec.setdefault("sessionAffinity", "None")
+    spec.setdefault("ipFamilies", ["IPv4"])
+    spec.setdefault("ipFamilyPolicy", "SingleStack")
+    spec.setdefault("internalTrafficPolicy", "Cluster")
+    for port in spec.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+        port.setdefault("targetPort", port.get("port"))
+    obj.setdefault("status", {}).setdefault("loadBalancer", {})
+
+
+def _crd_defaults(obj: KubeObject) -> None:
+    spec = obj.setdefault("spec", {})
+    names = spec.setdefault("names", {})
+    names.setdefault("singular", str(names.get("kind", "")).lower())
+    names.setdefault("listKind", f"{names.get('kind', '')}List")
+    obj["status"] = {
+        "acceptedNames": dict(names),
+        "conditions": [
+            {"type": t, "status": "True", "reason": r, "message": m}
+            for t, r, m in (
+                ("NamesAccepted", "NoConflicts", "no conflicts found"),
+                ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
+            )
+        ],
+        "storedVersions": [v["name"] for v in spec.get("versions") or [] if v.get("storage")],
+    }
+
+
+def apply_defaults(rt: ResourceType, obj: KubeObject, now: str, serial: int) -> None:
+    """Fill in, in place, what the real API server's defaulting and controllers would."""
+    key = (rt.group, rt.plural)
+    if key == ("", "namespaces"):
+        _ns_defaults(obj)
+    elif key == ("", "persistentvolumes"):
+        _pv_defaults(obj)
+    elif key == ("", "persistentvolumeclaims"):
+        _pvc_defaults(obj)
+    elif key == ("", "nodes"):
+        _node_defaults(obj)
+    elif key == ("", "pods"):
+        _pod_defaults(obj, now)
+    elif key == ("", "services"):
+        _service_defaults(obj, serial)
+    elif key == ("", "secrets"):
+        obj.setdefault("type", "Opaque")
+    elif key == ("storage.k8s.io", "storageclasses"):
+        _sc_defaults(obj)
+    elif key == ("scheduling.k8s.io", "priorityclasses"):
+        obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    elif key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        _crd_defaults(obj)

