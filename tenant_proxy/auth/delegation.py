@@ -231,3 +231,33 @@ class CachedAccessReview:
         while len(self._cache) > self._max_entries:
             self._cache.popitem(last=False)
         return allowed
+
+
+def sar_spec(identity: Identity, attrs: Mapping[str, str]) -> dict[str, Any]:
+    """The SubjectAccessReview `spec` asking whether `identity` may do what `attrs` name."""
+    spec: dict[str, Any] = {"user": identity.user, "resourceAttributes": dict(attrs)}
+    if identity.groups:
+        spec["groups"] = list(identity.groups)
+    if identity.extra:
+        spec["extra"] = {k: list(v) for k, v in identity.extra.items()}
+    if identity.uid:
+        spec["uid"] = identity.uid
+    return spec
+
+
+class Delegation:
+    """The listener's step after authentication: the caller, or whom it may act as.
+
+    `review` is usually a CachedAccessReview around the upstream SubjectAccessReview call.
+    """
+
+    def __init__(self, review: AccessReview) -> None:
+        self._review = review
+
+    async def __call__(
+        self, identity: Identity, headers: Mapping[str, str] | Iterable[tuple[str, str]]
+    ) -> Identity:
+        request = requested_impersonation(headers)
+        if request is None:
+            return identity
+        return await authorize_impersonation(identity, request, self._review)

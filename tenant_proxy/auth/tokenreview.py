@@ -46,6 +46,8 @@ class TokenReviewSettings:
     """Sustained rate of reviews sent upstream (cache misses only)."""
     burst: int = 50
     """Reviews that may be sent at once before the rate applies."""
+    audiences: tuple[str, ...] = ()
+    """When set (and sent in the review), `status.audiences` must name one of them."""
 
     def __post_init__(self) -> None:
         if self.cache_size < 1 or self.burst < 1 or self.reviews_per_second <= 0:
@@ -75,9 +77,14 @@ def _strings(value: object) -> tuple[str, ...]:
     return ()
 
 
-def identity_from_status(status: Mapping[str, Any]) -> Identity | None:
-    """The identity a TokenReview status vouches for; None unless authenticated is True."""
+def identity_from_status(
+    status: Mapping[str, Any], audiences: tuple[str, ...] = ()
+) -> Identity | None:
+    """The identity a TokenReview status vouches for; None unless authenticated is True
+    (and, when `audiences` are required, the status names one of them)."""
     if status.get("authenticated") is not True:
+        return None
+    if audiences and not set(audiences) & set(_strings(status.get("audiences"))):
         return None
     user = status.get("user")
     if not isinstance(user, dict):
@@ -196,7 +203,7 @@ class TokenReviewAuthenticator:
             # Never cached; the message names the error type only (it may quote the request).
             log.warning("TokenReview %s failed: %s", digest[:12], type(err).__name__)
             raise AuthenticationError("token review failed") from None
-        identity = identity_from_status(status)
+        identity = identity_from_status(status, self._settings.audiences)
         self._remember(digest, identity, token)
         return identity
 

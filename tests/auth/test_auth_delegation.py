@@ -14,9 +14,11 @@ from aiohttp import web
 from tenant_proxy import status
 from tenant_proxy.auth.delegation import (
     CachedAccessReview,
+    Delegation,
     ImpersonationRequest,
     authorize_impersonation,
     requested_impersonation,
+    sar_spec,
 )
 from tenant_proxy.identity import Identity
 
@@ -282,3 +284,31 @@ async def test_cache_keys_include_the_callers_groups(authorizer: Fixture) -> Non
     await cached(ALICE, attrs)
     await cached(Identity(user="alice", groups=("other",)), attrs)
     assert fake.calls == 2
+
+
+async def test_delegation_passes_callers_through_and_authorizes_requests(
+    authorizer: Fixture,
+) -> None:
+    fake, review = authorizer
+    delegate = Delegation(CachedAccessReview(review))
+    assert await delegate(ALICE, {"Accept": "application/json"}) is ALICE
+    assert fake.calls == 0
+    with pytest.raises(status.ApiError) as err:
+        await delegate(ALICE, [("Impersonate-User", "admin")])
+    assert err.value.code == 403
+    fake.allowed.add(("alice", "users", "bob"))
+    became = await delegate(ALICE, [("Impersonate-User", "bob")])
+    assert (became.user, became.groups) == ("bob", ())
+
+
+def test_sar_spec_carries_the_whole_caller() -> None:
+    caller = Identity(user="alice", groups=("g",), extra={"scopes": ("view",)}, uid="u-1")
+    attrs = {"verb": "impersonate", "group": "", "resource": "users", "name": "bob"}
+    assert sar_spec(caller, attrs) == {
+        "user": "alice",
+        "groups": ["g"],
+        "extra": {"scopes": ["view"]},
+        "uid": "u-1",
+        "resourceAttributes": attrs,
+    }
+    assert sar_spec(Identity(user="alice"), attrs) == {"user": "alice", "resourceAttributes": attrs}

@@ -139,6 +139,15 @@ def test_only_authenticated_true_with_a_user_counts(status: dict[str, Any]) -> N
     assert identity_from_status(status) is None
 
 
+def test_required_audiences_must_be_confirmed() -> None:
+    status = {"authenticated": True, "user": {"username": "bob"}}
+    wanted = ("https://kubernetes.default.svc",)
+    assert identity_from_status(status) is not None
+    assert identity_from_status(status, wanted) is None
+    assert identity_from_status({**status, "audiences": ["other"]}, wanted) is None
+    assert identity_from_status({**status, "audiences": list(wanted)}, wanted) is not None
+
+
 async def test_positive_result_cached_for_60_seconds(upstream: Fixture) -> None:
     fake, review = upstream
     fake.valid["sa-token"] = SA_USER
