@@ -22,8 +22,8 @@ def partial_metadata(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def object_key(obj: object) -> tuple[str, str] | None:
     """(namespace, name) of an object, or None when its metadata cannot be read."""
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    if not isinstance(meta, Mapping):
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
         return None
     name, namespace = meta.get("name"), meta.get("namespace", "")
     if not isinstance(name, str) or not name or not isinstance(namespace, str):
@@ -35,7 +35,7 @@ def judged(keep: Keep, obj: object) -> bool:
     """keep(obj), failing closed: an object without readable metadata is never kept."""
     if object_key(obj) is None:
         return False
-    assert isinstance(obj, Mapping)
+    assert isinstance(obj, dict)
     try:
         return keep(obj)
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -28,7 +28,7 @@ def filter_table(
 
 
 def row_kept(keep: Keep, row: object) -> bool:
-    return isinstance(row, Mapping) and judged(keep, row.get("object"))
+    return isinstance(row, dict) and judged(keep, row.get("object"))
 
 
 def shape_row(row: Mapping[str, Any], strip_objects: bool, metadata_only: bool) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def shape_row(row: Mapping[str, Any], strip_objects: bool, metadata_only: bool) 
 def list_metadata(doc: Mapping[str, Any], dropped: int) -> dict[str, Any]:
     """List metadata kept as is (continue, resourceVersion), minus a count filtering falsified."""
     meta = doc.get("metadata")
-    meta = dict(meta) if isinstance(meta, Mapping) else {}
+    meta = dict(meta) if isinstance(meta, dict) else {}
     if dropped:
         meta.pop("remainingItemCount", None)
     return meta

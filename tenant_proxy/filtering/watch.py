@@ -31,7 +31,7 @@ BOOKMARK, ERROR = "BOOKMARK", "ERROR"
 Event = dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     raw: bytes
     visible: bool
@@ -61,7 +61,7 @@ class WatchFilter:
         obj = event.get("object")
         if kind in (BOOKMARK, ERROR):
             return [self._passed(event)]
-        if kind not in (ADDED, MODIFIED, DELETED) or not isinstance(obj, Mapping):
+        if kind not in (ADDED, MODIFIED, DELETED) or not isinstance(obj, dict):
             self.dropped += 1
             return []
         if obj.get("kind") == "Table":
@@ -107,7 +107,7 @@ class WatchFilter:
             self._seen.pop(key, None)
             return [(DELETED, item)] if was else []
         now = judged(self._keep, judged_obj)
-        self._seen[key] = _Entry(orjson.dumps(item), now, is_row)
+        self._seen[key] = _Entry(_compact(item), now, is_row)
         if now:
             return [(kind if was else ADDED, item)]
         if not was:
@@ -124,11 +124,11 @@ class WatchFilter:
         rows = table.get("rows")
         out: list[Event] = []
         for row in rows if isinstance(rows, list) else []:
-            obj = row.get("object") if isinstance(row, Mapping) else None
-            if not isinstance(obj, Mapping):
+            obj = row.get("object") if isinstance(row, dict) else None
+            if not isinstance(obj, dict):
                 self.dropped += 1
                 continue
-            assert isinstance(row, Mapping)
+            assert isinstance(row, dict)
             out += [self._row_event(t, r) for t, r in self._transition(kind, obj, row, True)]
         return out
 
@@ -153,11 +153,16 @@ class WatchFilter:
 
     def _passed(self, event: Mapping[str, Any]) -> Event:
         obj = event.get("object")
-        if not isinstance(obj, Mapping) or obj.get("kind") != "Table" or self._columns_sent:
+        if not isinstance(obj, dict) or obj.get("kind") != "Table" or self._columns_sent:
             return dict(event)
         if self._columns is None:
             self._columns = column_definitions(obj)
         return {**event, "object": {**obj, "columnDefinitions": self._take_columns()}}
+
+
+def _compact(item: Mapping[str, Any]) -> bytes:
+    # orjson's bytes keep their (≥ 4 KiB) output buffer; a copy holds only the JSON itself.
+    return bytes(memoryview(orjson.dumps(item)))
 
 
 def _last_state(entry: _Entry, current: Mapping[str, Any]) -> dict[str, Any]:

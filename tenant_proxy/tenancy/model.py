@@ -315,11 +315,12 @@ def owns(view: TenantView, gr: GroupResource, obj: Mapping[str, Any]) -> bool:
     """Whether `obj` (a full object or PartialObjectMetadata) is the caller's to see.
 
     Fails closed: unreadable metadata, a resource without a rule, or a field that is not a
-    string all mean False.
+    string all mean False. Objects are decoded JSON: only real dicts count as objects (a
+    `dict` check is several times cheaper than an ABC check, and this runs once per item).
     """
     criteria = view.rules.get(gr)
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    if not criteria or not isinstance(meta, Mapping):
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not criteria or not isinstance(meta, dict):
         return False
     name = meta.get("name")
     labels = _labels(meta.get("labels"))
@@ -331,7 +332,7 @@ def owns(view: TenantView, gr: GroupResource, obj: Mapping[str, Any]) -> bool:
 def _labels(value: object) -> Mapping[str, str] | None:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         return None
@@ -355,7 +356,7 @@ def field_value(obj: Mapping[str, Any], path: tuple[str, ...]) -> object:
     """The value at a dotted path, or None when any step is missing or not an object."""
     current: object = obj
     for step in path:
-        if not isinstance(current, Mapping):
+        if not isinstance(current, dict):
             return None
         current = current.get(step)
     return current
