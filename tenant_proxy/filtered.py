@@ -131,11 +131,12 @@ class FilteredReads:
         return headers
 
     def _query(self, info: RequestInfo, shape: Shape, selector: str | None) -> str:
-        query = info.query
-        raw = query.raw if selector is None else query.with_label_selector(selector)
+        changes: dict[str, str | None] = {}
+        if selector is not None:
+            changes["labelSelector"] = selector
         if shape.include_object is not None:
-            raw = _with_param(raw, "includeObject", shape.include_object)
-        return raw
+            changes["includeObject"] = shape.include_object
+        return info.query.with_params(changes) if changes else info.query.raw
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         if resp.content_length is not None and resp.content_length > self._max_list:
@@ -384,10 +385,3 @@ def _not_found(gr: GroupResource, name: str) -> status.ApiError:
 
 def _json_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
-
-
-def _with_param(raw_query: str, key: str, value: str) -> str:
-    """`raw_query` with `key` set to `value`, every other parameter kept byte for byte."""
-    chunks = [c for c in raw_query.split("&") if c and c.split("=", 1)[0] != key]
-    chunks.append(f"{key}={value}")
-    return "&".join(chunks)
