@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-from tenant_proxy.auth.base import AuthenticationError, Authenticator, Credentials
+from tenant_proxy.auth.base import (
+    AuthenticationError,
+    Authenticator,
+    Credentials,
+    ForbiddenIdentity,
+)
 from tenant_proxy.identity import ANONYMOUS, Identity
+
+log = logging.getLogger(__name__)
 
 
 def _presented_credentials(creds: Credentials) -> bool:
@@ -15,7 +23,8 @@ def _presented_credentials(creds: Credentials) -> bool:
 class AuthChain:
     """Tries each authenticator in order; the first non-None identity wins.
 
-    An error from a method stops the chain (it is that method's credential, and it is bad).
+    An error from a method stops the chain (it is that method's credential, and it is bad);
+    an unexpected exception in a method is an AuthenticationError too (fail closed).
     Anonymous access applies only to requests that presented nothing: as kube-apiserver's
     `union.NewFailOnError`, a bad or unrecognised token is 401, never anonymous.
     """
@@ -32,7 +41,7 @@ class AuthChain:
             # capsule-proxy CVE-2023-48312: an empty token must not pass for anyone.
             raise AuthenticationError("empty bearer token")
         for authenticator in self._authenticators:
-            identity = await authenticator.authenticate(creds)
+            identity = await _attempt(authenticator, creds)
             if identity is not None:
                 return identity
         if self._allow_anonymous and not _presented_credentials(creds):
@@ -40,3 +49,14 @@ class AuthChain:
         if creds.bearer_token is not None:
             raise AuthenticationError("invalid bearer token")
         raise AuthenticationError("no credentials")
+
+
+async def _attempt(authenticator: Authenticator, creds: Credentials) -> Identity | None:
+    try:
+        return await authenticator.authenticate(creds)
+    except (AuthenticationError, ForbiddenIdentity):
+        raise
+    except Exception as err:
+        # Fail closed, and log only the type: a message might quote the credential.
+        log.error("%s failed: %s", type(authenticator).__name__, type(err).__name__)
+        raise AuthenticationError("authenticator failed") from None

@@ -7,13 +7,16 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from tenant_proxy.auth.tokenreview import review_body
 from tenant_proxy.pki import KeyPair, issue_server_cert, new_ca
 
 Serve = Callable[[web.Application, ssl.SSLContext | None], Awaitable[str]]
@@ -186,3 +189,52 @@ async def issuer(
     holder[0].add_key("rsa-1", rsa_key)
     holder[0].add_key("ec-1", ec_key)
     return holder[0]
+
+
+TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+class Upstream:
+    """Answers TokenReviews as tokenreview-valid.txt / tokenreview-invalid.txt show."""
+
+    def __init__(self) -> None:
+        self.valid: dict[str, dict[str, Any]] = {}
+        self.calls = Counter()
+        self.failing = False
+        self.gate: asyncio.Event | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        await self.calls.hit(TOKENREVIEWS)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failing:
+            return web.json_response({"kind": "Status", "code": 500}, status=500)
+        token = body["spec"]["token"]
+        if token in self.valid:
+            status: dict[str, Any] = {"authenticated": True, "user": self.valid[token]}
+        else:
+            status = {"user": {}, "error": "invalid bearer token"}
+        return web.json_response({**body, "status": status}, status=201)
+
+
+@pytest.fixture
+async def upstream(
+    serve: Serve, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> AsyncIterator[tuple[Upstream, Callable[[str], Awaitable[dict[str, Any]]]]]:
+    fake = Upstream()
+    app = web.Application()
+    app.router.add_post(TOKENREVIEWS, fake.handle)
+    url = await serve(app, server_tls)
+    async with aiohttp.ClientSession() as session:
+
+        async def review(token: str) -> dict[str, Any]:
+            async with session.post(
+                url + TOKENREVIEWS, json=review_body(token), ssl=client_tls
+            ) as resp:
+                if resp.status != 201:
+                    raise RuntimeError(f"TokenReview answered {resp.status}")
+                status: dict[str, Any] = (await resp.json())["status"]
+                return status
+
+        yield fake, review

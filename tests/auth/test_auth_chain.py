@@ -95,3 +95,18 @@ async def test_unrecognised_token_is_401_even_with_anonymous_allowed() -> None:
 )
 def test_bearer_token_parsing(header: str | None, expected: str | None) -> None:
     assert bearer_token(header) == expected
+
+
+class _Broken:
+    async def authenticate(self, creds: Credentials) -> Identity | None:
+        raise RuntimeError(f"bug while reading {creds.bearer_token}")
+
+
+async def test_unexpected_error_fails_closed_without_logging_the_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chain = AuthChain([_Broken(), _Fixed("secret-tok", ALICE)], allow_anonymous=True)
+    with pytest.raises(AuthenticationError, match="authenticator failed"):
+        await chain.authenticate(Credentials(bearer_token="secret-tok"))
+    assert "secret-tok" not in caplog.text
+    assert "RuntimeError" in caplog.text

@@ -5,13 +5,12 @@ import base64
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
-from conftest import Counter
+from conftest import Upstream
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +21,6 @@ from tenant_proxy.auth.tokenreview import (
     TokenReviewAuthenticator,
     TokenReviewSettings,
     identity_from_status,
-    review_body,
 )
 from tenant_proxy.identity import Identity
 
@@ -42,50 +40,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Upstream:
-    """Answers TokenReviews as tokenreview-valid.txt / tokenreview-invalid.txt show."""
-
-    def __init__(self) -> None:
-        self.valid: dict[str, dict[str, Any]] = {}
-        self.calls = Counter()
-        self.failing = False
-        self.gate: asyncio.Event | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        await self.calls.hit(PATH)
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.failing:
-            return web.json_response({"kind": "Status", "code": 500}, status=500)
-        token = body["spec"]["token"]
-        if token in self.valid:
-            status: dict[str, Any] = {"authenticated": True, "user": self.valid[token]}
-        else:
-            status = {"user": {}, "error": "invalid bearer token"}
-        return web.json_response({**body, "status": status}, status=201)
-
-
-@pytest.fixture
-async def upstream(
-    serve: Serve, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
-) -> AsyncIterator[tuple[Upstream, Callable[[str], Awaitable[dict[str, Any]]]]]:
-    fake = Upstream()
-    app = web.Application()
-    app.router.add_post(PATH, fake.handle)
-    url = await serve(app, server_tls)
-    async with aiohttp.ClientSession() as session:
-
-        async def review(token: str) -> dict[str, Any]:
-            async with session.post(url + PATH, json=review_body(token), ssl=client_tls) as resp:
-                if resp.status != 201:
-                    raise RuntimeError(f"TokenReview answered {resp.status}")
-                status: dict[str, Any] = (await resp.json())["status"]
-                return status
-
-        yield fake, review
 
 
 def _jwt_with_exp(exp: float) -> str:
