@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tenant_proxy.auth.base import AuthenticationError, Credentials
 from tenant_proxy.identity import Identity
@@ -36,6 +37,21 @@ def check_validity(cert: x509.Certificate, now: dt.datetime) -> None:
         raise AuthenticationError("client certificate expired")
 
 
+def check_client_usage(cert: x509.Certificate) -> None:
+    """Raise AuthenticationError if an ExtendedKeyUsage excludes client authentication.
+
+    As Go's x509 verification with ExtKeyUsageClientAuth (kube-apiserver): no extension means
+    any usage; otherwise clientAuth or anyExtendedKeyUsage must be listed.
+    """
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    allowed = {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+    if not allowed & set(usages):
+        raise AuthenticationError("certificate not issued for client authentication")
+
+
 class X509Authenticator:
     """Reads the identity from a client certificate the TLS layer has verified."""
 
@@ -52,6 +68,7 @@ class X509Authenticator:
         if cert is None or not self._settings.enabled:
             return None
         check_validity(cert, self._clock())
+        check_client_usage(cert)
         user, groups = subject_identity(cert)
         if not user.strip():
             raise AuthenticationError("client certificate has no common name")

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from tenant_proxy.auth.base import AuthenticationError, Credentials
 from tenant_proxy.auth.x509 import X509Authenticator, X509Settings, peer_certificate
-from tenant_proxy.pki import KeyPair, issue_client_cert, new_ca
+from tenant_proxy.pki import KeyPair, issue_client_cert, issue_server_cert, new_ca
 
 Serve = Callable[[web.Application, ssl.SSLContext | None], Awaitable[str]]
 
@@ -176,3 +176,18 @@ async def test_identity_method_is_x509(ca: KeyPair) -> None:
     identity = await X509Authenticator().authenticate(Credentials(peer_cert=cert))
     assert identity is not None
     assert (identity.user, identity.groups, identity.method) == ("alice", ("g1", "g2"), "x509")
+
+
+async def test_server_certificate_is_not_a_client_credential(ca: KeyPair) -> None:
+    server = _load(issue_server_cert(ca, ["alice"]))
+    with pytest.raises(AuthenticationError, match="client authentication"):
+        await X509Authenticator().authenticate(Credentials(peer_cert=server))
+
+
+async def test_certificate_without_extended_key_usage_is_accepted() -> None:
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, "alice")]
+    identity = await X509Authenticator().authenticate(
+        Credentials(peer_cert=_self_signed(x509.Name(subject)))
+    )
+    assert identity is not None
+    assert identity.user == "alice"
