@@ -125,7 +125,8 @@ def parse_list_options(rt: ResourceType, query: Mapping[str, str]) -> ListOption
     rv = query.get("resourceVersion", "")
     rv_match = query.get("resourceVersionMatch", "")
     token = query.get("continue", "")
-    if rv_match and not rv:
+    send_initial = _truthy(query.get("sendInitialEvents"))
+    if rv_match and not rv and not send_initial:
         raise _list_options_invalid(
             "resourceVersionMatch",
             "resourceVersionMatch is forbidden unless resourceVersion is provided",
@@ -139,7 +140,6 @@ def parse_list_options(rt: ResourceType, query: Mapping[str, str]) -> ListOption
             "resourceVersionMatch",
             'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
         )
-    send_initial = _truthy(query.get("sendInitialEvents"))
     if send_initial and rv_match != "NotOlderThan":
         raise _list_options_invalid(
             "sendInitialEvents",
