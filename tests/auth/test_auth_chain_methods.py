@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from conftest import TOKENREVIEWS, Issuer, Upstream
+from auth_fakes import TOKENREVIEWS, Issuer, Upstream
 from cryptography import x509
 
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity

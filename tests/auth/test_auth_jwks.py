@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Issuer
+from auth_fakes import Issuer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenant_proxy.auth.base import AuthenticationError, Credentials

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import Upstream
+from auth_fakes import Upstream
 from hypothesis import given
 from hypothesis import strategies as st
 
