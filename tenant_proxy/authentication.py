@@ -11,11 +11,13 @@ from typing import Any
 
 from tenant_proxy.auth.base import Authenticator
 from tenant_proxy.auth.chain import AuthChain
+from tenant_proxy.auth.delegation import CachedAccessReview, Delegation, sar_spec
 from tenant_proxy.auth.oidc import OIDCAuthenticator, OIDCIssuerSettings
 from tenant_proxy.auth.static_tokens import StaticTokenAuthenticator
 from tenant_proxy.auth.tokenreview import TokenReviewAuthenticator
 from tenant_proxy.auth.x509 import X509Authenticator, X509Settings
 from tenant_proxy.config import AuthenticationSettings, OIDCSettings
+from tenant_proxy.identity import Identity
 from tenant_proxy.upstream import Upstream
 
 
@@ -36,7 +38,7 @@ def oidc_settings(s: OIDCSettings) -> OIDCIssuerSettings:
 
 
 class Authentication:
-    """The chain plus what must be closed with it (OIDC key caches)."""
+    """The chain, the client-impersonation step, and what must be closed (OIDC key caches)."""
 
     def __init__(self, settings: AuthenticationSettings, upstream: Upstream) -> None:
         methods: list[Authenticator] = [X509Authenticator(X509Settings(enabled=settings.x509))]
@@ -54,6 +56,12 @@ class Authentication:
 
             methods.append(TokenReviewAuthenticator(review))
         self.chain = AuthChain(methods, allow_anonymous=settings.anonymous)
+
+        async def access_review(identity: Identity, attrs: Mapping[str, str]) -> bool:
+            return await upstream.access_review(sar_spec(identity, attrs))
+
+        # `kubectl --as`: honoured only where SubjectAccessReviews say the caller may.
+        self.delegate = Delegation(CachedAccessReview(access_review))
 
     async def close(self) -> None:
         if self._oidc is not None:

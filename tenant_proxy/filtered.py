@@ -25,6 +25,7 @@ from tenant_proxy.filtering import pushdown
 from tenant_proxy.filtering.lists import NotAList, filter_response
 from tenant_proxy.filtering.selectors import SelectorError
 from tenant_proxy.filtering.watch import LineFramer, LineTooLong, WatchFilter
+from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.tenancy.index import TenancyIndex
@@ -106,7 +107,12 @@ class FilteredReads:
         self._buffer = watch_buffer_events
 
     async def serve(
-        self, request: web.Request, info: RequestInfo, gr: GroupResource, view: TenantView
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        view: TenantView,
+        identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
         """The response and how many objects were withheld."""
         if not await self.index.wait_synced(self._sync_timeout):
@@ -119,7 +125,7 @@ class FilteredReads:
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         if info.verb == "watch":
-            return await self._watch(request, info, gr, shape, view)
+            return await self._watch(request, info, gr, shape, view, identity)
         return await self._list(request, info, gr, shape, view, keep)
 
     # -- requests as the proxy ----------------------------------------------------------------
@@ -234,13 +240,14 @@ class FilteredReads:
         gr: GroupResource,
         shape: Shape,
         view: TenantView,
+        identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
         url = self.upstream.url(info.path, self._query(info, shape, None))
         resp = await self.upstream.send("GET", url, self._headers(request, shape))
         async with resp:
             if resp.status != 200:
                 return await passthrough.relay(request, resp), 0
-            stream = _WatchStream(self, request, info, gr, shape, view)
+            stream = _WatchStream(self, request, info, gr, shape, view, identity)
             return await stream.run(resp), stream.filter.dropped
 
 
@@ -255,9 +262,10 @@ class _WatchStream:
         gr: GroupResource,
         shape: Shape,
         view: TenantView,
+        identity: Identity,
     ) -> None:
         self.reads, self.request, self.info, self.gr, self.shape = reads, request, info, gr, shape
-        self.identity = request["identity"]
+        self.identity = identity
         self.filter = WatchFilter(
             self._keep(view), strip_objects=shape.strip_objects, metadata_only=shape.partial
         )

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from tenant_proxy import passthrough, status
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
@@ -32,7 +32,10 @@ from tenant_proxy.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("tenant_proxy.proxy")
 
-Delegate = Callable[[Identity, Any], Awaitable[Identity]]
+# The client's WebSocket subprotocols once a bearer-token one is taken out.
+WS_PROTOCOLS = web.RequestKey("ws_protocols", str)
+
+Delegate = Callable[[Identity, CIMultiDictProxy[str]], Awaitable[Identity]]
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,6 @@ class Pipeline:
         if self.delegate is not None:
             identity = await self.delegate(identity, request.headers)
             entry.user = identity.user
-        request["identity"] = identity
         view = self.index.view_for(identity) if self.index is not None else None
         entry.tenants = ",".join(sorted(view.tenants)) if view is not None else ""
         plan = plan_request(info, view.filters if view is not None else None)
@@ -96,14 +98,14 @@ class Pipeline:
                 raise error
             case Filter(gr) if self.reads is not None and view is not None:
                 entry.filtered = True
-                response, entry.dropped = await self.reads.serve(request, info, gr, view)
+                response, entry.dropped = await self.reads.serve(request, info, gr, view, identity)
                 return response
             case _:
                 return await self.forward(request, Call(identity=identity, info=info))
 
     async def _authenticate(self, request: web.Request, entry: RequestLog) -> Identity:
         creds, ws_protocols = _credentials(request)
-        request["ws_protocols"] = ws_protocols
+        request[WS_PROTOCOLS] = ws_protocols
         try:
             identity = await self.auth.authenticate(creds)
         except AuthenticationError as exc:
@@ -125,8 +127,8 @@ class Pipeline:
         is_upgrade = "upgrade" in request.headers.get("Connection", "").lower()
         if is_upgrade:
             headers = [h for h in headers if h[0].lower() != "sec-websocket-protocol"]
-            if request["ws_protocols"]:
-                headers.append(("Sec-WebSocket-Protocol", request["ws_protocols"]))
+            if request[WS_PROTOCOLS]:
+                headers.append(("Sec-WebSocket-Protocol", request[WS_PROTOCOLS]))
             headers += [("Connection", "Upgrade"), ("Upgrade", request.headers.get("Upgrade", ""))]
         passthrough.check_declared_length(request, self.max_body_bytes)
         body = (

@@ -129,6 +129,7 @@ class ProxyServer:
             listener=listener,
             max_body_bytes=self.settings.limits.max_body_bytes,
             admit=admit,
+            delegate=self.auth.delegate,
         )
 
     def _app(self, pipeline: Pipeline) -> web.Application:
