@@ -264,3 +264,8 @@ def test_no_claim_yields_a_system_group_unprefixed(groups: list[str], prefix: st
     else:
         assert not any(g.startswith("system:") for g in identity.groups)
         assert identity.groups == tuple(dict.fromkeys(prefix + g for g in groups))
+
+
+def test_deeply_nested_json_is_not_a_jwt() -> None:
+    nested = base64.urlsafe_b64encode(b"[" * 20_000).rstrip(b"=").decode()
+    assert unverified_parts(f"{nested}.{nested}.sig") is None
