@@ -68,14 +68,18 @@ class Requirement:
 
 
 def _compare(label_value: str, op: Op, bound: str) -> bool:
-    # kube parses both as int64 and a label that is not an integer never matches.
-    try:
-        have = int(label_value)
-    except ValueError:
-        return False
-    if not _INT64.fullmatch(label_value):
+    # kube parses both with strconv.ParseInt(.., 10, 64): a label that is not one never matches.
+    have = _int64(label_value)
+    if have is None:
         return False
     return have > int(bound) if op is Op.GREATER_THAN else have < int(bound)
+
+
+def _int64(text: str) -> int | None:
+    if not _INT64.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 _INT64 = re.compile(r"[+-]?[0-9]+")
@@ -143,7 +147,7 @@ def new_requirement(key: str, op: Op, values: Iterable[str]) -> Requirement:
         raise SelectorError("exact-match compatibility requires one single value")
     if op in (Op.EXISTS, Op.DOES_NOT_EXIST) and vals:
         raise SelectorError("values set must be empty for exists and does not exist")
-    if op in (Op.GREATER_THAN, Op.LESS_THAN) and not _INT64.fullmatch(vals[0]):
+    if op in (Op.GREATER_THAN, Op.LESS_THAN) and _int64(vals[0]) is None:
         raise SelectorError(f"for 'Gt', 'Lt' operators, the value must be an integer: {vals[0]!r}")
     for value in vals:
         validate_value(value)

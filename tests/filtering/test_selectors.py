@@ -59,6 +59,7 @@ def test_kube_accepted_selectors_parse_to_their_canonical_form(text: str, canoni
         "!a=b",
         "a<b",
         "a>-5",
+        "a>9223372036854775808",
         "a b",
         "=b",
         "a=(b)",
@@ -80,6 +81,14 @@ def test_kube_accepted_selectors_parse_to_their_canonical_form(text: str, canoni
 def test_selectors_kube_refuses_are_refused(text: str) -> None:
     with pytest.raises(SelectorError):
         parse_selector(text)
+
+
+def test_gt_lt_compare_as_int64() -> None:
+    selector = parse_selector("a>9223372036854775806")
+    assert selector.matches({"a": "9223372036854775807"})
+    assert not selector.matches({"a": "9223372036854775808"})
+    assert not selector.matches({"a": "1e30"})
+    assert parse_selector("a<5").matches({"a": "+4"})
 
 
 def test_nul_ends_the_selector_as_in_go() -> None:
