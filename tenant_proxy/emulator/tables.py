@@ -1074,6 +1074,325 @@ LEASE_PRINTER = _simple(
     _field("spec", "holderIdentity"),
 )
 
+# events (core/v1, and events.k8s.io/v1 through the shared internal type)
+
+EVENT_COLUMNS = (
+    Column("Last Seen", "The time at which the most recent occurrence of this event was recorded."),
+    Column("Type", "Type of this event (Normal, Warning), new types could be added in the future"),
+    Column(
+        "Reason",
+        "This should be a short, machine understandable string that gives the reason for the "
+        "transition into the object's current status.",
+    ),
+    Column("Object", "The object that this event is about."),
+    Column(
+        "Subobject",
+        "If referring to a piece of an object instead of an entire object, this string should "
+        "contain a valid JSON/Go field access statement, such as "
+        "desiredState.manifest.containers[2]. For example, if the object reference is to a "
+        'container within a pod, this would take on a value like: "spec.containers{name}" '
+        '(where "name" refers to the name of the container that triggered the event) or if no '
+        'container name is specified "spec.containers[2]" (container with index 2 in this pod). '
+        "This syntax is chosen only to have some well-defined way of referencing a part of an "
+        "object.",
+        priority=1,
+    ),
+    Column(
+        "Source",
+        "The component reporting this event. Should be a short machine understandable string.",
+        priority=1,
+    ),
+    Column("Message", "A human-readable description of the status of this operation."),
+    Column(
+        "First Seen",
+        "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+        priority=1,
+    ),
+    Column("Count", "The number of times this event has occurred.", priority=1),
+    Column("Name", NAME_DOC, format="name", priority=1),
+)
+
+
+def core_event(obj: KubeObject) -> KubeObject:
+    """An events.k8s.io/v1 Event in core/v1 field names (both print through one type)."""
+    return {
+        "metadata": obj.get("metadata", {}),
+        "involvedObject": obj.get("regarding") or {},
+        "reason": obj.get("reason", ""),
+        "message": obj.get("note", ""),
+        "source": obj.get("deprecatedSource") or {},
+        "firstTimestamp": obj.get("deprecatedFirstTimestamp"),
+        "lastTimestamp": obj.get("deprecatedLastTimestamp"),
+        "count": obj.get("deprecatedCount", 0),
+        "type": obj.get("type", ""),
+        "eventTime": obj.get("eventTime"),
+        "series": obj.get("series"),
+        "reportingComponent": obj.get("reportingController", ""),
+        "reportingInstance": obj.get("reportingInstance", ""),
+    }
+
+
+def _since(value: Any, now: datetime) -> str:
+    return clock.age(str(value or ""), now)
+
+
+def _event_cells(event: KubeObject, now: datetime) -> list[Any]:
+    first = _since(event.get("firstTimestamp"), now)
+    if not event.get("firstTimestamp"):
+        first = _since(event.get("eventTime"), now)
+    last = _since(event.get("lastTimestamp"), now) if event.get("lastTimestamp") else first
+    count = int(event.get("count") or 0)
+    series = event.get("series")
+    if isinstance(series, Mapping):
+        last = _since(series.get("lastObservedTime"), now)
+        count = int(series.get("count") or 0)
+    elif count == 0:
+        # Singleton events of the new API carry no count.
+        count = 1
+    involved = event.get("involvedObject") or {}
+    target = str(involved.get("kind", "")).lower()
+    if involved.get("name"):
+        target = f"{target}/{involved['name']}"
+    source = event.get("source") or {}
+    component = source.get("component") or event.get("reportingComponent", "")
+    host = source.get("host") or event.get("reportingInstance", "")
+    return [
+        last,
+        event.get("type", ""),
+        event.get("reason", ""),
+        target,
+        involved.get("fieldPath", ""),
+        f"{component}, {host}" if host else component,
+        str(event.get("message", "")).strip(),
+        first,
+        count,
+        _name(event),
+    ]
+
+
+EVENT_PRINTER = Printer(EVENT_COLUMNS, _event_cells)
+EVENT_V1_PRINTER = Printer(EVENT_COLUMNS, lambda obj, now: _event_cells(core_event(obj), now))
+
+# apps
+
+
+def format_label_selector(selector: Mapping[str, Any] | None, empty: str = "<none>") -> str:
+    """metav1.FormatLabelSelector: requirements sorted by key, `empty` when there are none."""
+    if not selector:
+        return empty
+    requirements: list[tuple[str, str]] = []
+    for key, value in (selector.get("matchLabels") or {}).items():
+        requirements.append((key, f"{key}={value}"))
+    for expr in selector.get("matchExpressions") or []:
+        key, op = str(expr.get("key", "")), expr.get("operator")
+        values = ",".join(sorted(expr.get("values") or []))
+        text = {
+            "In": f"{key} in ({values})",
+            "NotIn": f"{key} notin ({values})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }.get(str(op), key)
+        requirements.append((key, text))
+    return ",".join(text for _, text in sorted(requirements)) or empty
+
+
+def _containers(obj: KubeObject) -> tuple[str, str]:
+    containers = _get(obj, "spec", "template", "spec", "containers", default=[])
+    names = ",".join(str(c.get("name", "")) for c in containers)
+    return names, ",".join(str(c.get("image", "")) for c in containers)
+
+
+_CONTAINERS = Column("Containers", "Names of each container in the template.", priority=1)
+_IMAGES = Column("Images", "Images referenced by each container in the template.", priority=1)
+_APPS_DOCS = "https://kubernetes.io/docs/concepts/workloads/controllers"
+_LABEL_DOCS = "https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/"
+
+
+def _status_int(obj: KubeObject, field: str) -> int:
+    return int(_get(obj, "status", field, default=0) or 0)
+
+
+def _replicas(obj: KubeObject) -> int:
+    return int(_get(obj, "spec", "replicas", default=1))
+
+
+def _deployment_cells(obj: KubeObject, now: datetime) -> list[Any]:
+    names, images = _containers(obj)
+    return [
+        _name(obj),
+        f"{_status_int(obj, 'readyReplicas')}/{_replicas(obj)}",
+        _status_int(obj, "updatedReplicas"),
+        _status_int(obj, "availableReplicas"),
+        _age(obj, now),
+        names,
+        images,
+        format_label_selector(_get(obj, "spec", "selector"), empty=""),
+    ]
+
+
+DEPLOYMENT_PRINTER = Printer(
+    (
+        NAME,
+        Column("Ready", "Number of the pod with ready state"),
+        Column(
+            "Up-to-date",
+            "Total number of non-terminated pods targeted by this deployment that have the "
+            "desired template spec.",
+        ),
+        Column(
+            "Available",
+            "Total number of available pods (ready for at least minReadySeconds) targeted by this "
+            "deployment.",
+        ),
+        AGE,
+        _CONTAINERS,
+        _IMAGES,
+        Column(
+            "Selector",
+            "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be "
+            "the ones affected by this deployment. It must match the pod template's labels.",
+            priority=1,
+        ),
+    ),
+    _deployment_cells,
+)
+
+
+def _replica_set_cells(obj: KubeObject, now: datetime) -> list[Any]:
+    names, images = _containers(obj)
+    return [
+        _name(obj),
+        _replicas(obj),
+        _status_int(obj, "replicas"),
+        _status_int(obj, "readyReplicas"),
+        _age(obj, now),
+        names,
+        images,
+        format_label_selector(_get(obj, "spec", "selector")),
+    ]
+
+
+REPLICA_SET_PRINTER = Printer(
+    (
+        NAME,
+        Column(
+            "Desired",
+            "Replicas is the number of desired replicas. This is a pointer to distinguish between "
+            "explicit zero and unspecified. Defaults to 1. More info: "
+            f"{_APPS_DOCS}/replicationcontroller/#what-is-a-replicationcontroller",
+            type="integer",
+        ),
+        Column(
+            "Current",
+            "Replicas is the most recently oberved number of replicas. More info: "
+            f"{_APPS_DOCS}/replicationcontroller/#what-is-a-replicationcontroller",
+            type="integer",
+        ),
+        Column(
+            "Ready",
+            "readyReplicas is the number of pods targeted by this ReplicaSet with a Ready "
+            "Condition.",
+            type="integer",
+        ),
+        AGE,
+        _CONTAINERS,
+        _IMAGES,
+        Column(
+            "Selector",
+            "Selector is a label query over pods that should match the replica count. Label keys "
+            "and values that must match in order to be controlled by this replica set. It must "
+            f"match the pod template's labels. More info: {_LABEL_DOCS}#label-selectors",
+            priority=1,
+        ),
+    ),
+    _replica_set_cells,
+)
+
+
+def _stateful_set_cells(obj: KubeObject, now: datetime) -> list[Any]:
+    names, images = _containers(obj)
+    ready = f"{_status_int(obj, 'readyReplicas')}/{_replicas(obj)}"
+    return [_name(obj), ready, _age(obj, now), names, images]
+
+
+STATEFUL_SET_PRINTER = Printer(
+    (NAME, Column("Ready", "Number of the pod with ready state"), AGE, _CONTAINERS, _IMAGES),
+    _stateful_set_cells,
+)
+
+
+def _daemon_set_cells(obj: KubeObject, now: datetime) -> list[Any]:
+    names, images = _containers(obj)
+    counts = (
+        "desiredNumberScheduled",
+        "currentNumberScheduled",
+        "numberReady",
+        "updatedNumberScheduled",
+        "numberAvailable",
+    )
+    return [
+        _name(obj),
+        *(_status_int(obj, c) for c in counts),
+        _format_labels(_get(obj, "spec", "template", "spec", "nodeSelector")),
+        _age(obj, now),
+        names,
+        images,
+        format_label_selector(_get(obj, "spec", "selector")),
+    ]
+
+
+DAEMON_SET_PRINTER = Printer(
+    (
+        NAME,
+        Column(
+            "Desired",
+            "The total number of nodes that should be running the daemon pod (including nodes "
+            f"correctly running the daemon pod). More info: {_APPS_DOCS}/daemonset/",
+            type="integer",
+        ),
+        Column(
+            "Current",
+            "The number of nodes that are running at least 1 daemon pod and are supposed to run "
+            f"the daemon pod. More info: {_APPS_DOCS}/daemonset/",
+            type="integer",
+        ),
+        Column(
+            "Ready",
+            "numberReady is the number of nodes that should be running the daemon pod and have "
+            "one or more of the daemon pod running with a Ready Condition.",
+            type="integer",
+        ),
+        Column(
+            "Up-to-date",
+            "The total number of nodes that are running updated daemon pod",
+            type="integer",
+        ),
+        Column(
+            "Available",
+            "The number of nodes that should be running the daemon pod and have one or more of "
+            "the daemon pod running and available (ready for at least spec.minReadySeconds)",
+            type="integer",
+        ),
+        Column(
+            "Node Selector",
+            "NodeSelector is a selector which must be true for the pod to fit on a node. Selector "
+            "which must match a node's labels for the pod to be scheduled on that node. More "
+            "info: https://kubernetes.io/docs/concepts/configuration/assign-pod-node/",
+        ),
+        AGE,
+        _CONTAINERS,
+        _IMAGES,
+        Column(
+            "Selector",
+            "A label query over pods that are managed by the daemon set. Must match in order to "
+            "be controlled. It must match the pod template's labels. More info: "
+            f"{_LABEL_DOCS}#label-selectors",
+            priority=1,
+        ),
+    ),
+    _daemon_set_cells,
+)
+
 PRINTERS: dict[tuple[str, str], Printer] = {
     ("", "namespaces"): NAMESPACE_PRINTER,
     ("", "nodes"): NODE_PRINTER,
@@ -1089,6 +1408,12 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("scheduling.k8s.io", "priorityclasses"): PRIORITY_CLASS_PRINTER,
     ("node.k8s.io", "runtimeclasses"): RUNTIME_CLASS_PRINTER,
     ("coordination.k8s.io", "leases"): LEASE_PRINTER,
+    ("", "events"): EVENT_PRINTER,
+    ("events.k8s.io", "events"): EVENT_V1_PRINTER,
+    ("apps", "deployments"): DEPLOYMENT_PRINTER,
+    ("apps", "replicasets"): REPLICA_SET_PRINTER,
+    ("apps", "statefulsets"): STATEFUL_SET_PRINTER,
+    ("apps", "daemonsets"): DAEMON_SET_PRINTER,
     ("rbac.authorization.k8s.io", "rolebindings"): ROLE_BINDING_PRINTER,
     ("rbac.authorization.k8s.io", "clusterrolebindings"): CLUSTER_ROLE_BINDING_PRINTER,
 }

@@ -463,3 +463,116 @@ def test_partial_metadata_keeps_exactly_the_metadata(meta: dict[str, str], versi
 def test_any_printer_column_path_resolves_or_misses_without_error(path: str) -> None:
     found, _ = tables._json_path(widget(size=1), path)
     assert found in (True, False)
+
+
+EVENTS = ResourceType("", "v1", "events", "event", "Event", True)
+EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "event", "Event", True)
+DEPLOYMENTS = ResourceType("apps", "v1", "deployments", "deployment", "Deployment", True)
+DAEMON_SETS = ResourceType("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True)
+
+
+def test_core_event_row_shows_times_target_source_and_count() -> None:
+    event = {
+        "metadata": {"name": "web.1", "namespace": "team-a-dev"},
+        "involvedObject": {"kind": "Pod", "name": "web", "fieldPath": "spec.containers{app}"},
+        "reason": "Pulled",
+        "message": " pulled \n",
+        "type": "Normal",
+        "source": {"component": "kubelet", "host": "node-a1"},
+        "firstTimestamp": "2026-11-24T13:50:00Z",
+        "lastTimestamp": "2026-11-24T13:53:00Z",
+        "count": 4,
+    }
+    assert table(EVENTS, [event])["rows"][0]["cells"] == [
+        "55s",
+        "Normal",
+        "Pulled",
+        "pod/web",
+        "spec.containers{app}",
+        "kubelet, node-a1",
+        "pulled",
+        "3m55s",
+        4,
+        "web.1",
+    ]
+
+
+def test_events_v1_event_prints_through_the_core_columns() -> None:
+    event = {
+        "metadata": {"name": "web.2"},
+        "regarding": {"kind": "Node", "name": "node-a1"},
+        "reason": "Ready",
+        "note": "node is ready",
+        "type": "Normal",
+        "eventTime": "2026-11-24T13:53:50.123456Z",
+        "reportingController": "kubelet",
+    }
+    cells = table(EVENTS_V1, [event])["rows"][0]["cells"]
+    assert cells == [
+        "5s",
+        "Normal",
+        "Ready",
+        "node/node-a1",
+        "",
+        "kubelet",
+        "node is ready",
+        "5s",
+        1,
+        "web.2",
+    ]
+
+
+def test_deployment_row_shows_ready_of_desired_and_its_template() -> None:
+    deployment = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "selector": {
+                "matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["b", "a"]}],
+            },
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": "nginx:1"},
+                        {"name": "log", "image": "busybox"},
+                    ]
+                }
+            },
+        },
+        "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2},
+    }
+    assert table(DEPLOYMENTS, [deployment])["rows"][0]["cells"] == [
+        "web",
+        "2/3",
+        3,
+        2,
+        "<unknown>",
+        "app,log",
+        "nginx:1,busybox",
+        "app=web,tier in (a,b)",
+    ]
+
+
+def test_daemon_set_row_shows_node_selector_and_counts() -> None:
+    daemon = {
+        "metadata": {"name": "agent"},
+        "spec": {
+            "template": {"spec": {"nodeSelector": {"pool": "a", "os": "linux"}, "containers": []}}
+        },
+        "status": {"desiredNumberScheduled": 3, "numberReady": 1},
+    }
+    cells = table(DAEMON_SETS, [daemon])["rows"][0]["cells"]
+    assert cells == ["agent", 3, 0, 1, 0, 0, "os=linux,pool=a", "<unknown>", "", "", "<none>"]
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z]{1,5}", fullmatch=True),
+        st.from_regex(r"[a-z0-9]{0,5}", fullmatch=True),
+    )
+)
+def test_label_selector_text_lists_each_label_once_sorted(labels: dict[str, str]) -> None:
+    text = tables.format_label_selector({"matchLabels": labels})
+    expected = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
+    assert text == expected
