@@ -24,12 +24,15 @@ from aiohttp import web
 
 from tenant_proxy import kubeconfig, pki
 from tenant_proxy.emulator import (
+    discovery,
     errors,
     identity,
     impersonation,
     negotiation,
+    openapi,
     paths,
     rbac,
+    reviews,
     tables,
 )
 from tenant_proxy.emulator.errors import StatusError
@@ -62,10 +65,7 @@ def _optional(name: str) -> ModuleType | None:
         return None
 
 
-reviews = _optional("reviews")
 streams = _optional("streams")
-discovery = _optional("discovery")
-openapi = _optional("openapi")
 
 
 def json_response(
@@ -376,28 +376,27 @@ class Emulator:
 
     def _document(self, parts: list[str]) -> Any:
         head = parts[0] if parts else ""
-        if head == "version" and discovery:
+        if head == "version":
             return discovery.version_info()
-        if head == "api" and discovery:
+        if head == "api":
             if len(parts) == 1:
                 return discovery.api_versions(f"{self.host}:{self._port}")
             return discovery.resource_list(self.registry, "", parts[1]) if len(parts) == 2 else None
-        if head == "apis" and discovery:
+        if head == "apis":
             if len(parts) == 1:
                 return discovery.api_group_list(self.registry)
             if len(parts) == 2:
                 return discovery.api_group(self.registry, parts[1])
             return discovery.resource_list(self.registry, parts[1], parts[2])
-        if head == "openapi" and openapi:
+        if head == "openapi":
             return self._openapi(parts[1:])
-        if parts == ["openid", "v1", "jwks"] and self.issuer is not None:
+        if parts == ["openid", "v1", "jwks"]:
             return self.issuer.jwks()
-        if parts == [".well-known", "openid-configuration"] and self.issuer is not None:
-            return self.issuer.openid_configuration()
+        if parts == [".well-known", "openid-configuration"]:
+            return self.issuer.openid_configuration(self.url)
         return None
 
     def _openapi(self, parts: list[str]) -> Any:
-        assert openapi is not None
         if parts == ["v2"]:
             return openapi.v2(self.registry)
         if parts == ["v3"]:
@@ -421,27 +420,38 @@ class Emulator:
             return response
         if attrs.subresource:
             return await self._subresource(request, user, attrs, rt, body)
-        if reviews is not None and (rt.group, rt.plural) in reviews.REVIEWS:
-            return self._review(user, attrs, rt, body)
+        if (rt.group, rt.plural) in reviews.REVIEWS:
+            return self._review(request, user, attrs, rt, body)
         return await self._verb(request, attrs, rt, body)
 
     def _review(
-        self, user: UserInfo, attrs: Attributes, rt: ResourceType, body: bytes
+        self,
+        request: web.Request,
+        user: UserInfo,
+        attrs: Attributes,
+        rt: ResourceType,
+        body: bytes,
     ) -> web.Response:
-        assert reviews is not None
         if attrs.verb != "create":
             raise errors.method_not_allowed()
         obj = parse_json(body)
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be an object")
         handler = reviews.REVIEWS[(rt.group, rt.plural)]
-        result: KubeObject = handler(self._review_context(user), obj)
+        result = handler(self._review_context(request, user, attrs), obj)
         return json_response(result, 201)
 
-    def _review_context(self, user: UserInfo) -> Any:
-        assert reviews is not None
+    def _review_context(
+        self, request: web.Request, user: UserInfo, attrs: Attributes
+    ) -> reviews.ReviewContext:
         return reviews.ReviewContext(
-            user, self.authenticator, self.authorizer, self.issuer, self.store
+            user,
+            self.authenticator,
+            self.authorizer,
+            self.issuer,
+            self.store,
+            namespace=attrs.namespace,
+            user_agent=request.headers.get("User-Agent", ""),
         )
 
     async def _subresource(
@@ -460,9 +470,11 @@ class Emulator:
             else:
                 response = await streams.exec_or_attach(request, attrs, pod)
             return response
-        if sub == "token" and reviews is not None and attrs.verb == "create":
+        if sub == "token" and attrs.verb == "create":
             doc = parse_json(body) if body else {}
-            token = reviews.token_request(self._review_context(user), ns, attrs.name, doc)
+            token = reviews.token_request(
+                self._review_context(request, user, attrs), ns, attrs.name, doc
+            )
             return json_response(token, 201)
         if sub == "status":
             if attrs.verb == "get":

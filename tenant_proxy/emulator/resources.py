@@ -86,32 +86,188 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), subresources=("status",)),
     _rt("", "v1", "secrets", "Secret", True),
     _rt("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), subresources=("token",)),
+    _rt("", "v1", "services", "Service", True, ("svc",), _CRUD, ("all",), ("proxy", "status")),
     _rt(
         "",
         "v1",
-        "services",
-        "Service",
+        "replicationcontrollers",
+        "ReplicationController",
         True,
-        ("svc",),
-        ("create", "delete", "get", "list", "patch", "update", "watch"),
-        ("all",),
-        ("proxy", "status"),
+        ("rc",),
+        categories=("all",),
+        subresources=("scale", "status"),
     ),
     # apps/v1
-    _rt("apps", "v1", "deployments", "Deployment", True, ("deploy",), categories=("all",)),
-    _rt("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), categories=("all",)),
-    _rt("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), categories=("all",)),
-    _rt("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), categories=("all",)),
+    _rt("apps", "v1", "controllerrevisions", "ControllerRevision", True),
+    _rt(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        True,
+        ("ds",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    _rt(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        True,
+        ("deploy",),
+        categories=("all",),
+        subresources=("scale", "status"),
+    ),
+    _rt(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        True,
+        ("rs",),
+        categories=("all",),
+        subresources=("scale", "status"),
+    ),
+    _rt(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        True,
+        ("sts",),
+        categories=("all",),
+        subresources=("scale", "status"),
+    ),
+    # the other groups a v1.24 server serves, so discovery matches discovery-apis
+    _rt(
+        "apiregistration.k8s.io",
+        "v1",
+        "apiservices",
+        "APIService",
+        False,
+        categories=("api-extensions",),
+        subresources=("status",),
+    ),
+    *(
+        _rt(
+            "autoscaling",
+            v,
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            True,
+            ("hpa",),
+            categories=("all",),
+            subresources=("status",),
+        )
+        for v in ("v2", "v1", "v2beta1", "v2beta2")
+    ),
+    _rt(
+        "batch",
+        "v1",
+        "cronjobs",
+        "CronJob",
+        True,
+        ("cj",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    _rt("batch", "v1", "jobs", "Job", True, categories=("all",), subresources=("status",)),
+    _rt(
+        "batch",
+        "v1beta1",
+        "cronjobs",
+        "CronJob",
+        True,
+        ("cj",),
+        categories=("all",),
+        subresources=("status",),
+    ),
+    _rt(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "CertificateSigningRequest",
+        False,
+        ("csr",),
+        subresources=("approval", "status"),
+    ),
+    _rt(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        True,
+        ("pdb",),
+        subresources=("status",),
+    ),
+    _rt(
+        "policy",
+        "v1beta1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        True,
+        ("pdb",),
+        subresources=("status",),
+    ),
+    _rt("policy", "v1beta1", "podsecuritypolicies", "PodSecurityPolicy", False, ("psp",)),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+        "MutatingWebhookConfiguration",
+        False,
+        categories=("api-extensions",),
+    ),
+    _rt(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        False,
+        categories=("api-extensions",),
+    ),
+    *(
+        _rt("discovery.k8s.io", v, "endpointslices", "EndpointSlice", True)
+        for v in ("v1", "v1beta1")
+    ),
+    *(
+        r
+        for v in ("v1beta2", "v1beta1")
+        for r in (
+            _rt(
+                "flowcontrol.apiserver.k8s.io",
+                v,
+                "flowschemas",
+                "FlowSchema",
+                False,
+                subresources=("status",),
+            ),
+            _rt(
+                "flowcontrol.apiserver.k8s.io",
+                v,
+                "prioritylevelconfigurations",
+                "PriorityLevelConfiguration",
+                False,
+                subresources=("status",),
+            ),
+        )
+    ),
+    _rt("storage.k8s.io", "v1", "csidrivers", "CSIDriver", False),
+    _rt("storage.k8s.io", "v1", "csinodes", "CSINode", False),
+    _rt(
+        "storage.k8s.io",
+        "v1",
+        "volumeattachments",
+        "VolumeAttachment",
+        False,
+        subresources=("status",),
+    ),
+    _rt("storage.k8s.io", "v1beta1", "csistoragecapacities", "CSIStorageCapacity", True),
+    _rt("events.k8s.io", "v1beta1", "events", "Event", True, ("ev",)),
+    _rt("node.k8s.io", "v1beta1", "runtimeclasses", "RuntimeClass", False),
     # review APIs (create only, answered by the IDENTITY reviews)
     _rt("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=_CREATE_ONLY),
-    _rt(
-        "authentication.k8s.io",
-        "v1",
-        "selfsubjectreviews",
-        "SelfSubjectReview",
-        False,
-        verbs=_CREATE_ONLY,
-    ),
     _rt(
         "authorization.k8s.io",
         "v1",
@@ -169,6 +325,20 @@ BUILTIN: tuple[ResourceType, ...] = (
 )
 
 
+# Served but absent from discovery, so discovery matches the v1.24 transcripts while newer
+# kubectl commands that POST without discovering (`kubectl auth whoami`) still work.
+UNADVERTISED: tuple[ResourceType, ...] = (
+    _rt(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        False,
+        verbs=_CREATE_ONLY,
+    ),
+)
+
+
 def crd_resource_types(crd: KubeObject) -> list[ResourceType]:
     """The resource types a CustomResourceDefinition serves: one per served version."""
     spec: dict[str, Any] = crd.get("spec") or {}
@@ -194,15 +364,21 @@ def crd_resource_types(crd: KubeObject) -> list[ResourceType]:
 class Registry:
     """Resource types by (group, version, plural); CRDs add and remove theirs at runtime."""
 
-    def __init__(self, builtin: tuple[ResourceType, ...] = BUILTIN) -> None:
+    def __init__(
+        self,
+        builtin: tuple[ResourceType, ...] = BUILTIN,
+        unadvertised: tuple[ResourceType, ...] = UNADVERTISED,
+    ) -> None:
         self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._unadvertised = set(unadvertised)
         self._crd_types: dict[str, list[ResourceType]] = {}
         self._printer_columns: dict[ResourceType, list[dict[str, Any]]] = {}
-        for rt in builtin:
+        for rt in (*builtin, *unadvertised):
             self._types[(rt.group, rt.version, rt.plural)] = rt
 
     def all(self) -> list[ResourceType]:
-        return list(self._types.values())
+        """The advertised types (what discovery lists)."""
+        return [rt for rt in self._types.values() if rt not in self._unadvertised]
 
     def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._types.get((group, version, plural))
