@@ -320,10 +320,10 @@ class _WatchStream:
         try:
             async for chunk in upstream.content.iter_any():
                 for line in framer.feed(chunk):
-                    self._emit(self.filter.feed(orjson.loads(line)))
+                    self._judge(orjson.loads(line))
             last = framer.finish()
             if last is not None:
-                self._emit(self.filter.feed(orjson.loads(last)))
+                self._judge(orjson.loads(last))
         except _TooSlow:
             self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
             return
@@ -334,15 +334,30 @@ class _WatchStream:
             pass  # the API server's stream broke: end ours cleanly, the client re-watches
         self._end()
 
+    def _judge(self, event: dict[str, Any]) -> None:
+        """Feed one upstream event, judged by tenancy as of this very event."""
+        if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+            for obj in _objects_of(event):
+                self.reads.index.observe(self.gr, str(event["type"]), obj)
+        self._sync_view()
+        self._emit(self.filter.feed(event))
+
+    def _sync_view(self) -> bool:
+        """Adopt the caller's current view if tenancy moved on; whether it did."""
+        index = self.reads.index
+        if self.generation == index.generation:
+            return False
+        self.generation = index.generation
+        self._emit(self.filter.retarget(self._keep(index.view_for(self.identity))))
+        return True
+
     async def _follow_tenancy(self) -> None:
         index = self.reads.index
         try:
             while True:
-                self.generation = await index.wait_change(self.generation)
-                view = index.view_for(self.identity)
-                keep = self._keep(view)
-                self._emit(self.filter.retarget(keep))
-                await self._add_unseen(keep)
+                await index.wait_change(self.generation)
+                self._sync_view()
+                await self._add_unseen(self._keep(index.view_for(self.identity)))
         except _TooSlow:
             self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
 
@@ -369,6 +384,21 @@ class _WatchStream:
                 return None
             doc: dict[str, Any] = orjson.loads(await resp.read())
             return doc
+
+
+def _objects_of(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The objects an event carries: itself, or each Table row's object."""
+    obj = event.get("object")
+    if not isinstance(obj, Mapping):
+        return []
+    if obj.get("kind") != "Table":
+        return [obj]
+    rows = obj.get("rows")
+    if not isinstance(rows, list):
+        return []
+    return [
+        r["object"] for r in rows if isinstance(r, Mapping) and isinstance(r.get("object"), Mapping)
+    ]
 
 
 class _TooSlow(Exception):

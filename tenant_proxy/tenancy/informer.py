@@ -29,6 +29,14 @@ Project = Callable[[Mapping[str, Any]], T]
 OnChange = Callable[[str, "T | None", "T | None"], None]
 
 
+def _revision(obj: Mapping[str, Any]) -> int | None:
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
 class _Expired(Exception):
     """The resourceVersion we watch from is gone: relist."""
 
@@ -56,6 +64,7 @@ class Informer(Generic[T]):
     ) -> None:
         self.path = path
         self.store: dict[str, T] = {}
+        self._revisions: dict[str, int | None] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
         self._upstream, self._project, self._on_change = upstream, project, on_change
@@ -101,6 +110,7 @@ class Informer(Generic[T]):
 
     async def _list(self) -> None:
         fresh: dict[str, T] = {}
+        revisions: dict[str, int | None] = {}
         token = ""
         while True:
             query = f"limit={self._page_size}" + (f"&continue={quote(token)}" if token else "")
@@ -110,15 +120,18 @@ class Informer(Generic[T]):
             elif status == 410:
                 token = ""  # the snapshot expired mid-pagination: start over
                 fresh.clear()
+                revisions.clear()
                 continue
             elif status != 200:
                 raise UpstreamError(f"list {self.path}: HTTP {status}")
             for item in doc.get("items") or []:
                 fresh[object_key(item)] = self._project(item)
+                revisions[object_key(item)] = _revision(item)
             token = (doc.get("metadata") or {}).get("continue") or ""
             if not token:
                 self.resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
                 break
+        self._revisions = revisions
         self._replace(fresh)
         self.synced.set()
 
@@ -155,6 +168,34 @@ class Informer(Generic[T]):
                 for line in framer.feed(chunk):
                     self._apply(orjson.loads(line))
 
+    def offer(self, kind: str, obj: Mapping[str, Any]) -> None:
+        """Apply a change seen elsewhere (another watch of the same resource) if it is newer.
+
+        Only a strictly newer resourceVersion is applied: the informer's own stream may already
+        be ahead. resourceVersions of one API server are etcd revisions; one that is not a
+        number is never compared and the offer is ignored.
+        """
+        key = object_key(obj)
+        offered, known = _revision(obj), self._revisions.get(key)
+        if offered is None or (known is not None and offered <= known):
+            return
+        if key not in self.store and kind == "DELETED":
+            return
+        self._store_change(key, None if kind == "DELETED" else obj)
+
+    def _store_change(self, key: str, obj: Mapping[str, Any] | None) -> None:
+        """Record an object's new state (None: deleted) and report it if the projection moved."""
+        old = self.store.get(key)
+        new: T | None = None
+        if obj is None:
+            self.store.pop(key, None)
+            self._revisions.pop(key, None)
+        else:
+            new = self.store[key] = self._project(obj)
+            self._revisions[key] = _revision(obj)
+        if self._on_change is not None and old != new:
+            self._on_change(key, old, new)
+
     def _apply(self, event: Mapping[str, Any]) -> None:
         kind, obj = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
@@ -166,12 +207,4 @@ class Informer(Generic[T]):
             self.resource_version = rv
         if kind == "BOOKMARK":
             return
-        key = object_key(obj)
-        old = self.store.get(key)
-        if kind == "DELETED":
-            self.store.pop(key, None)
-            new = None
-        else:
-            new = self.store[key] = self._project(obj)
-        if self._on_change is not None and old != new:
-            self._on_change(key, old, new)
+        self._store_change(object_key(obj), None if kind == "DELETED" else obj)

@@ -1,0 +1,137 @@
+"""Open watches follow tenancy: objects enter and leave a tenant's set with ADDED / DELETED,
+whether the object changed or the tenancy did, in JSON and in Table form."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from watching import TABLE, Watch, is_, name_of, session_as
+
+from tenant_proxy.demo import Demo
+
+pytestmark = pytest.mark.e2e
+
+NS = ("v1", "Namespace")
+PV = ("v1", "PersistentVolume")
+
+
+@pytest.fixture
+async def alice_watch(demo: Demo) -> AsyncIterator[Watch]:
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
+        async with session.get("/api/v1/namespaces?watch=1") as resp:
+            assert resp.status == 200
+            yield Watch(resp)
+
+
+async def test_initial_events_are_only_the_tenants(alice_watch: Watch) -> None:
+    events = await alice_watch.initial(2)
+    assert {name_of(e) for e in events} == {"team-a-dev", "team-a-prod"}
+    assert all(e["type"] == "ADDED" for e in events)
+
+
+async def test_namespace_labelled_into_tenant_is_added(demo: Demo, alice_watch: Watch) -> None:
+    await alice_watch.initial(2)
+    await demo.emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a-new"}})
+    await demo.emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": "team-b-new", "labels": {"tenant-proxy.io/tenant": "team-b"}}})
+    await demo.emulator.patch(*NS, "team-a-new", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-a"}}})
+    added = await alice_watch.until(lambda e: e["type"] == "ADDED", timeout=1.0)
+    assert name_of(added) == "team-a-new"
+
+
+async def test_namespace_relabelled_to_other_tenant_is_deleted_and_added(demo: Demo) -> None:
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as a, session_as(
+        demo, "bob", ["tenant-b-devs"]
+    ) as b:
+        async with a.get("/api/v1/namespaces?watch=1") as ra, b.get("/api/v1/namespaces?watch=1") as rb:
+            alice, bob = Watch(ra), Watch(rb)
+            await alice.initial(2)
+            await bob.initial(1)
+            await demo.emulator.patch(
+                *NS, "team-a-prod", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-b"}}}
+            )
+            gone = await alice.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
+            assert (gone["type"], name_of(gone)) == ("DELETED", "team-a-prod")
+            came = await bob.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
+            assert (came["type"], name_of(came)) == ("ADDED", "team-a-prod")
+
+
+async def test_pv_bound_into_tenant_namespace_appears_on_watch(demo: Demo) -> None:
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
+        async with session.get("/api/v1/persistentvolumes?watch=1") as resp:
+            watch = Watch(resp)
+            first = await watch.next()
+            assert name_of(first) == "pv-a-data"
+            await demo.emulator.patch(
+                *PV, "pv-unbound", {"spec": {"claimRef": {"name": "x", "namespace": "team-a-prod"}}}
+            )
+            added = await watch.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
+            assert (added["type"], name_of(added)) == ("ADDED", "pv-unbound")
+
+
+async def test_namespace_joining_tenant_reveals_its_pvs_on_open_watch(demo: Demo) -> None:
+    """A tenancy change (not an object change) must add objects the watch never carried."""
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
+        async with session.get("/api/v1/persistentvolumes?watch=1") as resp:
+            watch = Watch(resp)
+            assert name_of(await watch.next()) == "pv-a-data"
+            # team-c-dev holds pv-c-data; moving the namespace to team-a must show it to alice.
+            await demo.emulator.patch(
+                *NS, "team-c-dev", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-a"}}}
+            )
+            added = await watch.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
+            assert (added["type"], name_of(added)) == ("ADDED", "pv-c-data")
+
+
+async def test_member_removed_from_tenant_cr_sees_deletions(demo: Demo) -> None:
+    token = demo.issuer.token("carol", ["tenant-c-devs"])
+    assert demo.proxy is not None
+    import aiohttp
+
+    from tenant_proxy.emulator.testing import client_ssl
+
+    connector = aiohttp.TCPConnector(ssl=client_ssl(demo.client_ca.cert_pem))
+    async with aiohttp.ClientSession(base_url=demo.proxy.tenant_url, connector=connector) as s:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with s.get("/api/v1/namespaces?watch=1", headers=headers) as resp:
+            assert resp.status == 200
+            watch = Watch(resp)
+            assert name_of(await watch.next()) == "team-c-dev"
+            await demo.emulator.patch(
+                "tenancy.tenant-proxy.io/v1alpha1", "Tenant", "team-c",
+                {"spec": {"members": {"groups": ["someone-else"]}}},
+            )
+            gone = await watch.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
+            assert (gone["type"], name_of(gone)) == ("DELETED", "team-c-dev")
+
+
+async def test_table_watch_first_event_carries_columns_and_filters_rows(demo: Demo) -> None:
+    async with session_as(demo, "bob", ["tenant-b-devs"]) as session:
+        async with session.get("/api/v1/namespaces?watch=1", headers={"Accept": TABLE}) as resp:
+            watch = Watch(resp)
+            first = await watch.next()
+            assert first["object"]["kind"] == "Table"
+            assert [c["name"] for c in first["object"]["columnDefinitions"]] == ["Name", "Status", "Age"]
+            assert name_of(first) == "team-b-dev"
+            await demo.emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                "name": "team-b-two", "labels": {"tenant-proxy.io/tenant": "team-b"}}})
+            nxt = await watch.until(is_("ADDED", "team-b-two"), timeout=1.0)
+            assert nxt["object"]["columnDefinitions"] is None
+
+
+async def test_bookmarks_pass_through_filtered_watch(demo: Demo) -> None:
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
+        async with session.get("/api/v1/namespaces?watch=1&allowWatchBookmarks=true") as resp:
+            watch = Watch(resp)
+            bookmark = await watch.until(lambda e: e["type"] == "BOOKMARK", timeout=5.0)
+            assert set(bookmark["object"]) >= {"kind", "apiVersion", "metadata"}
+
+
+async def test_upstream_restart_ends_watch_cleanly_without_leaks(demo: Demo, alice_watch: Watch) -> None:
+    await alice_watch.initial(2)
+    demo.emulator.cut_watches()
+    assert await alice_watch.ended(timeout=5.0)
+    leaked = [e for e in alice_watch.events if e["object"].get("kind") != "Status"
+              and e["type"] != "BOOKMARK" and not name_of(e).startswith("team-a")]
+    assert leaked == []
