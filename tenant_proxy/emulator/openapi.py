@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -22,6 +22,12 @@ from tenant_proxy.emulator.types import ResourceType
 
 SERVER_VERSION = "v1.24.0-alpha.3"
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
+
+
+CustomSchemas = Mapping[tuple[str, str, str], Mapping[str, Any]]
+"""CRD openAPIV3Schemas by (group, version, kind)."""
+
+_Frozen = tuple[tuple[tuple[str, str, str], str], ...]
 
 
 class ResourceTable(Protocol):
@@ -39,29 +45,38 @@ class Kind:
     fields: dict[str, str]
 
 
-def v3_root(registry: ResourceTable) -> dict[str, Any]:
-    """`/openapi/v3`: where each group-version's document is, with a content hash to cache by."""
-    types = _snapshot(registry)
+def v3_root(registry: ResourceTable, custom_schemas: CustomSchemas | None = None) -> dict[str, Any]:
+    """`/openapi/v3`: where each group-version's document is, with a content hash to cache by.
+
+    `custom_schemas` gives custom kinds their CRD's schema instead of an open one.
+    """
+    types, frozen = _snapshot(registry), _freeze(custom_schemas)
     paths = {}
     for group, version in _group_versions(types):
         path = gv_path(group, version)
-        digest = _v3_hash(types, group, version)
+        digest = _v3_hash(types, frozen, group, version)
         paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
     return {"paths": paths}
 
 
-def v3_group(registry: ResourceTable, group: str, version: str) -> dict[str, Any] | None:
+def v3_group(
+    registry: ResourceTable,
+    group: str,
+    version: str,
+    custom_schemas: CustomSchemas | None = None,
+) -> dict[str, Any] | None:
     """`/openapi/v3/api/v1` or `/openapi/v3/apis/<group>/<version>`; None when not served."""
     types = _snapshot(registry)
     if (group, version) not in _group_versions(types):
         return None
-    return json.loads(_v3_text(types, group, version))  # type: ignore[no-any-return]
+    text = _v3_text(types, _freeze(custom_schemas), group, version)
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
-def v2(registry: ResourceTable) -> dict[str, Any]:
+def v2(registry: ResourceTable, custom_schemas: CustomSchemas | None = None) -> dict[str, Any]:
     """`/openapi/v2`: a swagger 2.0 document with every served kind's schema and no paths."""
-    types = _snapshot(registry)
-    definitions = _schemas(types, ref_prefix="#/definitions/", v3=False)
+    types, custom = _snapshot(registry), dict(_thaw(_freeze(custom_schemas)))
+    definitions = _schemas(types, custom, ref_prefix="#/definitions/", v3=False)
     return {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": SERVER_VERSION},
@@ -80,25 +95,36 @@ def _snapshot(registry: ResourceTable) -> tuple[ResourceType, ...]:
     return tuple(sorted(registry.all(), key=lambda rt: (rt.group, rt.version, rt.plural)))
 
 
+def _freeze(custom_schemas: CustomSchemas | None) -> _Frozen:
+    items = (custom_schemas or {}).items()
+    return tuple(sorted((key, json.dumps(schema, sort_keys=True)) for key, schema in items))
+
+
+def _thaw(frozen: _Frozen) -> Iterable[tuple[tuple[str, str, str], dict[str, Any]]]:
+    return ((key, json.loads(text)) for key, text in frozen)
+
+
 def _group_versions(types: Iterable[ResourceType]) -> list[tuple[str, str]]:
     return sorted({(rt.group, rt.version) for rt in types})
 
 
 @lru_cache(maxsize=256)
-def _v3_text(types: tuple[ResourceType, ...], group: str, version: str) -> str:
+def _v3_text(types: tuple[ResourceType, ...], frozen: _Frozen, group: str, version: str) -> str:
     served = tuple(rt for rt in types if rt.group == group and rt.version == version)
+    schemas = _schemas(served, dict(_thaw(frozen)), ref_prefix="#/components/schemas/", v3=True)
     document = {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": SERVER_VERSION},
         "paths": _paths(served),
-        "components": {"schemas": _schemas(served, ref_prefix="#/components/schemas/", v3=True)},
+        "components": {"schemas": schemas},
     }
     return json.dumps(document, sort_keys=True)
 
 
 @lru_cache(maxsize=256)
-def _v3_hash(types: tuple[ResourceType, ...], group: str, version: str) -> str:
-    return hashlib.sha512(_v3_text(types, group, version).encode()).hexdigest().upper()
+def _v3_hash(types: tuple[ResourceType, ...], frozen: _Frozen, group: str, version: str) -> str:
+    text = _v3_text(types, frozen, group, version)
+    return hashlib.sha512(text.encode()).hexdigest().upper()
 
 
 # --- schemas ---------------------------------------------------------------------------------
@@ -113,10 +139,20 @@ def schema_name(rt: ResourceType) -> str:
     return f"{reversed_group}.{rt.version}.{rt.kind}"
 
 
-def _schemas(types: Iterable[ResourceType], *, ref_prefix: str, v3: bool) -> dict[str, Any]:
+def _schemas(
+    types: Iterable[ResourceType],
+    custom: Mapping[tuple[str, str, str], dict[str, Any]],
+    *,
+    ref_prefix: str,
+    v3: bool,
+) -> dict[str, Any]:
     schemas = _meta_schemas(ref_prefix)
     for rt in types:
-        schemas[schema_name(rt)] = _kind_schema(rt, ref_prefix, v3=v3)
+        crd_schema = custom.get((rt.group, rt.version, rt.kind))
+        if crd_schema is not None:
+            schemas[schema_name(rt)] = _custom_kind_schema(rt, crd_schema, ref_prefix, v3=v3)
+        else:
+            schemas[schema_name(rt)] = _kind_schema(rt, ref_prefix, v3=v3)
         schemas[schema_name(rt) + "List"] = _list_schema(rt, ref_prefix)
     return schemas
 
@@ -155,6 +191,22 @@ def _kind_schema(rt: ResourceType, ref_prefix: str, *, v3: bool) -> dict[str, An
 
 # Top-level fields of built-in kinds that are maps of strings.
 _STRING_MAPS = frozenset(("binaryData", "data", "parameters", "stringData"))
+
+
+def _custom_kind_schema(
+    rt: ResourceType, crd_schema: dict[str, Any], ref_prefix: str, *, v3: bool
+) -> dict[str, Any]:
+    """A CRD's own schema, with the standard envelope fields as the real server publishes it."""
+    properties = dict(crd_schema.get("properties") or {})
+    properties.setdefault("apiVersion", {"type": "string", "description": API_VERSION_DOC})
+    properties.setdefault("kind", {"type": "string", "description": KIND_DOC})
+    properties["metadata"] = _ref(ref_prefix, f"{META}.ObjectMeta", v3=v3, description=METADATA_DOC)
+    return {
+        **crd_schema,
+        "type": "object",
+        "properties": properties,
+        "x-kubernetes-group-version-kind": [gvk(rt)],
+    }
 
 
 def _field_schema(name: str, kind: str) -> dict[str, Any]:

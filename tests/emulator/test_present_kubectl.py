@@ -65,6 +65,18 @@ TYPES = Table(
 )
 
 
+WIDGET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {"size": {"type": "integer", "description": "How big the widget is."}},
+        }
+    },
+}
+CUSTOM = {("example.com", "v1", "Widget"): WIDGET_SCHEMA}
+
+
 def documents(request: web.Request) -> Any:
     """Route a GET to the document it names, as CORE's app does."""
     parts = [p for p in request.path.split("/") if p]
@@ -82,13 +94,13 @@ def documents(request: web.Request) -> Any:
         case ["apis", group, version]:
             return discovery.resource_list(TYPES, group, version)
         case ["openapi", "v2"]:
-            return openapi.v2(TYPES)
+            return openapi.v2(TYPES, CUSTOM)
         case ["openapi", "v3"]:
-            return openapi.v3_root(TYPES)
+            return openapi.v3_root(TYPES, CUSTOM)
         case ["openapi", "v3", "api", version]:
-            return openapi.v3_group(TYPES, "", version)
+            return openapi.v3_group(TYPES, "", version, CUSTOM)
         case ["openapi", "v3", "apis", group, version]:
-            return openapi.v3_group(TYPES, group, version)
+            return openapi.v3_group(TYPES, group, version, CUSTOM)
     return None
 
 
@@ -164,3 +176,9 @@ async def test_kubectl_explain_finds_a_custom_kind(server_url: str, tmp_path: Pa
     out = await kubectl(server_url, tmp_path, "explain", "widgets")
     assert "GROUP:      example.com" in out
     assert "KIND:       Widget" in out
+
+
+async def test_kubectl_explain_descends_into_a_crd_schema(server_url: str, tmp_path: Path) -> None:
+    out = await kubectl(server_url, tmp_path, "explain", "widgets.spec.size")
+    assert "FIELD: size <integer>" in out
+    assert "How big the widget is." in out

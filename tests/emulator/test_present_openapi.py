@@ -174,3 +174,46 @@ def test_documents_are_json_and_indexed_exactly_once(types: list[ResourceType]) 
     for rt in types:
         doc = openapi.v3_group(table, rt.group, rt.version)
         assert json.loads(json.dumps(doc)) == doc
+
+
+WIDGET_SCHEMA = {
+    "type": "object",
+    "description": "A widget of the example API.",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {"size": {"type": "integer", "description": "How big the widget is."}},
+        },
+        "metadata": {"type": "object"},
+    },
+}
+
+
+def test_custom_kind_publishes_its_crd_schema_with_standard_metadata() -> None:
+    custom = {("example.com", "v1", "Widget"): WIDGET_SCHEMA}
+    doc = openapi.v3_group(Table([WIDGETS]), "example.com", "v1", custom)
+    assert doc is not None
+    schema = kind_schema(doc, WIDGETS)
+    assert schema["description"] == "A widget of the example API."
+    assert schema["properties"]["spec"]["properties"]["size"]["type"] == "integer"
+    assert schema["properties"]["metadata"]["allOf"] == [
+        {"$ref": f"#/components/schemas/{openapi.META}.ObjectMeta"}
+    ]
+    assert "x-kubernetes-preserve-unknown-fields" not in schema
+
+
+def test_crd_schema_changes_the_hash_of_its_group_version_only() -> None:
+    table = Table([NAMESPACES, WIDGETS])
+    plain = openapi.v3_root(table)["paths"]
+    custom = openapi.v3_root(table, {("example.com", "v1", "Widget"): WIDGET_SCHEMA})["paths"]
+    assert plain["api/v1"] == custom["api/v1"]
+    assert plain["apis/example.com/v1"] != custom["apis/example.com/v1"]
+
+
+def test_v2_carries_crd_schemas_too() -> None:
+    doc = openapi.v2(Table([WIDGETS]), {("example.com", "v1", "Widget"): WIDGET_SCHEMA})
+    widget = doc["definitions"]["com.example.v1.Widget"]
+    assert widget["properties"]["metadata"] == {
+        "$ref": f"#/definitions/{openapi.META}.ObjectMeta",
+        "description": openapi.METADATA_DOC,
+    }
