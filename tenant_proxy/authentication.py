@@ -12,9 +12,11 @@ from typing import Any
 from tenant_proxy.auth.base import Authenticator
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.delegation import CachedAccessReview, Delegation, sar_spec
+from tenant_proxy.auth.front_proxy import FrontProxyAuthenticator
+from tenant_proxy.auth.front_proxy import FrontProxySettings as FrontProxy
 from tenant_proxy.auth.oidc import OIDCAuthenticator, OIDCIssuerSettings
 from tenant_proxy.auth.static_tokens import StaticTokenAuthenticator
-from tenant_proxy.auth.tokenreview import TokenReviewAuthenticator
+from tenant_proxy.auth.tokenreview import TokenReviewAuthenticator, TokenReviewSettings
 from tenant_proxy.auth.x509 import X509Authenticator, X509Settings
 from tenant_proxy.config import AuthenticationSettings, OIDCSettings
 from tenant_proxy.identity import Identity
@@ -34,6 +36,8 @@ def oidc_settings(s: OIDCSettings) -> OIDCIssuerSettings:
         jwks_file=str(s.jwks_file) if s.jwks_file else None,
         ca_file=str(s.ca_file) if s.ca_file else None,
         leeway_seconds=s.leeway_seconds,
+        jwks_refresh_interval=s.jwks_refresh_seconds,
+        jwks_min_refetch_interval=s.jwks_min_refetch_seconds,
     )
 
 
@@ -41,7 +45,20 @@ class Authentication:
     """The chain, the client-impersonation step, and what must be closed (OIDC key caches)."""
 
     def __init__(self, settings: AuthenticationSettings, upstream: Upstream) -> None:
-        methods: list[Authenticator] = [X509Authenticator(X509Settings(enabled=settings.x509))]
+        methods: list[Authenticator] = []
+        front = settings.front_proxy
+        if front.enabled:
+            # First: the front proxy may present a client certificate of its own.
+            methods.append(
+                FrontProxyAuthenticator(
+                    FrontProxy(
+                        trusted_cidrs=tuple(front.trusted_cidrs),
+                        source=front.source,
+                        allowed_client_names=tuple(front.allowed_client_names),
+                    )
+                )
+            )
+        methods.append(X509Authenticator(X509Settings(enabled=settings.x509)))
         if settings.static_tokens_file is not None:
             methods.append(StaticTokenAuthenticator.from_file(settings.static_tokens_file))
         self._oidc: OIDCAuthenticator | None = None
@@ -54,7 +71,9 @@ class Authentication:
             async def review(token: str) -> Mapping[str, Any]:
                 return await upstream.review_token(token, audiences)
 
-            methods.append(TokenReviewAuthenticator(review))
+            methods.append(
+                TokenReviewAuthenticator(review, TokenReviewSettings(audiences=audiences))
+            )
         self.chain = AuthChain(methods, allow_anonymous=settings.anonymous)
 
         async def access_review(identity: Identity, attrs: Mapping[str, str]) -> bool:

@@ -8,12 +8,20 @@ ConfigMap holds the shape and a Secret or the Deployment supplies what must not 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -105,6 +113,10 @@ class OIDCSettings(_Strict):
     jwks_file: Path | None = Field(None, description="Static JWKS instead of discovery.")
     ca_file: Path | None = Field(None, description="CA for the issuer's HTTPS endpoints.")
     leeway_seconds: int = Field(30, ge=0, le=300)
+    jwks_refresh_seconds: float = Field(300, gt=0, description="Background key refresh period.")
+    jwks_min_refetch_seconds: float = Field(
+        10, gt=0, description="At most one key fetch per this period, however many unknown kids."
+    )
 
 
 class TokenReviewSettings(_Strict):
@@ -118,7 +130,24 @@ class FrontProxySettings(_Strict):
     """Identity from a trusted front proxy's headers, only from these source networks."""
 
     enabled: bool = False
-    trusted_cidrs: list[str] = Field(default_factory=list)
+    trusted_cidrs: list[str] = Field(
+        default_factory=list, description="Where the front proxy connects from (required)."
+    )
+    source: Literal["headers", "xfcc"] = Field(
+        "headers", description="X-Remote-User/Group/Extra-* headers or X-Forwarded-Client-Cert."
+    )
+    allowed_client_names: list[str] = Field(
+        default_factory=list,
+        description="If set, the front proxy's own certificate CN must be one.",
+    )
+
+    @model_validator(mode="after")
+    def _cidrs_when_enabled(self) -> FrontProxySettings:
+        if self.enabled and not self.trusted_cidrs:
+            raise ValueError("trusted_cidrs is required when the front proxy is enabled")
+        for cidr in self.trusted_cidrs:
+            ipaddress.ip_network(cidr, strict=False)
+        return self
 
 
 class AuthenticationSettings(_Strict):

@@ -20,6 +20,7 @@ from multidict import CIMultiDictProxy
 from tenant_proxy import passthrough, status
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
+from tenant_proxy.auth.tokenreview import ReviewRateLimited
 from tenant_proxy.auth.x509 import peer_certificate
 from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
@@ -108,6 +109,11 @@ class Pipeline:
         request[WS_PROTOCOLS] = ws_protocols
         try:
             identity = await self.auth.authenticate(creds)
+        except ReviewRateLimited as exc:
+            # 429, not 401: client-go retries after Retry-After, kubectl would give up on 401.
+            entry.auth_failure = exc.reason
+            self.metrics.auth_failure(exc.reason)
+            raise status.too_many_requests(exc.retry_after) from None
         except AuthenticationError as exc:
             entry.auth_failure = exc.reason
             self.metrics.auth_failure(exc.reason)
