@@ -139,6 +139,9 @@ class _Choice:
 def _accept_clause(clause: MediaRange) -> _Choice | None:
     if not _serves_json(clause):
         return None
+    if clause.params.get("stream", "watch") not in ("", "watch"):
+        # The only streaming schema the server knows is the watch framing.
+        return None
     kind, group, version = (clause.params.get(k) for k in ("as", "g", "v"))
     if kind is None and group is None and version is None:
         return _Choice(JSON)

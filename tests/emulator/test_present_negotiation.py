@@ -74,6 +74,7 @@ def test_protobuf_table_falls_through_to_json() -> None:
         "application/json;as=Table;v=v1",
         "application/json;as=Widget;v=v1;g=meta.k8s.io",
         "application/json;q=0",
+        "application/json;stream=chunks",
         "nonsense",
     ],
 )
@@ -81,6 +82,10 @@ def test_nothing_json_can_serve_is_not_acceptable(accept: str) -> None:
     with pytest.raises(StatusError) as raised:
         negotiate(accept, is_list=True, is_watch=False)
     assert (raised.value.code, raised.value.reason) == (406, "NotAcceptable")
+
+
+def test_watch_stream_parameter_is_accepted() -> None:
+    assert negotiate("application/json;stream=watch", is_list=True, is_watch=True) == JSON
 
 
 def test_partial_object_metadata_list_for_a_list() -> None:

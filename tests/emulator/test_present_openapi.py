@@ -58,7 +58,7 @@ def refs(node: Any) -> Iterator[str]:
 
 def kind_schema(doc: dict[str, Any], rt: ResourceType) -> dict[str, Any]:
     wanted = openapi.gvk(rt)
-    found = [
+    found: list[dict[str, Any]] = [
         s
         for s in doc["components"]["schemas"].values()
         if wanted in s.get("x-kubernetes-group-version-kind", [])
