@@ -305,6 +305,141 @@ REVIEWS: dict[tuple[str, str], ReviewHandler] = {
 }
 
 
+# --- protobuf request bodies --------------------------------------------------------------
+# kubectl's typed clients send these kinds as `application/vnd.kubernetes.protobuf` (answers may
+# be JSON: they accept both). Only the fields the reviews read are decoded.
+
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+_MAGIC = b"k8s\x00"
+Schema = dict[int, tuple[str, Any]]
+_META: Schema = {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str")}
+_RESOURCE: Schema = {
+    1: ("namespace", "str"),
+    2: ("verb", "str"),
+    3: ("group", "str"),
+    4: ("version", "str"),
+    5: ("resource", "str"),
+    6: ("subresource", "str"),
+    7: ("name", "str"),
+}
+_NON_RESOURCE: Schema = {1: ("path", "str"), 2: ("verb", "str")}
+_SAR_SPEC: Schema = {
+    1: ("resourceAttributes", _RESOURCE),
+    2: ("nonResourceAttributes", _NON_RESOURCE),
+    3: ("user", "str"),
+    4: ("groups", "strs"),
+    5: ("extra", "extra"),
+    6: ("uid", "str"),
+}
+_BOUND: Schema = {
+    1: ("kind", "str"),
+    2: ("apiVersion", "str"),
+    3: ("name", "str"),
+    4: ("uid", "str"),
+}
+_SPECS: dict[str, Schema] = {
+    "TokenReview": {1: ("token", "str"), 2: ("audiences", "strs")},
+    "TokenRequest": {
+        1: ("audiences", "strs"),
+        4: ("expirationSeconds", "int"),
+        3: ("boundObjectRef", _BOUND),
+    },
+    "SubjectAccessReview": _SAR_SPEC,
+    "LocalSubjectAccessReview": _SAR_SPEC,
+    "SelfSubjectAccessReview": {k: v for k, v in _SAR_SPEC.items() if k in (1, 2)},
+    "SelfSubjectRulesReview": {1: ("namespace", "str")},
+    "SelfSubjectReview": {},
+}
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
+    """(field number, value) pairs: ints for varints, bytes for length-delimited fields."""
+    out: list[tuple[int, int | bytes]] = []
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+            out.append((number, value))
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > len(buf):
+                raise ValueError("truncated field")
+            out.append((number, buf[pos : pos + size]))
+            pos += size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+    return out
+
+
+def _message(buf: bytes, schema: Schema) -> KubeObject:
+    obj: KubeObject = {}
+    for number, value in _fields(buf):
+        if number not in schema:
+            continue
+        name, kind = schema[number]
+        if kind == "int" and isinstance(value, int):
+            obj[name] = value
+        elif isinstance(value, int):
+            raise ValueError(f"field {name}: unexpected varint")
+        elif kind == "str":
+            obj[name] = value.decode()
+        elif kind == "strs":
+            obj.setdefault(name, []).append(value.decode())
+        elif kind == "extra":
+            entry = dict(_fields(value))
+            key = entry.get(1, b"")
+            items = [
+                v.decode()
+                for n, v in _fields(_as_bytes(entry.get(2, b"")))
+                if n == 1 and isinstance(v, bytes)
+            ]
+            obj.setdefault(name, {})[_as_bytes(key).decode()] = items
+        elif isinstance(kind, dict):
+            obj[name] = _message(value, kind)
+    return obj
+
+
+def _as_bytes(value: int | bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError("expected a length-delimited field")
+    return value
+
+
+def decode_protobuf(body: bytes) -> KubeObject:
+    """A review or TokenRequest sent as Kubernetes protobuf, as its JSON object; raises 400
+    for anything else or a malformed body."""
+    try:
+        if not body.startswith(_MAGIC):
+            raise ValueError("missing the k8s protobuf magic")
+        envelope = dict(_fields(body[len(_MAGIC) :]))
+        type_meta = {n: _as_bytes(v).decode() for n, v in _fields(_as_bytes(envelope[1]))}
+        kind = type_meta.get(2, "")
+        if kind not in _SPECS:
+            raise ValueError(f"kind {kind!r} is not decoded here")
+        raw = _message(
+            _as_bytes(envelope.get(2, b"")), {1: ("metadata", _META), 2: ("spec", _SPECS[kind])}
+        )
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise errors.bad_request(f"error decoding protobuf body: {exc}") from None
+    return {"kind": kind, "apiVersion": type_meta.get(1, ""), **raw}
+
+
 # --- TokenRequest -------------------------------------------------------------------------
 
 

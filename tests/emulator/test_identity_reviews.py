@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.identity import Authenticator, TokenIssuer
 from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer, bootstrap_objects
-from tenant_proxy.emulator.reviews import REVIEWS, ReviewContext, token_request
+from tenant_proxy.emulator.reviews import REVIEWS, ReviewContext, decode_protobuf, token_request
 from tenant_proxy.emulator.types import KubeObject, UserInfo
 from tenant_proxy.pki import new_ca
 
@@ -315,3 +317,35 @@ def test_token_request_errors(
     with pytest.raises(StatusError) as caught:
         token_request(context(PROXY), namespace, name, {"spec": spec})
     assert (caught.value.code, caught.value.message) == (code, message)
+
+
+@given(st.binary(max_size=64))
+def test_malformed_protobuf_bodies_are_400_never_a_crash(tail: bytes) -> None:
+    assert decode_outcome(b"k8s\x00" + tail) in {400, *(k for _, k in KINDS)}
+
+
+def decode_outcome(body: bytes) -> int | str:
+    """The decoded kind, or the Status code decoding was refused with."""
+    try:
+        return str(decode_protobuf(body)["kind"])
+    except StatusError as err:
+        return err.code
+
+
+KINDS = [
+    ("authorization.k8s.io/v1", "SubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
+    ("authentication.k8s.io/v1", "TokenReview"),
+    ("authentication.k8s.io/v1", "TokenRequest"),
+    ("authentication.k8s.io/v1", "SelfSubjectReview"),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"),
+]
+
+
+def test_non_review_protobuf_kinds_are_refused() -> None:
+    type_meta = b"\n\x02v1\x12\x09ConfigMap"
+    body = b"k8s\x00\n" + bytes([len(type_meta)]) + type_meta
+    with pytest.raises(StatusError) as caught:
+        decode_protobuf(body)
+    assert caught.value.code == 400
