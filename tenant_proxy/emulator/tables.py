@@ -92,12 +92,18 @@ def table_for(
         raise errors.bad_request(f'unrecognized includeObject value: "{include_object}"')
     printer = printer_for(rt, printer_columns)
     columns = [c.definition() for c in printer.columns] if with_columns else None
+    rows: list[dict[str, Any]] | None = [
+        _row(rt, printer, obj, include_object, version, now) for obj in objects
+    ]
+    if not rows and printer is DEFAULT_PRINTER:
+        # The default convertor appends to a nil slice: an empty Table has `"rows": null`.
+        rows = None
     return {
         "kind": "Table",
         "apiVersion": f"meta.k8s.io/{version}",
         "metadata": dict(list_meta),
         "columnDefinitions": columns,
-        "rows": [_row(rt, printer, obj, include_object, version, now) for obj in objects],
+        "rows": rows,
     }
 
 

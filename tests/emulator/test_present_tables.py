@@ -323,6 +323,12 @@ def test_kinds_without_a_printer_get_name_and_created_at() -> None:
     assert rendered["rows"][0]["cells"] == ["reader", "2026-11-24T13:00:00Z"]
 
 
+def test_empty_tables_have_empty_rows_except_from_the_default_convertor() -> None:
+    assert table(NAMESPACES, [])["rows"] == []
+    assert table(WIDGETS, [], printer_columns=[])["rows"] == []
+    assert table(ROLES, [])["rows"] is None
+
+
 @pytest.mark.parametrize(
     ("rt", "obj", "cells"),
     [
