@@ -1,0 +1,299 @@
+"""Authentication through the proxy's listeners, end to end over real TLS.
+
+Every caller kind reaches the emulator impersonated as itself, and RBAC outcomes come from the
+upstream; every bad credential is a 401 Status that never reaches the upstream as a request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import kubectl
+from core_support import World, assert_status, core_world
+
+from tenant_proxy import pki
+from tenant_proxy.emulator.testing import client_ssl
+
+pytestmark = [pytest.mark.e2e]
+
+TEAM_A_PODS = "/api/v1/namespaces/team-a-dev/pods"
+TEAM_C_PODS = "/api/v1/namespaces/team-c-dev/pods"
+# The real server's answer to a bad bearer token (k8s-reference/authn-401-bad-token.txt).
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
+
+
+SERVICE_ACCOUNT = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: ci, namespace: team-a-dev}
+"""
+VIEW_BINDING = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: ci-view, namespace: team-a-dev}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{kind: ServiceAccount, name: ci, namespace: team-a-dev}]
+"""
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with core_world(tmp_path) as w:
+        yield w
+
+
+def forbidden_list(user: str, resource: str, namespace: str) -> str:
+    return (
+        f'{resource} is forbidden: User "{user}" cannot list resource "{resource}" '
+        f'in API group "" in the namespace "{namespace}"'
+    )
+
+
+# --- each kind of caller, through kubectl ----------------------------------------------------
+
+
+@pytest.mark.kubectl
+async def test_client_certificate_caller_is_impersonated_and_upstream_rbac_decides(
+    world: World,
+) -> None:
+    alice = world.kubeconfig("alice")
+    own = await kubectl(alice, "get", "pods", "-n", "team-a-dev")
+    assert own.code == 0, own.err
+    foreign = await kubectl(alice, "get", "pods", "-n", "team-b-dev")
+    assert foreign.code != 0
+    assert forbidden_list("alice", "pods", "team-b-dev") in foreign.err
+    arrived = world.emulator.seen_at("/api/v1/namespaces/team-b-dev/pods")
+    assert arrived
+    assert {(s.impersonate_users, s.impersonate_groups) for s in arrived} == {
+        (("alice",), ("tenant-a-devs",))
+    }
+
+
+@pytest.mark.kubectl
+async def test_oidc_caller_is_impersonated_with_prefixed_names(world: World) -> None:
+    carol = world.kubeconfig("carol")
+    own = await kubectl(carol, "get", "pods", "-n", "team-c-dev")
+    assert own.code == 0, own.err
+    foreign = await kubectl(carol, "get", "pods", "-n", "team-a-dev")
+    assert foreign.code != 0
+    assert forbidden_list("oidc:carol", "pods", "team-a-dev") in foreign.err
+    arrived = world.emulator.seen_at(TEAM_C_PODS)
+    assert arrived
+    assert all(s.impersonate_users == ("oidc:carol",) for s in arrived)
+    assert all("oidc:tenant-c-devs" in s.impersonate_groups for s in arrived)
+
+
+@pytest.mark.kubectl
+async def test_service_account_token_is_reviewed_upstream_and_rbac_comes_from_upstream(
+    world: World,
+) -> None:
+    admin = world.kubeconfig("admin")
+    # From manifests: `kubectl create serviceaccount` sends protobuf, which the emulator lacks.
+    created = await kubectl(admin, "create", "-f", "-", stdin=SERVICE_ACCOUNT)
+    assert created.code == 0, created.err
+    issued = await kubectl(admin, "create", "token", "ci", "-n", "team-a-dev")
+    assert issued.code == 0, issued.err
+    ci = world.demo.token_kubeconfig("ci", issued.out.strip())
+
+    before = await kubectl(ci, "get", "pods", "-n", "team-a-dev")
+    assert before.code != 0
+    assert forbidden_list("system:serviceaccount:team-a-dev:ci", "pods", "team-a-dev") in (
+        before.err
+    )
+    granted = await kubectl(admin, "create", "-f", "-", stdin=VIEW_BINDING)
+    assert granted.code == 0, granted.err
+    after = await kubectl(ci, "get", "pods", "-n", "team-a-dev")
+    assert after.code == 0, after.err
+
+    assert world.emulator.seen_at("/apis/authentication.k8s.io/v1/tokenreviews")
+    pods = world.emulator.seen_at(TEAM_A_PODS)
+    assert pods
+    assert all(s.impersonate_users == ("system:serviceaccount:team-a-dev:ci",) for s in pods)
+    assert all("system:serviceaccounts:team-a-dev" in s.impersonate_groups for s in pods)
+
+
+# --- bad credentials -----------------------------------------------------------------------
+
+
+def bad_tokens(world: World) -> dict[str, str]:
+    issuer, now = world.issuer, int(time.time())
+    carol = issuer.claims("carol", ["tenant-c-devs"])
+    return {
+        "garbage": "not-a-real-token",
+        "jwt-shaped garbage": "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.AAAA",
+        "expired": issuer.sign({**carol, "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}),
+        "not yet valid": issuer.sign({**carol, "nbf": now + 3600, "exp": now + 7200}),
+        "wrong issuer": issuer.sign({**carol, "iss": "https://elsewhere.invalid"}),
+        "wrong audience": issuer.sign({**carol, "aud": "kubernetes"}),
+        "no exp": issuer.sign({k: v for k, v in carol.items() if k != "exp"}),
+        "alg none": issuer.unsigned(carol),
+        "hs256 keyed with the public key": issuer.hs256_with_public_key(carol),
+        "signature of another key": issuer.sign(carol)[:-8] + "AAAAAAAA",
+    }
+
+
+BAD_TOKEN_NAMES = [
+    "garbage",
+    "jwt-shaped garbage",
+    "expired",
+    "not yet valid",
+    "wrong issuer",
+    "wrong audience",
+    "no exp",
+    "alg none",
+    "hs256 keyed with the public key",
+    "signature of another key",
+]
+
+
+async def get_as(world: World, path: str, authorization: str | None) -> tuple[int, Any]:
+    session = world.session()
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    async with session.get(path, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def test_valid_oidc_token_is_accepted(world: World) -> None:
+    """The control for the refusals below: the same request with a good token succeeds."""
+    token = world.issuer.sign(world.issuer.claims("carol", ["tenant-c-devs"]))
+    code, body = await get_as(world, TEAM_C_PODS, f"Bearer {token}")
+    assert code == 200, body
+    assert body["kind"] == "PodList"
+
+
+@pytest.mark.parametrize("name", BAD_TOKEN_NAMES)
+async def test_bad_bearer_token_is_401_status_and_never_forwarded(world: World, name: str) -> None:
+    token = bad_tokens(world)[name]
+    code, body = await get_as(world, TEAM_C_PODS, f"Bearer {token}")
+    assert (code, body) == (401, UNAUTHORIZED)
+    assert world.emulator.seen_at(TEAM_C_PODS) == []
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer", "Bearer ", "Bearer \t ", "", "Basic YWxpY2U6cGFzc3dvcmQ=", "bearer"],
+    ids=["bearer-no-token", "bearer-space", "bearer-whitespace", "empty-header", "basic", "lower"],
+)
+async def test_empty_or_non_bearer_authorization_is_401(world: World, authorization: str) -> None:
+    code, body = await get_as(world, TEAM_C_PODS, authorization)
+    assert (code, body) == (401, UNAUTHORIZED)
+    assert world.emulator.seen_at(TEAM_C_PODS) == []
+
+
+async def test_no_credentials_at_all_is_401(world: World) -> None:
+    code, body = await get_as(world, TEAM_C_PODS, None)
+    assert (code, body) == (401, UNAUTHORIZED)
+    assert world.emulator.seen_at(TEAM_C_PODS) == []
+
+
+async def test_empty_token_with_valid_certificate_is_still_401(world: World) -> None:
+    """An empty bearer token never falls through to another method (CVE-2023-48312)."""
+    session = world.session("alice", ("tenant-a-devs",))
+    async with session.get(TEAM_A_PODS, headers={"Authorization": "Bearer "}) as resp:
+        assert resp.status == 401
+        assert await resp.json() == UNAUTHORIZED
+
+
+@pytest.mark.parametrize("which", ["another CA", "expired", "not yet valid"])
+async def test_bad_client_certificate_is_refused_at_tls(world: World, which: str) -> None:
+    stamp = dt.datetime.now(dt.UTC)
+    if which == "another CA":
+        pair = pki.issue_client_cert(pki.new_ca("rogue-ca"), "admin", ("system:masters",))
+    elif which == "expired":
+        pair = pki.issue_client_cert(
+            world.demo.client_ca, "admin", ("system:masters",),
+            not_before=stamp - dt.timedelta(days=10), not_after=stamp - dt.timedelta(days=1),
+        )  # fmt: skip
+    else:
+        pair = pki.issue_client_cert(
+            world.demo.client_ca, "admin", ("system:masters",),
+            not_before=stamp + dt.timedelta(days=1), not_after=stamp + dt.timedelta(days=10),
+        )  # fmt: skip
+    tls = client_ssl(world.demo.client_ca.cert_pem, pair)
+    for url in (world.tenant_url, world.admin_url):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session:
+            with pytest.raises(aiohttp.ClientError):
+                async with session.get(f"{url}/api/v1/namespaces") as resp:
+                    await resp.read()
+    assert not any(s.impersonate_users for s in world.emulator.seen)
+
+
+# --- client impersonation (kubectl --as) ----------------------------------------------------
+
+
+@pytest.mark.kubectl
+async def test_tenant_cannot_impersonate_another_user(world: World) -> None:
+    # --raw: kubectl's discovery client reports a 403 Status on /api only as "unknown".
+    result = await kubectl(
+        world.kubeconfig("alice"),
+        "--as",
+        "bob",
+        "get",
+        "--raw",
+        "/api/v1/namespaces/team-b-dev/pods",
+    )
+    assert result.code != 0
+    assert (
+        'users "bob" is forbidden: User "alice" cannot impersonate resource "users" '
+        'in API group "" at the cluster scope'
+    ) in result.err
+    assert world.emulator.seen_at("/api/v1/namespaces/team-b-dev/pods") == []
+
+
+@pytest.mark.kubectl
+async def test_admin_may_impersonate_a_tenant_on_the_tenant_listener(world: World) -> None:
+    root = world.demo.kubeconfig("root", ["system:masters"])
+    namespaces = await kubectl(root, "--as", "bob", "get", "namespaces", "-o", "name")
+    assert namespaces.code == 0, namespaces.err
+    assert namespaces.names() == {"team-b-dev"}
+    foreign = await kubectl(root, "--as", "bob", "get", "pods", "-n", "team-a-dev")
+    assert foreign.code != 0
+    assert forbidden_list("bob", "pods", "team-a-dev") in foreign.err
+    arrived = world.emulator.seen_at(TEAM_A_PODS)
+    assert arrived
+    assert all(s.impersonate_users == ("bob",) for s in arrived)
+
+
+# --- the admin listener ---------------------------------------------------------------------
+
+
+async def test_admin_listener_serves_admins_unfiltered(world: World) -> None:
+    session = world.session("admin", ("system:masters",), admin=True)
+    async with session.get("/api/v1/namespaces") as resp:
+        assert resp.status == 200
+        names = {item["metadata"]["name"] for item in (await resp.json())["items"]}
+    assert {"team-a-dev", "team-b-dev", "team-c-dev", "platform", "kube-system"} <= names
+    async with session.get("/api/v1/nodes") as resp:
+        nodes = {item["metadata"]["name"] for item in (await resp.json())["items"]}
+    assert nodes == {"node-a1", "node-b1", "node-shared"}
+    arrived = world.emulator.seen_at("/api/v1/nodes")
+    assert any(s.impersonate_users == ("admin",) for s in arrived)
+
+
+@pytest.mark.parametrize("caller", ["alice-cert", "carol-oidc"])
+async def test_admin_listener_refuses_tenants_with_403_status(world: World, caller: str) -> None:
+    if caller == "alice-cert":
+        session = world.session("alice", ("tenant-a-devs",), admin=True)
+        headers: dict[str, str] = {}
+    else:
+        session = world.session(admin=True)
+        token = world.issuer.sign(world.issuer.claims("carol", ["tenant-c-devs"]))
+        headers = {"Authorization": f"Bearer {token}"}
+    async with session.get("/api/v1/namespaces", headers=headers) as resp:
+        assert resp.status == 403
+        assert_status(await resp.json(), 403, "Forbidden")
+    assert not any(s.impersonate_users for s in world.emulator.seen)
