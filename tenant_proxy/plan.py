@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from tenant_proxy import status
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.reviews import is_review
 from tenant_proxy.tenancy.model import GroupResource
 
 FILTERED_VERBS = frozenset({"get", "list", "watch"})
@@ -32,11 +33,16 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class AmendReview:
+    """A SelfSubject(Access|Rules)Review: forward as the caller, amend for what is served."""
+
+
+@dataclass(frozen=True)
 class Deny:
     error: status.ApiError
 
 
-Plan = PassThrough | Filter | Deny
+Plan = PassThrough | Filter | AmendReview | Deny
 
 
 def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | None) -> Plan:
@@ -47,6 +53,8 @@ def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | N
     """
     if filters is None or not info.is_resource:
         return PassThrough()
+    if is_review(info.api_group, info.resource, info.verb):
+        return AmendReview()
     gr = GroupResource(info.api_group, info.resource)
     if info.subresource or not filters(gr):
         return PassThrough()

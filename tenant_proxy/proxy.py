@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import passthrough, reviews, status
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
@@ -26,9 +27,10 @@ from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics, RequestLog
-from tenant_proxy.plan import Deny, Filter, plan_request
+from tenant_proxy.plan import AmendReview, Deny, Filter, plan_request
 from tenant_proxy.requestinfo import RequestInfo, classify
 from tenant_proxy.tenancy.index import TenancyIndex
+from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("tenant_proxy.proxy")
@@ -101,6 +103,8 @@ class Pipeline:
                 entry.filtered = True
                 response, entry.dropped = await self.reads.serve(request, info, gr, view, identity)
                 return response
+            case AmendReview() if view is not None:
+                return await self.amend_review(request, Call(identity=identity, info=info), view)
             case _:
                 return await self.forward(request, Call(identity=identity, info=info))
 
@@ -124,6 +128,30 @@ class Pipeline:
             raise status.forbidden(exc.reason) from None
         entry.auth_method = identity.method
         return identity
+
+    async def amend_review(
+        self, request: web.Request, call: Call, view: TenantView
+    ) -> web.StreamResponse:
+        """Ask the API server as the caller, then allow what the proxy serves filtered."""
+        body = await _read_limited(request, self.max_body_bytes)
+        headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
+        headers += impersonation_headers(call.identity)
+        url = self.upstream.url(call.info.path, call.info.query.raw)
+        upstream = await self.upstream.send(request.method, url, headers, body)
+        async with upstream:
+            answer = await upstream.read()
+            code, content_type = upstream.status, upstream.content_type
+        try:
+            review = orjson.loads(answer) if code in (200, 201) else None
+        except orjson.JSONDecodeError:
+            review = None
+        if not isinstance(review, dict):
+            return web.Response(status=code, body=answer, content_type=content_type)
+        if call.info.resource == reviews.ACCESS:
+            review = reviews.amend_access_review(review, view.filters)
+        else:
+            review = reviews.amend_rules_review(review, view.rules.keys())
+        return web.Response(status=code, body=orjson.dumps(review), content_type="application/json")
 
     async def forward(self, request: web.Request, call: Call) -> web.StreamResponse:
         """Pass the request through as the caller: streamed both ways, upgrades spliced."""
@@ -156,6 +184,14 @@ class Pipeline:
             request.protocol.force_close()
         async with upstream:
             return await passthrough.relay(request, upstream)
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    passthrough.check_declared_length(request, limit)
+    body = bytearray()
+    async for chunk in passthrough.request_body(request, limit):
+        body += chunk
+    return bytes(body)
 
 
 def _credentials(request: web.Request) -> tuple[Credentials, str]:

@@ -1,0 +1,58 @@
+"""Access reviews as a tenant's tools ask them, answered for what the proxy serves. Pure.
+
+`kubectl auth can-i list namespaces`, k9s, Headlamp and Lens ask SelfSubjectAccessReviews and
+SelfSubjectRulesReviews before they list. The cluster's RBAC says no for cluster-scoped reads a
+tenant lacks; through the proxy those reads are served, filtered. So the upstream answer is kept
+and only amended: a denied get/list/watch of a resource filtered for the caller becomes allowed,
+and the rules review gains get/list/watch on each filtered resource (as capsule-proxy does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tenant_proxy.tenancy.model import GroupResource
+
+GROUP = "authorization.k8s.io"
+ACCESS = "selfsubjectaccessreviews"
+RULES = "selfsubjectrulesreviews"
+READ_VERBS = ("get", "list", "watch")
+REASON = "tenant-proxy serves this read filtered to the caller's tenants"
+
+
+def is_review(group: str, resource: str, verb: str) -> bool:
+    return verb == "create" and group == GROUP and resource in (ACCESS, RULES)
+
+
+def amend_access_review(
+    review: Mapping[str, Any], filters: Callable[[GroupResource], bool]
+) -> dict[str, Any]:
+    """The SelfSubjectAccessReview answer, allowed where the proxy serves the read filtered."""
+    out = dict(review)
+    attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
+    status = dict(review.get("status") or {})
+    gr = GroupResource(str(attrs.get("group") or ""), str(attrs.get("resource") or ""))
+    # Filtered resources are cluster-scoped: a namespace in the review (kubectl sends its
+    # default one) does not change what the proxy serves.
+    served = attrs.get("verb") in READ_VERBS and not attrs.get("subresource") and filters(gr)
+    if served and not status.get("allowed"):
+        status = {"allowed": True, "reason": REASON}
+    out["status"] = status
+    return out
+
+
+def amend_rules_review(
+    review: Mapping[str, Any], filtered: Iterable[GroupResource]
+) -> dict[str, Any]:
+    """The SelfSubjectRulesReview answer plus read rules for every filtered resource."""
+    out = dict(review)
+    status = dict(review.get("status") or {})
+    rules = list(status.get("resourceRules") or [])
+    for gr in sorted(filtered):
+        rules.append(
+            {"verbs": list(READ_VERBS), "apiGroups": [gr.group], "resources": [gr.resource]}
+        )
+    status["resourceRules"] = rules
+    out["status"] = status
+    return out

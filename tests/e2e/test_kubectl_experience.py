@@ -1,0 +1,55 @@
+"""What a tenant's tools ask beyond list/get: access reviews, describe, create-if-missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import kubectl
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
+
+
+@pytest.mark.parametrize(
+    "resource", ["namespaces", "nodes", "persistentvolumes", "storageclasses", "ingressclasses"]
+)
+async def test_can_i_list_filtered_resources_says_yes(alice: Path, resource: str) -> None:
+    result = await kubectl(alice, "auth", "can-i", "list", resource)
+    assert (result.code, result.out.strip()) == (0, "yes"), result.err
+
+
+async def test_can_i_still_says_no_for_writes_and_unfiltered(alice: Path) -> None:
+    for args in (("delete", "nodes"), ("create", "namespaces"), ("list", "runtimeclasses")):
+        result = await kubectl(alice, "auth", "can-i", *args)
+        assert result.out.strip() == "no", (args, result.out, result.err)
+
+
+async def test_can_i_list_in_own_namespace_comes_from_rbac(alice: Path) -> None:
+    own = await kubectl(alice, "auth", "can-i", "list", "pods", "-n", "team-a-dev")
+    other = await kubectl(alice, "auth", "can-i", "list", "pods", "-n", "team-b-dev")
+    assert (own.out.strip(), other.out.strip()) == ("yes", "no")
+
+
+async def test_rules_review_lists_filtered_reads(alice: Path) -> None:
+    result = await kubectl(alice, "auth", "can-i", "--list", "-n", "team-a-dev")
+    assert result.code == 0, result.err
+    rows = {line.split()[0]: line for line in result.lines[1:]}
+    for resource in ("namespaces", "nodes", "persistentvolumes", "storageclasses.storage.k8s.io"):
+        assert resource in rows and "list" in rows[resource], result.out
+
+
+async def test_whoami_names_the_caller(alice: Path, carol: Path) -> None:
+    mine = await kubectl(alice, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+    theirs = await kubectl(carol, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+    assert (mine.out, theirs.out) == ("alice", "oidc:carol")
+
+
+async def test_missing_namespace_is_404_not_403_for_create_if_missing_clients(alice: Path) -> None:
+    result = await kubectl(alice, "get", "namespace", "brand-new-ns")
+    assert "(NotFound)" in result.err
+
+
+async def test_describe_own_node_works(alice: Path) -> None:
+    result = await kubectl(alice, "describe", "node", "node-a1")
+    assert result.code == 0, result.err
+    assert "Name:               node-a1" in result.out
