@@ -159,6 +159,12 @@ def _name(obj: KubeObject) -> str:
     return str((obj.get("metadata") or {}).get("name", ""))
 
 
+def _age(obj: KubeObject) -> tuple[str, int]:
+    meta = obj.get("metadata") or {}
+    rv = str(meta.get("resourceVersion") or "0")
+    return str(meta.get("creationTimestamp") or ""), int(rv) if rv.isdigit() else 0
+
+
 def _labels(obj: KubeObject) -> Mapping[str, str]:
     return (obj.get("metadata") or {}).get("labels") or {}
 
@@ -243,9 +249,11 @@ class Authorizer:
         return list(role.get("rules") or ()), ""
 
     def _bindings(self, namespace: str) -> Iterator[KubeObject]:
-        yield from self._store.list_objects(RBAC_GROUP, "clusterrolebindings")
+        # Creation order, so rule listings are stable whatever order the store keeps.
+        yield from sorted(self._store.list_objects(RBAC_GROUP, "clusterrolebindings"), key=_age)
         if namespace:
-            yield from self._store.list_objects(RBAC_GROUP, "rolebindings", namespace)
+            found = self._store.list_objects(RBAC_GROUP, "rolebindings", namespace)
+            yield from sorted(found, key=_age)
 
     def _visit(self, user: UserInfo, namespace: str) -> Iterator[tuple[str, list[PolicyRule], str]]:
         """(binding description, its rules, error) for each binding that applies to `user`."""

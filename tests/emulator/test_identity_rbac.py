@@ -241,3 +241,17 @@ def test_adding_a_verb_to_a_rule_never_removes_access(
     wider = {"verbs": [verb, extra_verb], "nonResourceURLs": rule["nonResourceURLs"]}
     assert rule_allows(attrs, rule)
     assert rule_allows(attrs, wider)
+
+
+def test_rules_follow_binding_creation_order_not_store_order() -> None:
+    store = world()
+    bindings = [o for o in bootstrap_objects() if o["kind"] == "ClusterRoleBinding"]
+    for rv, binding in enumerate(bindings, start=1):
+        binding["metadata"]["resourceVersion"] = str(rv)
+    # A store that lists by name, as the emulator's does.
+    by_name = sorted(bindings, key=lambda b: b["metadata"]["name"])
+    store.objects = {k: v for k, v in store.objects.items() if k[0] != "clusterrolebindings"}
+    for binding in by_name:
+        store.put(binding)
+    _, non_resource = Authorizer(store).rules_for(ALICE, "team-a-dev")
+    assert [r["nonResourceURLs"][0] for r in non_resource] == ["/healthz", "/api"]
