@@ -80,7 +80,7 @@ class Criteria:
 class NamespaceRule:
     """namespaces: the tenant's own namespaces, by name."""
 
-    def criteria(self, tenant: str, namespaces: frozenset[str]) -> Criteria:
+    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
         return Criteria(names=namespaces)
 
 
@@ -90,7 +90,7 @@ class NodeRule:
 
     selector: Selector
 
-    def criteria(self, tenant: str, namespaces: frozenset[str]) -> Criteria:
+    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
         return Criteria(selector=self.selector)
 
 
@@ -98,16 +98,17 @@ class NodeRule:
 class ClaimNamespaceRule:
     """persistentvolumes: bound into one of the tenant's namespaces, or labelled for the tenant.
 
-    `label_key` set: a PV labelled `<label_key>=<tenant name>` is the tenant's too.
+    `label_key` set: a PV labelled `<label_key>=<the tenant's label value>` is the tenant's too
+    (the value that marks its namespaces: its name unless configured otherwise).
     """
 
     field_path: str = "spec.claimRef.namespace"
     label_key: str | None = None
 
-    def criteria(self, tenant: str, namespaces: frozenset[str]) -> Criteria:
+    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
         selector = None
         if self.label_key is not None:
-            selector = Selector((Requirement(self.label_key, Op.EQUALS, (tenant,)),))
+            selector = Selector((Requirement(self.label_key, Op.EQUALS, (tenant_label,)),))
         return Criteria(
             selector=selector, field_path=_path(self.field_path), field_values=namespaces
         )
@@ -126,7 +127,7 @@ class ClassRule:
     regex: str | None = None
     selector: Selector | None = None
 
-    def criteria(self, tenant: str, namespaces: frozenset[str]) -> Criteria:
+    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
         pattern = re.compile(self.regex) if self.regex else None
         return Criteria(selector=self.selector, names=self.names, name_pattern=pattern)
 
@@ -137,7 +138,7 @@ class ApiGroupRule:
 
     groups: frozenset[str]
 
-    def criteria(self, tenant: str, namespaces: frozenset[str]) -> Criteria:
+    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
         return Criteria(field_path=("spec", "group"), field_values=self.groups)
 
 
@@ -149,7 +150,7 @@ class GenericRule:
     names: frozenset[str] = frozenset()
     field_path: str | None = None
 
-    def criteria(self, tenant: str, namespaces: frozenset[str]) -> Criteria:
+    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
         path = _path(self.field_path) if self.field_path else ()
         return Criteria(
             selector=self.selector, names=self.names, field_path=path, field_values=namespaces
@@ -297,7 +298,8 @@ def view_for(
     rules: dict[GroupResource, list[Criteria]] = {}
     for tenant in mine:
         for gr, rule in tenant.all_rules().items():
-            rules.setdefault(gr, []).append(rule.criteria(tenant.name, own[tenant.name]))
+            criteria = rule.criteria(tenant.label_value, own[tenant.name])
+            rules.setdefault(gr, []).append(criteria)
     if rolebinding_namespaces:
         rules[NAMESPACES].append(Criteria(names=rolebinding_namespaces))
     namespaces = frozenset().union(*(own[t.name] for t in mine)) | rolebinding_namespaces
