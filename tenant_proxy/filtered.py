@@ -251,6 +251,63 @@ class FilteredReads:
             return await stream.run(resp), stream.filter.dropped
 
 
+class AcrossNamespaces:
+    """A cluster-wide list of a namespaced resource (`kubectl get pods -A`, `describe node`).
+
+    Asked first as the caller; where RBAC refuses the cluster-wide list, the tenant gets the
+    union of the same list in each of its namespaces, each asked as the caller, so RBAC still
+    decides per namespace. Pages are not offered (the union has no single continue token).
+    """
+
+    def __init__(self, upstream: Upstream, max_list_bytes: int = 64 * 1024 * 1024) -> None:
+        self.upstream, self._max = upstream, max_list_bytes
+
+    async def serve(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        view: TenantView,
+        headers: list[tuple[str, str]],
+    ) -> web.StreamResponse | None:
+        """The merged answer, or None when not one namespace answered (caller relays its 403)."""
+        query = info.query.with_params({"limit": None, "continue": None})
+        prefix = (
+            "/api/v1" if info.api_prefix == "api" else f"/apis/{info.api_group}/{info.api_version}"
+        )
+        answers = await asyncio.gather(
+            *(
+                self._one(f"{prefix}/namespaces/{ns}/{info.resource}", query, headers)
+                for ns in sorted(view.namespaces)
+            )
+        )
+        docs = [doc for doc in answers if doc is not None]
+        if not docs:
+            return None
+        return _json_response(orjson.dumps(merge_lists(docs)))
+
+    async def _one(
+        self, path: str, query: str, headers: list[tuple[str, str]]
+    ) -> dict[str, Any] | None:
+        resp = await self.upstream.send("GET", self.upstream.url(path, query), headers)
+        async with resp:
+            if resp.status != 200:
+                return None
+            if resp.content_length is not None and resp.content_length > self._max:
+                raise status.bad_gateway("a namespace's list is larger than the proxy reads")
+            doc = orjson.loads(await resp.read())
+            return doc if isinstance(doc, dict) else None
+
+
+def merge_lists(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One list (or Table) of all items (rows) of same-kind lists, in order. Pure."""
+    first = dict(docs[0])
+    key = "rows" if first.get("kind") == "Table" else "items"
+    first[key] = [item for doc in docs for item in (doc.get(key) or [])]
+    # Several lists have no single resourceVersion to resume from.
+    first["metadata"] = {"resourceVersion": ""}
+    return first
+
+
 class _WatchStream:
     """One filtered watch: upstream lines and tenancy changes in, filtered events out."""
 

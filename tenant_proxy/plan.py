@@ -38,11 +38,16 @@ class AmendReview:
 
 
 @dataclass(frozen=True)
+class ListAcrossNamespaces:
+    """A cluster-wide list as the caller; if RBAC refuses, the union over its namespaces."""
+
+
+@dataclass(frozen=True)
 class Deny:
     error: status.ApiError
 
 
-Plan = PassThrough | Filter | AmendReview | Deny
+Plan = PassThrough | Filter | AmendReview | ListAcrossNamespaces | Deny
 
 
 def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | None) -> Plan:
@@ -56,8 +61,11 @@ def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | N
     if is_review(info.api_group, info.resource, info.verb):
         return AmendReview()
     gr = GroupResource(info.api_group, info.resource)
-    if info.subresource or not filters(gr):
+    if info.subresource:
         return PassThrough()
+    if not filters(gr):
+        cluster_wide = info.verb == "list" and not info.namespace
+        return ListAcrossNamespaces() if cluster_wide else PassThrough()
     if info.verb in FILTERED_VERBS:
         # Namespaced reads of a filtered resource name ("list PVs in ns x") do not exist for
         # cluster-scoped kinds; a namespace in the path of one is the API server's 404 to give.

@@ -23,11 +23,11 @@ from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenId
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
 from tenant_proxy.auth.x509 import peer_certificate
-from tenant_proxy.filtered import FilteredReads
+from tenant_proxy.filtered import AcrossNamespaces, FilteredReads
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics, RequestLog
-from tenant_proxy.plan import AmendReview, Deny, Filter, plan_request
+from tenant_proxy.plan import AmendReview, Deny, Filter, ListAcrossNamespaces, plan_request
 from tenant_proxy.requestinfo import RequestInfo, classify
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import TenantView
@@ -62,6 +62,7 @@ class Pipeline:
     delegate: Delegate | None = None
     index: TenancyIndex | None = None
     reads: FilteredReads | None = None
+    across: AcrossNamespaces | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -103,6 +104,8 @@ class Pipeline:
                 entry.filtered = True
                 response, entry.dropped = await self.reads.serve(request, info, gr, view, identity)
                 return response
+            case ListAcrossNamespaces() if view is not None and self.across is not None:
+                return await self.forward(request, Call(identity, info), across=view)
             case AmendReview() if view is not None:
                 return await self.amend_review(request, Call(identity=identity, info=info), view)
             case _:
@@ -153,7 +156,9 @@ class Pipeline:
             review = reviews.amend_rules_review(review, view.rules.keys())
         return web.Response(status=code, body=orjson.dumps(review), content_type="application/json")
 
-    async def forward(self, request: web.Request, call: Call) -> web.StreamResponse:
+    async def forward(
+        self, request: web.Request, call: Call, across: TenantView | None = None
+    ) -> web.StreamResponse:
         """Pass the request through as the caller: streamed both ways, upgrades spliced."""
         info = call.info
         headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
@@ -177,6 +182,13 @@ class Pipeline:
             if isinstance(exc.__cause__, status.ApiError):
                 raise exc.__cause__ from None
             raise
+        if across is not None and upstream.status == 403 and self.across is not None:
+            async with upstream:
+                denial = await upstream.read()
+            merged = await self.across.serve(request, info, across, headers)
+            if merged is not None:
+                return merged
+            return web.Response(status=403, body=denial, content_type=upstream.content_type)
         if is_upgrade:
             if upstream.status == 101:
                 return await passthrough.splice_upgrade(request, upstream)

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tenant_proxy.authentication import Authentication
 from tenant_proxy.config import ListenerSettings, Settings
-from tenant_proxy.filtered import FilteredReads
+from tenant_proxy.filtered import AcrossNamespaces, FilteredReads
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.proxy import Pipeline
@@ -83,6 +83,7 @@ class ProxyServer:
         self.tls.start()
         tenant = self._pipeline("tenant", self._anyone)
         tenant.index, tenant.reads = self.index, self.reads
+        tenant.across = AcrossNamespaces(self.upstream)
         admin = self._pipeline("admin", self._is_admin)
         await self._listen("tenant", self._app(tenant), self.settings.listener, tls=True)
         await self._listen("admin", self._app(admin), self.settings.admin.listener, tls=True)

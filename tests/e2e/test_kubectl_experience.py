@@ -53,3 +53,30 @@ async def test_describe_own_node_works(alice: Path) -> None:
     result = await kubectl(alice, "describe", "node", "node-a1")
     assert result.code == 0, result.err
     assert "Name:               node-a1" in result.out
+
+
+def _pod(name: str, namespace: str, node: str) -> str:
+    return (
+        '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s","namespace":"%s"},'
+        '"spec":{"nodeName":"%s","containers":[{"name":"c","image":"busybox"}]}}' % (name, namespace, node)
+    )
+
+
+async def test_all_namespaces_list_is_the_union_of_own_namespaces(admin: Path, alice: Path) -> None:
+    for name, ns in (("a1", "team-a-dev"), ("a2", "team-a-prod"), ("b1", "team-b-dev")):
+        created = await kubectl(admin, "create", "-f", "-", stdin=_pod(name, ns, "node-a1"))
+        assert created.code == 0, created.err
+    result = await kubectl(alice, "get", "pods", "-A", "-o", "name")
+    assert result.code == 0, result.err
+    assert result.names() == {"a1", "a2"}
+    table = await kubectl(alice, "get", "pods", "--all-namespaces")
+    assert {line.split()[1] for line in table.lines[1:]} == {"a1", "a2"}
+
+
+async def test_describe_own_node_lists_own_pods_on_it(admin: Path, alice: Path) -> None:
+    await kubectl(admin, "create", "-f", "-", stdin=_pod("on-a1", "team-a-dev", "node-a1"))
+    await kubectl(admin, "create", "-f", "-", stdin=_pod("foreign", "team-b-dev", "node-a1"))
+    result = await kubectl(alice, "describe", "node", "node-a1")
+    assert result.code == 0, result.err
+    assert "on-a1" in result.out
+    assert "foreign" not in result.out
