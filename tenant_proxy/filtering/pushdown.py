@@ -21,8 +21,10 @@ from tenant_proxy.filtering.selectors import (
     Op,
     Requirement,
     Selector,
+    SelectorError,
     and_selectors,
     parse_selector,
+    validate_value,
 )
 from tenant_proxy.tenancy.model import NAMESPACES, Criteria, GroupResource, TenantView
 
@@ -81,10 +83,22 @@ def namespace_rule_selector(view: TenantView) -> RuleSelector:
     return rule_selector(view, NAMESPACES)
 
 
-def _name_selector(live: list[Criteria]) -> Selector | None:
-    names = tuple(sorted(frozenset().union(*(c.names for c in live))))
+def _name_selector(live: list[Criteria]) -> Selector | Nothing | None:
+    # A string that is no valid label value cannot name a namespace either (namespace names are
+    # DNS labels); leaving it out keeps one bad config entry from turning every list into a 400.
+    names = tuple(sorted(n for n in frozenset().union(*(c.names for c in live)) if _is_value(n)))
+    if not names:
+        return Nothing()
     selector = Selector((Requirement(NAME_LABEL, Op.IN, names),))
     return selector if len(str(selector).encode()) <= MAX_SELECTOR_BYTES else None
+
+
+def _is_value(name: str) -> bool:
+    try:
+        validate_value(name)
+    except SelectorError:
+        return False
+    return bool(name)
 
 
 def plan_read(view: TenantView, gr: GroupResource, client_selector: str | None) -> Decision:

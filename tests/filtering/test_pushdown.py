@@ -107,6 +107,12 @@ def test_namespaces_by_name_become_a_metadata_name_selector() -> None:
     )
 
 
+def test_names_that_cannot_be_namespaces_are_left_out_of_the_selector() -> None:
+    v = view(tenant("t", namespaces=frozenset({"Bad/Name", "x" * 64, "ok"})))
+    assert str(namespace_rule_selector(v)) == "kubernetes.io/metadata.name in (ok)"
+    assert namespace_rule_selector(view(tenant("t", namespaces=frozenset({"a b"})))) == Nothing()
+
+
 def test_a_tenant_without_namespaces_gets_nothing_not_an_invalid_selector() -> None:
     v = view(tenant("t"))
     assert namespace_rule_selector(v) == Nothing()
