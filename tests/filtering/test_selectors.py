@@ -209,3 +209,48 @@ def test_invalid_label_selector_objects_are_refused(spec: dict) -> None:
 
 def test_new_requirement_normalises_values() -> None:
     assert new_requirement("a", Op.IN, ["y", "x", "y"]).values == ("x", "y")
+
+
+expressions = st.builds(
+    lambda key, op, values: {"key": key, "operator": op, "values": values},
+    st.sampled_from(KEYS),
+    st.sampled_from(["In", "NotIn"]),
+    st.lists(st.sampled_from(VALUES), min_size=1, max_size=3),
+) | st.builds(
+    lambda key, op: {"key": key, "operator": op},
+    st.sampled_from(KEYS),
+    st.sampled_from(["Exists", "DoesNotExist"]),
+)
+label_selector_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "matchLabels": st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES)),
+        "matchExpressions": st.lists(expressions, max_size=3),
+    },
+)
+
+
+def oracle_label_selector(spec: dict, labels: dict[str, str]) -> bool:
+    """metav1.LabelSelector semantics, straight from the API reference."""
+    if any(labels.get(k) != v for k, v in spec.get("matchLabels", {}).items()):
+        return False
+    for e in spec.get("matchExpressions", []):
+        present = e["key"] in labels
+        if e["operator"] == "In" and not (present and labels[e["key"]] in e["values"]):
+            return False
+        if e["operator"] == "NotIn" and present and labels[e["key"]] in e["values"]:
+            return False
+        if e["operator"] == "Exists" and not present:
+            return False
+        if e["operator"] == "DoesNotExist" and present:
+            return False
+    return True
+
+
+@given(label_selector_objects, label_sets)
+def test_label_selector_objects_match_as_the_api_defines_and_serialise_faithfully(
+    spec: dict, labels: dict[str, str]
+) -> None:
+    selector = from_label_selector(spec)
+    assert selector.matches(labels) == oracle_label_selector(spec, labels)
+    assert parse_selector(str(selector)) == selector
