@@ -35,6 +35,7 @@ BASE64 = "base64.channel.k8s.io"
 CHANNEL = "channel.k8s.io"
 EXEC_PROTOCOLS = (V5, V4, V4_BASE64, BASE64, CHANNEL)
 PORTFORWARD_PROTOCOLS = ("SPDY/3.1+portforward.k8s.io", "portforward.k8s.io", V4_BASE64, V4)
+_IDLE_CHECK = 1.0  # seconds between checks that a log follower is still connected
 _SHELLS = {"sh", "bash", "ash", "dash"}
 _KNOWN = {"echo", "true", "false", "exit", "hostname", "cat", "sleep", *_SHELLS}
 
@@ -169,13 +170,28 @@ async def pod_log(
             return response
     if _flag(request, "follow"):
         seen = len(existing) - len(initial_log_lines(pod))
-        while await follow_events.wait_past(namespace, name, seen):
+        while await _more_lines(request, follow_events, namespace, name, seen):
             for line in follow_events.lines(namespace, name)[seen:]:
                 seen += 1
                 if not await budget.write(response, _log_line(line, stamps)):
                     return response
     await response.write_eof()
     return response
+
+
+async def _more_lines(
+    request: web.Request, book: LogBook, namespace: str, name: str, seen: int
+) -> bool:
+    """Wait for a new line; False when the log closes or the client has gone (a server
+    without handler cancellation would otherwise keep this follower forever)."""
+    while True:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return False
+        try:
+            return await asyncio.wait_for(book.wait_past(namespace, name, seen), _IDLE_CHECK)
+        except TimeoutError:
+            continue
 
 
 class _Budget:

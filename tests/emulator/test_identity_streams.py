@@ -120,13 +120,23 @@ def client_ssl(ca: KeyPair) -> ssl.SSLContext:
 
 
 @pytest.fixture
-async def base_url(ca: KeyPair, logbook: LogBook, tmp_path: Path) -> AsyncIterator[str]:
+def log_done() -> asyncio.Event:
+    return asyncio.Event()
+
+
+@pytest.fixture
+async def base_url(
+    ca: KeyPair, logbook: LogBook, log_done: asyncio.Event, tmp_path: Path
+) -> AsyncIterator[str]:
     async def pod_route(request: web.Request) -> web.StreamResponse:
         attrs = attrs_for(request)
         pod = PODS[attrs.name]
         if attrs.subresource == "log":
             book = None if "X-Without-Logbook" in request.headers else logbook
-            return await pod_log(request, attrs, pod, book)
+            try:
+                return await pod_log(request, attrs, pod, book)
+            finally:
+                log_done.set()
         if attrs.subresource in ("exec", "attach"):
             return await exec_or_attach(request, attrs, pod)
         return await portforward_or_spdy(request, attrs)
@@ -235,6 +245,19 @@ async def test_follow_without_a_logbook_ends_after_the_pods_own_lines(
     url = f"{base_url}/plain/log?follow=true"
     async with session.get(url, ssl=client_ssl, headers=headers) as resp:
         assert await asyncio.wait_for(resp.text(), WAIT) == "hello from plain\n"
+
+
+async def test_follower_that_disconnects_is_released_without_handler_cancellation(
+    base_url: str,
+    session: aiohttp.ClientSession,
+    client_ssl: ssl.SSLContext,
+    log_done: asyncio.Event,
+) -> None:
+    # The fixture's AppRunner keeps aiohttp's default: handlers are not cancelled.
+    resp = await session.get(f"{base_url}/web/log?follow=true&tailLines=1", ssl=client_ssl)
+    assert await asyncio.wait_for(resp.content.readline(), WAIT) == b"three\n"
+    resp.close()
+    await asyncio.wait_for(log_done.wait(), WAIT)
 
 
 # --- exec / attach ------------------------------------------------------------------------
