@@ -288,15 +288,32 @@ def parse_head(head: bytes) -> tuple[int, list[tuple[str, str]]]:
     return int(status_line.split(" ")[1]), [(k, v) for k, v in headers]
 
 
-def _dechunk(data: bytes) -> bytes:
-    out, rest = b"", data
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    out = b""
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
         if size == 0:
-            break
-        out, rest = out + rest[:size], rest[size + 2 :]
-    return out
+            await reader.readuntil(b"\r\n")
+            return out
+        out += await reader.readexactly(size)
+        await reader.readexactly(2)
+
+
+async def read_response(reader: asyncio.StreamReader, method: str = "GET") -> RawResponse:
+    """One response, framed by its headers (the connection may stay open)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status, headers = parse_head(head[:-4])
+    found = RawResponse(status, headers, b"")
+    length = found.header("Content-Length")
+    if status in (101, 204, 304) or method == "HEAD":
+        body = b""
+    elif "chunked" in (found.header("Transfer-Encoding") or "").lower():
+        body = await _read_chunked(reader)
+    elif length is not None:
+        body = await reader.readexactly(int(length))
+    else:
+        body = await reader.read()
+    return RawResponse(status, headers, body)
 
 
 async def open_tls(
@@ -316,23 +333,14 @@ async def raw_exchange(
     headers: list[tuple[str, str]],
     body: bytes = b"",
 ) -> RawResponse:
-    """Send one request exactly as written (plus Host and Connection: close), read to EOF."""
+    """Send one request exactly as written (plus Host), read its response."""
     reader, writer = await open_tls(url, tls)
     host, port = host_port(url)
-    all_headers = [("Host", f"{host}:{port}"), *headers]
-    if not any(k.lower() == "connection" for k, _ in headers):
-        all_headers.append(("Connection", "close"))
     try:
-        writer.write(request_bytes(method, target, all_headers, body))
-        data = await asyncio.wait_for(reader.read(), WAIT)
+        writer.write(request_bytes(method, target, [("Host", f"{host}:{port}"), *headers], body))
+        return await asyncio.wait_for(read_response(reader, method), WAIT)
     finally:
         writer.close()
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status, resp_headers = parse_head(head)
-    chunked = any(
-        k.lower() == "transfer-encoding" and "chunked" in v.lower() for k, v in resp_headers
-    )
-    return RawResponse(status, resp_headers, _dechunk(payload) if chunked else payload)
 
 
 def assert_status(body: Any, code: int, reason: str) -> None:
