@@ -127,6 +127,14 @@ class ClassRule:
     regex: str | None = None
     selector: Selector | None = None
 
+    def __post_init__(self) -> None:
+        # Refuse a bad pattern when the config is loaded, not on every request.
+        if self.regex:
+            try:
+                re.compile(self.regex)
+            except re.error as err:
+                raise ValueError(f"invalid class name regex {self.regex!r}: {err}") from None
+
     def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
         pattern = re.compile(self.regex) if self.regex else None
         return Criteria(selector=self.selector, names=self.names, name_pattern=pattern)

@@ -338,6 +338,11 @@ def test_class_regex_must_match_the_whole_name() -> None:
     assert not owns(view, STORAGECLASSES, ns("not-gold-at-all"))
 
 
+def test_a_bad_class_regex_is_refused_when_the_rule_is_made() -> None:
+    with pytest.raises(ValueError, match="regex"):
+        ClassRule(regex="gold(")
+
+
 def test_builtin_resources_refuse_a_rule_of_the_wrong_kind() -> None:
     with pytest.raises(ValueError, match="NodeRule"):
         Tenant("t", rules={NODES: ApiGroupRule(frozenset({"x"}))})
