@@ -250,6 +250,8 @@ class Authenticator:
             return with_authenticated(cert_user)
         token = bearer_token(request.headers.get("Authorization", ""))
         if token is None:
+            token = websocket_bearer_token(request.headers.getall("Sec-WebSocket-Protocol", []))
+        if token is None:
             if cert_error:
                 raise errors.unauthorized()
             return None
@@ -318,3 +320,22 @@ def bearer_token(authorization: str) -> str | None:
     if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
         return None
     return parts[1]
+
+
+WEBSOCKET_BEARER_PREFIX = "base64url.bearer.authorization.k8s.io."
+
+
+def websocket_bearer_token(protocol_headers: Sequence[str]) -> str | None:
+    """A token sent as a WebSocket subprotocol, as browsers must (the real server's websocket
+    protocol authenticator); None when there is none or it does not decode."""
+    for header in protocol_headers:
+        for protocol in (p.strip() for p in header.split(",")):
+            if not protocol.startswith(WEBSOCKET_BEARER_PREFIX):
+                continue
+            encoded = protocol[len(WEBSOCKET_BEARER_PREFIX) :]
+            try:
+                raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                return raw.decode() or None
+            except (ValueError, UnicodeDecodeError):
+                return None
+    return None

@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tenant_proxy.emulator import errors
+from tenant_proxy.emulator.identity import WEBSOCKET_BEARER_PREFIX
 from tenant_proxy.emulator.types import Attributes, KubeObject
 
 LOG_ANNOTATION = "emulator.tenant-proxy.io/log"
@@ -346,8 +347,10 @@ def _is_spdy(request: web.Request) -> bool:
 
 
 def _offered_protocols(request: web.Request) -> list[str]:
+    """Offered subprotocols, without bearer tokens sent as subprotocols (never echoed)."""
     header = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
-    return [p.strip() for p in header.split(",") if p.strip()]
+    offered = (p.strip() for p in header.split(","))
+    return [p for p in offered if p and not p.startswith(WEBSOCKET_BEARER_PREFIX)]
 
 
 def _choose_protocol(request: web.Request, supported: Sequence[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import ssl
@@ -92,8 +93,11 @@ Call = Callable[..., Any]
 
 @pytest.fixture
 def call(server: str, ca: KeyPair, tmp_path: Path) -> Call:
-    async def do(cert: KeyPair | None = None, token: str | None = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async def do(
+        cert: KeyPair | None = None, token: str | None = None, **headers: str
+    ) -> tuple[int, Any]:
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         ctx = client_ctx(ca, tmp_path, cert)
         async with (
             aiohttp.ClientSession() as session,
@@ -126,6 +130,13 @@ async def test_static_token_user_gets_authenticated_group(call: Call) -> None:
         "ops",
         ["operators", "system:authenticated"],
     )
+
+
+async def test_token_in_a_websocket_subprotocol_authenticates(call: Call) -> None:
+    encoded = base64.urlsafe_b64encode(b"static-secret").rstrip(b"=").decode()
+    protocols = f"base64url.bearer.authorization.k8s.io.{encoded}, v5.channel.k8s.io"
+    status, user = await call(**{"Sec-WebSocket-Protocol": protocols})
+    assert (status, user["name"]) == (200, "ops")
 
 
 async def test_unknown_token_is_401_like_the_transcript(call: Call) -> None:

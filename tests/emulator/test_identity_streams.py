@@ -397,6 +397,28 @@ async def test_real_kubectl_exec_speaks_to_the_echo_container(
     assert (proc.returncode, got_out, got_err) == (code, out, err)
 
 
+async def test_a_bearer_subprotocol_is_never_chosen_nor_echoed(
+    base_url: str, session: aiohttp.ClientSession, client_ssl: ssl.SSLContext
+) -> None:
+    secret = "base64url.bearer.authorization.k8s.io.c2VjcmV0"
+    url = exec_url(base_url, "true")
+    async with session.ws_connect(url, ssl=client_ssl, protocols=(secret, V4)) as ws:
+        assert ws.protocol == V4
+    async with session.get(
+        url,
+        ssl=client_ssl,
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Protocol": f"{secret}, x.k8s.io",
+        },
+    ) as resp:
+        assert resp.status == 400
+        assert "c2VjcmV0" not in await resp.text()
+
+
 # --- port-forward / SPDY ------------------------------------------------------------------
 
 
