@@ -122,15 +122,20 @@ class _LabelParser:
         if self.take() != "(":
             raise SelectorError("unable to parse requirement: found '', expected: '('")
         values: list[str] = []
+        expect_value = True
         while True:
             tok = self.take()
             if tok == ")":
                 return tuple(values)
-            if tok == ",":
-                continue
-            if tok == "":
-                raise SelectorError("unable to parse requirement: found '', expected: ',', ')'")
-            values.append(_value(tok))
+            if tok == "," and not expect_value:
+                expect_value = True
+            elif expect_value and tok not in ("", ",", "("):
+                values.append(_value(tok))
+                expect_value = False
+            else:
+                raise SelectorError(
+                    f"unable to parse requirement: found '{tok}', expected: ',', ')'"
+                )
 
 
 def _key(tok: str) -> str:
