@@ -149,7 +149,7 @@ class Demo:
 
     async def stop(self) -> None:
         if self.proxy is not None:
-            await self.proxy.stop(drain_seconds=1)
+            await self.proxy.stop()
         await self.emulator.stop()
 
     # -- kubeconfigs ----------------------------------------------------------------------------

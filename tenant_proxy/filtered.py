@@ -28,6 +28,7 @@ from tenant_proxy.filtering.watch import LineFramer, LineTooLong, WatchFilter
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, TenantView, owns
 from tenant_proxy.upstream import Upstream
@@ -99,8 +100,10 @@ class FilteredReads:
         max_event_bytes: int,
         max_list_bytes: int = 512 * 1024 * 1024,
         watch_buffer_events: int = 1000,
+        streams: OpenStreams | None = None,
     ) -> None:
         self.index, self.upstream, self.metrics = index, upstream, metrics
+        self.streams = streams if streams is not None else OpenStreams()
         self._sync_timeout = sync_timeout
         self._max_event = max_event_bytes
         self._max_list = max_list_bytes
@@ -323,8 +326,13 @@ class _WatchStream:
     ) -> None:
         self.reads, self.request, self.info, self.gr, self.shape = reads, request, info, gr, shape
         self.identity = identity
+        # Only what the client holds is remembered (memory follows the tenant's share, not
+        # the cluster's); objects a tenancy change reveals are read when it happens.
         self.filter = WatchFilter(
-            self._keep(view), strip_objects=shape.strip_objects, metadata_only=shape.partial
+            self._keep(view),
+            strip_objects=shape.strip_objects,
+            metadata_only=shape.partial,
+            remember_hidden=False,
         )
         self.out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=reads._buffer)
         self.generation = reads.index.generation
@@ -345,6 +353,7 @@ class _WatchStream:
         resp.content_type = "application/json"
         await resp.prepare(self.request)
         self.reads.metrics.open_watches.labels("tenant", "true").inc()
+        forget = self.reads.streams.add(self._end)
         tasks = [
             asyncio.ensure_future(self._read_upstream(upstream)),
             asyncio.ensure_future(self._follow_tenancy()),
@@ -353,6 +362,7 @@ class _WatchStream:
             while (line := await self.out.get()) is not None:
                 await resp.write(line)
         finally:
+            forget()
             self.reads.metrics.open_watches.labels("tenant", "true").dec()
             for task in tasks:
                 task.cancel()
@@ -413,20 +423,25 @@ class _WatchStream:
         try:
             while True:
                 await index.wait_change(self.generation)
-                self._sync_view()
-                await self._add_unseen(self._keep(index.view_for(self.identity)))
+                self.generation = index.generation
+                keep = self._keep(index.view_for(self.identity))
+                # retarget opens a fetch window: objects newly owned that this stream never
+                # carried are read, unless the stream brings a newer state meanwhile.
+                self._emit(self.filter.retarget(keep))
+                await self._add_unseen(keep)
+                self.filter.end_fetches()
         except _TooSlow:
             self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
 
     async def _add_unseen(self, keep: Any) -> None:
-        """Objects now owned that this stream never carried: fetch them and send ADDED."""
-        seen = self.filter.known_keys()
+        """Objects now owned that the client does not have: read them, send ADDED."""
+        have = self.filter.visible_keys()
         for key, projection in self.reads.index.objects(self.gr).items():
-            if ("", key) in seen or not keep(projection):
+            if ("", key) in have or not keep(projection):
                 continue
             obj = await self._fetch(key)
             if obj is not None:
-                self._emit(self.filter.feed({"type": "ADDED", "object": obj}))
+                self._emit(self.filter.add_fetched(obj))
 
     async def _fetch(self, name: str) -> dict[str, Any] | None:
         path = f"{self.info.path.rstrip('/')}/{name}"

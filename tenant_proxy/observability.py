@@ -106,6 +106,12 @@ class Metrics:
             ["resource"],
             registry=r,
         )
+        self.in_flight = Gauge(
+            "tenant_proxy_requests_in_flight",
+            "Requests being served now (watches included).",
+            ["listener"],
+            registry=r,
+        )
         self.open_watches = Gauge(
             "tenant_proxy_open_watches",
             "Watches open now.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -47,9 +47,15 @@ def upstream_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:
 
 
 async def relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, counter: list[int] | None = None
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    draining: Callable[[], bool] = lambda: False,
 ) -> web.StreamResponse:
-    """Stream `upstream`'s status, headers and body to the client as they arrive."""
+    """Stream `upstream`'s status, headers and body to the client as they arrive.
+
+    If the API server's side ends abruptly the client's side does too; only a drain, which
+    closes the upstream side on purpose, ends the client's stream cleanly.
+    """
     resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
     keep_length = upstream.content_length is not None
     for name, value in strip_response_headers(upstream_headers(upstream)):
@@ -57,19 +63,16 @@ async def relay(
             continue
         resp.headers.add(name, value)
     await resp.prepare(request)
-    sent = 0
     try:
         async for chunk in upstream.content.iter_any():
-            sent += len(chunk)
             await resp.write(chunk)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-        # The API server went away mid-body (a restart ends watches this way): end the
-        # client's stream too, so it re-lists or re-watches; never invent an ending.
-        if request.transport is not None:
-            request.transport.close()
-        return resp
-    if counter is not None:
-        counter.append(sent)
+        if not draining():
+            # The API server went away mid-body (a restart ends watches this way): end the
+            # client's stream abruptly too, so it re-lists or re-watches; never invent an end.
+            if request.transport is not None:
+                request.transport.close()
+            return resp
     await resp.write_eof()
     return resp
 

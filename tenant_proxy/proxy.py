@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
@@ -29,6 +29,7 @@ from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics, RequestLog
 from tenant_proxy.plan import AmendReview, Deny, Filter, ListAcrossNamespaces, plan_request
 from tenant_proxy.requestinfo import RequestInfo, classify
+from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.upstream import Upstream, UpstreamError
@@ -63,10 +64,13 @@ class Pipeline:
     index: TenancyIndex | None = None
     reads: FilteredReads | None = None
     across: AcrossNamespaces | None = None
+    streams: OpenStreams = field(default_factory=OpenStreams)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
         entry = RequestLog(listener=self.listener, method=request.method)
+        in_flight = self.metrics.in_flight.labels(self.listener)
+        in_flight.inc()
         try:
             response = await self._serve(request, entry)
         except status.ApiError as err:
@@ -75,6 +79,8 @@ class Pipeline:
             response = _status_response(
                 status.gateway_timeout(str(exc)) if exc.timeout else status.bad_gateway(str(exc))
             )
+        finally:
+            in_flight.dec()
         entry.code = response.status
         entry.seconds = time.monotonic() - started
         self.metrics.observe(entry)
@@ -195,7 +201,13 @@ class Pipeline:
             # Not upgraded: relay the answer and never reuse this connection.
             request.protocol.force_close()
         async with upstream:
-            return await passthrough.relay(request, upstream)
+            if info.verb != "watch":
+                return await passthrough.relay(request, upstream)
+            forget = self.streams.add(upstream.close)
+            try:
+                return await passthrough.relay(request, upstream, lambda: self.streams.draining)
+            finally:
+                forget()
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:

@@ -21,6 +21,7 @@ from tenant_proxy.filtered import AcrossNamespaces, FilteredReads
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.proxy import Pipeline
+from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tls import ReloadingTLS
 from tenant_proxy.upstream import Upstream
@@ -50,6 +51,7 @@ class ProxyServer:
         self.upstream = Upstream(settings.upstream)
         self.tls = ReloadingTLS(settings.tls)
         self.index = TenancyIndex(settings.tenancy, self.upstream, self.metrics)
+        self.streams = OpenStreams()
         self.reads = FilteredReads(
             self.index,
             self.upstream,
@@ -57,6 +59,7 @@ class ProxyServer:
             sync_timeout=settings.tenancy.sync_timeout_seconds,
             max_event_bytes=settings.limits.max_watch_event_bytes,
             watch_buffer_events=settings.limits.watch_buffer_events,
+            streams=self.streams,
         )
         self.auth: Authentication | None = None
         self._reuse_port = reuse_port
@@ -92,18 +95,16 @@ class ProxyServer:
                 "metrics", self._health_app(), self.settings.observability.metrics, tls=False
             )
 
-    async def stop(self, drain_seconds: float | None = None) -> None:
-        """Stop accepting, let in-flight requests finish up to the deadline, end watches."""
+    async def stop(self) -> None:
+        """Drain: stop accepting, end watches cleanly, give in-flight requests the deadline."""
         self._draining = True
-        deadline = self.settings.drain_seconds if drain_seconds is None else drain_seconds
-        for name in ("tenant", "admin"):
-            if name in self._listeners:
-                await self._listeners[name].site.stop()
-        for name in ("tenant", "admin"):
-            if name in self._listeners:
-                runner = self._listeners[name].runner
-                runner.server.shutdown_timeout = deadline  # type: ignore[union-attr]
-                await runner.cleanup()
+        tenant_admin = [self._listeners[n] for n in ("tenant", "admin") if n in self._listeners]
+        # Watches first: one that opens after this is ended as it registers (draining).
+        ended = self.streams.end_all()
+        log.info("draining", extra={"fields": {"watches_ended": ended}})
+        for listener in tenant_admin:
+            # Stops accepting, then waits up to drain_seconds for in-flight requests.
+            await listener.runner.cleanup()
         if "metrics" in self._listeners:
             await self._listeners["metrics"].runner.cleanup()
         await self.index.stop()
@@ -131,6 +132,7 @@ class ProxyServer:
             max_body_bytes=self.settings.limits.max_body_bytes,
             admit=admit,
             delegate=self.auth.delegate,
+            streams=self.streams,
         )
 
     def _app(self, pipeline: Pipeline) -> web.Application:
@@ -173,7 +175,12 @@ class ProxyServer:
     ) -> None:
         # handler_cancellation: a client that leaves must cancel its handler (and so its
         # upstream watch); aiohttp's production runner leaves it off by default.
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=self.settings.drain_seconds,
+        )
         await runner.setup()
         site = web.TCPSite(
             runner,
