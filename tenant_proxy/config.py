@@ -277,11 +277,14 @@ _SECRET_HINTS = ("token", "key", "secret", "password")
 
 
 def _apply_env(doc: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    """`TENANT_PROXY_UPSTREAM__TOKEN_FILE=/x` sets upstream.token_file (YAML-parsed values)."""
+    """`TENANT_PROXY_UPSTREAM__TOKEN_FILE=/x` sets upstream.token_file, `TENANT_PROXY_WORKERS=4`
+    sets workers (values are YAML-parsed)."""
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
+        if not name.startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in Settings.model_fields:
+            continue  # another tool's variable (TENANT_PROXY_E2E_KUBECONFIG, ...)
         node = doc
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -320,7 +323,10 @@ def load_settings(path: Path, environ: dict[str, str] | None = None) -> Settings
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
     settings: Settings = _absolutise(parse_settings(doc, environ), path.parent.resolve())
     return settings
 
@@ -329,8 +335,9 @@ def _absolutise(model: BaseModel, base: Path) -> Any:
     updates: dict[str, Any] = {}
     for name in type(model).model_fields:
         value = getattr(model, name)
-        if isinstance(value, Path) and not value.is_absolute():
-            updates[name] = base / value
+        if isinstance(value, Path):
+            # normpath, not resolve: a symlinked path (/var/run) stays as the operator wrote it.
+            updates[name] = Path(os.path.normpath(base / value.expanduser()))
         elif isinstance(value, BaseModel):
             updates[name] = _absolutise(value, base)
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):

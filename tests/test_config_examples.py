@@ -212,11 +212,6 @@ def test_bad_environment_override_is_named(tmp_path: Path) -> None:
     assert_one_line_error(result, "listener.address")
 
 
-@pytest.mark.xfail(
-    reason="config.load_settings puts PyYAML's multi-line message (with a caret drawing) "
-    "into ConfigError; wants one line with the file, line and column",
-    strict=True,
-)
 def test_invalid_yaml_prints_one_line_naming_the_position(tmp_path: Path) -> None:
     config = write(tmp_path, "tls:\n  cert_file: [a\nupstream: {}\n")
     assert_one_line_error(check(config), str(config))
