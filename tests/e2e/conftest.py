@@ -33,13 +33,21 @@ class Result:
         return {line.rsplit("/", 1)[-1] for line in self.lines}
 
 
-async def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 60) -> Result:
+async def kubectl(
+    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 60
+) -> Result:
     env = {**os.environ, "HOME": str(kubeconfig.parent)}
     proc = await asyncio.create_subprocess_exec(
-        kubectl_binary(), "--kubeconfig", str(kubeconfig),
-        "--cache-dir", str(kubeconfig.parent / f".kube-cache-{kubeconfig.stem}"), *args,
+        kubectl_binary(),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cache-dir",
+        str(kubeconfig.parent / f".kube-cache-{kubeconfig.stem}"),
+        *args,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(
         proc.communicate(stdin.encode() if stdin is not None else None), timeout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,8 @@ async def test_rules_review_lists_filtered_reads(alice: Path) -> None:
     assert result.code == 0, result.err
     rows = {line.split()[0]: line for line in result.lines[1:]}
     for resource in ("namespaces", "nodes", "persistentvolumes", "storageclasses.storage.k8s.io"):
-        assert resource in rows and "list" in rows[resource], result.out
+        assert resource in rows, result.out
+        assert "list" in rows[resource], result.out
 
 
 async def test_whoami_names_the_caller(alice: Path, carol: Path) -> None:
@@ -56,9 +59,13 @@ async def test_describe_own_node_works(alice: Path) -> None:
 
 
 def _pod(name: str, namespace: str, node: str) -> str:
-    return (
-        '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s","namespace":"%s"},'
-        '"spec":{"nodeName":"%s","containers":[{"name":"c","image":"busybox"}]}}' % (name, namespace, node)
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+        }
     )
 
 

@@ -39,7 +39,9 @@ async def names(kubeconfig: Path, resource: str) -> set[str]:
         ("bob", "priorityclasses", {"team-b-high"}),
     ],
 )
-async def test_tenant_lists_exactly_its_own(demo: Demo, who: str, resource: str, expected: set[str]) -> None:
+async def test_tenant_lists_exactly_its_own(
+    demo: Demo, who: str, resource: str, expected: set[str]
+) -> None:
     assert await names(demo.dir / f"{who}.kubeconfig", resource) == expected
 
 
@@ -47,7 +49,12 @@ async def test_admin_listener_sees_everything(admin: Path) -> None:
     assert {"team-a-dev", "team-b-dev", "team-c-dev", "kube-system", "platform"} <= await names(
         admin, "namespaces"
     )
-    assert await names(admin, "persistentvolumes") == {"pv-a-data", "pv-b-data", "pv-c-data", "pv-unbound"}
+    assert await names(admin, "persistentvolumes") == {
+        "pv-a-data",
+        "pv-b-data",
+        "pv-c-data",
+        "pv-unbound",
+    }
 
 
 async def test_tenant_cannot_use_admin_listener(demo: Demo) -> None:
@@ -71,7 +78,8 @@ async def test_foreign_or_missing_object_is_not_found(alice: Path, args: tuple[s
     result = await kubectl(alice, *args)
     assert result.code != 0
     kind, name = args[1], args[2]
-    assert "(NotFound)" in result.err and f'"{name}" not found' in result.err, result.err
+    assert "(NotFound)" in result.err, result.err
+    assert f'"{name}" not found' in result.err, result.err
     assert "Forbidden" not in result.err, kind
 
 

@@ -32,19 +32,32 @@ async def test_initial_events_are_only_the_tenants(alice_watch: Watch) -> None:
 
 async def test_namespace_labelled_into_tenant_is_added(demo: Demo, alice_watch: Watch) -> None:
     await alice_watch.initial(2)
-    await demo.emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a-new"}})
-    await demo.emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": "team-b-new", "labels": {"tenant-proxy.io/tenant": "team-b"}}})
-    await demo.emulator.patch(*NS, "team-a-new", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-a"}}})
+    await demo.emulator.create(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a-new"}}
+    )
+    await demo.emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "team-b-new", "labels": {"tenant-proxy.io/tenant": "team-b"}},
+        }
+    )
+    await demo.emulator.patch(
+        *NS, "team-a-new", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-a"}}}
+    )
     added = await alice_watch.until(lambda e: e["type"] == "ADDED", timeout=1.0)
     assert name_of(added) == "team-a-new"
 
 
 async def test_namespace_relabelled_to_other_tenant_is_deleted_and_added(demo: Demo) -> None:
-    async with session_as(demo, "alice", ["tenant-a-devs"]) as a, session_as(
-        demo, "bob", ["tenant-b-devs"]
-    ) as b:
-        async with a.get("/api/v1/namespaces?watch=1") as ra, b.get("/api/v1/namespaces?watch=1") as rb:
+    async with (
+        session_as(demo, "alice", ["tenant-a-devs"]) as a,
+        session_as(demo, "bob", ["tenant-b-devs"]) as b,
+    ):
+        async with (
+            a.get("/api/v1/namespaces?watch=1") as ra,
+            b.get("/api/v1/namespaces?watch=1") as rb,
+        ):
             alice, bob = Watch(ra), Watch(rb)
             await alice.initial(2)
             await bob.initial(1)
@@ -99,7 +112,9 @@ async def test_member_removed_from_tenant_cr_sees_deletions(demo: Demo) -> None:
             watch = Watch(resp)
             assert name_of(await watch.next()) == "team-c-dev"
             await demo.emulator.patch(
-                "tenancy.tenant-proxy.io/v1alpha1", "Tenant", "team-c",
+                "tenancy.tenant-proxy.io/v1alpha1",
+                "Tenant",
+                "team-c",
                 {"spec": {"members": {"groups": ["someone-else"]}}},
             )
             gone = await watch.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
@@ -112,10 +127,22 @@ async def test_table_watch_first_event_carries_columns_and_filters_rows(demo: De
             watch = Watch(resp)
             first = await watch.next()
             assert first["object"]["kind"] == "Table"
-            assert [c["name"] for c in first["object"]["columnDefinitions"]] == ["Name", "Status", "Age"]
+            assert [c["name"] for c in first["object"]["columnDefinitions"]] == [
+                "Name",
+                "Status",
+                "Age",
+            ]
             assert name_of(first) == "team-b-dev"
-            await demo.emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-                "name": "team-b-two", "labels": {"tenant-proxy.io/tenant": "team-b"}}})
+            await demo.emulator.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": "team-b-two",
+                        "labels": {"tenant-proxy.io/tenant": "team-b"},
+                    },
+                }
+            )
             nxt = await watch.until(is_("ADDED", "team-b-two"), timeout=1.0)
             assert nxt["object"]["columnDefinitions"] is None
 
@@ -128,10 +155,17 @@ async def test_bookmarks_pass_through_filtered_watch(demo: Demo) -> None:
             assert set(bookmark["object"]) >= {"kind", "apiVersion", "metadata"}
 
 
-async def test_upstream_restart_ends_watch_cleanly_without_leaks(demo: Demo, alice_watch: Watch) -> None:
+async def test_upstream_restart_ends_watch_cleanly_without_leaks(
+    demo: Demo, alice_watch: Watch
+) -> None:
     await alice_watch.initial(2)
     demo.emulator.cut_watches()
     assert await alice_watch.ended(timeout=5.0)
-    leaked = [e for e in alice_watch.events if e["object"].get("kind") != "Status"
-              and e["type"] != "BOOKMARK" and not name_of(e).startswith("team-a")]
+    leaked = [
+        e
+        for e in alice_watch.events
+        if e["object"].get("kind") != "Status"
+        and e["type"] != "BOOKMARK"
+        and not name_of(e).startswith("team-a")
+    ]
     assert leaked == []

@@ -1,4 +1,4 @@
-"""A watch through the proxy as a test sees it: events read line by line, waited on with timeouts."""
+"""A watch through the proxy as a test sees it: events read line by line, with timeouts."""
 
 from __future__ import annotations
 
@@ -80,4 +80,6 @@ def name_of(event: dict[str, Any]) -> str:
 
 
 def is_(kind: str, name: str) -> Any:
-    return lambda e: e["type"] == kind and e["object"].get("kind") != "Status" and name_of(e) == name
+    return lambda e: (
+        e["type"] == kind and e["object"].get("kind") != "Status" and name_of(e) == name
+    )
