@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib
 import logging
 import ssl
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
@@ -34,6 +32,7 @@ from tenant_proxy.emulator import (
     protobuf,
     rbac,
     reviews,
+    streams,
     tables,
 )
 from tenant_proxy.emulator.errors import StatusError
@@ -56,17 +55,6 @@ MAX_BODY = 3 * 1024 * 1024
 ISSUER_URL = "https://kubernetes.default.svc"
 SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 _STREAM_SUBRESOURCES = ("log", "exec", "attach", "portforward")
-
-
-def _optional(name: str) -> ModuleType | None:
-    """A sibling module built by another engineer, if it has landed."""
-    try:
-        return importlib.import_module(f"tenant_proxy.emulator.{name}")
-    except ImportError:
-        return None
-
-
-streams = _optional("streams")
 
 
 def json_response(
@@ -176,9 +164,21 @@ class Emulator:
             self._ca.cert_pem, static_tokens or {}, self.issuer, self._sa_exists
         )
         self.authorizer = rbac.Authorizer(self.store)
+        self.logs = streams.LogBook()
+        self.cluster.on_removed.append(self._pod_gone)
         self._bootstrap(list(seed_objects))
 
     # --- state ----------------------------------------------------------------------------------
+
+    def _pod_gone(self, rt: ResourceType, obj: KubeObject) -> None:
+        # Followers of a deleted pod's log see their stream end, as with a real kubelet.
+        if (rt.group, rt.plural) == ("", "pods"):
+            meta = obj["metadata"]
+            self.logs.close(meta.get("namespace", ""), meta["name"])
+
+    def append_log(self, namespace: str, pod: str, line: str) -> None:
+        """Add a line to a pod's log (what `kubectl logs [-f]` shows)."""
+        self.logs.append_log(namespace, pod, line)
 
     def _sa_exists(self, namespace: str, name: str) -> bool:
         return self.store.get_object("", "serviceaccounts", namespace, name) is not None
@@ -426,9 +426,8 @@ class Emulator:
         rt = self.registry.lookup(attrs.api_group, attrs.api_version, attrs.resource)
         if rt is None or (attrs.namespace and not rt.namespaced and rt.plural != "namespaces"):
             raise errors.resource_not_found()
-        if request.headers.get("Upgrade", "").lower().startswith("spdy") and streams:
-            response: web.StreamResponse = await streams.portforward_or_spdy(request, attrs)
-            return response
+        if request.headers.get("Upgrade", "").lower().startswith("spdy"):
+            return await streams.portforward_or_spdy(request, attrs)
         if attrs.subresource:
             return await self._subresource(request, user, attrs, rt, body)
         if (rt.group, rt.plural) in reviews.REVIEWS:
@@ -472,15 +471,13 @@ class Emulator:
         if sub not in rt.subresources:
             raise errors.resource_not_found()
         ns = attrs.namespace if rt.namespaced else ""
-        if sub in _STREAM_SUBRESOURCES and streams is not None:
+        if sub in _STREAM_SUBRESOURCES:
             pod = self.cluster.get(rt, ns, attrs.name)
             if sub == "log":
-                response: web.StreamResponse = await streams.pod_log(request, attrs, pod, None)
-            elif sub == "portforward":
-                response = await streams.portforward_or_spdy(request, attrs)
-            else:
-                response = await streams.exec_or_attach(request, attrs, pod)
-            return response
+                return await streams.pod_log(request, attrs, pod, self.logs)
+            if sub == "portforward":
+                return await streams.portforward_or_spdy(request, attrs)
+            return await streams.exec_or_attach(request, attrs, pod)
         if sub == "token" and attrs.verb == "create":
             doc = decode_body(request, body) if body else {}
             token = reviews.token_request(

@@ -228,6 +228,8 @@ class Cluster:
         self.registry = registry
         self.now = now
         self._serial = 0
+        self.on_removed: list[Callable[[ResourceType, KubeObject], None]] = []
+        """Called after an object is gone from the store (streams close pod logs)."""
 
     # --- reads ---
 
@@ -540,6 +542,8 @@ class Cluster:
     def _remove(self, rt: ResourceType, obj: KubeObject) -> KubeObject:
         meta = obj["metadata"]
         final = self.store.remove(rt.group, rt.plural, meta.get("namespace", ""), meta["name"])
+        for hook in self.on_removed:
+            hook(rt, obj)
         if (rt.group, rt.plural) == _CRD:
             self._drop_custom_resources(obj)
         namespace = meta.get("namespace", "")

@@ -221,3 +221,26 @@ async def test_slow_watcher_overflows_without_blocking_writers(
         assert len(body.decode().splitlines()) <= 50
     finally:
         await em.stop()
+
+
+async def test_bad_requests_do_not_disturb_open_watches(
+    emulator: Emulator, session_for_user: Session
+) -> None:
+    s = session_for_user(*ADMIN)
+    rv = emulator.store.resource_version
+    async with s.get(f"/api/v1/namespaces?watch=1&resourceVersion={rv}") as watch_resp:
+        bad = [
+            ("POST", "/api/v1/namespaces", b"{not json"),
+            ("POST", "/api/v1/namespaces", b"x" * (3 * 1024 * 1024 + 10)),
+            ("GET", "/api/v1/../../etc/passwd", None),
+            ("PUT", "/api/v1/namespaces/team-a-dev", b"[]"),
+            ("GET", "/api/v1/namespaces?watch=1&resourceVersion=abc", None),
+        ]
+        for method, path, body in bad:
+            async with s.request(
+                method, path, data=body, headers={"Content-Type": "application/json"}
+            ) as resp:
+                assert 400 <= resp.status < 500
+        await emulator.create({**NS, "metadata": {"name": "still-flowing"}})
+        ev = await next_event(watch_resp)
+    assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "still-flowing")

@@ -202,3 +202,10 @@ async def test_kubernetes_asyncio_watch_sees_changes(
             event = await asyncio.wait_for(stream.__anext__(), 10)
     assert event["type"] == "ADDED"
     assert event["object"].metadata.name == "n9"
+
+
+async def test_kubectl_logs_shows_appended_lines(kubectl: Kubectl, emulator: Emulator) -> None:
+    ok(await kubectl("apply", "-f", "-", input=MANIFEST))
+    emulator.append_log("team-a-dev", "echo", "hello from the log")
+    out = ok(await kubectl("logs", "echo", "-n", "team-a-dev"))
+    assert "hello from the log" in out
