@@ -16,7 +16,8 @@ MAGIC = b"k8s\x00"
 
 Schema = dict[int, tuple[str, Any]]
 """field number -> (JSON name, kind): kind is "string", "strings", "int", "bool", "map" (of
-strings), "bytesmap" (values base64-encoded, as JSON carries bytes) or a nested Schema."""
+strings), "bytesmap" (values base64-encoded, as JSON carries bytes), a nested Schema, or
+("messages", Schema) for a repeated message."""
 
 _META: Schema = {
     1: ("name", "string"),
@@ -49,7 +50,47 @@ _BOUND_OBJECT: Schema = {
     4: ("uid", "string"),
 }
 
+_LABEL_SELECTOR: Schema = {
+    1: ("matchLabels", "map"),
+    2: (
+        "matchExpressions",
+        ("messages", {1: ("key", "string"), 2: ("operator", "string"), 3: ("values", "strings")}),
+    ),
+}
+_POLICY_RULE: Schema = {
+    1: ("verbs", "strings"),
+    2: ("apiGroups", "strings"),
+    3: ("resources", "strings"),
+    4: ("resourceNames", "strings"),
+    5: ("nonResourceURLs", "strings"),
+}
+_BINDING: Schema = {
+    1: ("metadata", _META),
+    2: (
+        "subjects",
+        (
+            "messages",
+            {
+                1: ("kind", "string"),
+                2: ("apiGroup", "string"),
+                3: ("name", "string"),
+                4: ("namespace", "string"),
+            },
+        ),
+    ),
+    3: ("roleRef", {1: ("apiGroup", "string"), 2: ("kind", "string"), 3: ("name", "string")}),
+}
+
 SCHEMAS: dict[str, Schema] = {
+    # `kubectl create role|clusterrole|rolebinding|clusterrolebinding`
+    "Role": {1: ("metadata", _META), 2: ("rules", ("messages", _POLICY_RULE))},
+    "ClusterRole": {
+        1: ("metadata", _META),
+        2: ("rules", ("messages", _POLICY_RULE)),
+        3: ("aggregationRule", {1: ("clusterRoleSelectors", ("messages", _LABEL_SELECTOR))}),
+    },
+    "RoleBinding": _BINDING,
+    "ClusterRoleBinding": _BINDING,
     # what `kubectl create namespace|configmap|secret|serviceaccount` send
     "Namespace": {1: ("metadata", _META)},
     "ServiceAccount": {1: ("metadata", _META)},
@@ -129,8 +170,11 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
         if number not in schema:
             continue
         name, kind = schema[number]
+        payload = value if isinstance(value, bytes) else b""
         if isinstance(kind, dict):
-            doc[name] = decode_message(value if isinstance(value, bytes) else b"", kind)
+            doc[name] = decode_message(payload, kind)
+        elif isinstance(kind, tuple):
+            doc.setdefault(name, []).append(decode_message(payload, kind[1]))
         elif kind in ("map", "bytesmap"):
             key, item = _entry(value, kind == "bytesmap")
             doc.setdefault(name, {})[key] = item
@@ -142,7 +186,8 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
             doc[name] = bool(value)
         else:
             doc[name] = value if isinstance(value, int) else 0
-    return doc
+    # Go writes every non-pointer scalar; JSON omits the empty ones (omitempty).
+    return {k: v for k, v in doc.items() if v not in ("", 0) or isinstance(v, bool)}
 
 
 def _entry(value: int | bytes, as_bytes: bool) -> tuple[str, str]:

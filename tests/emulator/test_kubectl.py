@@ -209,3 +209,37 @@ async def test_kubectl_logs_shows_appended_lines(kubectl: Kubectl, emulator: Emu
     emulator.append_log("team-a-dev", "echo", "hello from the log")
     out = ok(await kubectl("logs", "echo", "-n", "team-a-dev"))
     assert "hello from the log" in out
+
+
+async def test_kubectl_create_rbac_objects_through_protobuf(kubectl: Kubectl) -> None:
+    ok(
+        await kubectl(
+            "create", "role", "r1", "-n", "team-a-dev", "--verb=get,list", "--resource=pods"
+        )
+    )
+    ok(
+        await kubectl(
+            "create",
+            "rolebinding",
+            "rb1",
+            "-n",
+            "team-a-dev",
+            "--role=r1",
+            "--user=bob",
+            "--serviceaccount=team-a-dev:ci-bot",
+        )
+    )
+    binding = json.loads(
+        ok(await kubectl("get", "rolebinding", "rb1", "-n", "team-a-dev", "-o", "json"))
+    )
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "r1",
+    }
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"},
+        {"kind": "ServiceAccount", "name": "ci-bot", "namespace": "team-a-dev"},
+    ]
+    bob = await kubectl("auth", "can-i", "list", "pods", "-n", "team-a-dev", "--as", "bob")
+    assert bob.stdout.strip() == "yes"
