@@ -34,19 +34,13 @@ from tenant_proxy.emulator import (
     reviews,
     streams,
     tables,
+    watching,
 )
 from tenant_proxy.emulator.errors import StatusError
-from tenant_proxy.emulator.handlers import (
-    Cluster,
-    ListOptions,
-    list_body,
-    matcher,
-    parse_json,
-    parse_list_options,
-    translate,
-)
+from tenant_proxy.emulator.handlers import Cluster, parse_json
+from tenant_proxy.emulator.listing import ListOptions, list_body, parse_list_options
 from tenant_proxy.emulator.resources import Registry
-from tenant_proxy.emulator.store import CUT, Event, Store, TooOld, Watcher
+from tenant_proxy.emulator.store import Store
 from tenant_proxy.emulator.types import ANONYMOUS, Attributes, KubeObject, ResourceType, UserInfo
 
 log = logging.getLogger("tenant_proxy.emulator")
@@ -586,150 +580,14 @@ class Emulator:
         self, request: web.Request, attrs: Attributes, rt: ResourceType, opts: ListOptions
     ) -> web.StreamResponse:
         fmt = self._format(request, rt, is_list=True, is_watch=True)
-        encoder = _EventEncoder(self, request, rt, fmt)
-        selects = _watch_predicate(rt, attrs, opts)
-        watcher = self.store.watch(rt.group, rt.plural)
-        try:
-            start_rv, initial, error = self._watch_start(rt, attrs, opts, selects)
-            response = web.StreamResponse(headers={"Content-Type": "application/json"})
-            response.enable_chunked_encoding()
-            await response.prepare(request)
-            for kind, obj in initial:
-                await response.write(encoder.line(kind, obj))
-            if error is not None:
-                await response.write(orjson.dumps({"type": "ERROR", "object": error}) + b"\n")
-                return response
-            if opts.send_initial_events:
-                await response.write(encoder.bookmark(start_rv, initial_end=True))
-            await self._stream(response, watcher, encoder, selects, start_rv, opts, request)
-            return response
-        finally:
-            self.store.unwatch(watcher)
 
-    def _watch_start(
-        self, rt: ResourceType, attrs: Attributes, opts: ListOptions, selects: Any
-    ) -> tuple[int, list[tuple[str, KubeObject]], Any]:
-        ns = attrs.namespace if rt.namespaced else None
-        current = self.store.resource_version
-        rv_text = opts.resource_version
-        if rv_text in ("", "0") or opts.send_initial_events:
-            objs = self.store.list_objects(rt.group, rt.plural, ns)
-            return current, [("ADDED", o) for o in objs if selects(o)], None
-        try:
-            asked = int(rv_text)
-        except ValueError:
-            raise errors.bad_request(f"invalid resource version: {rv_text}") from None
-        try:
-            events = self.store.events_since(rt.group, rt.plural, asked)
-        except TooOld as exc:
-            return current, [], errors.expired(str(exc)).status()
-        out = [t for t in (translate(e, selects) for e in events) if t is not None]
-        return max(current, asked), out, None
+        def table(objs: list[KubeObject], meta: dict[str, Any], columns: bool) -> Any:
+            return self._table(request, rt, objs, fmt.version, meta, columns)
 
-    async def _stream(
-        self,
-        response: web.StreamResponse,
-        watcher: Watcher,
-        encoder: _EventEncoder,
-        selects: Any,
-        start_rv: int,
-        opts: ListOptions,
-        request: web.Request,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + opts.timeout_seconds if opts.timeout_seconds else None
-        while True:
-            wait = self.bookmark_interval if opts.allow_bookmarks else None
-            if deadline is not None:
-                left = deadline - loop.time()
-                if left <= 0:
-                    return
-                wait = min(wait, left) if wait is not None else left
-            try:
-                item = await asyncio.wait_for(watcher.queue.get(), wait)
-            except TimeoutError:
-                if opts.allow_bookmarks:
-                    await response.write(encoder.bookmark(self.store.resource_version))
-                continue
-            if isinstance(item, str):
-                if item == CUT and request.transport is not None:
-                    request.transport.close()
-                return
-            if not isinstance(item, Event) or item.rv <= start_rv:
-                continue
-            out = translate(item, selects)
-            if out is not None:
-                await response.write(encoder.line(*out))
-
-
-def _watch_predicate(rt: ResourceType, attrs: Attributes, opts: ListOptions) -> Any:
-    selected = matcher(rt, opts)
-    ns = attrs.namespace if rt.namespaced else ""
-    name = attrs.name
-
-    def selects(obj: KubeObject) -> bool:
-        meta = obj.get("metadata", {})
-        if ns and meta.get("namespace") != ns:
-            return False
-        if name and meta.get("name") != name:
-            return False
-        return selected(obj)
-
-    return selects
-
-
-class _EventEncoder:
-    """Watch event lines in the negotiated format; Table columns only on the first event."""
-
-    def __init__(
-        self,
-        emulator: Emulator,
-        request: web.Request,
-        rt: ResourceType,
-        fmt: negotiation.Format,
-    ) -> None:
-        self.emulator, self.request, self.rt, self.fmt = emulator, request, rt, fmt
-        self.first = True
-
-    def _kind(self) -> str:
-        return self.fmt.kind
-
-    def line(self, kind: str, obj: KubeObject) -> bytes:
-        fmt = self._kind()
-        if fmt == "table":
-            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
-            payload = self.emulator._table(
-                self.request, self.rt, [obj], self.fmt.version, meta, self.first
-            )
-            self.first = False
-        elif fmt == "partial":
-            payload = tables.partial_metadata(obj, self.fmt.version)
-        else:
-            payload = obj
-        return orjson.dumps({"type": kind, "object": payload}) + b"\n"
-
-    def bookmark(self, rv: int, initial_end: bool = False) -> bytes:
-        meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        if initial_end:
-            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        fmt = self._kind()
-        if fmt == "table":
-            obj: dict[str, Any] = {
-                "kind": "Table",
-                "apiVersion": f"meta.k8s.io/{self.fmt.version}",
-                "metadata": meta,
-                "columnDefinitions": None,
-                "rows": [],
-            }
-        elif fmt == "partial":
-            obj = {
-                "kind": "PartialObjectMetadata",
-                "apiVersion": f"meta.k8s.io/{self.fmt.version}",
-                "metadata": meta,
-            }
-        else:
-            obj = {"kind": self.rt.kind, "apiVersion": self.rt.api_version, "metadata": meta}
-        return orjson.dumps({"type": "BOOKMARK", "object": obj}) + b"\n"
+        encoder = watching.EventEncoder(rt, fmt, table)
+        return await watching.serve(
+            request, self.store, rt, attrs, opts, encoder, self.bookmark_interval
+        )
 
 
 _HEALTH_CHECKS = (
