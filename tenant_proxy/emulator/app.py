@@ -140,13 +140,14 @@ class Emulator:
         *,
         bookmark_interval: float = 1.0,
         history_window: int = 1000,
+        watch_queue: int = 1000,
         ca: pki.KeyPair | None = None,
     ) -> None:
         self.host = host
         self._ca = ca or pki.new_ca("emulator-ca")
         self._server_cert = pki.issue_server_cert(self._ca, [host, "localhost", "127.0.0.1"])
         self.registry = Registry()
-        self.store = Store(history_window=history_window)
+        self.store = Store(history_window=history_window, watch_queue=watch_queue)
         self.cluster = Cluster(self.store, self.registry)
         self.bookmark_interval = bookmark_interval
         self.faults = Faults()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -105,6 +105,8 @@ class Store:
         self._watchers: dict[ResourceKey, set[Watcher]] = {}
         self._window = history_window
         self._watch_queue = watch_queue
+        self.on_unwatch: list[Callable[[Watcher], None]] = []
+        """Called when a watch ends (tests use it to see idle watches released)."""
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -215,6 +217,8 @@ class Store:
 
     def unwatch(self, watcher: Watcher) -> None:
         self._watchers.get(watcher.key, set()).discard(watcher)
+        for hook in self.on_unwatch:
+            hook(watcher)
 
     def watchers(self) -> Iterable[Watcher]:
         for group in self._watchers.values():

@@ -196,8 +196,7 @@ async def test_table_watch_carries_columns_only_on_the_first_event(
 async def test_slow_watcher_overflows_without_blocking_writers(
     session_for_user: Session,
 ) -> None:
-    em = Emulator(bookmark_interval=0.2)
-    em.store._watch_queue = 5
+    em = Emulator(bookmark_interval=0.2, watch_queue=5)
     await em.start()
     try:
         from tenant_proxy.emulator.testing import session_for
@@ -244,3 +243,34 @@ async def test_bad_requests_do_not_disturb_open_watches(
         await emulator.create({**NS, "metadata": {"name": "still-flowing"}})
         ev = await next_event(watch_resp)
     assert (ev["type"], ev["object"]["metadata"]["name"]) == ("ADDED", "still-flowing")
+
+
+async def test_a_client_leaving_releases_its_watch(
+    emulator: Emulator, session_for_user: Session
+) -> None:
+    released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    emulator.store.on_unwatch.append(lambda w: released.done() or released.set_result(None))
+    resp = await session_for_user(*ADMIN).get("/api/v1/namespaces?watch=1")
+    await next_event(resp)
+    assert sum(1 for _ in emulator.store.watchers()) == 1
+    resp.close()
+    await asyncio.wait_for(released, 5)
+    assert list(emulator.store.watchers()) == []
+
+
+async def test_static_tokens_authenticate_bearer_callers() -> None:
+    from tenant_proxy.emulator.testing import client_ssl
+    from tenant_proxy.emulator.types import UserInfo
+
+    em = Emulator(static_tokens={"s3cret": UserInfo(name="robot", groups=("system:masters",))})
+    await em.start()
+    try:
+        connector = aiohttp.TCPConnector(ssl=client_ssl(em.ca_pem))
+        async with aiohttp.ClientSession(base_url=em.url, connector=connector) as s:
+            async with s.get("/api/v1/nodes", headers={"Authorization": "Bearer s3cret"}) as resp:
+                assert resp.status == 200
+            async with s.get("/api/v1/nodes", headers={"Authorization": "Bearer wrong"}) as resp:
+                assert resp.status == 401
+                assert (await resp.json())["reason"] == "Unauthorized"
+    finally:
+        await em.stop()
