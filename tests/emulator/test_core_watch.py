@@ -217,7 +217,8 @@ async def test_slow_watcher_overflows_without_blocking_writers(
                 )
             assert em.store.get_object("", "configmaps", "default", "c49") is not None
             body = await asyncio.wait_for(resp.read(), 5)
-        assert len(body.decode().splitlines()) <= 50
+        # The watch overflowed and ended after at most its queue size of events.
+        assert len(body.decode().splitlines()) <= 5
     finally:
         await em.stop()
 
