@@ -291,7 +291,23 @@ def start_proxy(
     }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    process = Process("proxy", [str(CLI), "serve", "--config", str(path)], workdir)
+    argv = [str(CLI), "serve", "--config", str(path)]
+    if command := os.environ.get("BENCH_PROXY_CMD"):
+        # Measure a proposed change without editing the proxy: a wrapper taking the CLI's args.
+        argv = [*command.split(), *argv[1:]]
+    if profile := os.environ.get("BENCH_PROFILE"):
+        # cProfile of the proxy process, written when it stops (SIGTERM drains cleanly).
+        argv = [
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            profile,
+            "-m",
+            "tenant_proxy.cli",
+            *argv[1:],
+        ]
+    process = Process("proxy", argv, workdir)
     match = process.wait_line(r"tenant-proxy ready: tenant (\S+)", timeout=60)
     return ProxyProcess(
         process, match.group(1), f"http://127.0.0.1:{metrics_port}", client_ca, workdir
