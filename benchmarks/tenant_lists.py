@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import aiohttp
+
 from benchmarks import common
 
 USER = "bench-alice"
@@ -131,8 +133,8 @@ async def measure(
 
 
 async def _check_answers(
-    tenant: common.aiohttp.ClientSession,
-    direct: common.aiohttp.ClientSession,
+    tenant: aiohttp.ClientSession,
+    direct: aiohttp.ClientSession,
     proxy: common.ProxyProcess,
     emulator: common.EmulatorProcess,
     sizes: Sizes,
