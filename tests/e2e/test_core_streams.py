@@ -1,0 +1,353 @@
+"""Streams through the proxy: exec, logs, port-forward upgrades, watches, and clients that leave.
+
+Upgrades are spliced only after authentication and only once the API server answered 101; any
+other answer is relayed and the client connection closed (CVE-2018-1002105).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import kubectl
+from core_support import (
+    WAIT,
+    World,
+    assert_status,
+    core_world,
+    eventually,
+    host_port,
+    open_tls,
+    raw_exchange,
+    read_response,
+    request_bytes,
+)
+
+from tenant_proxy.emulator import streams
+from tenant_proxy.emulator.testing import client_ssl, kubectl_binary
+
+pytestmark = [pytest.mark.e2e]
+
+V5 = "v5.channel.k8s.io"
+ECHO_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: echo, namespace: {namespace}}}
+spec:
+  containers: [{{name: echo, image: registry.invalid/echo}}]
+"""
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with core_world(tmp_path) as w:
+        yield w
+
+
+async def create_pod(world: World, namespace: str) -> None:
+    """An echo pod, created in-process as the cluster admin would."""
+    await world.emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "echo", "namespace": namespace},
+            "spec": {"containers": [{"name": "echo", "image": "registry.invalid/echo"}]},
+        }
+    )
+
+
+class KubectlStream:
+    """A long-running kubectl (`-w`, `logs -f`) whose output lines are awaited one by one."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+
+    async def until(self, predicate: Callable[[str], bool]) -> str:
+        assert self.proc.stdout is not None
+        while True:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), WAIT)
+            if not raw:
+                assert self.proc.stderr is not None
+                err = (await self.proc.stderr.read()).decode()
+                raise AssertionError(f"kubectl ended early: {self.lines} {err}")
+            line = raw.decode().rstrip("\n")
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+
+@contextlib.asynccontextmanager
+async def kubectl_stream(kubeconfig: Path, *args: str) -> AsyncIterator[KubectlStream]:
+    env = {**os.environ, "HOME": str(kubeconfig.parent)}
+    proc = await asyncio.create_subprocess_exec(
+        kubectl_binary(),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cache-dir",
+        str(kubeconfig.parent / f".kube-cache-{kubeconfig.stem}"),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        yield KubectlStream(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+# --- exec ----------------------------------------------------------------------------------
+
+
+@pytest.mark.kubectl
+async def test_kubectl_exec_reaches_the_echo_container_as_the_caller(world: World) -> None:
+    alice = world.kubeconfig("alice")
+    made = await kubectl(alice, "create", "-f", "-", stdin=ECHO_POD.format(namespace="team-a-dev"))
+    assert made.code == 0, made.err
+    said = await kubectl(alice, "exec", "echo", "-n", "team-a-dev", "--", "echo", "hello", "proxy")
+    assert (said.code, said.out) == (0, "hello proxy\n"), said.err
+    piped = await kubectl(
+        alice, "exec", "-i", "echo", "-n", "team-a-dev", "--", "cat", stdin="line one\nline two\n"
+    )
+    assert (piped.code, piped.out) == (0, "line one\nline two\n"), piped.err
+    failed = await kubectl(alice, "exec", "echo", "-n", "team-a-dev", "--", "false")
+    assert failed.code == 1, failed.err
+    upgrades = world.emulator.seen_at("/api/v1/namespaces/team-a-dev/pods/echo/exec")
+    assert upgrades
+    assert {s.impersonate_users for s in upgrades} == {("alice",)}
+
+
+@pytest.mark.kubectl
+async def test_kubectl_exec_into_a_foreign_namespace_is_forbidden(world: World) -> None:
+    await create_pod(world, "team-b-dev")
+    result = await kubectl(
+        world.kubeconfig("alice"), "exec", "echo", "-n", "team-b-dev", "--", "echo", "hi"
+    )
+    assert result.code != 0
+    assert 'User "alice" cannot get resource "pods"' in result.err
+    assert "hi" not in result.out
+
+
+async def test_websocket_bearer_subprotocol_authenticates_exec_and_is_not_forwarded(
+    world: World,
+) -> None:
+    await create_pod(world, "team-c-dev")
+    token = world.issuer.sign(world.issuer.claims("carol", ["tenant-c-devs"]))
+    bearer = "base64url.bearer.authorization.k8s.io." + (
+        base64.urlsafe_b64encode(token.encode()).rstrip(b"=").decode()
+    )
+    url = (
+        f"{world.tenant_url}/api/v1/namespaces/team-c-dev/pods/echo/exec"
+        "?command=echo&command=over-websocket&stdout=true&stderr=true"
+    )
+    tls = client_ssl(world.demo.client_ca.cert_pem)
+    frames: list[bytes] = []
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session,
+        session.ws_connect(
+            url, protocols=(bearer, V5), timeout=aiohttp.ClientWSTimeout(WAIT)
+        ) as ws,
+    ):
+        assert ws.protocol == V5
+        async for msg in ws:
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                frames.append(msg.data)
+    assert bytes([streams.STDOUT]) + b"over-websocket\n" in frames
+    assert any(f[:1] == bytes([streams.ERROR]) and b'"Success"' in f for f in frames)
+    (seen,) = world.emulator.seen_at("/api/v1/namespaces/team-c-dev/pods/echo/exec")
+    assert seen.impersonate_users == ("oidc:carol",)
+    assert "bearer" not in seen.ws_protocols
+    assert V5 in seen.ws_protocols
+
+
+# --- logs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.kubectl
+async def test_kubectl_logs_and_logs_follow_stream_through_the_proxy(world: World) -> None:
+    book = world.emulator.logs
+    await create_pod(world, "team-a-dev")
+    alice = world.kubeconfig("alice")
+    shown = await kubectl(alice, "logs", "echo", "-n", "team-a-dev")
+    assert (shown.code, shown.out) == (0, "hello from echo\n"), shown.err
+    async with kubectl_stream(alice, "logs", "-f", "echo", "-n", "team-a-dev") as follow:
+        await follow.until(lambda line: line == "hello from echo")
+        book.append_log("team-a-dev", "echo", "first appended line")
+        await follow.until(lambda line: line == "first appended line")
+        book.append_log("team-a-dev", "echo", "second appended line")
+        await follow.until(lambda line: line == "second appended line")
+        book.close("team-a-dev", "echo")
+        assert await asyncio.wait_for(follow.proc.wait(), WAIT) == 0
+
+
+# --- raw upgrades ----------------------------------------------------------------------------
+
+
+def upgrade_request(target: str, url: str, extra: list[tuple[str, str]]) -> bytes:
+    host, port = host_port(url)
+    headers = [
+        ("Host", f"{host}:{port}"),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "SPDY/3.1"),
+        ("X-Stream-Protocol-Version", "portforward.k8s.io"),
+        *extra,
+    ]
+    return request_bytes("POST", target, headers)
+
+
+PORTFORWARD = "/api/v1/namespaces/team-a-dev/pods/echo/portforward"
+
+
+async def test_spdy_portforward_upgrade_is_spliced_both_ways(world: World) -> None:
+    await create_pod(world, "team-a-dev")
+    reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
+    try:
+        writer.write(upgrade_request(PORTFORWARD, world.tenant_url, []))
+        head = await asyncio.wait_for(read_response(reader), WAIT)
+        assert head.status == 101
+        assert (head.header("Upgrade") or "").lower() == "spdy/3.1"
+        for payload in (b"first bytes \x00\x01\x02", b"x" * 200_000, b"last"):
+            writer.write(payload)
+            echoed = await asyncio.wait_for(reader.readexactly(len(payload)), WAIT)
+            assert echoed == payload
+    finally:
+        writer.close()
+    (seen,) = world.emulator.seen_at(PORTFORWARD)
+    assert seen.impersonate_users == ("alice",)
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        [("Authorization", "Bearer not-a-real-token")],
+        [("Authorization", "Bearer ")],
+        [("Authorization", "Bearer"), ("Impersonate-User", "admin")],
+    ],
+    ids=["garbage-token", "empty-token", "empty-token-with-impersonation"],
+)
+async def test_upgrade_with_bad_or_empty_token_is_refused_before_upgrading(
+    world: World, credential: list[tuple[str, str]]
+) -> None:
+    await create_pod(world, "team-a-dev")
+    reader, writer = await open_tls(world.tenant_url, client_ssl(world.demo.client_ca.cert_pem))
+    try:
+        writer.write(upgrade_request(PORTFORWARD, world.tenant_url, credential))
+        resp = await asyncio.wait_for(read_response(reader), WAIT)
+        # Nothing was spliced: what is written next is read as HTTP, never echoed.
+        writer.write(b"not echoed\r\n\r\n")
+        rest = await asyncio.wait_for(reader.read(), WAIT)
+    finally:
+        writer.close()
+    assert resp.status == 401
+    assert_status(resp.json(), 401, "Unauthorized")
+    assert rest == b"" or rest.startswith(b"HTTP/1."), rest
+    assert world.emulator.seen_at(PORTFORWARD) == []
+
+
+async def test_websocket_upgrade_with_bad_bearer_subprotocol_is_refused(world: World) -> None:
+    await create_pod(world, "team-a-dev")
+    garbage = base64.urlsafe_b64encode(b"garbage").rstrip(b"=").decode()
+    resp = await raw_exchange(
+        world.tenant_url,
+        client_ssl(world.demo.client_ca.cert_pem),
+        "GET",
+        "/api/v1/namespaces/team-a-dev/pods/echo/exec?command=echo&command=x&stdout=true",
+        [
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16)).decode()),
+            ("Sec-WebSocket-Protocol", f"base64url.bearer.authorization.k8s.io.{garbage}, {V5}"),
+        ],
+    )
+    assert resp.status == 401
+    assert_status(resp.json(), 401, "Unauthorized")
+    assert world.emulator.seen_at("/api/v1/namespaces/team-a-dev/pods/echo/exec") == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="proxy.forward calls request.protocol.force_close() before relaying a non-101 answer "
+    "to an upgrade: the transport is closed at once, so relay() fails with 'Cannot write to "
+    "closing transport' and the client gets no response at all instead of the upstream's 403",
+)
+async def test_upgrade_the_api_server_refuses_is_relayed_and_the_connection_closed(
+    world: World,
+) -> None:
+    await create_pod(world, "team-b-dev")
+    foreign = "/api/v1/namespaces/team-b-dev/pods/echo/portforward"
+    reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
+    try:
+        writer.write(upgrade_request(foreign, world.tenant_url, []))
+        resp = await asyncio.wait_for(read_response(reader), WAIT)
+        assert await asyncio.wait_for(reader.read(), WAIT) == b""
+    finally:
+        writer.close()
+    assert resp.status == 403
+    assert_status(resp.json(), 403, "Forbidden")
+    assert 'User "alice" cannot create resource "pods/portforward"' in resp.json()["message"]
+
+
+# --- watches ---------------------------------------------------------------------------------
+
+
+def namespace(name: str, tenant: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"tenant-proxy.io/tenant": tenant}},
+    }
+
+
+def first_column(line: str) -> str:
+    return line.split()[0] if line.split() else ""
+
+
+@pytest.mark.kubectl
+async def test_kubectl_watch_shows_new_own_namespace_but_not_a_foreign_one(world: World) -> None:
+    async with kubectl_stream(world.kubeconfig("alice"), "get", "namespaces", "-w") as watch:
+        await watch.until(lambda line: first_column(line) == "team-a-dev")
+        await watch.until(lambda line: first_column(line) == "team-a-prod")
+        # Created in this order, team-b-later's event reaches the proxy first: had it leaked,
+        # it would be printed before team-a-later.
+        await world.emulator.create(namespace("team-b-later", "team-b"))
+        await world.emulator.create(namespace("team-a-later", "team-a"))
+        await watch.until(lambda line: first_column(line) == "team-a-later")
+    shown = {first_column(line) for line in watch.lines}
+    assert "team-b-later" not in shown
+    assert shown <= {"NAME", "team-a-dev", "team-a-prod", "team-a-later"}
+
+
+@pytest.mark.parametrize(
+    ("path", "resource", "informers"),
+    [
+        ("/api/v1/namespaces/team-a-dev/pods?watch=true", "pods", 0),
+        ("/api/v1/namespaces?watch=true", "namespaces", 1),
+    ],
+    ids=["pass-through", "filtered"],
+)
+async def test_client_leaving_mid_watch_cancels_the_upstream_watch(
+    world: World, path: str, resource: str, informers: int
+) -> None:
+    # The proxy's own informer may open its watch just after startup: count from there.
+    await eventually(lambda: world.emulator.open_watches("", resource) == informers)
+    before = informers
+    reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
+    host, port = host_port(world.tenant_url)
+    writer.write(request_bytes("GET", path, [("Host", f"{host}:{port}")]))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 200")
+    await eventually(lambda: world.emulator.open_watches("", resource) == before + 1)
+    writer.transport.abort()
+    await eventually(lambda: world.emulator.open_watches("", resource) == before)
