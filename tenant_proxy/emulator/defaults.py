@@ -20,15 +20,17 @@ def _ns_defaults(obj: KubeObject) -> None:
     obj.setdefault("status", {}).setdefault("phase", "Active")
 
 
-def _pv_defaults(obj: KubeObject) -> None:
+def _pv_defaults(obj: KubeObject, creating: bool) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
     spec.setdefault("volumeMode", "Filesystem")
     if isinstance(spec.get("hostPath"), dict):
         spec["hostPath"].setdefault("type", "")
-    finalizers = obj["metadata"].setdefault("finalizers", [])
-    if "kubernetes.io/pv-protection" not in finalizers:
-        finalizers.append("kubernetes.io/pv-protection")
+    if creating:
+        # The PV protection admission plugin adds this on create only.
+        finalizers = obj["metadata"].setdefault("finalizers", [])
+        if "kubernetes.io/pv-protection" not in finalizers:
+            finalizers.append("kubernetes.io/pv-protection")
     obj.setdefault("status", {}).setdefault("phase", "Available")
 
 
@@ -165,13 +167,19 @@ def _crd_defaults(obj: KubeObject) -> None:
     }
 
 
-def apply_defaults(rt: ResourceType, obj: KubeObject, now: str, serial: int) -> None:
-    """Fill in, in place, what the real API server's defaulting and controllers would."""
+def apply_defaults(
+    rt: ResourceType, obj: KubeObject, now: str, serial: int, creating: bool = True
+) -> None:
+    """Fill in, in place, what the real API server's defaulting and controllers would.
+
+    Defaulting runs on every write, as the real server's decoding does; `creating` adds what
+    only creation brings (admission-added finalizers).
+    """
     key = (rt.group, rt.plural)
     if key == ("", "namespaces"):
         _ns_defaults(obj)
     elif key == ("", "persistentvolumes"):
-        _pv_defaults(obj)
+        _pv_defaults(obj, creating)
     elif key == ("", "persistentvolumeclaims"):
         _pvc_defaults(obj)
     elif key == ("", "nodes"):

@@ -26,6 +26,7 @@ from tenant_proxy.emulator.listing import (
     strip_type,
 )
 from tenant_proxy.emulator.resources import Registry
+from tenant_proxy.emulator.seed import LAST_APPLIED
 from tenant_proxy.emulator.store import Store, TooOld, object_key
 from tenant_proxy.emulator.types import KubeObject, ResourceType
 
@@ -69,6 +70,7 @@ class Cluster:
         self.registry = registry
         self.now = now
         self._serial = 0
+        self._applied: dict[tuple[str, str, str, str], KubeObject] = {}
         self.on_removed: list[Callable[[ResourceType, KubeObject], None]] = []
         """Called after an object is gone from the store (streams close pod logs)."""
 
@@ -299,8 +301,9 @@ class Cluster:
                 meta.pop(key, None)
         meta["resourceVersion"] = cur_meta["resourceVersion"]
         obj["metadata"] = meta
-        if (rt.group, rt.plural) == _NS:
-            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+        if (rt.group, rt.plural) == ("", "services"):
+            _keep_cluster_ip(current, obj)
+        apply_defaults(rt, obj, rfc3339(self.now()), self._serial, creating=False)
         obj = _ordered(obj)
         if obj == current or dry_run:
             return obj
@@ -464,18 +467,38 @@ class Cluster:
     # --- in-process helpers ---
 
     def apply(self, obj: KubeObject) -> KubeObject:
-        """Create or update an object by its apiVersion/kind (as admin, in process)."""
+        """Create or update an object by its apiVersion/kind, as `kubectl apply` would.
+
+        Fields the previous apply set and this one drops are removed; fields others set
+        (defaults, finalizers, status) stay.
+        """
         rt = self.registry.by_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
         if rt is None:
             raise errors.bad_request(f"no resource for {obj.get('apiVersion')} {obj.get('kind')}")
         meta = obj.get("metadata") or {}
         ns = str(meta.get("namespace") or ("default" if rt.namespaced else ""))
-        existing = self.store.get_object(rt.group, rt.plural, ns, str(meta.get("name", "")))
+        name = str(meta.get("name", ""))
+        existing = self.store.get_object(rt.group, rt.plural, ns if rt.namespaced else "", name)
+        key = (rt.group, rt.plural, ns, name)
         if existing is None:
-            return self.create(rt, ns, obj)
-        body = clone(obj)
-        body.setdefault("metadata", {}).pop("resourceVersion", None)
-        return self.update(rt, ns, existing["metadata"]["name"], body)
+            created = self.create(rt, ns, obj)
+            self._applied[key] = clone(obj)
+            return created
+        previous = self._applied.get(key) or _last_applied(existing)
+        merged = patch.merge_patch(clone(existing), patch.three_way_patch(previous, clone(obj)))
+        merged["metadata"].pop("resourceVersion", None)
+        updated = self.update(rt, ns, name, merged)
+        self._applied[key] = clone(obj)
+        return updated
+
+
+def _last_applied(obj: KubeObject) -> Any:
+    """The manifest kubectl recorded on the object, if any."""
+    text = (obj["metadata"].get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        return orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return None
 
 
 _NS_CONDITIONS = (
@@ -530,6 +553,14 @@ def _ordered(obj: KubeObject) -> KubeObject:
     out["metadata"] = ordered_meta
     out.update({k: v for k, v in obj.items() if k not in out})
     return out
+
+
+def _keep_cluster_ip(current: KubeObject, obj: KubeObject) -> None:
+    """An update that leaves out the allocated cluster IP keeps it, as the real server does."""
+    spec, before = obj.setdefault("spec", {}), current.get("spec", {})
+    for key in ("clusterIP", "clusterIPs"):
+        if key in before and not spec.get(key):
+            spec[key] = before[key]
 
 
 def _check_preconditions(rt: ResourceType, current: KubeObject, options: Mapping[str, Any]) -> None:

@@ -179,6 +179,21 @@ def json_patch(target: Any, operations: Any) -> Any:
     return doc
 
 
+def three_way_patch(previous: Any, manifest: Any) -> Any:
+    """The merge patch `kubectl apply` amounts to: the manifest, plus a null for every field
+    the previously applied manifest had and this one dropped (so other writers' fields stay)."""
+    if not isinstance(manifest, dict):
+        return copy.deepcopy(manifest)
+    before = previous if isinstance(previous, dict) else {}
+    out: dict[str, Any] = {}
+    for key, value in manifest.items():
+        out[key] = three_way_patch(before.get(key), value) if isinstance(value, dict) else value
+    for key in before:
+        if key not in manifest:
+            out[key] = None
+    return out
+
+
 def apply_patch(content_type: str, target: Any, patch: Any) -> Any:
     """The patched document for a supported PATCH content type."""
     if content_type == MERGE:

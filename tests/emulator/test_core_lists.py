@@ -296,3 +296,33 @@ async def test_protobuf_only_accept_is_406(session_for_user: Session) -> None:
         "/api/v1/namespaces", headers={"Accept": "application/vnd.kubernetes.protobuf"}
     ) as resp:
         assert resp.status == 406
+
+
+async def test_apply_drops_what_the_manifest_dropped_and_keeps_what_others_set(
+    emulator: Emulator,
+) -> None:
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "pv-x", "labels": {"a": "1", "b": "2"}},
+        "spec": {"capacity": {"storage": "1Gi"}, "hostPath": {"path": "/x"}},
+    }
+    first = await emulator.apply(pv)
+    assert first["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    second = await emulator.apply({**pv, "metadata": {"name": "pv-x", "labels": {"a": "1"}}})
+    assert second["metadata"]["labels"] == {"a": "1"}
+    assert second["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    assert second["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert second["status"]["phase"] == "Available"
+    assert second["metadata"]["uid"] == first["metadata"]["uid"]
+
+
+async def test_put_without_defaulted_fields_gets_them_again(session_for_user: Session) -> None:
+    s = session_for_user(*ADMIN)
+    _, pv = await get_json(s, "/api/v1/persistentvolumes/pv-unbound")
+    del pv["spec"]["persistentVolumeReclaimPolicy"]
+    pv["metadata"]["labels"] = {"touched": "yes"}
+    async with s.put("/api/v1/persistentvolumes/pv-unbound", json=pv) as resp:
+        updated = await resp.json()
+    assert updated["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert updated["metadata"]["labels"] == {"touched": "yes"}
