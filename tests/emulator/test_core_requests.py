@@ -70,6 +70,13 @@ async def test_generate_name_gets_five_random_characters(session_for_user: Sessi
             "BadRequest",
         ),
         ("PATCH", "/api/v1/namespaces/team-b-dev", b'{"metadata":{}}', 415, "UnsupportedMediaType"),
+        (
+            "POST",
+            "/api/v1/namespaces/team-a-dev/configmaps",
+            b"metadata: {name: [",
+            400,
+            "BadRequest",
+        ),
         ("GET", "/api/v1/namespaces?labelSelector=a%20in%20(", None, 400, "BadRequest"),
         ("GET", "/api/v1/pods?fieldSelector=spec.bogus%3Dx", None, 400, "BadRequest"),
     ],
@@ -87,6 +94,17 @@ async def test_bad_requests_get_a_status_with_the_right_code(
         status = await r.json()
     assert r.status == code
     assert (status["kind"], status["reason"], status["code"]) == ("Status", reason, code)
+
+
+async def test_protobuf_body_of_an_unsupported_kind_is_415(session_for_user: Session) -> None:
+    async with session_for_user(*ADMIN).post(
+        "/apis/apps/v1/namespaces/team-a-dev/deployments",
+        data=b"k8s\x00\x0a\x0e\x0a\x07apps/v1\x12\x03Foo",
+        headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+    ) as r:
+        status = await r.json()
+    assert r.status == 415
+    assert status["reason"] == "UnsupportedMediaType"
 
 
 async def test_unsupported_field_selector_names_the_field(session_for_user: Session) -> None:
