@@ -520,6 +520,8 @@ class Emulator:
             return json_response(self.cluster.patch(rt, ns, name, ctype, body, "", dry_run))
         if verb == "delete":
             options = decode_body(request, body) if body.strip() else {}
+            if not isinstance(options, dict):
+                raise errors.bad_request("DeleteOptions must be an object")
             return json_response(self.cluster.delete(rt, ns, name, options, dry_run))
         if verb == "deletecollection":
             opts = parse_list_options(rt, request.query)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+import yaml
 
 from tenant_proxy.emulator import errors, patch, validation
 from tenant_proxy.emulator.defaults import apply_defaults
@@ -594,12 +595,12 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
-    import yaml
-
     try:
         doc = yaml.safe_load(body)
     except yaml.YAMLError as exc:
         raise errors.bad_request(f"error decoding body: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise errors.bad_request("error decoding body: nested too deeply") from None
     if not isinstance(doc, (dict, list)):
         raise errors.bad_request(
             "the body of the request was in an unknown format - accepted media types include: "
