@@ -89,9 +89,14 @@ class World:
     tenants: Mapping[str, Spec]
 
 
+def label_value(name: str, spec: Spec) -> str:
+    """The value of TENANT_LABEL that marks a tenant's namespaces and PVs: its name by default."""
+    return str(spec.get("namespaceLabelValue") or name)
+
+
 def tenant_namespaces(world: World, name: str, spec: Spec) -> frozenset[str]:
     """Listed explicitly (existing or not), or labelled with the tenant's label value."""
-    value = spec.get("namespaceLabelValue") or name
+    value = label_value(name, spec)
     labelled = {
         ns
         for ns, obj in world.objects.get(NAMESPACES, {}).items()
@@ -152,7 +157,8 @@ def _owned_by(resource: str, m: Membership, name: str, obj: Obj) -> bool:
     if resource == NAMESPACES:
         return name in m.namespaces
     if resource == PVS:
-        return obj.claim in m.namespaces or obj.labels.get(TENANT_LABEL) == m.name
+        labelled = obj.labels.get(TENANT_LABEL) == label_value(m.name, m.spec)
+        return obj.claim in m.namespaces or labelled
     if resource == NODES:
         return selects(requirements_of(m.spec["nodeSelector"]), obj.labels)
     return _class_allows(m.spec[CLASS_KEYS[resource]], name, obj.labels)

@@ -32,7 +32,7 @@ import orjson
 import pytest
 import yaml
 import yarl
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 from oracle import (
     CLASS_KEYS,
@@ -729,6 +729,8 @@ def assert_forbidden(answer: Answer) -> None:
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
+    # No explain phase: it replays the failure hundreds of times for little more information.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(world=worlds(), reqs=st.lists(requests(), min_size=1, max_size=6))
