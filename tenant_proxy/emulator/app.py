@@ -345,7 +345,10 @@ class Emulator:
                 return self._non_resource(request, attrs)
             return await self._resource(request, user, attrs, body)
         except StatusError as err:
-            return status_response(err)
+            response = status_response(err)
+            if err.code == 413:
+                response.force_close()  # the rest of the body is not worth reading
+            return response
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
@@ -587,6 +590,8 @@ class Emulator:
         def table(objs: list[KubeObject], meta: dict[str, Any], columns: bool) -> Any:
             return self._table(request, rt, objs, fmt.version, meta, columns)
 
+        if fmt.kind == "table":
+            table([], {}, False)  # a bad includeObject is a 400 before the stream starts
         encoder = watching.EventEncoder(rt, fmt, table)
         return await watching.serve(
             request, self.store, rt, attrs, opts, encoder, self.bookmark_interval

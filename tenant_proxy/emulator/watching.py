@@ -129,18 +129,26 @@ async def serve(
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        for kind, obj in initial:
-            await response.write(encoder.line(kind, obj))
-        if error is not None:
-            await response.write(orjson.dumps({"type": "ERROR", "object": error}) + b"\n")
-            return response
-        if opts.send_initial_events:
-            await response.write(encoder.bookmark(start_rv, initial_end=True))
-        live = _Live(store, watcher, encoder, selects, start_rv, opts, bookmark_interval)
-        await live.run(request, response)
+        try:
+            for kind, obj in initial:
+                await response.write(encoder.line(kind, obj))
+            if error is not None:
+                await response.write(_error_line(error))
+                return response
+            if opts.send_initial_events:
+                await response.write(encoder.bookmark(start_rv, initial_end=True))
+            live = _Live(store, watcher, encoder, selects, start_rv, opts, bookmark_interval)
+            await live.run(request, response)
+        except errors.StatusError as err:
+            # Headers are gone: like the real server, end the stream with an ERROR event.
+            await response.write(_error_line(err.status()))
         return response
     finally:
         store.unwatch(watcher)
+
+
+def _error_line(status: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
 
 
 class _Live:

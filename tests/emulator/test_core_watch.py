@@ -275,3 +275,18 @@ async def test_static_tokens_authenticate_bearer_callers() -> None:
                 assert (await resp.json())["reason"] == "Unauthorized"
     finally:
         await em.stop()
+
+
+async def test_bad_include_object_on_a_table_watch_is_a_plain_400(
+    session_for_user: Session,
+) -> None:
+    s = session_for_user(*ADMIN)
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io"
+    async with s.get(
+        "/api/v1/watch/namespaces?includeObject=Bogus", headers={"Accept": accept}
+    ) as resp:
+        status = await resp.json()
+    assert resp.status == 400
+    assert status["reason"] == "BadRequest"
+    async with s.get("/api/v1/namespaces") as resp:
+        assert resp.status == 200
