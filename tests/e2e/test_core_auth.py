@@ -7,6 +7,7 @@ upstream; every bad credential is a 401 Status that never reaches the upstream a
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -297,3 +298,25 @@ async def test_admin_listener_refuses_tenants_with_403_status(world: World, call
         assert resp.status == 403
         assert_status(await resp.json(), 403, "Forbidden")
     assert not any(s.impersonate_users for s in world.emulator.seen)
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+
+async def test_request_logs_name_the_caller_but_never_a_token(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = world.issuer.sign(world.issuer.claims("carol", ["tenant-c-devs"]))
+    bad = bad_tokens(world)["expired"]
+    caplog.set_level(logging.DEBUG)
+    assert (await get_as(world, TEAM_C_PODS, f"Bearer {good}"))[0] == 200
+    assert (await get_as(world, TEAM_C_PODS, f"Bearer {bad}"))[0] == 401
+    assert (await get_as(world, TEAM_C_PODS, "Bearer sa-like-secret-0123456789"))[0] == 401
+    requests = [r for r in caplog.records if r.getMessage() == "request"]
+    fields = [getattr(r, "fields", {}) for r in requests]
+    assert {(f.get("user"), f.get("code")) for f in fields} >= {("oidc:carol", 200)}
+    assert [f.get("code") for f in fields].count(401) == 2
+    everything = "\n".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
+    for secret in (good, bad, "sa-like-secret-0123456789"):
+        assert secret not in everything
+        assert secret.split(".")[-1] not in everything

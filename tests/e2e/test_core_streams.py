@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from conftest import kubectl
 from core_support import (
@@ -351,3 +352,45 @@ async def test_client_leaving_mid_watch_cancels_the_upstream_watch(
     await eventually(lambda: world.emulator.open_watches("", resource) == before + 1)
     writer.transport.abort()
     await eventually(lambda: world.emulator.open_watches("", resource) == before)
+
+
+class ChunkedLines:
+    """Lines of a chunked HTTP body, however the chunks cut them."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader, self.buffer = reader, b""
+
+    async def next(self) -> bytes:
+        while b"\n" not in self.buffer:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+            self.buffer += await self.reader.readexactly(size + 2)
+            self.buffer = self.buffer[:-2]
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+
+async def test_pass_through_watch_delivers_each_event_as_it_happens(world: World) -> None:
+    reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
+    host, port = host_port(world.tenant_url)
+    target = "/api/v1/namespaces/team-a-dev/pods?watch=true"
+    try:
+        writer.write(request_bytes("GET", target, [("Host", f"{host}:{port}")]))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+        assert head.startswith(b"HTTP/1.1 200")
+        lines = ChunkedLines(reader)
+        for name in ("first", "second"):
+            # Each event must arrive before the next object exists: nothing is held back.
+            await world.emulator.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "team-a-dev"},
+                    "spec": {"containers": [{"name": "c", "image": "registry.invalid/c"}]},
+                }
+            )
+            event = orjson.loads(await asyncio.wait_for(lines.next(), WAIT))
+            assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", name)
+    finally:
+        writer.close()
+    (seen,) = world.emulator.seen_at(target)
+    assert seen.impersonate_users == ("alice",)
