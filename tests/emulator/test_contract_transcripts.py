@@ -333,6 +333,7 @@ async def replay(em: Emulator, t: Transcript) -> None:
                 assert ctype == "application/json"
                 return
             assert ctype == t.response_headers["content-type"].split(";")[0]
+            assert resp.headers.get("Cache-Control") == t.response_headers.get("cache-control")
             if t.is_watch and resp.status == 200:
                 got = await read_watch(resp, em, t, len(events_of(t.body)))
                 compare_watch(t, got)
