@@ -6,6 +6,7 @@ upstream; every bad credential is a 401 Status that never reaches the upstream a
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -320,3 +321,101 @@ async def test_request_logs_name_the_caller_but_never_a_token(
     for secret in (good, bad, "sa-like-secret-0123456789"):
         assert secret not in everything
         assert secret.split(".")[-1] not in everything
+
+
+# --- TokenReview: cached, coalesced, paced ------------------------------------------------------
+
+REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+async def service_account_token(world: World) -> str:
+    admin = world.kubeconfig("admin")
+    created = await kubectl(admin, "create", "-f", "-", stdin=SERVICE_ACCOUNT)
+    assert created.code == 0, created.err
+    issued = await kubectl(admin, "create", "token", "ci", "-n", "team-a-dev")
+    assert issued.code == 0, issued.err
+    return issued.out.strip()
+
+
+@pytest.mark.kubectl
+async def test_concurrent_and_repeated_uses_of_one_token_cost_one_review(world: World) -> None:
+    token = await service_account_token(world)
+    before = len(world.emulator.seen_at(REVIEWS))
+    answers = await asyncio.gather(
+        *(get_as(world, "/api/v1/namespaces/team-a-dev", f"Bearer {token}") for _ in range(8))
+    )
+    answers += [await get_as(world, "/api/v1/namespaces/team-a-dev", f"Bearer {token}")]
+    # The SA may not get namespaces: 403 from upstream proves it was authenticated.
+    assert {code for code, _ in answers} == {403}
+    assert len(world.emulator.seen_at(REVIEWS)) - before == 1
+
+
+async def test_repeated_invalid_token_is_reviewed_once(world: World) -> None:
+    for _ in range(3):
+        assert (await get_as(world, TEAM_A_PODS, "Bearer repeated-garbage"))[0] == 401
+    assert len(world.emulator.seen_at(REVIEWS)) == 1
+
+
+async def test_flood_of_invalid_tokens_sends_a_bounded_number_of_reviews(world: World) -> None:
+    started = time.monotonic()
+    answers = await asyncio.gather(
+        *(get_as(world, TEAM_A_PODS, f"Bearer flood-{i:04d}") for i in range(150))
+    )
+    elapsed = time.monotonic() - started
+    codes = [code for code, _ in answers]
+    assert set(codes) <= {401, 429}
+    assert codes.count(429) > 0
+    for code, body in answers:
+        assert_status(body, code, "Unauthorized" if code == 401 else "TooManyRequests")
+    # Defaults: a burst of 50 reviews, then 20 per second.
+    assert len(world.emulator.seen_at(REVIEWS)) <= 50 + 20 * elapsed + 1
+    assert world.emulator.seen_at(TEAM_A_PODS) == []
+
+
+# --- TLS files re-read without a restart ---------------------------------------------------------
+
+
+async def test_rotated_server_certificate_and_client_ca_apply_to_new_connections(
+    world: World,
+) -> None:
+    assert world.demo.proxy is not None
+    pki_dir = world.demo.dir / "pki"
+    new_ca = pki.new_ca("rotated-ca")
+    new_ca.write(pki_dir / "ca.crt", pki_dir / "ca.key")
+    pki.issue_server_cert(new_ca, ["127.0.0.1", "localhost"]).write(
+        pki_dir / "server.crt", pki_dir / "server.key"
+    )
+    assert world.demo.proxy.tls.reload_if_changed()
+
+    new_alice = client_ssl(
+        new_ca.cert_pem, pki.issue_client_cert(new_ca, "alice", ["tenant-a-devs"])
+    )
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=new_alice)) as session,
+        session.get(f"{world.tenant_url}{TEAM_A_PODS}") as resp,
+    ):
+        assert resp.status == 200
+    # The old CA no longer verifies the server, and its client certificates are refused.
+    old_alice = world.tls("alice", ("tenant-a-devs",))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=old_alice)) as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(f"{world.tenant_url}{TEAM_A_PODS}") as resp:
+                await resp.read()
+    mixed = client_ssl(new_ca.cert_pem, pki.issue_client_cert(world.demo.client_ca, "alice"))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=mixed)) as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(f"{world.tenant_url}{TEAM_A_PODS}") as resp:
+                await resp.read()
+
+
+async def test_oidc_claims_can_never_name_a_system_user_or_group(world: World) -> None:
+    token = world.issuer.sign(world.issuer.claims("system:admin", ["system:masters"]))
+    code, body = await get_as(world, TEAM_A_PODS, f"Bearer {token}")
+    assert code == 403, body
+    assert_status(body, 403, "Forbidden")
+    for arrived in world.emulator.seen_at(TEAM_A_PODS):
+        assert not any(u.startswith("system:") for u in arrived.impersonate_users)
+        assert not any(g.startswith("system:m") for g in arrived.impersonate_groups)
+    admin = world.session(admin=True)
+    async with admin.get("/api/v1/namespaces", headers={"Authorization": f"Bearer {token}"}) as r:
+        assert r.status == 403
