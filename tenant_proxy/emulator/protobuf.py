@@ -90,6 +90,14 @@ SCHEMAS: dict[str, Schema] = {
         3: ("aggregationRule", {1: ("clusterRoleSelectors", ("messages", _LABEL_SELECTOR))}),
     },
     "RoleBinding": _BINDING,
+    # `kubectl create priorityclass`
+    "PriorityClass": {
+        1: ("metadata", _META),
+        2: ("value", "int"),
+        3: ("globalDefault", "bool"),
+        4: ("description", "string"),
+        5: ("preemptionPolicy", "string"),
+    },
     "ClusterRoleBinding": _BINDING,
     # what `kubectl create namespace|configmap|secret|serviceaccount` send
     "Namespace": {1: ("metadata", _META)},
@@ -185,7 +193,9 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
         elif kind == "bool":
             doc[name] = bool(value)
         else:
-            doc[name] = value if isinstance(value, int) else 0
+            number_value = value if isinstance(value, int) else 0
+            # Negative ints travel as 64-bit two's complement varints.
+            doc[name] = number_value - (1 << 64) if number_value >= 1 << 63 else number_value
     # Go writes every non-pointer scalar; JSON omits the empty ones (omitempty).
     return {k: v for k, v in doc.items() if v not in ("", 0) or isinstance(v, bool)}
 

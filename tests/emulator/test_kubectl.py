@@ -243,3 +243,9 @@ async def test_kubectl_create_rbac_objects_through_protobuf(kubectl: Kubectl) ->
     ]
     bob = await kubectl("auth", "can-i", "list", "pods", "-n", "team-a-dev", "--as", "bob")
     assert bob.stdout.strip() == "yes"
+
+
+async def test_kubectl_create_priorityclass_with_a_negative_value(kubectl: Kubectl) -> None:
+    ok(await kubectl("create", "priorityclass", "low", "--value=-5", "--description=low"))
+    pc = json.loads(ok(await kubectl("get", "priorityclass", "low", "-o", "json")))
+    assert (pc["value"], pc["description"]) == (-5, "low")
