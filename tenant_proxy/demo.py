@@ -202,13 +202,13 @@ class Demo:
 
 
 async def _run(directory: Path, port: int) -> None:
-    demo = Demo(directory, tenant_port=port)
-    await demo.start()
-    print(demo.instructions(), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    demo = Demo(directory, tenant_port=port)
+    await demo.start()
+    print(demo.instructions(), flush=True)  # "ready" only once signals are handled
     await stop.wait()
     await demo.stop()
     print("tenant-proxy demo stopped", flush=True)

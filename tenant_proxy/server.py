@@ -210,11 +210,11 @@ async def serve_forever(settings: Settings, reuse_port: bool = False) -> None:
     import signal
 
     server = ProxyServer(settings, reuse_port=reuse_port)
-    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await server.start()
     loop.add_signal_handler(signal.SIGHUP, server.tls.reload_if_changed)
     print(f"tenant-proxy ready: tenant {server.tenant_url} admin {server.admin_url}", flush=True)
     await stop.wait()

@@ -10,7 +10,6 @@ off exponentially on errors, and treats a 404 list (CRD not installed) as an emp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -81,8 +80,8 @@ class Informer(Generic[T]):
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a stop must not hang on a connection that ignores the cancellation.
+            await asyncio.wait([self._task], timeout=2)
 
     async def _run(self) -> None:
         backoff = self._min_backoff
@@ -158,7 +157,7 @@ class Informer(Generic[T]):
         resp = await self._upstream.send(
             "GET", self._upstream.url(self.path, query), [("Accept", "application/json")]
         )
-        async with resp:
+        try:
             if resp.status == 410:
                 raise _Expired
             if resp.status != 200:
@@ -167,6 +166,8 @@ class Informer(Generic[T]):
             async for chunk in resp.content.iter_any():
                 for line in framer.feed(chunk):
                     self._apply(orjson.loads(line))
+        finally:
+            resp.close()  # a watch is never reused: drop its connection at once
 
     def offer(self, kind: str, obj: Mapping[str, Any]) -> None:
         """Apply a change seen elsewhere (another watch of the same resource) if it is newer.
