@@ -128,6 +128,8 @@ class Cluster:
     ) -> tuple[list[KubeObject], dict[str, Any]]:
         """(items, list metadata) for one page, from a consistent snapshot."""
         rv, objects, start = self._snapshot(rt, namespace, opts)
+        # resourceVersion=0 is served from the watch cache, which does not paginate.
+        limit = 0 if opts.resource_version == "0" and not opts.continue_token else opts.limit
         prefix = f"{namespace}/" if rt.namespaced and namespace else ""
         matches = matcher(rt, opts)
         items: list[KubeObject] = []
@@ -138,7 +140,7 @@ class Cluster:
                 continue
             if not matches(obj):
                 continue
-            if opts.limit and len(items) == opts.limit:
+            if limit and len(items) == limit:
                 rest = [o for o in objects[index:] if matches(o)]
                 if rest:
                     last = object_key(items[-1])[len(prefix) :]

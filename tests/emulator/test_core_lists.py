@@ -326,3 +326,11 @@ async def test_put_without_defaulted_fields_gets_them_again(session_for_user: Se
         updated = await resp.json()
     assert updated["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
     assert updated["metadata"]["labels"] == {"touched": "yes"}
+
+
+async def test_limit_is_ignored_at_resource_version_zero(session_for_user: Session) -> None:
+    _, listed = await get_json(
+        session_for_user(*ADMIN), "/api/v1/namespaces?limit=2&resourceVersion=0"
+    )
+    assert len(listed["items"]) == 7
+    assert "continue" not in listed["metadata"]
