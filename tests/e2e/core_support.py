@@ -265,7 +265,7 @@ async def core_world(directory: Path) -> AsyncIterator[World]:
     await demo.start()
     world = World(demo, emulator, issuer)
     # Let every informer reach its watch before the test runs: a proxy stopped while an
-    # informer's request is in flight hangs (see test_core_errors' xfail on prompt stop).
+    # informer's request is in flight loses the cancel (test_core_errors' xfail on stop).
     await eventually(lambda: {w.key for w in emulator.store.watchers()} >= INFORMED)
     try:
         yield world

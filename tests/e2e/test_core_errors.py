@@ -240,23 +240,29 @@ async def test_upstream_down_is_5xx_status_and_the_proxy_serves_again_once_it_is
 # --- shutdown ---------------------------------------------------------------------------------
 
 
+def running_informers() -> list[asyncio.Task[object]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("informer ") and not t.done()]
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="Upstream.send wraps session.request in asyncio.wait_for, which on Python 3.11 can "
-    "drop a cancellation: an informer cancelled by TenancyIndex.stop during its first list "
-    "carries on into a 300 s watch and Informer.stop awaits it forever, so ProxyServer.stop "
-    "hangs when called right after start",
+    reason="Upstream.send wraps session.request in asyncio.wait_for, which on Python 3.11 "
+    "loses a cancellation that lands while the request completes: the tenants informer, "
+    "still listing when start() returns, survives TenancyIndex.stop (now bounded to 2 s by "
+    "Informer.stop, which then abandons it), so stop() takes 2 s and leaves the informer "
+    "task running against the upstream",
 )
-async def test_proxy_stops_promptly_right_after_start(tmp_path: Path) -> None:
+async def test_proxy_stop_right_after_start_ends_every_informer(tmp_path: Path) -> None:
     demo = Demo(tmp_path)
     await demo.start()
     started = time.monotonic()
     try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(demo.stop(), 5)
-        assert time.monotonic() - started < 4
+        await asyncio.wait_for(demo.stop(), WAIT)
+        assert running_informers() == []
+        assert time.monotonic() - started < 1.5
     finally:
-        await demo.emulator.stop()  # ends the informer's watch, so a second stop can finish
-        if demo.proxy is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(demo.proxy.stop(), WAIT)
+        await demo.emulator.stop()
+        for task in running_informers():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, WAIT)
