@@ -105,14 +105,25 @@ class Demo:
         self.issuer = DemoIssuer(self.dir)
         self.proxy: ProxyServer | None = None
 
-    def settings(self) -> Settings:
+    async def start_upstream(self) -> Path:
+        """Start the API server the proxy fronts; the kubeconfig of the proxy's own identity.
+
+        Here the emulator, seeded with the demo world; the end-to-end suite overrides this to
+        front a real cluster instead.
+        """
+        await self.emulator.start()
+        return self.emulator.write_kubeconfig(self.dir / "upstream.kubeconfig", "tenant-proxy")
+
+    async def stop_upstream(self) -> None:
+        await self.emulator.stop()
+
+    def settings(self, upstream: Path) -> Settings:
         pki_dir = self.dir / "pki"
         pki_dir.mkdir(exist_ok=True)
         self.client_ca.write(pki_dir / "ca.crt", pki_dir / "ca.key")
         pki.issue_server_cert(self.client_ca, ["127.0.0.1", "localhost"]).write(
             pki_dir / "server.crt", pki_dir / "server.key"
         )
-        upstream = self.emulator.write_kubeconfig(self.dir / "upstream.kubeconfig", "tenant-proxy")
         return parse_settings(
             {
                 "listener": {"address": f"127.0.0.1:{self._ports[0]}"},
@@ -142,15 +153,15 @@ class Demo:
         )
 
     async def start(self) -> None:
-        await self.emulator.start()
-        self.proxy = ProxyServer(self.settings())
+        upstream = await self.start_upstream()
+        self.proxy = ProxyServer(self.settings(upstream))
         await self.proxy.start()
         self._write_kubeconfigs()
 
     async def stop(self) -> None:
         if self.proxy is not None:
             await self.proxy.stop()
-        await self.emulator.stop()
+        await self.stop_upstream()
 
     # -- kubeconfigs ----------------------------------------------------------------------------
     def kubeconfig(self, user: str, groups: list[str], *, admin: bool = False) -> Path:
@@ -187,7 +198,7 @@ class Demo:
         return "\n".join(
             [
                 f"tenant-proxy demo ready: tenant listener {self.proxy.tenant_url}, "
-                f"admin listener {self.proxy.admin_url}, emulator {self.emulator.url}",
+                f"admin listener {self.proxy.admin_url}, API server {self.emulator.url}",
                 "",
                 "Try (kubectl is in the venv: .venv/bin/kubectl):",
                 f"  {k}/alice.kubeconfig get namespaces,nodes,pv,storageclasses",

@@ -1,7 +1,9 @@
 """End-to-end fixtures: the demo environment (emulator + proxy), driven by real kubectl.
 
-kubectl runs as a subprocess awaited with asyncio, so the in-process emulator and proxy keep
-serving while it waits.
+With TENANT_PROXY_E2E_KUBECONFIG naming an admin kubeconfig of a real cluster, the same tests run
+with the proxy in front of that cluster instead (tests marked `emulator_only`, which inject faults
+or read the emulator's internals, are skipped there).
+kubectl runs as a subprocess awaited with asyncio, so the in-process servers keep serving.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cluster import Cluster
+from realcluster import RealClusterDemo
 
 from tenant_proxy.demo import Demo
 from tenant_proxy.emulator.testing import kubectl_binary
@@ -55,14 +59,42 @@ async def kubectl(
     return Result(proc.returncode or 0, out.decode(), err.decode())
 
 
+REAL_CLUSTER = os.environ.get("TENANT_PROXY_E2E_KUBECONFIG")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not REAL_CLUSTER:
+        return
+    skip = pytest.mark.skip(reason="needs the emulator (fault injection or its internals)")
+    for item in items:
+        if item.get_closest_marker("emulator_only"):
+            item.add_marker(skip)
+
+
 @pytest.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
-    env = Demo(tmp_path)
+    env = RealClusterDemo(tmp_path, Path(REAL_CLUSTER)) if REAL_CLUSTER else Demo(tmp_path)
     await env.start()
     try:
         yield env
     finally:
         await env.stop()
+
+
+@pytest.fixture
+async def cluster(demo: Demo) -> AsyncIterator[Cluster]:
+    """The cluster behind the proxy, as its admin (not through the proxy)."""
+    if REAL_CLUSTER:
+        kubeconfig = Path(REAL_CLUSTER)
+    else:
+        kubeconfig = demo.emulator.write_kubeconfig(
+            demo.dir / "cluster-admin.kubeconfig", "cluster-admin", ("system:masters",)
+        )
+    connected = await Cluster.connect(kubeconfig)
+    try:
+        yield connected
+    finally:
+        await connected.close()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
             await asyncio.sleep(0.005)  # polling a condition, bounded by the timeout
 
 
+@pytest.mark.emulator_only  # injects latency into the API server
 async def test_drain_ends_watches_cleanly_and_finishes_in_flight_requests(demo: Demo) -> None:
     proxy = demo.proxy
     assert proxy is not None

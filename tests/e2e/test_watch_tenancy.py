@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from cluster import Cluster
 from watching import TABLE, Watch, is_, name_of, session_as
 
 from tenant_proxy.demo import Demo
+from tenant_proxy.emulator.testing import client_ssl
 
 pytestmark = pytest.mark.e2e
 
@@ -30,26 +32,30 @@ async def test_initial_events_are_only_the_tenants(alice_watch: Watch) -> None:
     assert all(e["type"] == "ADDED" for e in events)
 
 
-async def test_namespace_labelled_into_tenant_is_added(demo: Demo, alice_watch: Watch) -> None:
+async def test_namespace_labelled_into_tenant_is_added(
+    demo: Demo, alice_watch: Watch, cluster: Cluster
+) -> None:
     await alice_watch.initial(2)
-    await demo.emulator.create(
+    await cluster.create(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a-new"}}
     )
-    await demo.emulator.create(
+    await cluster.create(
         {
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {"name": "team-b-new", "labels": {"tenant-proxy.io/tenant": "team-b"}},
         }
     )
-    await demo.emulator.patch(
+    await cluster.patch(
         *NS, "team-a-new", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-a"}}}
     )
     added = await alice_watch.until(lambda e: e["type"] == "ADDED", timeout=1.0)
     assert name_of(added) == "team-a-new"
 
 
-async def test_namespace_relabelled_to_other_tenant_is_deleted_and_added(demo: Demo) -> None:
+async def test_namespace_relabelled_to_other_tenant_is_deleted_and_added(
+    demo: Demo, cluster: Cluster
+) -> None:
     async with (
         session_as(demo, "alice", ["tenant-a-devs"]) as a,
         session_as(demo, "bob", ["tenant-b-devs"]) as b,
@@ -61,7 +67,7 @@ async def test_namespace_relabelled_to_other_tenant_is_deleted_and_added(demo: D
             alice, bob = Watch(ra), Watch(rb)
             await alice.initial(2)
             await bob.initial(1)
-            await demo.emulator.patch(
+            await cluster.patch(
                 *NS, "team-a-prod", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-b"}}}
             )
             gone = await alice.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
@@ -70,39 +76,41 @@ async def test_namespace_relabelled_to_other_tenant_is_deleted_and_added(demo: D
             assert (came["type"], name_of(came)) == ("ADDED", "team-a-prod")
 
 
-async def test_pv_bound_into_tenant_namespace_appears_on_watch(demo: Demo) -> None:
+async def test_pv_bound_into_tenant_namespace_appears_on_watch(
+    demo: Demo, cluster: Cluster
+) -> None:
     async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
         async with session.get("/api/v1/persistentvolumes?watch=1") as resp:
             watch = Watch(resp)
             first = await watch.next()
             assert name_of(first) == "pv-a-data"
-            await demo.emulator.patch(
+            await cluster.patch(
                 *PV, "pv-unbound", {"spec": {"claimRef": {"name": "x", "namespace": "team-a-prod"}}}
             )
             added = await watch.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
             assert (added["type"], name_of(added)) == ("ADDED", "pv-unbound")
 
 
-async def test_namespace_joining_tenant_reveals_its_pvs_on_open_watch(demo: Demo) -> None:
+async def test_namespace_joining_tenant_reveals_its_pvs_on_open_watch(
+    demo: Demo, cluster: Cluster
+) -> None:
     """A tenancy change (not an object change) must add objects the watch never carried."""
     async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
         async with session.get("/api/v1/persistentvolumes?watch=1") as resp:
             watch = Watch(resp)
             assert name_of(await watch.next()) == "pv-a-data"
             # team-c-dev holds pv-c-data; moving the namespace to team-a must show it to alice.
-            await demo.emulator.patch(
+            await cluster.patch(
                 *NS, "team-c-dev", {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-a"}}}
             )
             added = await watch.until(lambda e: e["type"] != "BOOKMARK", timeout=1.0)
             assert (added["type"], name_of(added)) == ("ADDED", "pv-c-data")
 
 
-async def test_member_removed_from_tenant_cr_sees_deletions(demo: Demo) -> None:
+async def test_member_removed_from_tenant_cr_sees_deletions(demo: Demo, cluster: Cluster) -> None:
     token = demo.issuer.token("carol", ["tenant-c-devs"])
     assert demo.proxy is not None
     import aiohttp
-
-    from tenant_proxy.emulator.testing import client_ssl
 
     connector = aiohttp.TCPConnector(ssl=client_ssl(demo.client_ca.cert_pem))
     async with aiohttp.ClientSession(base_url=demo.proxy.tenant_url, connector=connector) as s:
@@ -111,7 +119,7 @@ async def test_member_removed_from_tenant_cr_sees_deletions(demo: Demo) -> None:
             assert resp.status == 200
             watch = Watch(resp)
             assert name_of(await watch.next()) == "team-c-dev"
-            await demo.emulator.patch(
+            await cluster.patch(
                 "tenancy.tenant-proxy.io/v1alpha1",
                 "Tenant",
                 "team-c",
@@ -121,7 +129,9 @@ async def test_member_removed_from_tenant_cr_sees_deletions(demo: Demo) -> None:
             assert (gone["type"], name_of(gone)) == ("DELETED", "team-c-dev")
 
 
-async def test_table_watch_first_event_carries_columns_and_filters_rows(demo: Demo) -> None:
+async def test_table_watch_first_event_carries_columns_and_filters_rows(
+    demo: Demo, cluster: Cluster
+) -> None:
     async with session_as(demo, "bob", ["tenant-b-devs"]) as session:
         async with session.get("/api/v1/namespaces?watch=1", headers={"Accept": TABLE}) as resp:
             watch = Watch(resp)
@@ -133,7 +143,7 @@ async def test_table_watch_first_event_carries_columns_and_filters_rows(demo: De
                 "Age",
             ]
             assert name_of(first) == "team-b-dev"
-            await demo.emulator.create(
+            await cluster.create(
                 {
                     "apiVersion": "v1",
                     "kind": "Namespace",
@@ -155,6 +165,7 @@ async def test_bookmarks_pass_through_filtered_watch(demo: Demo) -> None:
             assert set(bookmark["object"]) >= {"kind", "apiVersion", "metadata"}
 
 
+@pytest.mark.emulator_only
 async def test_upstream_restart_ends_watch_cleanly_without_leaks(
     demo: Demo, alice_watch: Watch
 ) -> None:

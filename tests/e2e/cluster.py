@@ -1,0 +1,83 @@
+"""Admin actions on the cluster behind the proxy, with kubernetes_asyncio's dynamic client.
+
+The same calls work against the emulator and against a real cluster, so the end-to-end tests that
+change the world run unchanged on both (TENANT_PROXY_E2E_KUBECONFIG).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.dynamic import DynamicClient
+
+MERGE = "application/merge-patch+json"
+
+
+class Cluster:
+    """An admin's view of the cluster: create, apply, patch, delete any kind by apiVersion/kind."""
+
+    def __init__(self, api: ApiClient, dynamic: DynamicClient) -> None:
+        self._api, self._dynamic = api, dynamic
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path) -> Cluster:
+        api = await config.new_client_from_config(config_file=str(kubeconfig))
+        return cls(api, await DynamicClient(api))
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def _resource(self, api_version: str, kind: str) -> Any:
+        return await self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    async def create(self, obj: dict[str, Any]) -> Any:
+        resource = await self._resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace")
+        return await self._dynamic.create(resource, body=obj, namespace=namespace)
+
+    async def apply(self, obj: dict[str, Any]) -> Any:
+        """Create, or merge into what exists (enough for test fixtures' own objects)."""
+        try:
+            return await self.create(obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        meta = obj["metadata"]
+        return await self.patch(
+            obj["apiVersion"], obj["kind"], meta["name"], obj, meta.get("namespace", "")
+        )
+
+    async def patch(
+        self, api_version: str, kind: str, name: str, body: dict[str, Any], namespace: str = ""
+    ) -> Any:
+        resource = await self._resource(api_version, kind)
+        return await self._dynamic.patch(
+            resource, name=name, namespace=namespace or None, body=body, content_type=MERGE
+        )
+
+    async def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
+        """A TokenRequest for a ServiceAccount (what `kubectl create token` does)."""
+        resource = await self._resource("v1", "ServiceAccount")
+        answer = await self._dynamic.create(
+            resource.subresources["token"],
+            name=name,
+            namespace=namespace,
+            body={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds},
+            },
+        )
+        return str(answer.status.token)
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str = "") -> None:
+        resource = await self._resource(api_version, kind)
+        try:
+            await self._dynamic.delete(resource, name=name, namespace=namespace or None)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
