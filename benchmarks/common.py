@@ -219,6 +219,7 @@ def start_emulator(workdir: Path, objects: list[dict[str, Any]]) -> EmulatorProc
     seed.write_bytes(orjson.dumps(objects))
     argv = [sys.executable, "-m", "benchmarks.common", "emulator", "--dir", str(directory)]
     process = Process("emulator", [*argv, "--seed-json", str(seed)], workdir)
+    progress(f"emulator: seeding {len(objects)} objects")
     match = process.wait_line(r"emulator ready at (\S+)", timeout=120)
     ca = pki.KeyPair.read(directory / "ca.crt", directory / "ca.key")
     return EmulatorProcess(process, match.group(1), ca, workdir)
@@ -246,8 +247,26 @@ class ProxyProcess:
             with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310
                 if r.status == 200:
                     return time.monotonic() - start
+            if self.process.popen.poll() is not None:
+                break
             time.sleep(0.1)  # /readyz is the proxy's only sync signal to an outside process
-        raise RuntimeError(f"proxy not synced after {timeout}s")
+        tail = self.process.log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"proxy not synced within {timeout}s:\n{tail}")
+
+
+def upstream_kubeconfig(directory: Path, emulator: EmulatorProcess) -> Path:
+    """The proxy's own credentials for the emulator: user `tenant-proxy` (RBAC in the seed)."""
+    own = pki.issue_client_cert(emulator.ca, "tenant-proxy")
+    return write_kubeconfig(
+        directory / "upstream.kubeconfig",
+        build_kubeconfig(
+            emulator.url,
+            emulator.ca.cert_pem,
+            user="tenant-proxy",
+            client_cert_pem=own.cert_pem,
+            client_key_pem=own.key_pem,
+        ),
+    )
 
 
 def start_proxy(
@@ -259,17 +278,7 @@ def start_proxy(
     client_ca.write(directory / "ca.crt", directory / "ca.key")
     server = pki.issue_server_cert(client_ca, ["127.0.0.1", "localhost"])
     server.write(directory / "server.crt", directory / "server.key")
-    own = pki.issue_client_cert(emulator.ca, "tenant-proxy")
-    upstream = write_kubeconfig(
-        directory / "upstream.kubeconfig",
-        build_kubeconfig(
-            emulator.url,
-            emulator.ca.cert_pem,
-            user="tenant-proxy",
-            client_cert_pem=own.cert_pem,
-            client_key_pem=own.key_pem,
-        ),
-    )
+    upstream = upstream_kubeconfig(directory, emulator)
     metrics_port = free_port()
     config = {
         "listener": {"address": "127.0.0.1:0"},
@@ -308,6 +317,7 @@ def start_proxy(
             *argv[1:],
         ]
     process = Process("proxy", argv, workdir)
+    progress("proxy: starting")
     match = process.wait_line(r"tenant-proxy ready: tenant (\S+)", timeout=60)
     return ProxyProcess(
         process, match.group(1), f"http://127.0.0.1:{metrics_port}", client_ca, workdir
@@ -327,6 +337,14 @@ def workspace() -> Iterator[tuple[Path, contextlib.ExitStack]]:
 def started(stack: contextlib.ExitStack, proc: T) -> T:
     stack.callback(proc.process.stop)  # type: ignore[attr-defined]
     return proc
+
+
+_T0 = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """A line on stderr, so a slow phase shows where it is (the table goes to stdout)."""
+    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --- client helpers -----------------------------------------------------------------------------
