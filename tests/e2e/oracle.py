@@ -190,15 +190,25 @@ def visible(world: World, caller: Caller, resource: str) -> frozenset[str] | Non
 
 
 def listed(
-    world: World, caller: Caller, resource: str, client: Iterable[Requirement] = ()
+    world: World,
+    caller: Caller,
+    resource: str,
+    client: Iterable[Requirement] = (),
+    fields: Iterable[Requirement] = (),
 ) -> frozenset[str] | None:
-    """What a list (or watch's initial events) with the client's label selector returns."""
+    """What a list (or watch's initial events) with the client's label and field selectors
+    returns; `fields` are requirements on `metadata.name`, the field every resource has."""
     seen = visible(world, caller, resource)
     if seen is None:
         return None
     objects = world.objects.get(resource, {})
-    reqs = list(client)
-    return frozenset(n for n in seen if selects(reqs, _with_name_label(resource, n, objects[n])))
+    reqs, field_reqs = list(client), list(fields)
+    return frozenset(
+        n
+        for n in seen
+        if selects(reqs, _with_name_label(resource, n, objects[n]))
+        and selects(field_reqs, {"metadata.name": n})
+    )
 
 
 def _with_name_label(resource: str, name: str, obj: Obj) -> Labels:
