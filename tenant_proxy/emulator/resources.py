@@ -391,13 +391,6 @@ class Registry:
                 return rt
         return None
 
-    def storage_type(self, group: str, plural: str) -> ResourceType | None:
-        """Any served version of (group, plural): the store keeps one copy per resource."""
-        for rt in self._types.values():
-            if rt.group == group and rt.plural == plural:
-                return rt
-        return None
-
     def groups(self) -> dict[str, list[str]]:
         """Served versions per group, in first-registered order."""
         out: dict[str, list[str]] = {}

@@ -136,9 +136,6 @@ class Store:
         key = f"{namespace}/{name}" if namespace else name
         return self._objects.get((group, plural), {}).get(key)
 
-    def count(self, group: str, plural: str, namespace: str) -> int:
-        return len(self.list_objects(group, plural, namespace))
-
     def oldest_rv(self, group: str, plural: str) -> int:
         """Lists and watches at a resourceVersion below this are compacted (410)."""
         return max(self._floor.get((group, plural), 0), self._compacted)

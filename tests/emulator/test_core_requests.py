@@ -135,10 +135,10 @@ async def test_anonymous_caller_is_forbidden(session_for_user: Session) -> None:
 async def test_unexpected_error_answers_500_status_and_server_keeps_serving(
     emulator: Emulator, session_for_user: Session
 ) -> None:
-    def boom(*args: object) -> None:
+    def boom(*args: object) -> dict[str, object]:
         raise RuntimeError("kaboom")
 
-    emulator.cluster.get = boom  # type: ignore[method-assign]
+    emulator.cluster.get = boom  # type: ignore[method-assign,assignment]
     s = session_for_user(*ADMIN)
     async with s.get("/api/v1/namespaces/team-a-dev") as r:
         text = await r.text()

@@ -250,7 +250,13 @@ async def test_a_client_leaving_releases_its_watch(
     emulator: Emulator, session_for_user: Session
 ) -> None:
     released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    emulator.store.on_unwatch.append(lambda w: released.done() or released.set_result(None))
+
+    def release(_: object) -> None:
+        if not released.done():
+            released.set_result(None)
+
+    emulator.store.on_unwatch.append(release)
+
     resp = await session_for_user(*ADMIN).get("/api/v1/namespaces?watch=1")
     await next_event(resp)
     assert sum(1 for _ in emulator.store.watchers()) == 1
