@@ -22,12 +22,11 @@ from aiohttp import web
 
 from tenant_proxy import kubeconfig, pki
 from tenant_proxy.emulator import (
-    discovery,
     errors,
     identity,
     impersonation,
     negotiation,
-    openapi,
+    nonresource,
     paths,
     protobuf,
     rbac,
@@ -37,6 +36,7 @@ from tenant_proxy.emulator import (
     watching,
 )
 from tenant_proxy.emulator.errors import StatusError
+from tenant_proxy.emulator.faults import Faults
 from tenant_proxy.emulator.handlers import Cluster, parse_json
 from tenant_proxy.emulator.listing import ListOptions, list_body, parse_list_options
 from tenant_proxy.emulator.resources import Registry
@@ -74,32 +74,6 @@ def decode_body(request: web.Request, body: bytes) -> Any:
 
 def status_response(err: StatusError) -> web.Response:
     return json_response(err.status(), err.code, err.headers)
-
-
-class Faults:
-    """Injected failures and latency, consumed by the next requests."""
-
-    def __init__(self) -> None:
-        self.remaining = 0
-        self.status = 500
-        self.retry_after: int | None = None
-        self.latency = 0.0
-
-    def next_failure(self) -> StatusError | None:
-        if self.remaining <= 0:
-            return None
-        self.remaining -= 1
-        if self.status == 429:
-            return errors.too_many_requests(self.retry_after or 1)
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
-        if self.status == 503:
-            err = errors.service_unavailable()
-        elif self.status == 500:
-            err = errors.internal_error("injected fault")
-        else:
-            err = StatusError(self.status, "InternalError", f"injected fault {self.status}", {})
-        err.headers.update(headers)
-        return err
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -372,8 +346,10 @@ class Emulator:
         path = attrs.path.rstrip("/") or "/"
         parts = paths.split_path(path)
         if parts and parts[0] in ("healthz", "livez", "readyz"):
-            return _health(parts, request.query)
-        doc = self._document(parts)
+            return nonresource.health(parts, request.query)
+        doc = nonresource.document(
+            parts, self.registry, self.issuer, f"{self.host}:{self._port}", self.url
+        )
         if doc is None:
             raise errors.resource_not_found()
         if parts and parts[0] in ("openid", ".well-known"):
@@ -382,39 +358,6 @@ class Emulator:
                 doc, headers={"Cache-Control": "public, max-age=3600"}, content_type=ctype
             )
         return json_response(doc)
-
-    def _document(self, parts: list[str]) -> Any:
-        head = parts[0] if parts else ""
-        if head == "version":
-            return discovery.version_info()
-        if head == "api":
-            if len(parts) == 1:
-                return discovery.api_versions(f"{self.host}:{self._port}")
-            return discovery.resource_list(self.registry, "", parts[1]) if len(parts) == 2 else None
-        if head == "apis":
-            if len(parts) == 1:
-                return discovery.api_group_list(self.registry)
-            if len(parts) == 2:
-                return discovery.api_group(self.registry, parts[1])
-            return discovery.resource_list(self.registry, parts[1], parts[2])
-        if head == "openapi":
-            return self._openapi(parts[1:])
-        if parts == ["openid", "v1", "jwks"]:
-            return self.issuer.jwks()
-        if parts == [".well-known", "openid-configuration"]:
-            return self.issuer.openid_configuration(self.url)
-        return None
-
-    def _openapi(self, parts: list[str]) -> Any:
-        if parts == ["v2"]:
-            return openapi.v2(self.registry)
-        if parts == ["v3"]:
-            return openapi.v3_root(self.registry)
-        if len(parts) == 3 and parts[:2] == ["v3", "api"]:
-            return openapi.v3_group(self.registry, "", parts[2])
-        if len(parts) == 4 and parts[:2] == ["v3", "apis"]:
-            return openapi.v3_group(self.registry, parts[2], parts[3])
-        return None
 
     # --- resources ------------------------------------------------------------------------------
 
@@ -596,48 +539,6 @@ class Emulator:
         return await watching.serve(
             request, self.store, rt, attrs, opts, encoder, self.bookmark_interval
         )
-
-
-_HEALTH_CHECKS = (
-    "ping",
-    "log",
-    "etcd",
-    "informer-sync",
-    "poststarthook/start-kube-apiserver-admission-initializer",
-    "poststarthook/generic-apiserver-start-informers",
-    "poststarthook/priority-and-fairness-config-consumer",
-    "poststarthook/priority-and-fairness-filter",
-    "poststarthook/start-apiextensions-informers",
-    "poststarthook/start-apiextensions-controllers",
-    "poststarthook/crd-informer-synced",
-    "poststarthook/bootstrap-controller",
-    "poststarthook/rbac/bootstrap-roles",
-    "poststarthook/scheduling/bootstrap-system-priority-classes",
-    "poststarthook/priority-and-fairness-config-producer",
-    "poststarthook/start-cluster-authentication-info-controller",
-    "poststarthook/start-kube-aggregator-informers",
-    "poststarthook/apiservice-registration-controller",
-    "poststarthook/apiservice-status-available-controller",
-    "poststarthook/kube-apiserver-autoregistration",
-    "autoregister-completion",
-    "poststarthook/apiservice-openapi-controller",
-)
-
-
-def _health(parts: list[str], query: Mapping[str, str]) -> web.Response:
-    endpoint = parts[0]
-    checks = [c for c in _HEALTH_CHECKS if endpoint == "readyz" or c not in ("informer-sync",)]
-    if endpoint == "readyz":
-        checks.append("shutdown")
-    if len(parts) > 1:
-        check = "/".join(parts[1:])
-        if check not in checks:
-            raise errors.resource_not_found()
-        return web.Response(text="ok", content_type="text/plain", charset="utf-8")
-    if "verbose" not in query:
-        return web.Response(text="ok", content_type="text/plain", charset="utf-8")
-    lines = [f"[+]{c} ok" for c in checks] + [f"{endpoint} check passed", ""]
-    return web.Response(text="\n".join(lines), content_type="text/plain", charset="utf-8")
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
