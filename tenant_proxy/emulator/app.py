@@ -435,6 +435,22 @@ class Emulator:
             if attrs.verb == "patch":
                 ctype = request.headers.get("Content-Type", "")
                 return json_response(self.cluster.patch(rt, ns, attrs.name, ctype, body, "status"))
+        if sub == "scale":
+            return self._scale(request, attrs, rt, ns, body)
+        raise errors.method_not_allowed()
+
+    def _scale(
+        self, request: web.Request, attrs: Attributes, rt: ResourceType, ns: str, body: bytes
+    ) -> web.Response:
+        if attrs.verb == "get":
+            return json_response(self.cluster.get_scale(rt, ns, attrs.name))
+        if attrs.verb == "update":
+            return json_response(
+                self.cluster.update_scale(rt, ns, attrs.name, decode_body(request, body))
+            )
+        if attrs.verb == "patch":
+            ctype = request.headers.get("Content-Type", "")
+            return json_response(self.cluster.patch_scale(rt, ns, attrs.name, ctype, body))
         raise errors.method_not_allowed()
 
     async def _verb(

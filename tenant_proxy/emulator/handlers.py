@@ -349,6 +349,51 @@ class Cluster:
             patched["status"] = current["status"]
         return self._replace(rt, current, self._body(rt, patched), subresource, dry_run)
 
+    # --- the scale subresource (kubectl scale) ---
+
+    def get_scale(self, rt: ResourceType, namespace: str, name: str) -> KubeObject:
+        """The object's autoscaling/v1 Scale."""
+        return scale_of(self.get(rt, namespace, name))
+
+    def update_scale(self, rt: ResourceType, namespace: str, name: str, body: Any) -> KubeObject:
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body must be a Scale object")
+        current = self.get(rt, namespace, name)
+        asked_rv = (body.get("metadata") or {}).get("resourceVersion")
+        if asked_rv and asked_rv != current["metadata"]["resourceVersion"]:
+            raise errors.conflict(rt, name)
+        replicas = (body.get("spec") or {}).get("replicas", 0)
+        if not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid(
+                "Scale",
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": f"Invalid value: {replicas}: must be greater than or equal to 0",
+                        "field": "spec.replicas",
+                    }
+                ],
+            )
+        scaled = clone(current)
+        scaled.setdefault("spec", {})["replicas"] = replicas
+        scaled.setdefault("status", {})["replicas"] = replicas
+        scaled["metadata"].pop("resourceVersion", None)
+        stored = self.store.put(rt.group, rt.plural, _ordered(scaled))
+        return scale_of(stored)
+
+    def patch_scale(
+        self, rt: ResourceType, namespace: str, name: str, content_type: str, body: bytes
+    ) -> KubeObject:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media not in (patch.MERGE, patch.JSON_PATCH, patch.STRATEGIC):
+            raise errors.unsupported_media_type()
+        try:
+            scale = patch.apply_patch(media, self.get_scale(rt, namespace, name), parse_json(body))
+        except patch.PatchError as exc:
+            raise StatusError(422, "Invalid", str(exc), {"name": name, "kind": "Scale"}) from None
+        return self.update_scale(rt, namespace, name, scale)
+
     def delete(
         self,
         rt: ResourceType,
@@ -556,6 +601,27 @@ def _ordered(obj: KubeObject) -> KubeObject:
     out["metadata"] = ordered_meta
     out.update({k: v for k, v in obj.items() if k not in out})
     return out
+
+
+def scale_of(obj: KubeObject) -> KubeObject:
+    """An autoscaling/v1 Scale of a scalable object."""
+    meta = obj["metadata"]
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    labels = ((spec.get("selector") or {}).get("matchLabels")) or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {
+            "replicas": status.get("replicas", spec.get("replicas", 1)),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        },
+    }
 
 
 def _keep_cluster_ip(current: KubeObject, obj: KubeObject) -> None:

@@ -249,3 +249,36 @@ async def test_kubectl_create_priorityclass_with_a_negative_value(kubectl: Kubec
     ok(await kubectl("create", "priorityclass", "low", "--value=-5", "--description=low"))
     pc = json.loads(ok(await kubectl("get", "priorityclass", "low", "-o", "json")))
     assert (pc["value"], pc["description"]) == (-5, "low")
+
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: team-a-dev
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+"""
+
+
+async def test_kubectl_scale_goes_through_the_scale_subresource(kubectl: Kubectl) -> None:
+    ok(await kubectl("apply", "-f", "-", input=DEPLOYMENT))
+    ok(await kubectl("scale", "deployment", "web", "-n", "team-a-dev", "--replicas=3"))
+    replicas = ok(
+        await kubectl(
+            "get", "deployment", "web", "-n", "team-a-dev", "-o", "jsonpath={.spec.replicas}"
+        )
+    )
+    assert replicas == "3"
+    refused = await kubectl("scale", "deployment", "web", "-n", "team-a-dev", "--replicas=-1")
+    assert refused.returncode != 0
