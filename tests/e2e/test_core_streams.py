@@ -320,6 +320,9 @@ async def test_kubectl_watch_shows_new_own_namespace_but_not_a_foreign_one(world
     async with kubectl_stream(world.kubeconfig("alice"), "get", "namespaces", "-w") as watch:
         await watch.until(lambda line: first_column(line) == "team-a-dev")
         await watch.until(lambda line: first_column(line) == "team-a-prod")
+        # kubectl lists, then watches: create only once its watch is open upstream (beside the
+        # informer's), since a watch replaying a just-created namespace loses it (xfail below).
+        await eventually(lambda: world.emulator.open_watches("", "namespaces") == 2)
         # Created in this order, team-b-later's event reaches the proxy first: had it leaked,
         # it would be printed before team-a-later.
         await world.emulator.create(namespace("team-b-later", "team-b"))
@@ -328,6 +331,26 @@ async def test_kubectl_watch_shows_new_own_namespace_but_not_a_foreign_one(world
     shown = {first_column(line) for line in watch.lines}
     assert "team-b-later" not in shown
     assert shown <= {"NAME", "team-a-dev", "team-a-prod", "team-a-later"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a filtered watch from resourceVersion R drops the replayed ADDED event of an "
+    "own-tenant namespace created after R when the tenancy index has not seen it yet, and the "
+    "index update that follows never adds it (no event within 5 s); kubectl get -w creates "
+    "this race between its list and its watch",
+)
+async def test_watch_from_a_list_resource_version_replays_own_new_namespace(world: World) -> None:
+    session = world.session("alice", ("tenant-a-devs",))
+    async with session.get("/api/v1/namespaces") as resp:
+        listed = await resp.json()
+    await world.emulator.create(namespace("team-b-later", "team-b"))
+    await world.emulator.create(namespace("team-a-later", "team-a"))
+    rv = listed["metadata"]["resourceVersion"]
+    async with session.get(f"/api/v1/namespaces?watch=1&resourceVersion={rv}") as resp:
+        line = await asyncio.wait_for(resp.content.readline(), 5)
+    event = orjson.loads(line)
+    assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "team-a-later")
 
 
 @pytest.mark.parametrize(
