@@ -35,6 +35,8 @@ _NS = ("", "namespaces")
 _CRD = ("apiextensions.k8s.io", "customresourcedefinitions")
 # Resources whose DELETE answers with the object rather than a Success Status.
 _RETURNS_DELETED = {_NS, ("", "pods"), ("", "services"), _CRD}
+# Finalizers whose controllers (PV/PVC protection) release objects nothing is using.
+_PROTECTION_FINALIZERS = ("kubernetes.io/pv-protection", "kubernetes.io/pvc-protection")
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You can "
@@ -311,7 +313,8 @@ class Cluster:
         if obj == current or dry_run:
             return obj
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            return self._remove(rt, obj)
+            # The update that lets go of the last finalizer is stored, then the object goes.
+            return self._remove(rt, self.store.put(rt.group, rt.plural, obj))
         stored = self.store.put(rt.group, rt.plural, obj)
         if (rt.group, rt.plural) == _CRD:
             self.registry.add_crd(stored)
@@ -417,7 +420,8 @@ class Cluster:
             marked = clone(current)
             marked["metadata"]["deletionTimestamp"] = rfc3339(self.now())
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
-            return self.store.put(rt.group, rt.plural, marked)
+            marked = self.store.put(rt.group, rt.plural, marked)
+            return self._run_protection_controllers(rt, marked)
         final = self._remove(rt, current)
         if key in _RETURNS_DELETED:
             return final
@@ -430,6 +434,20 @@ class Cluster:
                 "uid": current["metadata"]["uid"],
             }
         return errors.success_status(details)
+
+    def _run_protection_controllers(self, rt: ResourceType, marked: KubeObject) -> KubeObject:
+        """Drop the protection finalizers whose controllers would let go at once (nothing
+        here uses a volume); the object goes when no other finalizer holds it."""
+        finalizers = marked["metadata"].get("finalizers") or []
+        kept = [f for f in finalizers if f not in _PROTECTION_FINALIZERS]
+        if kept == finalizers:
+            return marked
+        released = clone(marked)
+        released["metadata"]["finalizers"] = kept
+        if not kept:
+            del released["metadata"]["finalizers"]
+        released["metadata"].pop("resourceVersion", None)
+        return self._replace(rt, marked, released, "", False)
 
     def _remove(self, rt: ResourceType, obj: KubeObject) -> KubeObject:
         meta = obj["metadata"]

@@ -334,3 +334,27 @@ async def test_limit_is_ignored_at_resource_version_zero(session_for_user: Sessi
     )
     assert len(listed["items"]) == 7
     assert "continue" not in listed["metadata"]
+
+
+async def test_deleting_a_pv_releases_its_protection_finalizer(
+    emulator: Emulator, session_for_user: Session
+) -> None:
+    rv = emulator.store.resource_version
+    deleted = await emulator.delete("v1", "PersistentVolume", "pv-unbound")
+    assert deleted["metadata"]["deletionTimestamp"]
+    assert "finalizers" not in deleted["metadata"]
+    assert emulator.get("v1", "PersistentVolume", "pv-unbound") is None
+    events = emulator.store.events_since("", "persistentvolumes", rv)
+    assert [e.type for e in events] == ["MODIFIED", "MODIFIED", "DELETED"]
+
+
+async def test_other_finalizers_still_hold_a_deleted_pv(emulator: Emulator) -> None:
+    await emulator.patch(
+        "v1",
+        "PersistentVolume",
+        "pv-b-data",
+        {"metadata": {"finalizers": ["kubernetes.io/pv-protection", "example.com/keep"]}},
+    )
+    held = await emulator.delete("v1", "PersistentVolume", "pv-b-data")
+    assert held["metadata"]["finalizers"] == ["example.com/keep"]
+    assert emulator.get("v1", "PersistentVolume", "pv-b-data") is not None
