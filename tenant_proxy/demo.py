@@ -156,6 +156,9 @@ class Demo:
         upstream = await self.start_upstream()
         self.proxy = ProxyServer(self.settings(upstream))
         await self.proxy.start()
+        # "ready" means ready: tenants and namespaces are known before anyone is served.
+        if not await self.proxy.index.wait_synced(30):
+            raise RuntimeError("the tenancy index did not sync within 30 s")
         self._write_kubeconfigs()
 
     async def stop(self) -> None:

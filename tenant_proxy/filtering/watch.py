@@ -39,6 +39,7 @@ class _Entry:
     raw: bytes
     visible: bool
     is_row: bool
+    version: str = ""
 
 
 class WatchFilter:
@@ -157,12 +158,18 @@ class WatchFilter:
             self._seen.pop(key, None)
             return [(DELETED, item)] if was else []
         now = judged(self._keep, judged_obj)
+        version = _version(judged_obj)
         if now or self._remember_hidden:
-            self._seen[key] = _Entry(_compact(item), now, is_row)
+            self._seen[key] = _Entry(_compact(item), now, is_row, version)
         else:
             self._seen.pop(key, None)
+        if now and was:
+            assert entry is not None
+            # The client has this object: the very same state again (a fetch and the stream
+            # crossing) is nothing new, and any other change is a MODIFIED, never a 2nd ADDED.
+            return [] if version and version == entry.version else [(MODIFIED, item)]
         if now:
-            return [(kind if was else ADDED, item)]
+            return [(ADDED, item)]
         if not was:
             return []
         assert entry is not None
@@ -240,6 +247,12 @@ def _last_state(entry: _Entry, current: Mapping[str, Any]) -> dict[str, Any]:
     if rv is not None:
         obj["metadata"]["resourceVersion"] = rv
     return item
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    value = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return value if isinstance(value, str) else ""
 
 
 class LineTooLong(ValueError):

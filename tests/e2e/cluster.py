@@ -6,6 +6,7 @@ change the world run unchanged on both (TENANT_PROXY_E2E_KUBECONFIG).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,12 @@ class Cluster:
 
     def __init__(self, api: ApiClient, dynamic: DynamicClient) -> None:
         self._api, self._dynamic = api, dynamic
+        self.created: list[tuple[str, str, str, str]] = []
+
+    async def remove_created(self) -> None:
+        """Delete what `create` made, newest first (a test leaves a real cluster as it was)."""
+        while self.created:
+            await self.purge(*self.created.pop())
 
     @classmethod
     async def connect(cls, kubeconfig: Path) -> Cluster:
@@ -37,7 +44,11 @@ class Cluster:
     async def create(self, obj: dict[str, Any]) -> Any:
         resource = await self._resource(obj["apiVersion"], obj["kind"])
         namespace = obj["metadata"].get("namespace")
-        return await self._dynamic.create(resource, body=obj, namespace=namespace)
+        created = await self._dynamic.create(resource, body=obj, namespace=namespace)
+        self.created.append(
+            (obj["apiVersion"], obj["kind"], obj["metadata"]["name"], namespace or "")
+        )
+        return created
 
     async def apply(self, obj: dict[str, Any]) -> Any:
         """Create, or merge into what exists (enough for test fixtures' own objects)."""
@@ -61,11 +72,9 @@ class Cluster:
 
     async def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
         """A TokenRequest for a ServiceAccount (what `kubectl create token` does)."""
-        resource = await self._resource("v1", "ServiceAccount")
-        answer = await self._dynamic.create(
-            resource.subresources["token"],
-            name=name,
-            namespace=namespace,
+        answer = await self._dynamic.request(
+            "post",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
             body={
                 "apiVersion": "authentication.k8s.io/v1",
                 "kind": "TokenRequest",
@@ -81,3 +90,38 @@ class Cluster:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    async def purge(
+        self, api_version: str, kind: str, name: str, namespace: str = "", within: float = 60
+    ) -> None:
+        """Delete and wait until gone: finalizers are dropped first, since a test cluster may
+        lack the controller that would remove them (pv-protection), and the next test needs
+        the name free."""
+        resource = await self._resource(api_version, kind)
+        ns = namespace or None
+        try:
+            await self._dynamic.patch(
+                resource,
+                name=name,
+                namespace=ns,
+                body={"metadata": {"finalizers": None}},
+                content_type=MERGE,
+            )
+            await self._dynamic.delete(resource, name=name, namespace=ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return
+        async with asyncio.timeout(within):
+            while not await self._gone(resource, name, ns):
+                await asyncio.sleep(0.2)  # polling for the deletion, bounded by `within`
+
+    async def _gone(self, resource: Any, name: str, namespace: str | None) -> bool:
+        try:
+            found = await self._dynamic.get(resource, name=name, namespace=namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        # kubernetes_asyncio's dynamic client answers some 404s as a Status instead of raising.
+        return bool(getattr(found, "kind", None) == "Status" and getattr(found, "code", 0) == 404)

@@ -94,6 +94,7 @@ async def cluster(demo: Demo) -> AsyncIterator[Cluster]:
     try:
         yield connected
     finally:
+        await connected.remove_created()
         await connected.close()
 
 

@@ -54,6 +54,7 @@ class RealClusterDemo(Demo):
             for obj in [*demo_world(), *PROXY_IDENTITY]:
                 await cluster.create(obj)
                 self.created.append(obj)
+            cluster.created.clear()  # removed by stop_upstream, in world order
             token = await cluster.service_account_token(E2E_NAMESPACE, "tenant-proxy")
         finally:
             await cluster.close()
@@ -67,7 +68,7 @@ class RealClusterDemo(Demo):
         try:
             for obj in reversed(self.created):
                 meta = obj["metadata"]
-                await cluster.delete(
+                await cluster.purge(
                     obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace", "")
                 )
         finally:
