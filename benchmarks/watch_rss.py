@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -247,7 +248,11 @@ def report(table: common.Table, fig: Figures, sizes: Sizes) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.watch_rss")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    sizes = QUICK if parser.parse_args().quick else FULL
+    parser.add_argument("--namespaces", type=int, help=f"cluster size (default {FULL.namespaces})")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.namespaces:
+        sizes = dataclasses.replace(sizes, namespaces=args.namespaces)
     table = common.Table(f"watch_rss: {sizes.watchers} concurrent tenant watches, one worker")
     started = time.monotonic()
     world = [*common.proxy_rbac(), *common.namespaces(sizes.namespaces, sizes.tenants)]
