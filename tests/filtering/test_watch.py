@@ -339,3 +339,15 @@ def test_known_keys_cover_filtered_out_objects_until_deleted() -> None:
     assert watch.visible_keys() == {("", "a")}
     watch.feed({"type": "DELETED", "object": obj("b", "y", 3)})
     assert watch.known_keys() == {("", "a")}
+
+
+def test_the_same_state_twice_is_sent_once_and_a_repeated_added_becomes_modified() -> None:
+    wf = WatchFilter(allowed(frozenset({"a"})))
+    first = wf.feed({"type": "ADDED", "object": obj("x", "a", 5)})
+    assert [e["type"] for e in first] == ["ADDED"]
+    # A fetch and the stream crossing deliver the state the client already has: nothing new.
+    assert wf.feed({"type": "ADDED", "object": obj("x", "a", 5)}) == []
+    assert wf.feed({"type": "MODIFIED", "object": obj("x", "a", 5)}) == []
+    # A newer state announced as ADDED (a re-list upstream) is a change to what the client has.
+    again = wf.feed({"type": "ADDED", "object": obj("x", "a", 6)})
+    assert [e["type"] for e in again] == ["MODIFIED"]
