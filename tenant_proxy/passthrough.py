@@ -22,14 +22,34 @@ CHUNK = 64 * 1024
 _REFRAMED = frozenset({"content-length", "transfer-encoding"})
 
 
-async def request_body(request: web.Request, limit: int) -> AsyncIterator[bytes]:
-    """The client's body as a stream, cut with 413 once it passes `limit` bytes."""
-    seen = 0
-    async for chunk in request.content.iter_chunked(CHUNK):
-        seen += len(chunk)
-        if seen > limit:
-            raise status.too_large(limit)
-        yield chunk
+class RequestBody:
+    """The client's body as a stream, cut once it passes `limit` bytes.
+
+    The cut surfaces in the upstream client as a connection error (aiohttp wraps what the
+    stream raises); `overflowed` tells the caller it was ours, so the client gets its 413.
+    """
+
+    def __init__(self, request: web.Request, limit: int) -> None:
+        self._request, self._limit = request, limit
+        self.overflowed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._request.content.iter_chunked(CHUNK):
+            seen += len(chunk)
+            if seen > self._limit:
+                self.overflowed = True
+                raise status.too_large(self._limit)
+            yield chunk
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """A small body read whole (access reviews), refused with 413 past `limit`."""
+    check_declared_length(request, limit)
+    body = bytearray()
+    async for chunk in RequestBody(request, limit):
+        body += chunk
+    return bytes(body)
 
 
 def check_declared_length(request: web.Request, limit: int) -> None:
@@ -50,6 +70,8 @@ async def relay(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
     draining: Callable[[], bool] = lambda: False,
+    *,
+    close: bool = False,
 ) -> web.StreamResponse:
     """Stream `upstream`'s status, headers and body to the client as they arrive.
 
@@ -62,6 +84,8 @@ async def relay(
         if name.lower() in _REFRAMED and not (keep_length and name.lower() == "content-length"):
             continue
         resp.headers.add(name, value)
+    if close:
+        resp.force_close()
     await resp.prepare(request)
     try:
         async for chunk in upstream.content.iter_any():

@@ -142,9 +142,8 @@ class Pipeline:
         self, request: web.Request, call: Call, view: TenantView
     ) -> web.StreamResponse:
         """Ask the API server as the caller, then allow what the proxy serves filtered."""
-        body = await _read_limited(request, self.max_body_bytes)
-        headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
-        headers += impersonation_headers(call.identity)
+        body = await passthrough.read_body(request, self.max_body_bytes)
+        headers = self._upstream_headers(request, call.identity, is_upgrade=False)
         url = self.upstream.url(call.info.path, call.info.query.raw)
         upstream = await self.upstream.send(request.method, url, headers, body)
         async with upstream:
@@ -167,26 +166,18 @@ class Pipeline:
     ) -> web.StreamResponse:
         """Pass the request through as the caller: streamed both ways, upgrades spliced."""
         info = call.info
-        headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
-        headers += impersonation_headers(call.identity)
         is_upgrade = "upgrade" in request.headers.get("Connection", "").lower()
-        if is_upgrade:
-            headers = [h for h in headers if h[0].lower() != "sec-websocket-protocol"]
-            if request[WS_PROTOCOLS]:
-                headers.append(("Sec-WebSocket-Protocol", request[WS_PROTOCOLS]))
-            headers += [("Connection", "Upgrade"), ("Upgrade", request.headers.get("Upgrade", ""))]
+        headers = self._upstream_headers(request, call.identity, is_upgrade)
         passthrough.check_declared_length(request, self.max_body_bytes)
-        body = (
-            passthrough.request_body(request, self.max_body_bytes)
-            if request.body_exists and not is_upgrade
-            else None
-        )
+        body = None
+        if request.body_exists and not is_upgrade:
+            body = passthrough.RequestBody(request, self.max_body_bytes)
         url = self.upstream.url(info.path, info.query.raw)
         try:
             upstream = await self.upstream.send(request.method, url, headers, body)
-        except aiohttp.ClientPayloadError as exc:  # our own body generator raised (413)
-            if isinstance(exc.__cause__, status.ApiError):
-                raise exc.__cause__ from None
+        except (UpstreamError, aiohttp.ClientError):
+            if body is not None and body.overflowed:
+                raise status.too_large(self.max_body_bytes) from None
             raise
         if across is not None and upstream.status == 403 and self.across is not None:
             async with upstream:
@@ -195,12 +186,12 @@ class Pipeline:
             if merged is not None:
                 return merged
             return web.Response(status=403, body=denial, content_type=upstream.content_type)
-        if is_upgrade:
-            if upstream.status == 101:
-                return await passthrough.splice_upgrade(request, upstream)
-            # Not upgraded: relay the answer and never reuse this connection.
-            request.protocol.force_close()
+        if is_upgrade and upstream.status == 101:
+            return await passthrough.splice_upgrade(request, upstream)
         async with upstream:
+            if is_upgrade:
+                # Refused upgrade: relay the answer, then never reuse this connection.
+                return await passthrough.relay(request, upstream, close=True)
             if info.verb != "watch":
                 return await passthrough.relay(request, upstream)
             forget = self.streams.add(upstream.close)
@@ -209,13 +200,18 @@ class Pipeline:
             finally:
                 forget()
 
-
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    passthrough.check_declared_length(request, limit)
-    body = bytearray()
-    async for chunk in passthrough.request_body(request, limit):
-        body += chunk
-    return bytes(body)
+    def _upstream_headers(
+        self, request: web.Request, identity: Identity, is_upgrade: bool
+    ) -> list[tuple[str, str]]:
+        """The client's headers less credentials and hop-by-hop ones, plus impersonation."""
+        headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
+        headers += impersonation_headers(identity)
+        if is_upgrade:
+            headers = [h for h in headers if h[0].lower() != "sec-websocket-protocol"]
+            if request[WS_PROTOCOLS]:
+                headers.append(("Sec-WebSocket-Protocol", request[WS_PROTOCOLS]))
+            headers += [("Connection", "Upgrade"), ("Upgrade", request.headers.get("Upgrade", ""))]
+        return headers
 
 
 def _credentials(request: web.Request) -> tuple[Credentials, str]:

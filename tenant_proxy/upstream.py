@@ -190,17 +190,17 @@ class Upstream:
         all_headers = [*headers, *self.own_headers()]
         for attempt in range(attempts):
             try:
-                return await asyncio.wait_for(
-                    self.session.request(
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the request completes (an informer would outlive its stop).
+                async with asyncio.timeout(self._settings.response_timeout_seconds):
+                    return await self.session.request(
                         method,
                         url,
                         headers=all_headers,
                         data=body,
                         allow_redirects=False,
                         compress=False,
-                    ),
-                    timeout=self._settings.response_timeout_seconds,
-                )
+                    )
             except aiohttp.ClientConnectorError as exc:
                 if attempt + 1 == attempts:
                     raise UpstreamError(
@@ -228,9 +228,8 @@ class Upstream:
         resp = await self.send(method, self.url(path), hdrs, data)
         async with resp:
             try:
-                raw = await asyncio.wait_for(
-                    resp.read(), timeout=self._settings.response_timeout_seconds
-                )
+                async with asyncio.timeout(self._settings.response_timeout_seconds):
+                    raw = await resp.read()
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise UpstreamError("the API server's answer was cut") from exc
         try:

@@ -95,14 +95,6 @@ async def test_declared_body_over_the_limit_is_413_before_it_is_sent(world: Worl
     assert world.emulator.seen_at(CONFIGMAPS) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with aiohttp 3.14 the 413 ApiError raised inside passthrough.request_body reaches "
-    "Upstream.send as aiohttp.ClientConnectionError('Failed to send bytes into the underlying "
-    "connection', __cause__=ApiError 413), which send() turns into UpstreamError, so the client "
-    "gets 502 'API server connection failed' instead of 413 (proxy.forward only unwraps "
-    "ClientPayloadError)",
-)
 async def test_chunked_body_over_the_limit_is_413(world: World) -> None:
     body = configmap(LIMIT + 64 * 1024)
     session = world.session("alice", ("tenant-a-devs",))
@@ -244,14 +236,6 @@ def running_informers() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("informer ") and not t.done()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Upstream.send wraps session.request in asyncio.wait_for, which on Python 3.11 "
-    "loses a cancellation that lands while the request completes: the tenants informer, "
-    "still listing when start() returns, survives TenancyIndex.stop (now bounded to 2 s by "
-    "Informer.stop, which then abandons it), so stop() takes 2 s and leaves the informer "
-    "task running against the upstream",
-)
 async def test_proxy_stop_right_after_start_ends_every_informer(tmp_path: Path) -> None:
     demo = Demo(tmp_path)
     await demo.start()

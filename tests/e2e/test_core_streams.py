@@ -277,12 +277,6 @@ async def test_websocket_upgrade_with_bad_bearer_subprotocol_is_refused(world: W
     assert world.emulator.seen_at("/api/v1/namespaces/team-a-dev/pods/echo/exec") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy.forward calls request.protocol.force_close() before relaying a non-101 answer "
-    "to an upgrade: the transport is closed at once, so relay() fails with 'Cannot write to "
-    "closing transport' and the client gets no response at all instead of the upstream's 403",
-)
 async def test_upgrade_the_api_server_refuses_is_relayed_and_the_connection_closed(
     world: World,
 ) -> None:
