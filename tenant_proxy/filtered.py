@@ -128,7 +128,7 @@ class FilteredReads:
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         if info.verb == "watch":
-            return await self._watch(request, info, gr, shape, view, identity)
+            return await self._watch(request, info, gr, shape, identity)
         return await self._list(request, info, gr, shape, view, keep)
 
     # -- requests as the proxy ----------------------------------------------------------------
@@ -242,7 +242,6 @@ class FilteredReads:
         info: RequestInfo,
         gr: GroupResource,
         shape: Shape,
-        view: TenantView,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
         url = self.upstream.url(info.path, self._query(info, shape, None))
@@ -250,7 +249,7 @@ class FilteredReads:
         async with resp:
             if resp.status != 200:
                 return await passthrough.relay(request, resp), 0
-            stream = _WatchStream(self, request, info, gr, shape, view, identity)
+            stream = _WatchStream(self, request, info, gr, shape, identity)
             return await stream.run(resp), stream.filter.dropped
 
 
@@ -321,11 +320,14 @@ class _WatchStream:
         info: RequestInfo,
         gr: GroupResource,
         shape: Shape,
-        view: TenantView,
         identity: Identity,
     ) -> None:
         self.reads, self.request, self.info, self.gr, self.shape = reads, request, info, gr, shape
         self.identity = identity
+        # The view and its generation are taken together, now: tenancy may have moved on while
+        # the upstream watch was being opened, and a stale view would drop what it now owns.
+        self.generation = reads.index.generation
+        view = reads.index.view_for(identity)
         # Only what the client holds is remembered (memory follows the tenant's share, not
         # the cluster's); objects a tenancy change reveals are read when it happens.
         self.filter = WatchFilter(
@@ -335,7 +337,6 @@ class _WatchStream:
             remember_hidden=False,
         )
         self.out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=reads._buffer)
-        self.generation = reads.index.generation
 
     def _keep(self, view: TenantView | None) -> Any:
         gr = self.gr

@@ -315,7 +315,7 @@ async def test_kubectl_watch_shows_new_own_namespace_but_not_a_foreign_one(world
         await watch.until(lambda line: first_column(line) == "team-a-dev")
         await watch.until(lambda line: first_column(line) == "team-a-prod")
         # kubectl lists, then watches: create only once its watch is open upstream (beside the
-        # informer's), since a watch replaying a just-created namespace loses it (xfail below).
+        # informer's), so the creations reach it as watch events rather than in the list.
         await eventually(lambda: world.emulator.open_watches("", "namespaces") == 2)
         # Created in this order, team-b-later's event reaches the proxy first: had it leaked,
         # it would be printed before team-a-later.
@@ -327,13 +327,6 @@ async def test_kubectl_watch_shows_new_own_namespace_but_not_a_foreign_one(world
     assert shown <= {"NAME", "team-a-dev", "team-a-prod", "team-a-later"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a filtered watch from resourceVersion R drops the replayed ADDED event of an "
-    "own-tenant namespace created after R when the tenancy index has not seen it yet, and the "
-    "index update that follows never adds it (no event within 5 s); kubectl get -w creates "
-    "this race between its list and its watch",
-)
 async def test_watch_from_a_list_resource_version_replays_own_new_namespace(world: World) -> None:
     session = world.session("alice", ("tenant-a-devs",))
     async with session.get("/api/v1/namespaces") as resp:
