@@ -104,6 +104,8 @@ class FilteredReads:
     ) -> None:
         self.index, self.upstream, self.metrics = index, upstream, metrics
         self.streams = streams if streams is not None else OpenStreams()
+        self._shared_generation = -1
+        self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
         self._sync_timeout = sync_timeout
         self._max_event = max_event_bytes
         self._max_list = max_list_bytes
@@ -130,6 +132,26 @@ class FilteredReads:
         if info.verb == "watch":
             return await self._watch(request, info, gr, shape, identity)
         return await self._list(request, info, gr, shape, view, keep)
+
+    async def read_shared(
+        self, path: str, query: str, accept: str, generation: int
+    ) -> dict[str, Any] | None:
+        """One object read as the proxy, shared by every watch that needs it after the same
+        tenancy change (a namespace joining a tenant must not cost one read per open watch)."""
+        if generation != self._shared_generation:
+            self._shared_generation, self._shared = generation, {}
+        key = (path, query, accept)
+        if key not in self._shared:
+            self._shared[key] = asyncio.ensure_future(self._read_one(path, query, accept))
+        return await asyncio.shield(self._shared[key])
+
+    async def _read_one(self, path: str, query: str, accept: str) -> dict[str, Any] | None:
+        resp = await self.upstream.send("GET", self.upstream.url(path, query), [("Accept", accept)])
+        async with resp:
+            if resp.status != 200:
+                return None
+            doc: dict[str, Any] = orjson.loads(await resp.read())
+            return doc
 
     # -- requests as the proxy ----------------------------------------------------------------
     def _headers(self, request: web.Request, shape: Shape) -> list[tuple[str, str]]:
@@ -425,38 +447,27 @@ class _WatchStream:
             while True:
                 await index.wait_change(self.generation)
                 self.generation = index.generation
-                keep = self._keep(index.view_for(self.identity))
+                view = index.view_for(self.identity)
                 # retarget opens a fetch window: objects newly owned that this stream never
                 # carried are read, unless the stream brings a newer state meanwhile.
-                self._emit(self.filter.retarget(keep))
-                await self._add_unseen(keep)
+                self._emit(self.filter.retarget(self._keep(view)))
+                if view is not None:
+                    await self._add_unseen(view)
                 self.filter.end_fetches()
         except _TooSlow:
             self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
 
-    async def _add_unseen(self, keep: Any) -> None:
+    async def _add_unseen(self, view: TenantView) -> None:
         """Objects now owned that the client does not have: read them, send ADDED."""
-        have = self.filter.visible_keys()
-        for key, projection in self.reads.index.objects(self.gr).items():
-            if ("", key) in have or not keep(projection):
-                continue
-            obj = await self._fetch(key)
+        have = {name for _, name in self.filter.visible_keys()}
+        base = self.info.path.replace("/watch/", "/", 1).rstrip("/")
+        query = f"includeObject={self.shape.include_object}" if self.shape.include_object else ""
+        for name in sorted(self.reads.index.owned(self.gr, view).keys() - have):
+            obj = await self.reads.read_shared(
+                f"{base}/{name}", query, self.shape.accept, self.generation
+            )
             if obj is not None:
                 self._emit(self.filter.add_fetched(obj))
-
-    async def _fetch(self, name: str) -> dict[str, Any] | None:
-        path = f"{self.info.path.rstrip('/')}/{name}"
-        if "/watch/" in path:
-            path = path.replace("/watch/", "/", 1)
-        query = f"includeObject={self.shape.include_object}" if self.shape.include_object else ""
-        resp = await self.reads.upstream.send(
-            "GET", self.reads.upstream.url(path, query), [("Accept", self.shape.accept)]
-        )
-        async with resp:
-            if resp.status != 200:
-                return None
-            doc: dict[str, Any] = orjson.loads(await resp.read())
-            return doc
 
 
 def _objects_of(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:

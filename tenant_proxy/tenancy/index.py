@@ -25,7 +25,10 @@ from tenant_proxy.tenancy.model import (
     Tenant,
     TenantView,
     field_value,
-    view_for,
+    memberships,
+    owns,
+    tenant_namespaces,
+    view_of,
 )
 from tenant_proxy.upstream import Upstream, UpstreamError
 
@@ -81,7 +84,9 @@ class TenancyIndex:
         self._rolebindings: dict[str, tuple[str, frozenset[str], frozenset[str]]] = {}
         self._informers: dict[GroupResource, Informer[Projection]] = {}
         self._meta_informers: list[Informer[Any]] = []
-        self._views: dict[tuple[str, tuple[str, ...]], TenantView | None] = {}
+        self._own: dict[str, frozenset[str]] | None = None
+        self._views: dict[tuple[frozenset[str], frozenset[str]], TenantView | None] = {}
+        self._owned: dict[tuple[GroupResource, frozenset[str], frozenset[str]], dict[str, Any]] = {}
         self.generation = 0
         self._changed = asyncio.Condition()
         self._label_keys = [settings.namespace_label] + (
@@ -165,16 +170,27 @@ class TenancyIndex:
         return owner
 
     def view_for(self, identity: Identity) -> TenantView | None:
-        key = (identity.user, identity.groups)
+        """The caller's view at this generation; callers with the same memberships share one.
+
+        Per generation the index computes each tenant's namespaces once, so a tenancy change
+        costs O(namespaces) plus O(tenants) per caller, not O(namespaces) per caller.
+        """
+        if self._own is None:
+            self._own = tenant_namespaces(self.tenants(), self.namespace_owner())
+        mine = memberships(identity, self.tenants(), self._own)
+        key = (frozenset(t.name for t in mine), self._bound_namespaces(identity))
         if key not in self._views:
-            self._views[key] = view_for(
-                identity, self.tenants(), self.namespace_owner(), self._bound_namespaces(identity)
-            )
+            self._views[key] = view_of(mine, self._own, key[1])
         return self._views[key]
 
-    def objects(self, gr: GroupResource) -> dict[str, Projection]:
-        informer = self._informers.get(gr)
-        return dict(informer.store) if informer is not None else {}
+    def owned(self, gr: GroupResource, view: TenantView) -> dict[str, Projection]:
+        """The indexed objects of `gr` that `view` owns, computed once per view and generation."""
+        key = (gr, view.tenants, view.namespaces)
+        if key not in self._owned:
+            informer = self._informers.get(gr)
+            store = informer.store if informer is not None else {}
+            self._owned[key] = {k: p for k, p in store.items() if owns(view, gr, p)}
+        return self._owned[key]
 
     def observe(self, gr: GroupResource, kind: str, obj: Mapping[str, Any]) -> bool:
         """Fast-forward the index with an object a watch stream just carried.
@@ -199,7 +215,9 @@ class TenancyIndex:
     # -- keeping it current -------------------------------------------------------------------
     def _bump(self) -> None:
         self.generation += 1
+        self._own = None
         self._views.clear()
+        self._owned.clear()
         asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:

@@ -300,7 +300,23 @@ def view_for(
     """
     tenant_list = list(tenants)
     own = tenant_namespaces(tenant_list, namespace_owner)
-    mine = [t for t in tenant_list if is_member(caller, t, own[t.name])]
+    return view_of(memberships(caller, tenant_list, own), own, rolebinding_namespaces)
+
+
+def memberships(
+    caller: Caller, tenants: Iterable[Tenant], own: Mapping[str, frozenset[str]]
+) -> list[Tenant]:
+    """The tenants `caller` belongs to (`own`: each tenant's namespaces)."""
+    return [t for t in tenants if is_member(caller, t, own[t.name])]
+
+
+def view_of(
+    mine: Iterable[Tenant],
+    own: Mapping[str, frozenset[str]],
+    rolebinding_namespaces: frozenset[str] = frozenset(),
+) -> TenantView | None:
+    """The union view of the tenants `mine`; callers with the same memberships share it."""
+    mine = list(mine)
     if not mine:
         return None
     rules: dict[GroupResource, list[Criteria]] = {}
