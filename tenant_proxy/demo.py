@@ -20,7 +20,7 @@ import jwt
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tenant_proxy import pki
+from tenant_proxy import loop, pki
 from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.seed import as_applied, parse_documents
@@ -217,9 +217,9 @@ class Demo:
 
 async def _run(directory: Path, port: int) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    running = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        running.add_signal_handler(sig, stop.set)
     demo = Demo(directory, tenant_port=port)
     await demo.start()
     print(demo.instructions(), flush=True)  # "ready" only once signals are handled
@@ -231,7 +231,7 @@ async def _run(directory: Path, port: int) -> None:
 def run_demo(directory: Path | None, port: int = 0) -> int:
     if directory is None:
         with tempfile.TemporaryDirectory(prefix="tenant-proxy-demo-") as tmp:
-            asyncio.run(_run(Path(tmp), port))
+            loop.run(_run(Path(tmp), port))
     else:
-        asyncio.run(_run(directory.resolve(), port))
+        loop.run(_run(directory.resolve(), port))
     return 0

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,9 +240,10 @@ class FilteredReads:
                 return await passthrough.relay(request, resp), 0
             body = await self._read_body(resp)
         try:
-            out, dropped = filter_response(
-                body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
-            )
+            with _collector_paused():
+                out, dropped = filter_response(
+                    body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
+                )
         except NotAList as exc:
             raise status.bad_gateway(f"unexpected list answer: {exc}") from None
         return _json_response(out), dropped
@@ -468,6 +470,20 @@ class _WatchStream:
             )
             if obj is not None:
                 self._emit(self.filter.add_fetched(obj))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Decoding a large list builds hundreds of thousands of objects, and Python's cyclic GC
+    would run full collections all through it (half the time of a 20,000-PV list). Nothing else
+    runs during this synchronous step, and what it builds holds no cycles."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _objects_of(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -7,6 +7,7 @@ by `tenant-proxy serve` and, in-process, by the tests and the demo.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 from collections.abc import Callable
@@ -216,6 +217,9 @@ async def serve_forever(settings: Settings, reuse_port: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     loop.add_signal_handler(signal.SIGHUP, server.tls.reload_if_changed)
+    if await server.index.wait_synced(settings.tenancy.sync_timeout_seconds):
+        # The index is long-lived: keep it out of every future full collection.
+        gc.freeze()
     print(f"tenant-proxy ready: tenant {server.tenant_url} admin {server.admin_url}", flush=True)
     await stop.wait()
     await server.stop()

@@ -7,11 +7,11 @@ behave exactly like N workers. The parent only starts, forwards signals to, and 
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import signal
 from types import FrameType
 
+from tenant_proxy import loop
 from tenant_proxy.config import Settings
 
 
@@ -19,12 +19,7 @@ def run_one(settings: Settings, reuse_port: bool) -> int:
     """Serve in this process, on uvloop when it is installed."""
     from tenant_proxy.server import serve_forever
 
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve_forever(settings, reuse_port))
-    else:
-        uvloop.run(serve_forever(settings, reuse_port))
+    loop.run(serve_forever(settings, reuse_port))
     return 0
 
 
