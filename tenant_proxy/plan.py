@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tenant_proxy import status
 from tenant_proxy.requestinfo import RequestInfo
-from tenant_proxy.reviews import is_review
+from tenant_proxy.reviews import is_review, is_whoami
 from tenant_proxy.tenancy.model import GroupResource
 
 FILTERED_VERBS = frozenset({"get", "list", "watch"})
@@ -43,11 +43,16 @@ class ListAcrossNamespaces:
 
 
 @dataclass(frozen=True)
+class WhoAmI:
+    """A SelfSubjectReview: the proxy knows the caller; it answers itself."""
+
+
+@dataclass(frozen=True)
 class Deny:
     error: status.ApiError
 
 
-Plan = PassThrough | Filter | AmendReview | ListAcrossNamespaces | Deny
+Plan = PassThrough | Filter | AmendReview | ListAcrossNamespaces | WhoAmI | Deny
 
 
 def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | None) -> Plan:
@@ -56,7 +61,11 @@ def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | N
     `filters` says which resources a tenancy rule governs for this caller; None when nothing is
     filtered for it (the admin listener, or a caller in no tenant).
     """
-    if filters is None or not info.is_resource:
+    if not info.is_resource:
+        return PassThrough()
+    if is_whoami(info.api_group, info.resource, info.verb):
+        return WhoAmI()
+    if filters is None:
         return PassThrough()
     if is_review(info.api_group, info.resource, info.verb):
         return AmendReview()

@@ -27,7 +27,14 @@ from tenant_proxy.filtered import AcrossNamespaces, FilteredReads
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics, RequestLog
-from tenant_proxy.plan import AmendReview, Deny, Filter, ListAcrossNamespaces, plan_request
+from tenant_proxy.plan import (
+    AmendReview,
+    Deny,
+    Filter,
+    ListAcrossNamespaces,
+    WhoAmI,
+    plan_request,
+)
 from tenant_proxy.requestinfo import RequestInfo, classify
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
@@ -106,6 +113,12 @@ class Pipeline:
         match plan:
             case Deny(error):
                 raise error
+            case WhoAmI():
+                await passthrough.read_body(request, self.max_body_bytes)  # a review; unused
+                review = reviews.self_subject_review(identity, info.api_version)
+                return web.Response(
+                    status=201, body=orjson.dumps(review), content_type="application/json"
+                )
             case Filter(gr) if self.reads is not None and view is not None:
                 entry.filtered = True
                 response, entry.dropped = await self.reads.serve(request, info, gr, view, identity)

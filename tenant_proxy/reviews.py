@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from tenant_proxy.identity import Identity
 from tenant_proxy.tenancy.model import GroupResource
 
 GROUP = "authorization.k8s.io"
@@ -21,8 +22,36 @@ READ_VERBS = ("get", "list", "watch")
 REASON = "tenant-proxy serves this read filtered to the caller's tenants"
 
 
+AUTHN_GROUP = "authentication.k8s.io"
+SELF = "selfsubjectreviews"
+
+
 def is_review(group: str, resource: str, verb: str) -> bool:
     return verb == "create" and group == GROUP and resource in (ACCESS, RULES)
+
+
+def is_whoami(group: str, resource: str, verb: str) -> bool:
+    return verb == "create" and group == AUTHN_GROUP and resource == SELF
+
+
+def self_subject_review(identity: Identity, version: str) -> dict[str, Any]:
+    """`kubectl auth whoami`, answered by the proxy: it is the one that authenticated the caller
+    (the API server would only echo the impersonation), and it works on servers older than
+    SelfSubjectReview (v1.27)."""
+    groups = list(identity.groups)
+    if identity.user != "system:anonymous" and "system:authenticated" not in groups:
+        groups.append("system:authenticated")  # as the API server adds to every authenticated user
+    user: dict[str, Any] = {"username": identity.user, "groups": groups}
+    if identity.uid:
+        user["uid"] = identity.uid
+    if identity.extra:
+        user["extra"] = {k: list(v) for k, v in identity.extra.items()}
+    return {
+        "kind": "SelfSubjectReview",
+        "apiVersion": f"{AUTHN_GROUP}/{version}",
+        "metadata": {"creationTimestamp": None},
+        "status": {"userInfo": user},
+    }
 
 
 def amend_access_review(

@@ -1,0 +1,87 @@
+"""Access reviews amended for what the proxy serves; whoami answered from the caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tenant_proxy.identity import Identity
+from tenant_proxy.reviews import (
+    REASON,
+    amend_access_review,
+    amend_rules_review,
+    self_subject_review,
+)
+from tenant_proxy.tenancy.model import GroupResource
+
+NODES = GroupResource("", "nodes")
+
+
+def access(verb: str, resource: str, group: str = "", **extra: str) -> dict[str, Any]:
+    attrs = {"verb": verb, "resource": resource, "group": group, **extra}
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attrs},
+        "status": {"allowed": False},
+    }
+
+
+def only_nodes(gr: GroupResource) -> bool:
+    return gr == NODES
+
+
+def test_denied_read_of_a_filtered_resource_becomes_allowed() -> None:
+    for verb in ("get", "list", "watch"):
+        out = amend_access_review(access(verb, "nodes"), only_nodes)
+        assert out["status"] == {"allowed": True, "reason": REASON}
+
+
+def test_kubectl_default_namespace_does_not_matter_for_cluster_scoped_kinds() -> None:
+    out = amend_access_review(access("list", "nodes", namespace="default"), only_nodes)
+    assert out["status"]["allowed"] is True
+
+
+@given(verb=st.sampled_from(["create", "update", "patch", "delete", "deletecollection", "*"]))
+def test_writes_are_never_amended(verb: str) -> None:
+    out = amend_access_review(access(verb, "nodes"), only_nodes)
+    assert out["status"] == {"allowed": False}
+
+
+def test_unfiltered_resources_and_subresources_keep_the_api_servers_answer() -> None:
+    assert amend_access_review(access("list", "pods"), only_nodes)["status"]["allowed"] is False
+    sub = access("get", "nodes", subresource="proxy")
+    assert amend_access_review(sub, only_nodes)["status"]["allowed"] is False
+
+
+def test_an_allowed_answer_is_kept_as_the_api_server_gave_it() -> None:
+    review = access("list", "nodes")
+    review["status"] = {"allowed": True, "reason": "RBAC: allowed by ClusterRoleBinding"}
+    assert amend_access_review(review, only_nodes)["status"] == review["status"]
+
+
+def test_rules_review_gains_read_rules_for_each_filtered_resource() -> None:
+    upstream = {
+        "status": {
+            "resourceRules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}],
+            "incomplete": False,
+        }
+    }
+    out = amend_rules_review(upstream, [NODES, GroupResource("storage.k8s.io", "storageclasses")])
+    rules = out["status"]["resourceRules"]
+    assert rules[0] == upstream["status"]["resourceRules"][0]
+    assert {"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["nodes"]} in rules
+    assert out["status"]["incomplete"] is False
+
+
+def test_whoami_reports_the_authenticated_caller() -> None:
+    who = Identity(user="alice", groups=("devs",), extra={"scopes": ("a",)}, uid="u1")
+    review = self_subject_review(who, "v1")
+    assert review["apiVersion"] == "authentication.k8s.io/v1"
+    assert review["status"]["userInfo"] == {
+        "username": "alice",
+        "uid": "u1",
+        "groups": ["devs", "system:authenticated"],
+        "extra": {"scopes": ["a"]},
+    }
