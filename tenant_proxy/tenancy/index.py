@@ -183,6 +183,11 @@ class TenancyIndex:
             self._views[key] = view_of(mine, self._own, key[1])
         return self._views[key]
 
+    def objects(self, gr: GroupResource) -> dict[str, Projection]:
+        """A copy of the indexed objects of `gr` (name -> projection)."""
+        informer = self._informers.get(gr)
+        return dict(informer.store) if informer is not None else {}
+
     def owned(self, gr: GroupResource, view: TenantView) -> dict[str, Projection]:
         """The indexed objects of `gr` that `view` owns, computed once per view and generation."""
         key = (gr, view.tenants, view.namespaces)
