@@ -27,7 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     setup_logging(settings.observability.log_level, settings.observability.audit_file)
     workers = args.workers or settings.workers
-    return run_workers(settings, workers)
+    return run_workers(settings, workers, Path(args.config))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import socket
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tenant_proxy.authentication import Authentication
-from tenant_proxy.config import ListenerSettings, Settings
+from tenant_proxy.config import ConfigError, ListenerSettings, Settings, load_settings
 from tenant_proxy.filtered import AcrossNamespaces, FilteredReads
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
@@ -114,6 +115,22 @@ class ProxyServer:
         await self.tls.stop()
         await self.upstream.close()
 
+    def reload(self, settings: Settings) -> None:
+        """Apply what can change without a restart: certificates and the config's tenants.
+
+        Listener addresses, upstream and authentication need a restart (logged if changed).
+        """
+        self.tls.reload_if_changed()
+        changed = self.index.set_config_tenants(settings.tenancy.tenants)
+        restart_only = [
+            name
+            for name in ("listener", "upstream", "authentication", "admin", "workers")
+            if getattr(settings, name) != getattr(self.settings, name)
+        ]
+        if restart_only:
+            log.warning("reload: %s changed; those apply at the next restart", restart_only)
+        log.info("reloaded", extra={"fields": {"tenants_changed": changed}})
+
     # -- pieces ------------------------------------------------------------------------------
     def _is_admin(self, identity: Identity) -> bool:
         admin = self.settings.admin
@@ -198,28 +215,65 @@ class ProxyServer:
         )
 
 
-def bind_reuse_port(host: str, port: int) -> int:
-    """Reserve a concrete port for `--workers N` when the config says port 0."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        s.bind((host, port))
-        return int(s.getsockname()[1])
-
-
-async def serve_forever(settings: Settings, reuse_port: bool = False) -> None:
-    """Run until SIGTERM/SIGINT, then drain."""
-    import signal
-
+async def serve_forever(
+    settings: Settings, reuse_port: bool = False, config_path: Path | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT, then drain. SIGHUP, or a change of the config file, reloads."""
     server = ProxyServer(settings, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
-    loop.add_signal_handler(signal.SIGHUP, server.tls.reload_if_changed)
+    watcher = ConfigWatcher(config_path, server) if config_path is not None else None
+    if watcher is not None:
+        loop.add_signal_handler(signal.SIGHUP, watcher.reload)
+        watcher.start(settings.tls.reload_interval_seconds)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, server.tls.reload_if_changed)
     if await server.index.wait_synced(settings.tenancy.sync_timeout_seconds):
         # The index is long-lived: keep it out of every future full collection.
         gc.freeze()
     print(f"tenant-proxy ready: tenant {server.tenant_url} admin {server.admin_url}", flush=True)
     await stop.wait()
+    if watcher is not None:
+        await watcher.stop()
     await server.stop()
+
+
+class ConfigWatcher:
+    """Re-reads the config file on SIGHUP or when it changes; a broken file changes nothing."""
+
+    def __init__(self, path: Path, server: ProxyServer) -> None:
+        self._path, self._server = path, server
+        self._stamp = self._mtime()
+        self._task: asyncio.Task[None] | None = None
+
+    def _mtime(self) -> int:
+        try:
+            return self._path.stat().st_mtime_ns
+        except OSError:
+            return -1
+
+    def reload(self) -> None:
+        self._stamp = self._mtime()
+        try:
+            settings = load_settings(self._path)
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running configuration: %s", exc)
+            return
+        self._server.reload(settings)
+
+    def start(self, interval: float) -> None:
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(interval)  # polling period for file changes
+                if self._mtime() != self._stamp:
+                    self.reload()
+
+        self._task = asyncio.get_running_loop().create_task(poll())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])

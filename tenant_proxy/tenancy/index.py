@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from tenant_proxy.config import TenancySettings
+from tenant_proxy.config import TenancySettings, TenantSettings
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.tenancy import sources
@@ -142,6 +142,16 @@ class TenancyIndex:
                 await asyncio.gather(*(i.synced.wait() for i in informers))
         except TimeoutError:
             return False
+        return True
+
+    def set_config_tenants(self, tenants: list[TenantSettings]) -> bool:
+        """Adopt the config file's tenants after a reload; whether anything changed."""
+        fresh = sources.tenants_from_settings(tenants, self.settings.namespace_label)
+        if fresh == self._config_tenants:
+            return False
+        self._config_tenants = fresh
+        self._bump()
+        asyncio.get_running_loop().create_task(self._ensure_resource_informers())
         return True
 
     # -- what the proxy asks ------------------------------------------------------------------
