@@ -447,8 +447,10 @@ def bootstrap_objects() -> list[KubeObject]:
     """ClusterRoles and ClusterRoleBindings of a fresh cluster, bindings in the order the
     reference server's SelfSubjectRulesReview lists them.
 
-    One addition to v1.24: system:basic-user may create selfsubjectreviews (as v1.28+
-    servers allow), so `kubectl auth whoami` works for every authenticated user.
+    Exactly v1.24's: system:basic-user may not create selfsubjectreviews (v1.28+ servers allow
+    it), so `kubectl auth whoami` directly against the emulator works for superusers only, as
+    the reference server's rules review shows; through the proxy it works for everyone (the
+    proxy answers it from the caller it authenticated).
     """
     authn = ["system:authenticated"]
     return [
@@ -470,7 +472,6 @@ def bootstrap_objects() -> list[KubeObject]:
                     ["authorization.k8s.io"],
                     ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                 ),
-                _rule(["create"], ["authentication.k8s.io"], ["selfsubjectreviews"]),
             ],
         ),
         _cluster_role("system:public-info-viewer", [_urls(*_PUBLIC_URLS)]),

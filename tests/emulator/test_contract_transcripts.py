@@ -348,10 +348,7 @@ async def replay(em: Emulator, t: Transcript) -> None:
 
 
 # Known, explained differences (each is reported to the owner of the part concerned).
-XFAIL = {
-    "selfsrr-alice": "rbac.bootstrap_objects grants system:basic-user create on "
-    "authentication.k8s.io selfsubjectreviews (for kubectl auth whoami), which v1.24 did not",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _case(path: Path) -> Any:

@@ -187,15 +187,6 @@ async def kubectl(config: Path, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_kubectl_auth_whoami(kubeconfig: tuple[Path, TokenIssuer]) -> None:
-    code, out, err = await kubectl(kubeconfig[0], "auth", "whoami", "-o", "json")
-    assert code == 0, err
-    assert json.loads(out)["status"]["userInfo"] == {
-        "username": "alice",
-        "groups": ["tenant-a-devs", "system:authenticated"],
-    }
-
-
 @pytest.mark.parametrize(
     ("args", "answer", "code"),
     [
