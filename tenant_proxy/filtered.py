@@ -151,8 +151,7 @@ class FilteredReads:
         async with resp:
             if resp.status != 200:
                 return None
-            doc: dict[str, Any] = orjson.loads(await resp.read())
-            return doc
+            return single_object(orjson.loads(await resp.read()))
 
     # -- requests as the proxy ----------------------------------------------------------------
     def _headers(self, request: web.Request, shape: Shape) -> list[tuple[str, str]]:
@@ -460,16 +459,51 @@ class _WatchStream:
             self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
 
     async def _add_unseen(self, view: TenantView) -> None:
-        """Objects now owned that the client does not have: read them, send ADDED."""
+        """Objects now owned that the client does not have: read them, send ADDED.
+
+        Each is read as a list narrowed to its name and to the client's own label and field
+        selectors, so the API server decides whether this watch would carry it at all.
+        """
         have = {name for _, name in self.filter.visible_keys()}
-        base = self.info.path.replace("/watch/", "/", 1).rstrip("/")
-        query = f"includeObject={self.shape.include_object}" if self.shape.include_object else ""
+        collection = self.info.path.replace("/watch/", "/", 1).rstrip("/")
+        query = self.info.query
         for name in sorted(self.reads.index.owned(self.gr, view).keys() - have):
+            fields = ",".join(f for f in (query.field_selector, f"metadata.name={name}") if f)
+            changes: dict[str, str | None] = {
+                "fieldSelector": fields,
+                "labelSelector": query.label_selector,
+                "includeObject": self.shape.include_object,
+            }
+            narrowed = query.with_params(changes)
+            single = only_params(narrowed, ("fieldSelector", "labelSelector", "includeObject"))
             obj = await self.reads.read_shared(
-                f"{base}/{name}", query, self.shape.accept, self.generation
+                collection, single, self.shape.accept, self.generation
             )
             if obj is not None:
                 self._emit(self.filter.add_fetched(obj))
+
+
+def only_params(raw_query: str, keep: tuple[str, ...]) -> str:
+    """The chunks of `raw_query` whose (undecoded) key is one of `keep`. Pure."""
+    return "&".join(c for c in raw_query.split("&") if c.split("=", 1)[0] in keep)
+
+
+def single_object(doc: object) -> dict[str, Any] | None:
+    """The one object of a list answer, as a watch event carries it (a one-row Table stays a
+    Table; list items get the kind and apiVersion a watch event has). None for no match. Pure."""
+    if not isinstance(doc, dict):
+        return None
+    if doc.get("kind") == "Table":
+        rows = doc.get("rows") or []
+        return doc if len(rows) == 1 else None
+    items = doc.get("items") or []
+    if len(items) != 1 or not isinstance(items[0], dict):
+        return None
+    kind = str(doc.get("kind", ""))
+    item: dict[str, Any] = dict(items[0])
+    item.setdefault("kind", kind[: -len("List")] if kind.endswith("List") else kind)
+    item.setdefault("apiVersion", doc.get("apiVersion"))
+    return item
 
 
 @contextlib.contextmanager

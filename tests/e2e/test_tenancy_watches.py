@@ -180,3 +180,23 @@ async def test_upstream_restart_ends_watch_cleanly_without_leaks(
         and not name_of(e).startswith("team-a")
     ]
     assert leaked == []
+
+
+async def test_tenancy_change_respects_the_watch_selectors(demo: Demo, cluster: Cluster) -> None:
+    """Objects a tenancy change reveals are added only if the client's own selectors match."""
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
+        query = "watch=1&labelSelector=tier%3Dgold&allowWatchBookmarks=true"
+        async with session.get(f"/api/v1/namespaces?{query}") as resp:
+            watch = Watch(resp)
+            for name, tier in (("team-c-dev", "silver"), ("platform", "gold")):
+                await cluster.patch(*NS, name, {"metadata": {"labels": {"tier": tier}}})
+            # Both namespaces join team-a; only the gold one matches the client's selector.
+            for name in ("team-c-dev", "platform"):
+                await cluster.patch(
+                    *NS, name, {"metadata": {"labels": {"tenant-proxy.io/tenant": "team-a"}}}
+                )
+            added = await watch.until(lambda e: e["type"] == "ADDED", timeout=2.0)
+            assert name_of(added) == "platform"
+            # A later bookmark proves the stream moved on without adding team-c-dev.
+            await watch.until(lambda e: e["type"] == "BOOKMARK", timeout=5.0)
+            assert [name_of(e) for e in watch.events if e["type"] == "ADDED"] == ["platform"]
