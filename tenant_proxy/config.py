@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,8 +185,18 @@ class ClassRuleSettings(_Strict):
     """Which objects of a class-like resource a tenant sees."""
 
     names: list[str] = Field(default_factory=list)
-    regex: str | None = None
+    regex: str | None = Field(None, description="Matched against the whole name.")
     selector: SelectorSettings | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
 
 class GenericRuleSettings(_Strict):

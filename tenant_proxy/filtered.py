@@ -29,6 +29,7 @@ from tenant_proxy.filtering.watch import LineFramer, LineTooLong, WatchFilter
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, TenantView, owns
@@ -230,7 +231,13 @@ class FilteredReads:
         if isinstance(decision, pushdown.Nothing):
             return await self._empty_list(request, info, shape)
         selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
-        url = self.upstream.url(info.path, self._query(info, shape, selector))
+        query = self._query(info, shape, selector)
+        if selector is None:
+            # Never page an unfiltered read for a tenant: the API server's continue token
+            # names the last object of the page (another tenant's) and remainingItemCount
+            # counts the whole cluster. The tenant's share comes back in one answer.
+            query = classify_query(query).with_params({"limit": None, "continue": None})
+        url = self.upstream.url(info.path, query)
         resp = await self.upstream.send("GET", url, self._headers(request, shape))
         async with resp:
             pushed = selector is not None and not shape.partial and not shape.strip_objects
@@ -245,6 +252,8 @@ class FilteredReads:
                 )
         except NotAList as exc:
             raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+        if selector is None:
+            out = _without_list_counts(out)
         return _json_response(out), dropped
 
     async def _empty_list(
@@ -481,6 +490,18 @@ class _WatchStream:
             )
             if obj is not None:
                 self._emit(self.filter.add_fetched(obj))
+
+
+def _without_list_counts(body: bytes) -> bytes:
+    """A rewritten list says nothing about the cluster: no remainingItemCount, no continue."""
+    doc = orjson.loads(body)
+    meta = doc.get("metadata") or {}
+    if "remainingItemCount" in meta or "continue" in meta:
+        meta.pop("remainingItemCount", None)
+        meta.pop("continue", None)
+        doc["metadata"] = meta
+        return orjson.dumps(doc)
+    return body
 
 
 def only_params(raw_query: str, keep: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.base_protocol import BaseProtocol
 
 from tenant_proxy import status
 from tenant_proxy.headers import strip_response_headers
@@ -138,11 +139,20 @@ class _RawQueue:
         return data
 
 
-async def _pump(source: _RawQueue, sink: asyncio.BaseTransport | None) -> None:
+async def _pump(
+    source: _RawQueue, sink: asyncio.BaseTransport | None, sink_protocol: BaseProtocol
+) -> None:
     while (data := await source.get()) is not None:
         if sink is None or sink.is_closing():
             return
         sink.write(data)  # type: ignore[attr-defined]
+        # Back-pressure: while the sink's peer does not read, stop taking from the source
+        # (whose queue then pauses reading from its own peer). Without it a peer that
+        # never reads makes the proxy buffer everything the other side sends.
+        try:
+            await sink_protocol._drain_helper()
+        except ConnectionError:
+            return
     if sink is not None and not sink.is_closing() and sink.can_write_eof():  # type: ignore[attr-defined]
         with contextlib.suppress(OSError, RuntimeError):
             sink.write_eof()  # type: ignore[attr-defined]
@@ -177,8 +187,8 @@ async def splice_upgrade(
     try:
         _, pending = await asyncio.wait(
             [
-                asyncio.ensure_future(_pump(from_client, up_transport)),
-                asyncio.ensure_future(_pump(from_upstream, down_transport)),
+                asyncio.ensure_future(_pump(from_client, up_transport, conn.protocol)),
+                asyncio.ensure_future(_pump(from_upstream, down_transport, request.protocol)),
             ],
             return_when=asyncio.FIRST_COMPLETED,
         )

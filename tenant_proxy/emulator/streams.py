@@ -464,14 +464,31 @@ async def exec_or_attach(
 
 
 class _RawReader:
-    """Takes the connection's bytes after a 101, in place of aiohttp's HTTP parser."""
+    """Takes the connection's bytes after a 101, in place of aiohttp's HTTP parser.
 
-    def __init__(self) -> None:
+    Like a real peer it applies back-pressure: past `high` unread bytes it stops reading.
+    """
+
+    def __init__(self, transport: asyncio.Transport, high: int = 1 << 20) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._transport, self._high, self._pending, self._paused = transport, high, 0, False
 
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         self.queue.put_nowait(bytes(data))
+        self._pending += len(data)
+        if self._pending > self._high and not self._paused:
+            self._transport.pause_reading()
+            self._paused = True
         return False, b""
+
+    async def get(self) -> bytes | None:
+        data = await self.queue.get()
+        if data is not None:
+            self._pending -= len(data)
+            if self._paused and self._pending < self._high // 2:
+                self._transport.resume_reading()
+                self._paused = False
+        return data
 
     def feed_eof(self) -> None:
         self.queue.put_nowait(None)
@@ -500,10 +517,14 @@ async def _raw_echo(request: web.Request) -> web.StreamResponse:
     transport, protocol = request.transport, request.protocol
     if transport is None:
         return response
-    reader = _RawReader()
+    reader = _RawReader(transport)
     protocol.set_parser(reader)  # type: ignore[arg-type]
-    while (data := await reader.queue.get()) is not None:
+    while (data := await reader.get()) is not None:
         transport.write(data)
+        try:
+            await protocol._drain_helper()  # the echo waits for its reader, as a socket would
+        except ConnectionError:
+            break
     return response
 
 

@@ -267,7 +267,7 @@ class TenancyIndex:
         else:
             try:
                 table[key] = parse(obj)
-            except sources.TenantSpecError as exc:
+            except Exception as exc:
                 # A broken definition grants nothing (fail closed) and says why.
                 log.error("tenant %s refused: %s", key, exc)
                 table.pop(key, None)

@@ -137,13 +137,20 @@ class Informer(Generic[T]):
     def _replace(self, fresh: dict[str, T]) -> None:
         old = self.store
         self.store = fresh
-        if self._on_change is None:
-            return
         for key in old.keys() - fresh.keys():
-            self._on_change(key, old[key], None)
+            self._notify(key, old[key], None)
         for key, value in fresh.items():
             if old.get(key) != value:
-                self._on_change(key, old.get(key), value)
+                self._notify(key, old.get(key), value)
+
+    def _notify(self, key: str, old: T | None, new: T | None) -> None:
+        """Tell the owner; its failure must not stop the informer halfway through a change."""
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(key, old, new)
+        except Exception:
+            log.exception("informer %s: handling the change of %s failed", self.path, key)
 
     async def _watch(self) -> None:
         if not self.resource_version:
@@ -194,8 +201,8 @@ class Informer(Generic[T]):
         else:
             new = self.store[key] = self._project(obj)
             self._revisions[key] = _revision(obj)
-        if self._on_change is not None and old != new:
-            self._on_change(key, old, new)
+        if old != new:
+            self._notify(key, old, new)
 
     def _apply(self, event: Mapping[str, Any]) -> None:
         kind, obj = event.get("type"), event.get("object") or {}

@@ -8,6 +8,7 @@ A spec that cannot be read is refused whole (logged by the caller), never half-a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -96,6 +97,12 @@ def _class_rule(value: object, where: str) -> ClassRule:
     regex = spec.get("regex")
     if regex is not None and not isinstance(regex, str):
         raise TenantSpecError(f"{where}.regex: must be a string")
+    if regex:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            # Refused whole: a tenant whose rule cannot be read must grant nothing.
+            raise TenantSpecError(f"{where}.regex: {exc}") from None
     selector = spec.get("selector")
     return ClassRule(
         names=_strings(spec.get("names"), f"{where}.names"),
@@ -143,6 +150,8 @@ def tenant_from_spec(name: str, spec: Mapping[str, Any], label_key: str = DEFAUL
         rules[gr] = rule
     label_value = spec.get("namespaceLabelValue") or ""
     try:
+        for each in rules.values():
+            each.criteria(name, frozenset())  # every rule must compile now, not per request
         return Tenant(
             name=name,
             members=_members(spec),
@@ -150,7 +159,7 @@ def tenant_from_spec(name: str, spec: Mapping[str, Any], label_key: str = DEFAUL
             namespaces=_strings(spec.get("namespaces"), "spec.namespaces"),
             rules=rules,
         )
-    except ValueError as exc:
+    except (ValueError, re.error, SelectorError) as exc:
         raise TenantSpecError(str(exc)) from None
 
 

@@ -404,3 +404,23 @@ async def test_pass_through_watch_delivers_each_event_as_it_happens(world: World
         writer.close()
     (seen,) = world.emulator.seen_at(target)
     assert seen.impersonate_users == ("alice",)
+
+
+async def test_a_spliced_peer_that_never_reads_cannot_make_the_proxy_buffer(world: World) -> None:
+    """Back-pressure through the splice: when the client stops reading the echo, the proxy stops
+    reading from upstream, the upstream echo stops reading the client, and the client's writes
+    block after a bounded amount (socket buffers and the proxy's 1 MiB queues), not 100 MB."""
+    await create_pod(world, "team-a-dev")
+    reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
+    try:
+        writer.write(upgrade_request(PORTFORWARD, world.tenant_url, []))
+        assert (await asyncio.wait_for(read_response(reader), WAIT)).status == 101
+        chunk, sent = b"z" * (256 * 1024), 0
+        with pytest.raises(TimeoutError):
+            while sent < 100 * 1024 * 1024:
+                writer.write(chunk)
+                await asyncio.wait_for(writer.drain(), 2.0)  # blocks once nothing moves
+                sent += len(chunk)
+        assert sent < 40 * 1024 * 1024, f"{sent} bytes accepted while the client read nothing"
+    finally:
+        writer.transport.abort()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,20 @@ async def test_namespaced_rbac_still_decides(alice: Path) -> None:
     other = await kubectl(alice, "get", "pods", "-n", "team-b-dev")
     assert other.code != 0
     assert 'User "alice" cannot list resource "pods"' in other.err
+
+
+async def test_paged_rewritten_list_reveals_nothing_of_other_tenants(demo: Demo) -> None:
+    """A limit on a rewritten list must not hand out the API server's continue token (it names
+    the page's last object, another tenant's) nor a cluster-wide remainingItemCount."""
+    from watching import session_as
+
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as session:
+        async with session.get("/api/v1/persistentvolumes?limit=1") as resp:
+            assert resp.status == 200
+            raw = await resp.read()
+    doc = json.loads(raw)
+    assert [i["metadata"]["name"] for i in doc["items"]] == ["pv-a-data"]
+    assert "continue" not in doc["metadata"]
+    assert "remainingItemCount" not in doc["metadata"]
+    for foreign in (b"pv-b-data", b"pv-c-data", b"pv-unbound"):
+        assert foreign not in raw
