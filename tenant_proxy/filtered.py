@@ -33,7 +33,7 @@ from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, TenantView, owns
-from tenant_proxy.upstream import Upstream
+from tenant_proxy.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("tenant_proxy.filtered")
 
@@ -145,7 +145,13 @@ class FilteredReads:
         key = (path, query, accept)
         if key not in self._shared:
             self._shared[key] = asyncio.ensure_future(self._read_one(path, query, accept))
-        return await asyncio.shield(self._shared[key])
+        shared = self._shared[key]
+        try:
+            return await asyncio.shield(shared)
+        except Exception:
+            if self._shared.get(key) is shared:
+                del self._shared[key]  # a failure is never shared with later readers
+            raise
 
     async def _read_one(self, path: str, query: str, accept: str) -> dict[str, Any] | None:
         resp = await self.upstream.send("GET", self.upstream.url(path, query), [("Accept", accept)])
@@ -291,10 +297,14 @@ class AcrossNamespaces:
     Asked first as the caller; where RBAC refuses the cluster-wide list, the tenant gets the
     union of the same list in each of its namespaces, each asked as the caller, so RBAC still
     decides per namespace. Pages are not offered (the union has no single continue token).
+    Bounded: at most `parallel` namespaces at once, each answer at most `max_list_bytes`.
     """
 
-    def __init__(self, upstream: Upstream, max_list_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, upstream: Upstream, max_list_bytes: int = 64 * 1024 * 1024, parallel: int = 8
+    ) -> None:
         self.upstream, self._max = upstream, max_list_bytes
+        self._parallel = parallel
 
     async def serve(
         self,
@@ -304,16 +314,29 @@ class AcrossNamespaces:
         headers: list[tuple[str, str]],
     ) -> web.StreamResponse | None:
         """The merged answer, or None when not one namespace answered (caller relays its 403)."""
+        accept = [
+            r
+            for r in _media_ranges(request.headers.get("Accept") or _ACCEPT_JSON)
+            if "protobuf" not in r.lower()
+        ]
+        if not accept:
+            return None
+        # The proxy reads these answers: JSON only, never compressed.
+        asked = [h for h in headers if h[0].lower() not in ("accept", "accept-encoding")]
+        asked.append(("Accept", ",".join(accept)))
         query = info.query.with_params({"limit": None, "continue": None})
         prefix = (
             "/api/v1" if info.api_prefix == "api" else f"/apis/{info.api_group}/{info.api_version}"
         )
-        answers = await asyncio.gather(
-            *(
-                self._one(f"{prefix}/namespaces/{ns}/{info.resource}", query, headers)
-                for ns in sorted(view.namespaces)
-            )
-        )
+        limit = asyncio.Semaphore(self._parallel)
+
+        async def one(namespace: str) -> dict[str, Any] | None:
+            async with limit:
+                return await self._one(
+                    f"{prefix}/namespaces/{namespace}/{info.resource}", query, asked
+                )
+
+        answers = await asyncio.gather(*(one(ns) for ns in sorted(view.namespaces)))
         docs = [doc for doc in answers if doc is not None]
         if not docs:
             return None
@@ -326,10 +349,16 @@ class AcrossNamespaces:
         async with resp:
             if resp.status != 200:
                 return None
-            if resp.content_length is not None and resp.content_length > self._max:
-                raise status.bad_gateway("a namespace's list is larger than the proxy reads")
-            doc = orjson.loads(await resp.read())
-            return doc if isinstance(doc, dict) else None
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(256 * 1024):
+                body += chunk
+                if len(body) > self._max:
+                    raise status.bad_gateway("a namespace's list is larger than the proxy reads")
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        return doc if isinstance(doc, dict) else None
 
 
 def merge_lists(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -407,13 +436,17 @@ class _WatchStream:
         return resp
 
     def _end(self, error: dict[str, Any] | None = None) -> None:
-        """End the client's stream, after an ERROR event when there is one to give."""
-        with contextlib.suppress(asyncio.QueueFull):
-            while not self.out.empty() and error is not None and self.out.full():
-                self.out.get_nowait()  # a slow client loses queued events, never the error
-            if error is not None:
-                self.out.put_nowait(orjson.dumps({"type": "ERROR", "object": error}) + b"\n")
-            self.out.put_nowait(None)
+        """End the client's stream, after an ERROR event when there is one to give.
+
+        Room is made for both the error and the end marker: a slow client loses queued
+        events, never the error and never the end (else its handler would wait forever).
+        """
+        needed = 2 if error is not None else 1
+        while self.out.maxsize - self.out.qsize() < needed and not self.out.empty():
+            self.out.get_nowait()
+        if error is not None:
+            self.out.put_nowait(orjson.dumps({"type": "ERROR", "object": error}) + b"\n")
+        self.out.put_nowait(None)
 
     async def _read_upstream(self, upstream: aiohttp.ClientResponse) -> None:
         framer = LineFramer(self.reads._max_event)
@@ -454,18 +487,26 @@ class _WatchStream:
     async def _follow_tenancy(self) -> None:
         index = self.reads.index
         try:
-            while True:
-                await index.wait_change(self.generation)
-                self.generation = index.generation
-                view = index.view_for(self.identity)
-                # retarget opens a fetch window: objects newly owned that this stream never
-                # carried are read, unless the stream brings a newer state meanwhile.
-                self._emit(self.filter.retarget(self._keep(view)))
-                if view is not None:
-                    await self._add_unseen(view)
-                self.filter.end_fetches()
+            await self._follow(index)
         except _TooSlow:
             self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
+        except (UpstreamError, aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError) as exc:
+            # A watch that can no longer follow tenancy must not go on silently: end it with
+            # an error, so the client re-lists and re-watches.
+            log.warning("watch ended: following a tenancy change failed: %s", exc)
+            self._end(_status_event(500, "InternalError", "tenancy change could not be applied"))
+
+    async def _follow(self, index: TenancyIndex) -> None:
+        while True:
+            await index.wait_change(self.generation)
+            self.generation = index.generation
+            view = index.view_for(self.identity)
+            # retarget opens a fetch window: objects newly owned that this stream never
+            # carried are read, unless the stream brings a newer state meanwhile.
+            self._emit(self.filter.retarget(self._keep(view)))
+            if view is not None:
+                await self._add_unseen(view)
+            self.filter.end_fetches()
 
     async def _add_unseen(self, view: TenantView) -> None:
         """Objects now owned that the client does not have: read them, send ADDED.

@@ -219,10 +219,12 @@ class Pipeline:
         """The client's headers less credentials and hop-by-hop ones, plus impersonation."""
         headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
         headers += impersonation_headers(identity)
+        # The subprotocols go on without a bearer-token one, upgrade or not: a token never
+        # travels upstream.
+        headers = [h for h in headers if h[0].lower() != "sec-websocket-protocol"]
+        if request[WS_PROTOCOLS]:
+            headers.append(("Sec-WebSocket-Protocol", request[WS_PROTOCOLS]))
         if is_upgrade:
-            headers = [h for h in headers if h[0].lower() != "sec-websocket-protocol"]
-            if request[WS_PROTOCOLS]:
-                headers.append(("Sec-WebSocket-Protocol", request[WS_PROTOCOLS]))
             headers += [("Connection", "Upgrade"), ("Upgrade", request.headers.get("Upgrade", ""))]
         return headers
 
@@ -236,7 +238,10 @@ def _credentials(request: web.Request) -> tuple[Credentials, str]:
         token = bearer_token(authorizations[0] if authorizations else None)
     ws_token, protocols = websocket_bearer(request.headers.get("Sec-WebSocket-Protocol", ""))
     if ws_token is not None:
-        token = ws_token if token is None else ""
+        # As kube-apiserver: a subprotocol token counts on a WebSocket upgrade only, and
+        # never beside another credential.
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        token = ws_token if token is None and websocket else ""
     peer = request.transport.get_extra_info("peername") if request.transport else None
     return (
         Credentials(

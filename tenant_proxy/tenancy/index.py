@@ -84,13 +84,19 @@ class TenancyIndex:
         self._rolebindings: dict[str, tuple[str, frozenset[str], frozenset[str]]] = {}
         self._informers: dict[GroupResource, Informer[Projection]] = {}
         self._meta_informers: list[Informer[Any]] = []
+        self._starting: set[GroupResource] = set()
         self._own: dict[str, frozenset[str]] | None = None
-        self._views: dict[tuple[frozenset[str], frozenset[str]], TenantView | None] = {}
+        self._views: dict[tuple[frozenset[int], frozenset[str]], TenantView | None] = {}
         self._owned: dict[tuple[GroupResource, frozenset[str], frozenset[str]], dict[str, Any]] = {}
         self.generation = 0
         self._changed = asyncio.Condition()
-        self._label_keys = [settings.namespace_label] + (
-            [sources.CAPSULE_NAMESPACE_LABEL] if settings.capsule else []
+        # With Capsule, its label is the one its webhook enforces on tenant-created namespaces:
+        # it wins over ours, which a Capsule tenant owner could otherwise set on its own
+        # namespaces (unless Capsule's forbiddenLabels covers it).
+        self._label_keys = (
+            [sources.CAPSULE_NAMESPACE_LABEL, settings.namespace_label]
+            if settings.capsule
+            else [settings.namespace_label]
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -187,8 +193,11 @@ class TenancyIndex:
         """
         if self._own is None:
             self._own = tenant_namespaces(self.tenants(), self.namespace_owner())
-        mine = memberships(identity, self.tenants(), self._own)
-        key = (frozenset(t.name for t in mine), self._bound_namespaces(identity))
+        tenants = self.tenants()
+        mine = memberships(identity, tenants, self._own)
+        # Keyed by position, not name: the config, the CR and Capsule may each hold a "team-a".
+        positions = frozenset(i for i, t in enumerate(tenants) if any(t is m for m in mine))
+        key = (positions, self._bound_namespaces(identity))
         if key not in self._views:
             self._views[key] = view_of(mine, self._own, key[1])
         return self._views[key]
@@ -303,10 +312,12 @@ class TenancyIndex:
 
     async def _ensure_resource_informers(self) -> None:
         for gr in self.filtered_resources():
-            if gr in self._informers:
+            if gr in self._informers or gr in self._starting:
                 continue
+            self._starting.add(gr)  # discovery below awaits: another call must not start it too
             path = BUILTIN_PATHS.get(gr) or await self._discover(gr)
             if path is None:
+                self._starting.discard(gr)
                 log.warning("no served version found for %s; it is not indexed", gr)
                 continue
             paths = self._field_paths(gr)
@@ -317,6 +328,7 @@ class TenancyIndex:
                 self._on_namespace if gr == NAMESPACES else None,
             )
             self._informers[gr] = informer
+            self._starting.discard(gr)
             informer.start()
 
     async def _discover(self, gr: GroupResource) -> str | None:

@@ -10,6 +10,7 @@ credentials only), never system:masters (capsule-proxy CVE-2022-23652, Rancher C
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,3 +198,20 @@ def test_upstream_invariant_flags_unimpersonated_tenant_requests() -> None:
         seen("GET", "/api/v1/nodes", ("alice",), ("Impersonate_User",)),
     ]
     assert upstream_violations(ok + bad) == bad
+
+
+async def test_a_subprotocol_bearer_token_counts_only_on_a_websocket_upgrade(
+    world: World,
+) -> None:
+    """kube-apiserver reads the token from Sec-WebSocket-Protocol on WebSocket upgrades only; a
+    plain request carrying one is refused, and no such token is ever forwarded."""
+    token = base64.urlsafe_b64encode(b"any-token").rstrip(b"=").decode()
+    headers = {"Sec-WebSocket-Protocol": f"base64url.bearer.authorization.k8s.io.{token},v5"}
+    session = world.session()
+    async with session.get("/api/v1/namespaces", headers=headers) as resp:
+        assert resp.status == 401
+    # With a certificate too, the request goes up as alice without the token subprotocol.
+    alice = world.session("alice", ("tenant-a-devs",))
+    async with alice.get("/api/v1/namespaces/team-a-dev/configmaps", headers=headers) as resp:
+        assert resp.status == 401  # two credentials: refused rather than guessed
+    assert all("bearer" not in seen.ws_protocols for seen in world.emulator.seen)
