@@ -72,6 +72,7 @@ class Pipeline:
     reads: FilteredReads | None = None
     across: AcrossNamespaces | None = None
     streams: OpenStreams = field(default_factory=OpenStreams)
+    sync_timeout: float = 10.0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -107,7 +108,7 @@ class Pipeline:
         if self.delegate is not None:
             identity = await self.delegate(identity, request.headers)
             entry.user = identity.user
-        view = self.index.view_for(identity) if self.index is not None else None
+        view = await self._view(identity)
         entry.tenants = ",".join(sorted(view.tenants)) if view is not None else ""
         plan = plan_request(info, view.filters if view is not None else None)
         match plan:
@@ -129,6 +130,15 @@ class Pipeline:
                 return await self.amend_review(request, Call(identity=identity, info=info), view)
             case _:
                 return await self.forward(request, Call(identity=identity, info=info))
+
+    async def _view(self, identity: Identity) -> TenantView | None:
+        """The caller's tenancy view, once the index has synced (bounded wait, then 503):
+        a view from a half-synced index would pass a member through, or filter wrongly."""
+        if self.index is None:
+            return None
+        if not self.index.synced and not await self.index.wait_synced(self.sync_timeout):
+            raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
+        return self.index.view_for(identity)
 
     async def _authenticate(self, request: web.Request, entry: RequestLog) -> Identity:
         creds, ws_protocols = _credentials(request)

@@ -151,6 +151,7 @@ class ProxyServer:
             admit=admit,
             delegate=self.auth.delegate,
             streams=self.streams,
+            sync_timeout=self.settings.tenancy.sync_timeout_seconds,
         )
 
     def _app(self, pipeline: Pipeline) -> web.Application:
