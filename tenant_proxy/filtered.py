@@ -497,8 +497,11 @@ class _WatchStream:
             self._end(_status_event(500, "InternalError", "tenancy change could not be applied"))
 
     async def _follow(self, index: TenancyIndex) -> None:
+        # Its own generation: the stream side may adopt a new view first (_sync_view), and the
+        # newly owned objects must be read all the same.
+        followed = self.generation
         while True:
-            await index.wait_change(self.generation)
+            followed = await index.wait_change(followed)
             self.generation = index.generation
             view = index.view_for(self.identity)
             # retarget opens a fetch window: objects newly owned that this stream never

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import json
 import os
 import ssl
 import subprocess
@@ -254,8 +253,25 @@ async def test_kubectl_authenticates_with_the_minted_kubeconfig(
         "--out",
         str(out),
     )
-    code, stdout, stderr = await kubectl_async(out, "auth", "whoami", "-o", "json")
+    # The user: RBAC's refusal names it.
+    code, _, stderr = await kubectl_async(out, "get", "pods", "-n", "default")
+    assert code != 0
+    assert 'User "erin" cannot list resource "pods"' in stderr
+    # The group: a binding for the group alone lets the same kubeconfig list.
+    await bare_emulator.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "devs-view"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "view",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "tenant-b-devs"}
+            ],
+        }
+    )
+    code, _, stderr = await kubectl_async(out, "get", "pods", "-n", "default")
     assert code == 0, stderr
-    user = json.loads(stdout)["status"]["userInfo"]
-    assert user["username"] == "erin"
-    assert "tenant-b-devs" in user["groups"]

@@ -273,8 +273,13 @@ class TenantView:
         return gr in self.rules
 
     def needs_full_object(self, gr: GroupResource) -> bool:
-        """Whether judging `gr` reads fields beyond metadata (ask upstream for whole objects)."""
-        return any(c.field_path and c.field_values for c in self.rules.get(gr, ()))
+        """Whether judging `gr` reads fields beyond metadata (ask upstream for whole objects).
+
+        A field rule counts even while its set of values is empty: a watch decides its shape
+        once, and a tenant that owns no namespace yet must still be able to judge the PVs
+        bound into one it gains later.
+        """
+        return any(c.field_path for c in self.rules.get(gr, ()))
 
 
 def tenant_namespaces(
