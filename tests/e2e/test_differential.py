@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import os
 import ssl
 import tempfile
@@ -921,22 +920,14 @@ def test_open_watch_follows_the_world_into_the_next(
     """Whatever changes (labels, claims, tenants, members, rules), an open watch ends up
     showing exactly the oracle's answer for the new world, never an unseen object's change."""
     assume(listed(env.full(before), req.caller, req.resource, req.selector, req.fields) is not None)
-    # Without client selectors until test_tenancy_change_keeps_the_watch_label_selector passes
-    # (the proxy's tenancy-driven ADDED events ignore it); then drop this line.
-    req = dataclasses.replace(req, selector=(), fields=())
     watch_through_change(env, before, after, req)
 
 
-# --- regressions the property found ------------------------------------------------------------
+# --- regressions the properties found (minimal examples; fixed in 133b1b1 and f3d1a6f) ---------
 
 U0_TENANT = {"t0": {"members": {"users": ["u0"]}}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filtered.py _WatchStream._add_unseen reads newly owned objects by name and sends "
-    "ADDED without applying the client's labelSelector (nor fieldSelector)",
-)
 def test_tenancy_change_keeps_the_watch_label_selector(env: Environment) -> None:
     """u0 watches namespaces with `env=a`; ns-0 (no env label) joins u0's tenant: the watch
     must stay empty, as the API server's own watch with that selector would."""
@@ -946,12 +937,6 @@ def test_tenancy_change_keeps_the_watch_label_selector(env: Environment) -> None
     watch_through_change(env, before, after, req)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filtered.py shape_for is decided once at watch start from view.needs_full_object: "
-    "a tenant owning no namespace yet gets a metadata-only upstream watch, so PVs bound into a "
-    "namespace it gains later cannot be judged by spec.claimRef.namespace and never appear",
-)
 @pytest.mark.parametrize("form", ["table", "partial"])
 def test_namespace_joining_tenant_reveals_its_pvs_on_table_and_metadata_watches(
     env: Environment, form: str
@@ -968,12 +953,6 @@ async def _set_latency(env: Environment, seconds: float) -> None:
     env.emulator.set_latency(seconds)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filtered.py _WatchStream: when the stream side (_sync_view, on any upstream event "
-    "or bookmark) adopts a new tenancy generation first, _follow_tenancy waits for the next "
-    "one and _add_unseen never runs for it: objects the watch had not shown stay missing",
-)
 def test_every_tenancy_change_reveals_newly_owned_objects_on_open_watch(env: Environment) -> None:
     """u0 (tenants t1 and t2, no namespaces) watches namespaces; t1 gains ns-1, then t2 gains
     ns-2 while the proxy is still reading ns-1 (a slow API server): both must be ADDED."""
