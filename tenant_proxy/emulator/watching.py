@@ -9,6 +9,7 @@ restarting server would, an `OVERFLOW` (a reader too slow for its queue) ends it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -141,7 +142,10 @@ async def serve(
             await live.run(request, response)
         except errors.StatusError as err:
             # Headers are gone: like the real server, end the stream with an ERROR event.
-            await response.write(_error_line(err.status()))
+            with contextlib.suppress(ConnectionError):
+                await response.write(_error_line(err.status()))
+        except ConnectionError:
+            pass  # the client went away (or the watch was cut): nothing left to tell it
         return response
     finally:
         store.unwatch(watcher)
