@@ -1,8 +1,9 @@
 """Differential property test of tenant filtering, end to end (issue 4, "Done when", first bullet).
 
 Hypothesis draws a world (namespaces, nodes, PVs, storage/ingress/priority classes, Tenant CRs)
-and requests (list in JSON, Table and PartialObjectMetadataList, with and without a client label
-selector and `limit` pagination; get by name; watch initial events) as random users and groups.
+and requests (list in JSON, Table, Table with includeObject=None and PartialObjectMetadataList,
+with and without client label/field selectors and `limit` pagination; get by name; watch initial
+events) as random users and groups.
 The world is written into the emulator as admin, the proxy's index is awaited until it holds
 exactly that world, then every request goes through the proxy over real TLS with a client
 certificate, and the names it answers must equal those of `oracle` (written from the issue's
@@ -11,6 +12,10 @@ rules, importing nothing of tenant_proxy's filtering or tenancy).
 One emulator and one proxy serve the whole module: they run on an event loop in a background
 thread, so the test itself is an ordinary synchronous `@given` test and Hypothesis shrinks a
 failure to a minimal world and request.
+
+A second property holds a watch open while the world changes into another one: the watch must
+end up showing exactly the oracle's answer for the new world, and never a MODIFIED or DELETED of
+an object it did not show. The regressions at the end are minimal examples the properties found.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from oracle import (
 )
 
 from tenant_proxy import pki
-from tenant_proxy.config import parse_settings
+from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.server import ProxyServer
 
@@ -345,7 +350,7 @@ class Environment:
         await self.proxy.stop()
         await self.emulator.stop()
 
-    def _settings(self) -> Any:
+    def _settings(self) -> Settings:
         pki_dir = self.dir / "pki"
         pki_dir.mkdir(exist_ok=True)
         self.client_ca.write(pki_dir / "ca.crt", pki_dir / "ca.key")
@@ -920,6 +925,9 @@ def test_open_watch_follows_the_world_into_the_next(
     """Whatever changes (labels, claims, tenants, members, rules), an open watch ends up
     showing exactly the oracle's answer for the new world, never an unseen object's change."""
     assume(listed(env.full(before), req.caller, req.resource, req.selector, req.fields) is not None)
+    # Metadata watches lose revealed objects (test_tenancy_change_reveals_objects_on_metadata_
+    # watch, xfail): drop this line once that passes.
+    assume(req.form != "partial")
     watch_through_change(env, before, after, req)
 
 
@@ -974,3 +982,21 @@ def test_every_tenancy_change_reveals_newly_owned_objects_on_open_watch(env: Env
     finally:
         env.run(_set_latency(env, 0))
         env.run(watch.close())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="filtered.py _WatchStream._add_unseen (since f3d1a6f) reads newly owned objects as a "
+    "list narrowed by fieldSelector, but with the watch's Accept as=PartialObjectMetadata: the "
+    "API server answers 406 for a list and the object is silently never ADDED",
+)
+def test_tenancy_change_reveals_objects_on_metadata_watch(env: Environment) -> None:
+    """u0's tenant t1 selects nodes with pool=b, then with `pool` Exists: node-0 (pool=a) must
+    be ADDED on u0's PartialObjectMetadata watch of nodes (JSON and Table watches do it)."""
+    node = {NODES: {"node-0": Obj(labels={"pool": "a"})}}
+    exists = {"matchExpressions": [{"key": "pool", "operator": "Exists"}]}
+    before = World(
+        node, {"t1": {**U0_TENANT["t0"], "nodeSelector": {"matchLabels": {"pool": "b"}}}}
+    )
+    after = World(node, {"t1": {**U0_TENANT["t0"], "nodeSelector": exists}})
+    watch_through_change(env, before, after, Request(Caller("u0"), NODES, "watch", "partial"))
