@@ -530,7 +530,7 @@ class _WatchStream:
             narrowed = query.with_params(changes)
             single = only_params(narrowed, ("fieldSelector", "labelSelector", "includeObject"))
             obj = await self.reads.read_shared(
-                collection, single, self.shape.accept, self.generation
+                collection, single, list_accept(self.shape.accept), self.generation
             )
             if obj is not None:
                 self._emit(self.filter.add_fetched(obj))
@@ -546,6 +546,21 @@ def _without_list_counts(body: bytes) -> bytes:
         doc["metadata"] = meta
         return orjson.dumps(doc)
     return body
+
+
+def list_accept(accept: str) -> str:
+    """The Accept of a list read standing in for a single-object read: a watch's
+    `as=PartialObjectMetadata` becomes `as=PartialObjectMetadataList` (406 otherwise). Pure."""
+    ranges = []
+    for media in _media_ranges(accept):
+        params = [p.strip() for p in media.split(";")]
+        ranges.append(
+            ";".join(
+                "as=PartialObjectMetadataList" if p.lower() == "as=partialobjectmetadata" else p
+                for p in params
+            )
+        )
+    return ",".join(ranges)
 
 
 def only_params(raw_query: str, keep: tuple[str, ...]) -> str:
