@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tenant_proxy import status
-from tenant_proxy.filtered import merge_lists, only_params, shape_for, single_object
+from tenant_proxy.filtered import (
+    list_accept,
+    merge_lists,
+    only_params,
+    shape_for,
+    single_object,
+)
 from tenant_proxy.requestinfo import classify
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -89,3 +95,11 @@ def test_merged_lists_keep_every_item_and_no_single_resource_version() -> None:
         "metadata": {"resourceVersion": ""},
         "items": [{"n": 1}, {"n": 2}],
     }
+
+
+def test_a_single_object_accept_becomes_its_list_form_for_a_narrowed_list_read() -> None:
+    watch = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io,application/json"
+    assert list_accept(watch) == (
+        "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+    )
+    assert list_accept(TABLE) == TABLE  # a Table answers lists and single objects alike
