@@ -925,13 +925,10 @@ def test_open_watch_follows_the_world_into_the_next(
     """Whatever changes (labels, claims, tenants, members, rules), an open watch ends up
     showing exactly the oracle's answer for the new world, never an unseen object's change."""
     assume(listed(env.full(before), req.caller, req.resource, req.selector, req.fields) is not None)
-    # Metadata watches lose revealed objects (test_tenancy_change_reveals_objects_on_metadata_
-    # watch, xfail): drop this line once that passes.
-    assume(req.form != "partial")
     watch_through_change(env, before, after, req)
 
 
-# --- regressions the properties found (minimal examples; fixed in 133b1b1 and f3d1a6f) ---------
+# --- regressions the properties found (minimal examples; fixed in 133b1b1, f3d1a6f, 4c99e0b) ---
 
 U0_TENANT = {"t0": {"members": {"users": ["u0"]}}}
 
@@ -984,12 +981,6 @@ def test_every_tenancy_change_reveals_newly_owned_objects_on_open_watch(env: Env
         env.run(watch.close())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filtered.py _WatchStream._add_unseen (since f3d1a6f) reads newly owned objects as a "
-    "list narrowed by fieldSelector, but with the watch's Accept as=PartialObjectMetadata: the "
-    "API server answers 406 for a list and the object is silently never ADDED",
-)
 def test_tenancy_change_reveals_objects_on_metadata_watch(env: Environment) -> None:
     """u0's tenant t1 selects nodes with pool=b, then with `pool` Exists: node-0 (pool=a) must
     be ADDED on u0's PartialObjectMetadata watch of nodes (JSON and Table watches do it)."""
