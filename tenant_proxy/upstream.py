@@ -29,6 +29,7 @@ from tenant_proxy.kubeconfig import Credentials, read_credentials
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Content-Type")
 
 
@@ -193,7 +194,7 @@ class Upstream:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that lands as the request completes (an informer would outlive its stop).
                 async with asyncio.timeout(self._settings.response_timeout_seconds):
-                    return await self.session.request(
+                    resp = await self.session.request(
                         method,
                         url,
                         headers=all_headers,
@@ -201,6 +202,12 @@ class Upstream:
                         allow_redirects=False,
                         compress=False,
                     )
+                if resp.status in REDIRECTS:
+                    # Never followed, never relayed: a client following it would send its
+                    # request (and a proxy its impersonation) to wherever it points.
+                    resp.close()
+                    raise UpstreamError(f"the API server answered a redirect ({resp.status})")
+                return resp
             except aiohttp.ClientConnectorError as exc:
                 if attempt + 1 == attempts:
                     raise UpstreamError(

@@ -30,7 +30,7 @@ def session_as(demo: Demo, user: str, groups: list[str]) -> aiohttp.ClientSessio
     assert demo.proxy is not None
     return aiohttp.ClientSession(
         base_url=demo.proxy.tenant_url,
-        connector=aiohttp.TCPConnector(ssl=tls_for(demo, user, groups)),
+        connector=aiohttp.TCPConnector(ssl=tls_for(demo, user, groups), limit=0),
     )
 
 
