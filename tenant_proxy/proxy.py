@@ -218,9 +218,12 @@ class Pipeline:
             if info.verb != "watch":
                 return await passthrough.relay(request, upstream)
             forget = self.streams.add(upstream.close)
+            open_watches = self.metrics.open_watches.labels(self.listener, "false")
+            open_watches.inc()
             try:
                 return await passthrough.relay(request, upstream, lambda: self.streams.draining)
             finally:
+                open_watches.dec()
                 forget()
 
     def _upstream_headers(

@@ -326,6 +326,7 @@ class TenancyIndex:
                 path,
                 lambda o, p=paths: project(o, p),  # type: ignore[misc]
                 self._on_namespace if gr == NAMESPACES else None,
+                on_synced=self._metrics.informer_synced.labels(str(gr)).inc,
             )
             self._informers[gr] = informer
             self._starting.discard(gr)

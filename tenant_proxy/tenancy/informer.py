@@ -60,6 +60,7 @@ class Informer(Generic[T]):
         max_event_bytes: int = 32 * 1024 * 1024,
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
+        on_synced: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.store: dict[str, T] = {}
@@ -70,6 +71,7 @@ class Informer(Generic[T]):
         self._page_size, self._max_event = page_size, max_event_bytes
         self._min_backoff, self._max_backoff = min_backoff, max_backoff
         self._task: asyncio.Task[None] | None = None
+        self._on_synced = on_synced
         self.relists = 0
 
     def start(self) -> None:
@@ -132,6 +134,8 @@ class Informer(Generic[T]):
                 break
         self._revisions = revisions
         self._replace(fresh)
+        if not self.synced.is_set() and self._on_synced is not None:
+            self._on_synced()
         self.synced.set()
 
     def _replace(self, fresh: dict[str, T]) -> None:

@@ -53,6 +53,7 @@ async def test_metrics_count_requests_filtering_and_auth_failures(demo: Demo) ->
         if name == "tenant_proxy_authentication_failures_total"
     ]
     assert sum(failures) >= 1
+    assert metrics[("tenant_proxy_informer_synced", (("resource", "namespaces"),))] == 1
 
 
 async def test_health_endpoints(demo: Demo) -> None:
