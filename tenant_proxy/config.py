@@ -75,6 +75,12 @@ class LimitSettings(_Strict):
     watch_buffer_events: int = Field(
         1000, gt=0, description="Events queued per filtered watch before a slow client is cut."
     )
+    max_filtered_list_bytes: int = Field(
+        512 * 1024 * 1024, gt=0, description="Largest upstream list the proxy reads to rewrite."
+    )
+    filtered_list_reads: int = Field(
+        8, gt=0, description="Rewritten lists read at once; more wait (each holds a whole list)."
+    )
 
 
 class UpstreamSettings(_Strict):

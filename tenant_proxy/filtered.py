@@ -103,9 +103,12 @@ class FilteredReads:
         max_list_bytes: int = 512 * 1024 * 1024,
         watch_buffer_events: int = 1000,
         streams: OpenStreams | None = None,
+        list_reads: int = 8,
     ) -> None:
         self.index, self.upstream, self.metrics = index, upstream, metrics
         self.streams = streams if streams is not None else OpenStreams()
+        # Each rewritten list holds the whole upstream list, decoded: bound how many at once.
+        self._list_reads = asyncio.Semaphore(list_reads)
         self._shared_generation = -1
         self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
         self._sync_timeout = sync_timeout
@@ -244,20 +247,26 @@ class FilteredReads:
             # counts the whole cluster. The tenant's share comes back in one answer.
             query = classify_query(query).with_params({"limit": None, "continue": None})
         url = self.upstream.url(info.path, query)
-        resp = await self.upstream.send("GET", url, self._headers(request, shape))
-        async with resp:
-            pushed = selector is not None and not shape.partial and not shape.strip_objects
-            if resp.status != 200 or pushed:
-                # The API server applied the rule itself: its answer is already the tenant's.
+        pushed = selector is not None and not shape.partial and not shape.strip_objects
+        if pushed:
+            # The API server applies the rule itself: its answer is already the tenant's.
+            resp = await self.upstream.send("GET", url, self._headers(request, shape))
+            async with resp:
                 return await passthrough.relay(request, resp), 0
-            body = await self._read_body(resp)
-        try:
-            with _collector_paused():
-                out, dropped = filter_response(
-                    body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
-                )
-        except NotAList as exc:
-            raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+        async with self._list_reads:
+            resp = await self.upstream.send("GET", url, self._headers(request, shape))
+            async with resp:
+                if resp.status != 200:
+                    return await passthrough.relay(request, resp), 0
+                body = await self._read_body(resp)
+            try:
+                with _collector_paused():
+                    out, dropped = filter_response(
+                        body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
+                    )
+            except NotAList as exc:
+                raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+            del body
         if selector is None:
             out = _without_list_counts(out)
         return _json_response(out), dropped

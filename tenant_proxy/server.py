@@ -62,6 +62,8 @@ class ProxyServer:
             max_event_bytes=settings.limits.max_watch_event_bytes,
             watch_buffer_events=settings.limits.watch_buffer_events,
             streams=self.streams,
+            max_list_bytes=settings.limits.max_filtered_list_bytes,
+            list_reads=settings.limits.filtered_list_reads,
         )
         self.auth: Authentication | None = None
         self._reuse_port = reuse_port
