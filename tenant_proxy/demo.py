@@ -65,8 +65,8 @@ class DemoIssuer:
     """A stand-in OIDC issuer: an EC key, its JWKS file, and tokens signed with it."""
 
     def __init__(self, directory: Path) -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        numbers = self._key.public_key().public_numbers()
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
         jwk = {
             "kty": "EC",
             "crv": "P-256",
@@ -90,7 +90,7 @@ class DemoIssuer:
             "nbf": now,
             "exp": now + lifetime,
         }
-        return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": "demo"})
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": "demo"})
 
 
 class Demo:

@@ -267,8 +267,6 @@ class FilteredReads:
             except NotAList as exc:
                 raise status.bad_gateway(f"unexpected list answer: {exc}") from None
             del body
-        if selector is None:
-            out = _without_list_counts(out)
         return _json_response(out), dropped
 
     async def _empty_list(
@@ -543,18 +541,6 @@ class _WatchStream:
             )
             if obj is not None:
                 self._emit(self.filter.add_fetched(obj))
-
-
-def _without_list_counts(body: bytes) -> bytes:
-    """A rewritten list says nothing about the cluster: no remainingItemCount, no continue."""
-    doc = orjson.loads(body)
-    meta = doc.get("metadata") or {}
-    if "remainingItemCount" in meta or "continue" in meta:
-        meta.pop("remainingItemCount", None)
-        meta.pop("continue", None)
-        doc["metadata"] = meta
-        return orjson.dumps(doc)
-    return body
 
 
 def list_accept(accept: str) -> str:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tenant_proxy.tenancy.model import GroupResource
+
 if TYPE_CHECKING:
     from tenant_proxy.requestinfo import RequestInfo
 
@@ -50,9 +52,7 @@ class RequestLog:
     def describe(self, info: RequestInfo) -> None:
         self.verb = info.verb
         self.resource = (
-            (f"{info.resource}.{info.api_group}" if info.api_group else info.resource)
-            if info.is_resource
-            else ""
+            str(GroupResource(info.api_group, info.resource)) if info.is_resource else ""
         )
         self.subresource = info.subresource
         self.namespace = info.namespace

@@ -196,7 +196,8 @@ class TenancyIndex:
         tenants = self.tenants()
         mine = memberships(identity, tenants, self._own)
         # Keyed by position, not name: the config, the CR and Capsule may each hold a "team-a".
-        positions = frozenset(i for i, t in enumerate(tenants) if any(t is m for m in mine))
+        member_ids = {id(t) for t in mine}
+        positions = frozenset(i for i, t in enumerate(tenants) if id(t) in member_ids)
         key = (positions, self._bound_namespaces(identity))
         if key not in self._views:
             self._views[key] = view_of(mine, self._own, key[1])

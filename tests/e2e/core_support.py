@@ -28,7 +28,6 @@ import jwt
 import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from tenant_proxy import pki
 from tenant_proxy.demo import OIDC_AUDIENCE, OIDC_ISSUER, Demo, DemoIssuer, demo_world
@@ -139,22 +138,7 @@ def _b64url(data: bytes) -> str:
 
 
 class ForgeableIssuer(DemoIssuer):
-    """The demo's issuer (same JWKS file contract) with a signing key the tests hold."""
-
-    def __init__(self, directory: Path) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        numbers = self.key.public_key().public_numbers()
-        jwk = {
-            "kty": "EC",
-            "crv": "P-256",
-            "kid": "demo",
-            "use": "sig",
-            "alg": "ES256",
-            "x": _b64url(numbers.x.to_bytes(32, "big")),
-            "y": _b64url(numbers.y.to_bytes(32, "big")),
-        }
-        self.jwks_file = directory / "oidc-jwks.json"
-        self.jwks_file.write_bytes(orjson.dumps({"keys": [jwk]}))
+    """The demo's issuer, whose key (`key`) the tests use to forge bad tokens."""
 
     def claims(self, subject: str, groups: list[str], **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
