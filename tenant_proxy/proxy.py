@@ -19,11 +19,12 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from tenant_proxy import passthrough, reviews, status
+from tenant_proxy.across_namespaces import AcrossNamespaces
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
 from tenant_proxy.auth.x509 import peer_certificate
-from tenant_proxy.filtered import AcrossNamespaces, FilteredReads
+from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics, RequestLog

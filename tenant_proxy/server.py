@@ -17,9 +17,10 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tenant_proxy.across_namespaces import AcrossNamespaces
 from tenant_proxy.authentication import Authentication
 from tenant_proxy.config import ConfigError, ListenerSettings, Settings, load_settings
-from tenant_proxy.filtered import AcrossNamespaces, FilteredReads
+from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.proxy import Pipeline

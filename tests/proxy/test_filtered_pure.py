@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tenant_proxy import status
-from tenant_proxy.filtered import (
-    list_accept,
-    merge_lists,
-    only_params,
-    shape_for,
-    single_object,
-)
+from tenant_proxy.across_namespaces import merge_lists
+from tenant_proxy.filtering.shape import list_accept, only_params, shape_for, single_object
 from tenant_proxy.requestinfo import classify
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"

@@ -1,0 +1,114 @@
+"""What a filtered read asks upstream, and how its answers are shaped: pure helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tenant_proxy import status
+from tenant_proxy.requestinfo import RequestInfo
+
+ACCEPT_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the client wants objects, and what to ask upstream so the proxy can judge them."""
+
+    accept: str  # forwarded upstream
+    table: bool
+    partial: bool  # PartialObjectMetadata(List) or Table rows reduced to metadata
+    include_object: str | None  # upstream includeObject for Tables (None: leave the query as is)
+    strip_objects: bool  # client asked includeObject=None
+
+
+def media_ranges(accept: str) -> list[str]:
+    return [part.strip() for part in accept.split(",") if part.strip()]
+
+
+def shape_for(accept_header: str | None, info: RequestInfo, full_object: bool) -> Shape:
+    """Pure: what to ask upstream for a filtered read, from the client's Accept and query.
+
+    Protobuf is never asked for (the proxy must read the answer): with a JSON alternative the
+    client gets JSON, as the API server itself would answer; protobuf alone is 406.
+    """
+    ranges = media_ranges(accept_header or ACCEPT_JSON)
+    usable = [r for r in ranges if "protobuf" not in r.lower()]
+    if not usable:
+        raise status.not_acceptable(
+            "only the following media types are accepted: application/json, "
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+        )
+    first = usable[0].replace(" ", "").lower()
+    table = "as=table" in first
+    partial = "as=partialobjectmetadata" in first
+    client_include = info.query.include_object or "Metadata"
+    if table:
+        upstream_include = "Object" if full_object else "Metadata"
+        if client_include == "Object":
+            upstream_include = "Object"
+        return Shape(
+            accept=",".join(usable),
+            table=True,
+            partial=client_include != "Object" and full_object,
+            include_object=upstream_include,
+            strip_objects=client_include == "None",
+        )
+    if partial and full_object:
+        # The rule reads spec fields: ask for whole objects and reduce them here.
+        return Shape(ACCEPT_JSON, False, True, None, False)
+    return Shape(",".join(usable), False, False, None, False)
+
+
+def list_accept(accept: str) -> str:
+    """The Accept of a list read standing in for a single-object read: a watch's
+    `as=PartialObjectMetadata` becomes `as=PartialObjectMetadataList` (406 otherwise). Pure."""
+    ranges = []
+    for media in media_ranges(accept):
+        params = [p.strip() for p in media.split(";")]
+        ranges.append(
+            ";".join(
+                "as=PartialObjectMetadataList" if p.lower() == "as=partialobjectmetadata" else p
+                for p in params
+            )
+        )
+    return ",".join(ranges)
+
+
+def only_params(raw_query: str, keep: tuple[str, ...]) -> str:
+    """The chunks of `raw_query` whose (undecoded) key is one of `keep`. Pure."""
+    return "&".join(c for c in raw_query.split("&") if c.split("=", 1)[0] in keep)
+
+
+def single_object(doc: object) -> dict[str, Any] | None:
+    """The one object of a list answer, as a watch event carries it (a one-row Table stays a
+    Table; list items get the kind and apiVersion a watch event has). None for no match. Pure."""
+    if not isinstance(doc, dict):
+        return None
+    if doc.get("kind") == "Table":
+        rows = doc.get("rows") or []
+        return doc if len(rows) == 1 else None
+    items = doc.get("items") or []
+    if len(items) != 1 or not isinstance(items[0], dict):
+        return None
+    kind = str(doc.get("kind", ""))
+    item: dict[str, Any] = dict(items[0])
+    item.setdefault("kind", kind[: -len("List")] if kind.endswith("List") else kind)
+    item.setdefault("apiVersion", doc.get("apiVersion"))
+    return item
+
+
+def objects_of(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The objects an event carries: itself, or each Table row's object."""
+    obj = event.get("object")
+    if not isinstance(obj, Mapping):
+        return []
+    if obj.get("kind") != "Table":
+        return [obj]
+    rows = obj.get("rows")
+    if not isinstance(rows, list):
+        return []
+    return [
+        r["object"] for r in rows if isinstance(r, Mapping) and isinstance(r.get("object"), Mapping)
+    ]
