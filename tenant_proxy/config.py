@@ -79,7 +79,10 @@ class LimitSettings(_Strict):
         512 * 1024 * 1024, gt=0, description="Largest upstream list the proxy reads to rewrite."
     )
     filtered_list_reads: int = Field(
-        8, gt=0, description="Rewritten lists read at once; more wait (each holds a whole list)."
+        8, gt=0, description="Rewritten lists read at once; more wait (each holds a page or two)."
+    )
+    filtered_list_page: int = Field(
+        2000, gt=0, description="Upstream page size when the proxy reads a list to rewrite it."
     )
 
 

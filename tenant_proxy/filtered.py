@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -22,17 +23,24 @@ from aiohttp import web
 
 from tenant_proxy import passthrough, status
 from tenant_proxy.filtered_watch import WatchStream
-from tenant_proxy.filtering import pushdown
+from tenant_proxy.filtering import continuation, pushdown
 from tenant_proxy.filtering.lists import NotAList, filter_response
+from tenant_proxy.filtering.pages import (
+    Page,
+    assemble,
+    split_page,
+    take,
+    upstream_continue,
+)
 from tenant_proxy.filtering.selectors import SelectorError
 from tenant_proxy.filtering.shape import Shape, shape_for, single_object
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
-from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource, TenantView, owns
+from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView
 from tenant_proxy.upstream import Upstream
 
 log = logging.getLogger("tenant_proxy.filtered")
@@ -53,11 +61,16 @@ class FilteredReads:
         watch_buffer_events: int = 1000,
         streams: OpenStreams | None = None,
         list_reads: int = 8,
+        list_page: int = 2000,
+        tokens: continuation.ContinueTokens | None = None,
     ) -> None:
         self.index, self.upstream, self.metrics = index, upstream, metrics
         self.streams = streams if streams is not None else OpenStreams()
-        # Each rewritten list holds the whole upstream list, decoded: bound how many at once.
+        # Each rewritten list holds an upstream page or two and the tenant's share of the
+        # list: bound how many at once.
         self._list_reads = asyncio.Semaphore(list_reads)
+        self._list_page = list_page
+        self._tokens = tokens if tokens is not None else continuation.ContinueTokens(os.urandom(32))
         self._shared_generation = -1
         self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
         self._sync_timeout = sync_timeout
@@ -77,15 +90,13 @@ class FilteredReads:
         if not await self.index.wait_synced(self._sync_timeout):
             raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
-
-        def keep(obj: Mapping[str, Any]) -> bool:
-            return owns(view, gr, obj)
+        keep = view.judge(gr)
 
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         if info.verb == "watch":
             return await self._watch(request, info, gr, shape, identity)
-        return await self._list(request, info, gr, shape, view, keep)
+        return await self._list(request, info, gr, shape, view, keep, identity)
 
     async def read_shared(
         self, path: str, query: str, accept: str, generation: int
@@ -131,12 +142,14 @@ class FilteredReads:
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         if resp.content_length is not None and resp.content_length > self._max_list:
             raise status.bad_gateway("the API server's answer is larger than the proxy reads")
-        body = bytearray()
-        async for chunk in resp.content.iter_chunked(256 * 1024):
-            body += chunk
-            if len(body) > self._max_list:
+        # Chunks as they arrive, joined once: a growing buffer would copy a large list twice.
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_any():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self._max_list:
                 raise status.bad_gateway("the API server's answer is larger than the proxy reads")
-        return bytes(body)
+        return b"".join(chunks)
 
     # -- get ----------------------------------------------------------------------------------
     async def _get(
@@ -180,7 +193,8 @@ class FilteredReads:
         gr: GroupResource,
         shape: Shape,
         view: TenantView,
-        keep: Any,
+        keep: Judge,
+        identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
         try:
             decision = pushdown.plan_read(view, gr, info.query.label_selector)
@@ -190,33 +204,139 @@ class FilteredReads:
             return await self._empty_list(request, info, shape)
         selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
         query = self._query(info, shape, selector)
-        if selector is None:
-            # Never page an unfiltered read for a tenant: the API server's continue token
-            # names the last object of the page (another tenant's) and remainingItemCount
-            # counts the whole cluster. The tenant's share comes back in one answer.
-            query = classify_query(query).with_params({"limit": None, "continue": None})
-        url = self.upstream.url(info.path, query)
-        pushed = selector is not None and not shape.partial and not shape.strip_objects
-        if pushed:
-            # The API server applies the rule itself: its answer is already the tenant's.
+        if selector is not None and not shape.partial and not shape.strip_objects:
+            # The API server applies the rule itself: its answer is already the tenant's, and
+            # so are the objects its continue tokens name.
+            url = self.upstream.url(info.path, query)
             resp = await self.upstream.send("GET", url, self._headers(request, shape))
             async with resp:
                 return await passthrough.relay(request, resp), 0
         async with self._list_reads:
-            resp = await self.upstream.send("GET", url, self._headers(request, shape))
-            async with resp:
-                if resp.status != 200:
-                    return await passthrough.relay(request, resp), 0
-                body = await self._read_body(resp)
+            return await self._rewritten_list(request, info, shape, keep, query, identity)
+
+    async def _rewritten_list(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        shape: Shape,
+        keep: Judge,
+        query: str,
+        identity: Identity,
+    ) -> tuple[web.StreamResponse, int]:
+        """The tenant's page of a list read upstream page by page with the proxy's credentials.
+
+        At most one upstream page is held at a time (plus the tenant's share), the next page
+        is asked for before the current one is judged, and the client's `limit` is honoured
+        with the proxy's own continue tokens (`filtering.continuation`). An upstream answer
+        that comes whole (no continue: a list served from the watch cache ignores `limit`)
+        is answered whole, as the API server itself does.
+        """
+        base = classify_query(query)
+        # A token continues this caller's list with these selectors and shape, nothing else.
+        bound_to = continuation.binding(
+            identity.user,
+            *identity.groups,
+            info.path,
+            base.label_selector or "",
+            base.field_selector or "",
+            shape.accept,
+            base.include_object or "",
+        )
+        position = self._position(info, bound_to)
+        page_size = position.page if position is not None else self._list_page
+        if position is None:
+            first_query = _page_query(base, page_size)
+        elif position.upstream:
+            first_query = _page_query(base, page_size, following=position.upstream)
+        else:  # inside the first upstream page: read that very snapshot again
+            first_query = _page_query(base, page_size, snapshot=position.resource_version)
+        headers = self._headers(request, shape)
+        url = self.upstream.url(info.path, first_query)
+        resp = await self.upstream.send("GET", url, headers)
+        async with resp:
+            if resp.status != 200:
+                if position is not None and resp.status == 410:
+                    raise _continue_expired()
+                return await passthrough.relay(request, resp), 0
+            body = await self._read_body(resp)
+        want = info.query.limit if info.query.limit and info.query.limit > 0 else None
+        if position is None and upstream_continue(body) is None:
+            want = None  # the API server answered whole: so does the proxy
+        fetched_with = position.upstream if position is not None else ""
+        skip = position.skip if position is not None else 0
+        first: Page | None = None
+        entries: list[dict[str, Any]] = []
+        withheld, resume = 0, None
+
+        def read_ahead(following: str) -> asyncio.Future[bytes]:
+            nxt = _page_query(base, page_size, following=following)
+            return asyncio.ensure_future(self._read_page(info.path, nxt, headers))
+
+        while True:
+            following = upstream_continue(body)
+            prefetch = None
+            # The next page is asked for before this one is judged, so the API server produces
+            # it meanwhile; unless a short first page of a limited read may well be enough
+            # (then a read ahead would be the API server's wasted work).
+            if following is not None and (want is None or first is not None):
+                prefetch = read_ahead(following)
+                await asyncio.sleep(0)  # lets the request go out before judging holds the loop
             try:
                 with _collector_paused():
-                    out, dropped = filter_response(
-                        body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
+                    page = split_page(body, keep, keep.fields)
+                    del body
+                    first = first or page
+                    taken = take(
+                        page,
+                        keep,
+                        skip=skip,
+                        want=None if want is None else want - len(entries),
+                        strip_objects=shape.strip_objects,
+                        metadata_only=shape.partial,
                     )
             except NotAList as exc:
+                _cancel(prefetch)
                 raise status.bad_gateway(f"unexpected list answer: {exc}") from None
-            del body
-        return _json_response(out), dropped
+            entries += taken.entries
+            withheld += taken.judged - len(taken.entries)
+            if taken.next_skip < page.size:  # the tenant's page ends inside this upstream page
+                resume = continuation.Position(
+                    fetched_with, taken.next_skip, first.resource_version, page_size
+                )
+            elif following is not None and want is not None and len(entries) >= want:
+                resume = continuation.Position(following, 0, first.resource_version, page_size)
+            if resume is not None or following is None:
+                _cancel(prefetch)
+                break
+            body = await (prefetch or read_ahead(following))
+            fetched_with, skip = following, 0
+        token = self._tokens.issue(resume, bound_to) if resume is not None else None
+        answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
+        return _json_response(answer), withheld
+
+    def _position(self, info: RequestInfo, bound_to: bytes) -> continuation.Position | None:
+        token = info.query.continue_token
+        if not token:
+            return None
+        try:
+            return self._tokens.read(token, bound_to)
+        except continuation.TokenExpired:
+            raise _continue_expired() from None
+        except continuation.TokenInvalid as exc:
+            raise status.bad_request(f"continue key is not valid: {exc}") from None
+
+    async def _read_page(self, path: str, query: str, headers: list[tuple[str, str]]) -> bytes:
+        """A following page of a list; its errors are the proxy's to word (the API server's
+        410 would carry a continue token naming another tenant's object)."""
+        resp = await self.upstream.send("GET", self.upstream.url(path, query), headers)
+        async with resp:
+            if resp.status == 410:
+                raise _continue_expired()
+            if resp.status != 200:
+                raise status.bad_gateway(
+                    f"the API server failed a page of the list ({resp.status})"
+                )
+            return await self._read_body(resp)
 
     async def _empty_list(
         self, request: web.Request, info: RequestInfo, shape: Shape
@@ -267,3 +387,31 @@ def _not_found(gr: GroupResource, name: str) -> status.ApiError:
 
 def _json_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
+
+
+def _continue_expired() -> status.ApiError:
+    return status.expired(
+        "The provided continue parameter is too old to display a consistent list result. "
+        "You can start a new list without the continue parameter."
+    )
+
+
+def _cancel(task: asyncio.Future[bytes] | None) -> None:
+    if task is not None:
+        task.cancel()
+        # A cancelled read's outcome is never wanted; fetching it keeps asyncio quiet.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+def _page_query(
+    base: Query, page_size: int, *, following: str | None = None, snapshot: str | None = None
+) -> str:
+    """The upstream query for one page: the first (the client's own resourceVersion), a
+    following one (the API server refuses a resourceVersion beside continue), or the first
+    again at the snapshot a token recorded."""
+    changes: dict[str, str | None] = {"limit": str(page_size), "continue": following}
+    if following is not None:
+        changes.update(resourceVersion=None, resourceVersionMatch=None)
+    elif snapshot is not None:
+        changes.update(resourceVersion=snapshot, resourceVersionMatch="Exact")
+    return base.with_params(changes)

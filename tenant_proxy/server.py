@@ -21,6 +21,7 @@ from tenant_proxy.across_namespaces import AcrossNamespaces
 from tenant_proxy.authentication import Authentication
 from tenant_proxy.config import ConfigError, ListenerSettings, Settings, load_settings
 from tenant_proxy.filtered import FilteredReads
+from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.proxy import Pipeline
@@ -65,6 +66,9 @@ class ProxyServer:
             streams=self.streams,
             max_list_bytes=settings.limits.max_filtered_list_bytes,
             list_reads=settings.limits.filtered_list_reads,
+            list_page=settings.limits.filtered_list_page,
+            # Every worker and replica serves with this key: tokens one issues, all can read.
+            tokens=ContinueTokens(settings.tls.key_file.read_bytes()),
         )
         self.auth: Authentication | None = None
         self._reuse_port = reuse_port

@@ -151,6 +151,10 @@ def method_not_allowed() -> ApiError:
     )
 
 
+def expired(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)
+
+
 def too_large(limit: int) -> ApiError:
     return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
 

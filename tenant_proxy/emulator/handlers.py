@@ -7,6 +7,7 @@ the real messages. No aiohttp here: app.py moves bytes between these and the soc
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import secrets
 import uuid
@@ -136,19 +137,24 @@ class Cluster:
         matches = matcher(rt, opts)
         items: list[KubeObject] = []
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        for index, obj in enumerate(objects):
-            key = object_key(obj)[len(prefix) :]
-            if start and key < start:
-                continue
+        # Objects come in key order: a page starts where its key does, as etcd's range read
+        # does (a scan from the first object would make paging quadratic).
+        first = bisect.bisect_left(objects, start, key=lambda o: object_key(o)[len(prefix) :])
+        for index in range(first, len(objects)):
+            obj = objects[index]
             if not matches(obj):
                 continue
             if limit and len(items) == limit:
-                rest = [o for o in objects[index:] if matches(o)]
-                if rest:
+                if opts.has_selector:
+                    more = any(matches(o) for o in objects[index:])
+                    remaining = None
+                else:
+                    more, remaining = True, len(objects) - index
+                if more:
                     last = object_key(items[-1])[len(prefix) :]
                     meta["continue"] = encode_continue(rv, last + "\x00")
-                    if not opts.has_selector:
-                        meta["remainingItemCount"] = len(rest)
+                    if remaining is not None:
+                        meta["remainingItemCount"] = remaining
                 break
             items.append(obj)
         return items, meta

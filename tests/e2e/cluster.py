@@ -50,6 +50,14 @@ class Cluster:
         )
         return created
 
+    async def list(
+        self, api_version: str, kind: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind (all namespaces), as plain dicts."""
+        resource = await self._resource(api_version, kind)
+        found = await self._dynamic.get(resource, label_selector=label_selector or None)
+        return [item.to_dict() for item in found.items]
+
     async def apply(self, obj: dict[str, Any]) -> Any:
         """Create, or merge into what exists (enough for test fixtures' own objects)."""
         try:
