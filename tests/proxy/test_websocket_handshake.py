@@ -1,13 +1,18 @@
-"""The pure side of watches over WebSocket: which requests are, and what the API server refuses."""
+"""The pure side of watches over WebSocket: which requests are, and what the API server refuses.
+
+The proxy and the emulator each model kube-apiserver's rules; where both do, they must agree.
+"""
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenant_proxy.emulator import watching as emulator_rules
 from tenant_proxy.headers import BEARER_PROTOCOL_PREFIX
 from tenant_proxy.websocket_handshake import (
     handshake_refusal,
@@ -23,16 +28,35 @@ connection_tokens = st.lists(
 )
 
 
+@pytest.mark.parametrize(
+    "is_upgrade",
+    [is_websocket_upgrade, emulator_rules.is_websocket_upgrade],
+    ids=["proxy", "emulator"],
+)
 @given(connection_tokens, st.sampled_from([",", ", ", " ,", " , "]))
 def test_an_upgrade_token_anywhere_in_connection_means_websocket(
-    tokens: list[str], separator: str
+    is_upgrade: Callable[[str, str], bool], tokens: list[str], separator: str
 ) -> None:
     connection = separator.join(tokens)
     expected = "upgrade" in (t.lower() for t in tokens)
-    assert is_websocket_upgrade("websocket", connection) is expected
-    assert is_websocket_upgrade("WebSocket", connection) is expected
-    assert is_websocket_upgrade("SPDY/3.1", connection) is False
-    assert is_websocket_upgrade("", connection) is False
+    assert is_upgrade("websocket", connection) is expected
+    assert is_upgrade("WebSocket", connection) is expected
+    assert is_upgrade("SPDY/3.1", connection) is False
+    assert is_upgrade("", connection) is False
+
+
+@given(st.text(max_size=12), st.text(max_size=30))
+def test_proxy_and_emulator_agree_on_what_is_a_websocket_request(
+    upgrade: str, connection: str
+) -> None:
+    proxy = is_websocket_upgrade(upgrade, connection)
+    assert proxy == emulator_rules.is_websocket_upgrade(upgrade, connection)
+
+
+@given(st.one_of(st.text(max_size=20), st.sampled_from(["http://h", "/p", "*", "null", "a:b"])))
+def test_proxy_and_emulator_agree_on_which_origins_pass(origin: str) -> None:
+    refused = handshake_refusal("13", origin, []) is not None
+    assert refused is not emulator_rules.origin_accepted(origin)
 
 
 names = st.lists(
