@@ -42,6 +42,7 @@ from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView
 from tenant_proxy.upstream import Upstream
+from tenant_proxy.watch_sinks import open_sink, wants_websocket
 
 log = logging.getLogger("tenant_proxy.filtered")
 
@@ -358,13 +359,16 @@ class FilteredReads:
         shape: Shape,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
+        # Over WebSocket too, upstream is asked for a plain HTTP watch: the proxy reads it, and
+        # the client's credentials and subprotocols never travel.
         url = self.upstream.url(info.path, self._query(info, shape, None))
         resp = await self.upstream.send("GET", url, self._headers(request, shape))
         async with resp:
             if resp.status != 200:
-                return await passthrough.relay(request, resp), 0
-            stream = WatchStream(self, request, info, gr, shape, identity)
-            return await stream.run(resp), stream.filter.dropped
+                # As for a refused upgrade: never reuse a connection that asked for one.
+                return await passthrough.relay(request, resp, close=wants_websocket(request)), 0
+            stream = WatchStream(self, info, gr, shape, identity)
+            return await stream.run(resp, await open_sink(request)), stream.filter.dropped
 
 
 @contextlib.contextmanager

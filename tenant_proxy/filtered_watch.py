@@ -1,4 +1,9 @@
-"""A filtered watch: upstream events and tenancy changes in, the caller's events out."""
+"""A filtered watch: upstream events and tenancy changes in, the caller's events out.
+
+The upstream side is always a plain HTTP watch read by the proxy; the client's side is an
+`EventSink` (watch_sinks): a chunked JSON stream, or WebSocket messages when the client asked
+for a WebSocket (Headlamp and other browser dashboards).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, TenantView, owns
 from tenant_proxy.upstream import UpstreamError
+from tenant_proxy.watch_sinks import EventSink
 
 if TYPE_CHECKING:
     from tenant_proxy.filtered import FilteredReads
@@ -31,13 +37,12 @@ class WatchStream:
     def __init__(
         self,
         reads: FilteredReads,
-        request: web.Request,
         info: RequestInfo,
         gr: GroupResource,
         shape: Shape,
         identity: Identity,
     ) -> None:
-        self.reads, self.request, self.info, self.gr, self.shape = reads, request, info, gr, shape
+        self.reads, self.info, self.gr, self.shape = reads, info, gr, shape
         self.identity = identity
         # The view and its generation are taken together, now: tenancy may have moved on while
         # the upstream watch was being opened, and a stale view would drop what it now owns.
@@ -64,19 +69,21 @@ class WatchStream:
             except asyncio.QueueFull:
                 raise _TooSlow from None
 
-    async def run(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-        resp = web.StreamResponse(status=200)
-        resp.content_type = "application/json"
-        await resp.prepare(self.request)
+    async def run(self, upstream: aiohttp.ClientResponse, sink: EventSink) -> web.StreamResponse:
+        """Stream until upstream ends, the client leaves, or a drain; then end the client's
+        stream cleanly (end of body, or a close frame)."""
         self.reads.metrics.open_watches.labels("tenant", "true").inc()
         forget = self.reads.streams.add(self._end)
         tasks = [
             asyncio.ensure_future(self._read_upstream(upstream)),
             asyncio.ensure_future(self._follow_tenancy()),
+            asyncio.ensure_future(self._until_client_leaves(sink)),
         ]
         try:
             while (line := await self.out.get()) is not None:
-                await resp.write(line)
+                await sink.send(line)
+        except ConnectionError:
+            pass  # the client went away mid-event: nothing left to tell it
         finally:
             forget()
             self.reads.metrics.open_watches.labels("tenant", "true").dec()
@@ -85,9 +92,12 @@ class WatchStream:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await resp.write_eof()
-        return resp
+        await sink.close()
+        return sink.response
+
+    async def _until_client_leaves(self, sink: EventSink) -> None:
+        await sink.client_left()
+        self._end()
 
     def _end(self, error: dict[str, Any] | None = None) -> None:
         """End the client's stream, after an ERROR event when there is one to give.
@@ -113,6 +123,9 @@ class WatchStream:
                 self._judge(orjson.loads(last))
         except _TooSlow:
             self._end(_status_event(429, "TooManyRequests", "the watch client is too slow"))
+            # Nothing more from upstream can reach this client: give the API server its
+            # watch back now, not once the client has read its backlog.
+            upstream.close()
             return
         except LineTooLong as exc:
             self._end(_status_event(500, "InternalError", str(exc)))

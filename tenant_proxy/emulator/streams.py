@@ -346,7 +346,7 @@ def _is_spdy(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower().startswith("spdy/")
 
 
-def _offered_protocols(request: web.Request) -> list[str]:
+def offered_protocols(request: web.Request) -> list[str]:
     """Offered subprotocols, without bearer tokens sent as subprotocols (never echoed)."""
     header = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
     offered = (p.strip() for p in header.split(","))
@@ -354,7 +354,7 @@ def _offered_protocols(request: web.Request) -> list[str]:
 
 
 def _choose_protocol(request: web.Request, supported: Sequence[str]) -> str:
-    offered = _offered_protocols(request)
+    offered = offered_protocols(request)
     if not offered:
         return ""
     for protocol in offered:
@@ -495,7 +495,7 @@ class _RawReader:
 
 
 async def _websocket_echo(request: web.Request) -> web.WebSocketResponse:
-    offered = _offered_protocols(request)
+    offered = offered_protocols(request)
     ws = web.WebSocketResponse(protocols=offered[:1])
     await ws.prepare(request)
     async for msg in ws:

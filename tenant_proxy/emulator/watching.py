@@ -1,24 +1,27 @@
 """Watch streams: the initial state or replayed history, then live events, one JSON line each.
 
-The stream is chunked `application/json`, flushed per event. Events pass the same selector
-translation as the real watch cache (`listing.translate`); bookmarks are sent while idle when
-asked for; `timeoutSeconds` ends the stream cleanly; a store `CUT` drops the connection as a
-restarting server would, an `OVERFLOW` (a reader too slow for its queue) ends it.
+The stream is chunked `application/json`, flushed per event, or, for a WebSocket request, one
+message per event (`websocket_sink`). Events pass the same selector translation as the real watch
+cache (`listing.translate`); bookmarks are sent while idle when asked for; `timeoutSeconds` ends
+the stream cleanly; a store `CUT` drops the connection as a restarting server would, an
+`OVERFLOW` (a reader too slow for its queue) ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import orjson
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from tenant_proxy.emulator import errors, negotiation, tables
 from tenant_proxy.emulator.listing import ListOptions, matcher, translate
 from tenant_proxy.emulator.store import CUT, Event, Store, TooOld, Watcher
+from tenant_proxy.emulator.streams import offered_protocols
 from tenant_proxy.emulator.types import Attributes, KubeObject, ResourceType
 
 TableRenderer = Callable[[list[KubeObject], dict[str, Any], bool], Any]
@@ -127,32 +130,192 @@ async def serve(
     watcher = store.watch(rt.group, rt.plural)
     try:
         start_rv, initial, error = initial_events(store, rt, attrs, opts, selects)
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        try:
-            for kind, obj in initial:
-                await response.write(encoder.line(kind, obj))
-            if error is not None:
-                await response.write(_error_line(error))
-                return response
-            if opts.send_initial_events:
-                await response.write(encoder.bookmark(start_rv, initial_end=True))
-            live = _Live(store, watcher, encoder, selects, start_rv, opts, bookmark_interval)
-            await live.run(request, response)
-        except errors.StatusError as err:
-            # Headers are gone: like the real server, end the stream with an ERROR event.
-            with contextlib.suppress(ConnectionError):
-                await response.write(_error_line(err.status()))
-        except ConnectionError:
-            pass  # the client went away (or the watch was cut): nothing left to tell it
-        return response
+        sink: Sink
+        if is_websocket_request(request):
+            refusal = websocket_refusal(request)
+            if refusal is not None:
+                return refusal
+            sink = await websocket_sink(request)
+        else:
+            sink = await chunked_sink(request)
+        live = _Live(store, watcher, encoder, selects, start_rv, opts, bookmark_interval)
+        await sink.until_client_leaves(_stream(sink, encoder, initial, error, opts, live))
+        await sink.end()
+        return sink.response
     finally:
         store.unwatch(watcher)
 
 
+async def _stream(
+    sink: Sink,
+    encoder: EventEncoder,
+    initial: list[tuple[str, KubeObject]],
+    error: dict[str, Any] | None,
+    opts: ListOptions,
+    live: _Live,
+) -> None:
+    try:
+        for kind, obj in initial:
+            await sink.send(encoder.line(kind, obj))
+        if error is not None:
+            await sink.send(_error_line(error))
+            return
+        if opts.send_initial_events:
+            await sink.send(encoder.bookmark(live.start_rv, initial_end=True))
+        await live.run(sink)
+    except errors.StatusError as err:
+        # Headers are gone: like the real server, end the stream with an ERROR event.
+        with contextlib.suppress(ConnectionError):
+            await sink.send(_error_line(err.status()))
+    except ConnectionError:
+        pass  # the client went away (or the watch was cut): nothing left to tell it
+
+
 def _error_line(status: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": "ERROR", "object": status}) + b"\n"
+
+
+# --- where events go: a chunked HTTP body or WebSocket messages ------------------------------
+
+
+class Sink(Protocol):
+    """The client side of one watch: each event's bytes out, one at a time."""
+
+    @property
+    def response(self) -> web.StreamResponse: ...
+
+    async def send(self, event: bytes) -> None: ...
+
+    def cut(self) -> None:
+        """Drop the connection, as a server that stops would."""
+
+    async def until_client_leaves(self, streaming: Awaitable[None]) -> None:
+        """Run `streaming`; stop it early if the client ends the watch."""
+
+    async def end(self) -> None:
+        """End the stream cleanly."""
+
+
+class _Chunked:
+    def __init__(self, response: web.StreamResponse, request: web.Request) -> None:
+        self.response, self._request = response, request
+
+    async def send(self, event: bytes) -> None:
+        await self.response.write(event)
+
+    def cut(self) -> None:
+        if self._request.transport is not None:
+            self._request.transport.close()
+
+    async def until_client_leaves(self, streaming: Awaitable[None]) -> None:
+        await streaming  # a client that leaves cancels the handler (handler_cancellation)
+
+    async def end(self) -> None:
+        pass  # returning from the handler ends the chunked body
+
+
+async def chunked_sink(request: web.Request) -> Sink:
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    return _Chunked(response, request)
+
+
+# kube-apiserver serves a watch over WebSocket with golang.org/x/net/websocket (k8s.io/apiserver
+# endpoints/handlers/watch.go, WatchServer.HandleWS), and that library decides the handshake:
+# - `websocket.Handler` checks Origin: none, or one url.ParseRequestURI refuses, is a bare
+#   "403 Forbidden" (no body), so only browsers (which always send Origin) get through;
+# - Sec-WebSocket-Protocol: the bearer-token subprotocol is removed by authentication; what
+#   is left is echoed if it is exactly one name (any name: nothing is decoded or encoded, so
+#   `base64.binary.k8s.io` still gets plain JSON), absent if none, "400 Bad Request" if more;
+# - no extension is negotiated (no permessage-deflate);
+# - each event is one message holding exactly the bytes of its line in the HTTP stream (JSON
+#   and its newline), text-framed for JSON (UseTextFraming), binary for protobuf;
+# - messages from the client are read and ignored; its close, or the connection's end, stops
+#   the watch; the end of the stream (timeout, ERROR, end of results) is a close frame, 1000.
+_CONNECTION_UPGRADE = re.compile(r"(^|.*,\s*)upgrade($|\s*,)")
+# What url.ParseRequestURI takes, to the first character: "*", a path, or a scheme; never a
+# control character anywhere.
+_REQUEST_URI = re.compile(r"(\*$|/|[A-Za-z][A-Za-z0-9+.-]*:)[^\x00-\x1f\x7f]*$")
+_CLOSE_REPLY_SECONDS = 5.0  # how long to wait for the client's close frame after ours
+
+
+def is_websocket_request(request: web.Request) -> bool:
+    headers = request.headers
+    return is_websocket_upgrade(headers.get("Upgrade", ""), headers.get("Connection", ""))
+
+
+def is_websocket_upgrade(upgrade: str, connection: str) -> bool:
+    """wsstream.IsWebSocketRequest, on the first Upgrade and Connection headers."""
+    return upgrade.lower() == "websocket" and bool(_CONNECTION_UPGRADE.match(connection.lower()))
+
+
+def origin_accepted(origin: str) -> bool:
+    """x/net/websocket's checkOrigin: present, and a request URI (a scheme, or a path)."""
+    return bool(_REQUEST_URI.match(origin))
+
+
+def websocket_refusal(request: web.Request) -> web.Response | None:
+    """x/net/websocket's own refusals, in its order: bare status lines, then the connection
+    closes (a malformed handshake, Origin, then subprotocols)."""
+    # x/net knows version 13 only, where aiohttp takes drafts 7 and 8 too.
+    version = request.headers.get("Sec-WebSocket-Version")
+    handshake = web.WebSocketResponse(protocols=offered_protocols(request))
+    if version != "13" or not handshake.can_prepare(request).ok:
+        return _bare(400)
+    if not origin_accepted(request.headers.get("Origin", "")):
+        return _bare(403)
+    if len(offered_protocols(request)) > 1:
+        return _bare(400)
+    return None
+
+
+def _bare(code: int) -> web.Response:
+    response = web.Response(status=code)
+    response.force_close()
+    return response
+
+
+class _WebSocket:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.response, self._ws, self._request = ws, ws, request
+
+    async def send(self, event: bytes) -> None:
+        await self._ws.send_frame(event, WSMsgType.TEXT)
+
+    def cut(self) -> None:
+        if self._request.transport is not None:
+            self._request.transport.close()
+
+    async def until_client_leaves(self, streaming: Awaitable[None]) -> None:
+        work = asyncio.ensure_future(streaming)
+        leaving = asyncio.ensure_future(self._ignore_receives())
+        try:
+            await asyncio.wait((work, leaving), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            work.cancel()
+            leaving.cancel()
+        await asyncio.wait((work, leaving))
+        for task in (work, leaving):
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                raise failure
+
+    async def _ignore_receives(self) -> None:
+        async for _ in self._ws:
+            pass
+
+    async def end(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._ws.close()
+
+
+async def websocket_sink(request: web.Request) -> Sink:
+    """Accept the upgrade (once `websocket_refusal` found nothing to refuse)."""
+    ws = web.WebSocketResponse(
+        protocols=offered_protocols(request), compress=False, timeout=_CLOSE_REPLY_SECONDS
+    )
+    await ws.prepare(request)
+    return _WebSocket(ws, request)
 
 
 class _Live:
@@ -178,7 +341,7 @@ class _Live:
         left = deadline - now
         return min(wait, left) if wait is not None else left
 
-    async def run(self, request: web.Request, response: web.StreamResponse) -> None:
+    async def run(self, sink: Sink) -> None:
         loop = asyncio.get_running_loop()
         timeout = self.opts.timeout_seconds
         deadline = loop.time() + timeout if timeout else None
@@ -190,17 +353,17 @@ class _Live:
                 item = await asyncio.wait_for(self.watcher.queue.get(), wait)
             except TimeoutError:
                 if self.opts.allow_bookmarks:
-                    await response.write(self.encoder.bookmark(self.store.resource_version))
+                    await sink.send(self.encoder.bookmark(self.store.resource_version))
                 continue
             if isinstance(item, str):
-                if item == CUT and request.transport is not None:
-                    request.transport.close()
+                if item == CUT:
+                    sink.cut()
                 return
-            await self._send(response, item)
+            await self._send(sink, item)
 
-    async def _send(self, response: web.StreamResponse, event: Event) -> None:
+    async def _send(self, sink: Sink, event: Event) -> None:
         if event.rv <= self.start_rv:
             return
         out = translate(event, self.selects)
         if out is not None:
-            await response.write(self.encoder.line(*out))
+            await sink.send(self.encoder.line(*out))

@@ -91,6 +91,12 @@ class Cluster:
         )
         return str(answer.status.token)
 
+    async def names(self, api_version: str, kind: str, namespace: str = "") -> list[str]:
+        """The names of every object of a kind (in `namespace`, when given)."""
+        resource = await self._resource(api_version, kind)
+        listed = await self._dynamic.get(resource, namespace=namespace or None)
+        return [str(item.metadata.name) for item in listed.items]
+
     async def delete(self, api_version: str, kind: str, name: str, namespace: str = "") -> None:
         resource = await self._resource(api_version, kind)
         try:

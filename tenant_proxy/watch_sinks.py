@@ -1,0 +1,105 @@
+"""Where a filtered watch's events go: a chunked HTTP body, or one WebSocket message each.
+
+`WatchStream` (filtered_watch) makes the event lines; a sink frames them as the API server
+would for this client (see websocket_handshake for how it serves a watch over WebSocket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from aiohttp import WSMsgType, web
+
+from tenant_proxy import status
+from tenant_proxy.websocket_handshake import handshake_refusal, is_websocket_upgrade, subprotocols
+
+# After our close frame, how long the client has to answer with its own. The API server does
+# not wait at all; a short wait lets a browser see a clean close.
+_CLOSE_REPLY_SECONDS = 5.0
+# The client is not meant to send anything on a watch; what it sends is read and dropped, and a
+# message larger than this ends the watch rather than being buffered.
+_CLIENT_MESSAGE_BYTES = 64 * 1024
+
+
+class EventSink(Protocol):
+    """The client's side of one filtered watch."""
+
+    @property
+    def response(self) -> web.StreamResponse: ...
+
+    async def send(self, line: bytes) -> None:
+        """One event: its JSON line, newline included."""
+
+    async def client_left(self) -> None:
+        """Return once the client has ended the watch itself."""
+
+    async def close(self) -> None:
+        """End the stream cleanly, after the last event."""
+
+
+class ChunkedSink:
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+
+    async def send(self, line: bytes) -> None:
+        await self.response.write(line)
+
+    async def client_left(self) -> None:
+        # An HTTP client leaves by closing the connection, which cancels the handler instead.
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.response.write_eof()
+
+
+class WebSocketSink:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.response = ws
+
+    async def send(self, line: bytes) -> None:
+        await self.response.send_frame(line, WSMsgType.TEXT)
+
+    async def client_left(self) -> None:
+        async for _ignored in self.response:
+            pass
+
+    async def close(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.response.close()
+
+
+def wants_websocket(request: web.Request) -> bool:
+    headers = request.headers
+    return is_websocket_upgrade(headers.get("Upgrade", ""), headers.get("Connection", ""))
+
+
+async def open_sink(request: web.Request) -> EventSink:
+    """Start the client's answer: 200 and a chunked JSON body, or 101 and WebSocket messages.
+
+    A WebSocket handshake the API server would refuse is refused the same way (as a Status).
+    """
+    if not wants_websocket(request):
+        response = web.StreamResponse(status=200)
+        response.content_type = "application/json"
+        await response.prepare(request)
+        return ChunkedSink(response)
+    offered = subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
+    ws = web.WebSocketResponse(
+        protocols=offered,
+        compress=False,
+        timeout=_CLOSE_REPLY_SECONDS,
+        max_msg_size=_CLIENT_MESSAGE_BYTES,
+    )
+    if not ws.can_prepare(request).ok:
+        raise status.bad_request("malformed WebSocket handshake")
+    headers = request.headers
+    refusal = handshake_refusal(
+        headers.get("Sec-WebSocket-Version", ""), headers.get("Origin", ""), offered
+    )
+    if refusal is not None:
+        raise refusal
+    await ws.prepare(request)
+    return WebSocketSink(ws)
