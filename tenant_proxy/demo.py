@@ -99,7 +99,7 @@ class Demo:
     def __init__(self, directory: Path, tenant_port: int = 0, admin_port: int = 0) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.emulator = Emulator(seed_objects=demo_world())
+        self.emulator = Emulator(seed_objects=demo_world(), metrics_server=True)
         self._ports = (tenant_port, admin_port)
         self.client_ca = pki.new_ca("tenant-proxy-demo-ca")
         self.issuer = DemoIssuer(self.dir)
