@@ -209,6 +209,8 @@ class Demo:
                 f"  {k}/carol.kubeconfig get namespaces    # an OIDC token, tenant team-c",
                 f"  {k}/alice.kubeconfig get namespace team-b-dev    # NotFound",
                 f"  {k}/alice.kubeconfig get namespaces --watch",
+                f"  {k}/alice.kubeconfig top node    # metrics of her node only",
+                f"  {k}/alice.kubeconfig describe node node-a1    # with its Lease",
                 f"  {k}/admin.kubeconfig get namespaces    # the admin listener: everything",
                 "Ctrl-C stops.",
             ]
