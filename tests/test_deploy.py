@@ -318,28 +318,14 @@ def test_node_lease_role_equals_the_demo_worlds_copy_and_only_gets_leases(
     ]
 
 
-def test_node_lease_rolebinding_binds_the_role_to_the_pods_serviceaccount(
-    rendered: list[Obj],
-) -> None:
-    binding = one(rendered, "RoleBinding")
-    assert binding["metadata"]["namespace"] == one(rendered, "Role")["metadata"]["namespace"]
+@pytest.mark.parametrize("role_kind", ["ClusterRole", "Role"])
+def test_each_role_is_bound_to_the_pods_serviceaccount(rendered: list[Obj], role_kind: str) -> None:
+    binding, role = one(rendered, f"{role_kind}Binding"), one(rendered, role_kind)
+    assert binding["metadata"].get("namespace") == role["metadata"].get("namespace")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": one(rendered, "Role")["metadata"]["name"],
-    }
-    account = one(rendered, "ServiceAccount")["metadata"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
-    ]
-
-
-def test_clusterrolebinding_binds_the_pods_serviceaccount(rendered: list[Obj]) -> None:
-    binding = one(rendered, "ClusterRoleBinding")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": one(rendered, "ClusterRole")["metadata"]["name"],
+        "kind": role_kind,
+        "name": role["metadata"]["name"],
     }
     account = one(rendered, "ServiceAccount")["metadata"]
     assert binding["subjects"] == [

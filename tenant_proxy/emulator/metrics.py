@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from tenant_proxy.emulator import errors, kubelet, quantity
 from tenant_proxy.emulator.clock import rfc3339
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.listing import ListOptions, matcher
+from tenant_proxy.emulator.store import StoreView
 from tenant_proxy.emulator.types import Attributes, KubeObject, ResourceType
 
 GROUP = "metrics.k8s.io"
@@ -40,18 +41,6 @@ _READ = ("get", "list")
 NODE_METRICS = ResourceType(GROUP, VERSION, "nodes", "", "NodeMetrics", False, _READ)
 POD_METRICS = ResourceType(GROUP, VERSION, "pods", "", "PodMetrics", True, _READ)
 RESOURCE_TYPES = (NODE_METRICS, POD_METRICS)
-
-
-class Objects(Protocol):
-    """The part of the store metrics are computed from."""
-
-    def list_objects(
-        self, group: str, plural: str, namespace: str | None = None
-    ) -> list[KubeObject]: ...
-
-    def get_object(
-        self, group: str, plural: str, namespace: str, name: str
-    ) -> KubeObject | None: ...
 
 
 def install_objects() -> list[KubeObject]:
@@ -104,7 +93,7 @@ def install_objects() -> list[KubeObject]:
     ]
 
 
-def get(store: Objects, rt: ResourceType, namespace: str, name: str, now: datetime) -> KubeObject:
+def get(store: StoreView, rt: ResourceType, namespace: str, name: str, now: datetime) -> KubeObject:
     """One NodeMetrics or PodMetrics, as a get answers it (with kind and apiVersion)."""
     if rt == NODE_METRICS:
         node = store.get_object("", "nodes", "", name)
@@ -126,7 +115,7 @@ def get(store: Objects, rt: ResourceType, namespace: str, name: str, now: dateti
 
 
 def list_items(
-    store: Objects, rt: ResourceType, namespace: str, opts: ListOptions, now: datetime
+    store: StoreView, rt: ResourceType, namespace: str, opts: ListOptions, now: datetime
 ) -> list[KubeObject]:
     """The items of a NodeMetricsList or PodMetricsList (without kind and apiVersion)."""
     matches = matcher(rt, opts)

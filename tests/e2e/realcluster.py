@@ -2,8 +2,8 @@
 
 The proxy gets the least-privilege identity of deploy/: a ServiceAccount bound to the
 `tenant-proxy` ClusterRole and the node-lease Role, with a short-lived token, so the suite also
-proves those roles are enough. Everything created is removed at the end. Use a disposable cluster: the world's names
-(team-a-dev, node-a1, ...) must not exist there.
+proves those roles are enough. Everything created is removed at the end. Use a disposable
+cluster: the world's names (team-a-dev, node-a1, ...) must not exist there.
 """
 
 from __future__ import annotations

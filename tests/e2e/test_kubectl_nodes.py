@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from conftest import kubectl
+from conftest import kubectl, pod_on_node
 from kubernetes_asyncio.client.exceptions import ApiException
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
@@ -138,23 +138,14 @@ async def kubelet_lease(cluster: Cluster, node: str) -> None:
             raise
 
 
-def pod(name: str, namespace: str, node: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
-        }
-    )
-
-
 async def test_describe_own_node_shows_its_lease_and_own_pods(
     cluster: Cluster, admin: Path, alice: Path
 ) -> None:
     await kubelet_lease(cluster, "node-a1")
     for name, namespace in (("mine-on-a1", "team-a-dev"), ("theirs-on-a1", "team-b-dev")):
-        created = await kubectl(admin, "create", "-f", "-", stdin=pod(name, namespace, "node-a1"))
+        created = await kubectl(
+            admin, "create", "-f", "-", stdin=pod_on_node(name, namespace, "node-a1")
+        )
         assert created.code == 0, created.err
     result = await kubectl(alice, "describe", "node", "node-a1")
     assert result.code == 0, result.err
