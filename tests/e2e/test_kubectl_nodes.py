@@ -98,6 +98,24 @@ async def test_node_metrics_cannot_be_watched(alice: Path) -> None:
 
 
 @pytest.mark.emulator_only
+async def test_top_pod_all_namespaces_is_the_union_of_own_namespaces(
+    admin: Path, alice: Path
+) -> None:
+    # pods.metrics.k8s.io is namespaced: RBAC decides per namespace, -A fans out over hers.
+    for name, namespace in (("a", "team-a-dev"), ("b", "team-a-prod"), ("x", "team-b-dev")):
+        created = await kubectl(
+            admin, "create", "-f", "-", stdin=pod_on_node(name, namespace, "node-a1")
+        )
+        assert created.code == 0, created.err
+    result = await kubectl(alice, "top", "pod", "-A", "--no-headers")
+    assert result.code == 0, result.err
+    assert sorted(line.split()[:2] for line in result.out.splitlines()) == [
+        ["team-a-dev", "a"],
+        ["team-a-prod", "b"],
+    ]
+
+
+@pytest.mark.emulator_only
 @pytest.mark.parametrize(
     ("args", "answer"),
     [
