@@ -99,7 +99,7 @@ class Demo:
     def __init__(self, directory: Path, tenant_port: int = 0, admin_port: int = 0) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.emulator = Emulator(seed_objects=demo_world())
+        self.emulator = Emulator(seed_objects=demo_world(), metrics_server=True)
         self._ports = (tenant_port, admin_port)
         self.client_ca = pki.new_ca("tenant-proxy-demo-ca")
         self.issuer = DemoIssuer(self.dir)
@@ -209,6 +209,8 @@ class Demo:
                 f"  {k}/carol.kubeconfig get namespaces    # an OIDC token, tenant team-c",
                 f"  {k}/alice.kubeconfig get namespace team-b-dev    # NotFound",
                 f"  {k}/alice.kubeconfig get namespaces --watch",
+                f"  {k}/alice.kubeconfig top node    # metrics of her node only",
+                f"  {k}/alice.kubeconfig describe node node-a1    # with its Lease",
                 f"  {k}/admin.kubeconfig get namespaces    # the admin listener: everything",
                 "Ctrl-C stops.",
             ]

@@ -4,6 +4,8 @@ PassThrough  -- forward impersonated; the cluster's RBAC decides (writes, namesp
                 resources without a rule, everything on the admin listener).
 Filter       -- a read (get / list / watch) of a resource a tenancy rule governs: read it with
                 the proxy's own credentials and answer only what the caller's view owns.
+ReadNodeLease -- a get of the Lease of a node the caller's tenant owns (`kubectl describe node`
+                reads it from kube-node-lease, where tenants have no RBAC): read it as the proxy.
 Deny         -- answered by the proxy itself with a Status.
 """
 
@@ -18,6 +20,7 @@ from tenant_proxy.reviews import is_review, is_whoami
 from tenant_proxy.tenancy.model import GroupResource
 
 FILTERED_VERBS = frozenset({"get", "list", "watch"})
+NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 
 @dataclass(frozen=True)
@@ -48,18 +51,28 @@ class WhoAmI:
 
 
 @dataclass(frozen=True)
+class ReadNodeLease:
+    """Read the Lease of a node the caller owns as the proxy, and relay it."""
+
+
+@dataclass(frozen=True)
 class Deny:
     error: status.ApiError
 
 
-Plan = PassThrough | Filter | AmendReview | ListAcrossNamespaces | WhoAmI | Deny
+Plan = PassThrough | Filter | AmendReview | ListAcrossNamespaces | WhoAmI | ReadNodeLease | Deny
 
 
-def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | None) -> Plan:
+def plan_request(
+    info: RequestInfo,
+    filters: Callable[[GroupResource], bool] | None,
+    owns_node: Callable[[str], bool] = lambda _name: False,
+) -> Plan:
     """Decide how to serve `info`.
 
     `filters` says which resources a tenancy rule governs for this caller; None when nothing is
-    filtered for it (the admin listener, or a caller in no tenant).
+    filtered for it (the admin listener, or a caller in no tenant). `owns_node` says whether a
+    node of that name is the caller's (asked only for a node Lease read).
     """
     if not info.is_resource:
         return PassThrough()
@@ -67,6 +80,8 @@ def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | N
         return WhoAmI()
     if filters is None:
         return PassThrough()
+    if is_node_lease_get(info) and owns_node(info.name):
+        return ReadNodeLease()
     if is_review(info.api_group, info.resource, info.verb):
         return AmendReview()
     gr = GroupResource(info.api_group, info.resource)
@@ -85,3 +100,15 @@ def plan_request(info: RequestInfo, filters: Callable[[GroupResource], bool] | N
 def _namespaced_path(info: RequestInfo) -> bool:
     # /api/v1/namespaces/x is the namespace itself, not a namespaced request.
     return bool(info.namespace) and info.resource != "namespaces"
+
+
+def is_node_lease_get(info: RequestInfo) -> bool:
+    """A get of one Lease in kube-node-lease: a node's heartbeat, named after the node."""
+    return (
+        info.verb == "get"
+        and info.api_group == "coordination.k8s.io"
+        and info.resource == "leases"
+        and info.namespace == NODE_LEASE_NAMESPACE
+        and bool(info.name)
+        and not info.subresource
+    )

@@ -25,6 +25,7 @@ from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
 from tenant_proxy.auth.x509 import peer_certificate
 from tenant_proxy.filtered import FilteredReads
+from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics, RequestLog
@@ -33,13 +34,14 @@ from tenant_proxy.plan import (
     Deny,
     Filter,
     ListAcrossNamespaces,
+    ReadNodeLease,
     WhoAmI,
     plan_request,
 )
 from tenant_proxy.requestinfo import RequestInfo, classify
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import TenantView
+from tenant_proxy.tenancy.model import NODES, TenantView
 from tenant_proxy.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("tenant_proxy.proxy")
@@ -48,6 +50,9 @@ log = logging.getLogger("tenant_proxy.proxy")
 WS_PROTOCOLS = web.RequestKey("ws_protocols", str)
 
 Delegate = Callable[[Identity, CIMultiDictProxy[str]], Awaitable[Identity]]
+
+# What of the client's request a read made as the proxy carries.
+_READ_HEADERS = ("Accept", "User-Agent", "Audit-Id")
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class Pipeline:
             entry.user = identity.user
         view = await self._view(identity)
         entry.tenants = ",".join(sorted(view.tenants)) if view is not None else ""
-        plan = plan_request(info, view.filters if view is not None else None)
+        plan = plan_request(info, view.filters if view is not None else None, self._owns_node(view))
         match plan:
             case Deny(error):
                 raise error
@@ -129,6 +134,8 @@ class Pipeline:
                 return await self.forward(request, Call(identity, info), across=view)
             case AmendReview() if view is not None:
                 return await self.amend_review(request, Call(identity=identity, info=info), view)
+            case ReadNodeLease():
+                return await self.read_node_lease(request, info)
             case _:
                 return await self.forward(request, Call(identity=identity, info=info))
 
@@ -140,6 +147,13 @@ class Pipeline:
         if not self.index.synced and not await self.index.wait_synced(self.sync_timeout):
             raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
         return self.index.view_for(identity)
+
+    def _owns_node(self, view: TenantView | None) -> Callable[[str], bool]:
+        """Whether the index says the caller's tenants own a node of that name."""
+        index = self.index
+        if index is None or view is None:
+            return lambda _name: False
+        return lambda name: name in index.owned(NODES, view)
 
     async def _authenticate(self, request: web.Request, entry: RequestLog) -> Identity:
         creds, ws_protocols = _credentials(request)
@@ -184,6 +198,16 @@ class Pipeline:
         else:
             review = reviews.amend_rules_review(review, view.rules.keys())
         return web.Response(status=code, body=orjson.dumps(review), content_type="application/json")
+
+    async def read_node_lease(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        """The Lease of a node the caller owns, read with the proxy's own credentials (tenants
+        have no RBAC in kube-node-lease) and relayed as the API server answered it. Only the
+        client's Accept and resourceVersion go along: nothing else may shape the proxy's read."""
+        headers = [(k, request.headers[k]) for k in _READ_HEADERS if k in request.headers]
+        query = only_params(info.query.raw, ("resourceVersion",))
+        upstream = await self.upstream.send("GET", self.upstream.url(info.path, query), headers)
+        async with upstream:
+            return await passthrough.relay(request, upstream)
 
     async def forward(
         self, request: web.Request, call: Call, across: TenantView | None = None

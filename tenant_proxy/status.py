@@ -132,8 +132,14 @@ def forbidden_message(
     )
 
 
+# Servers whose 404 for a missing object names another resource: metrics-server looks a node up
+# in its node lister first, so a NodeMetrics that does not exist is `node "x" not found`.
+_NOT_FOUND_AS = {("metrics.k8s.io", "nodes"): ("", "node")}
+
+
 def not_found(resource: str, name: str, group: str = "") -> ApiError:
     """The 404 of a missing object: `namespaces "x" not found`, details {name, group?, kind}."""
+    group, resource = _NOT_FOUND_AS.get((group, resource), (group, resource))
     message = f'{_qualified(resource, group)} "{name}" not found'
     return ApiError(404, "NotFound", message, _details(name, group, resource))
 

@@ -22,6 +22,8 @@ import yaml
 
 from tenant_proxy.config import Settings, TenantSettings, parse_settings
 from tenant_proxy.emulator.testing import kubectl_binary
+from tenant_proxy.tenancy.index import BUILTIN_PATHS
+from tenant_proxy.tenancy.model import NODE_METRICS
 from tenant_proxy.tenancy.sources import spec_from_settings, tenant_from_cr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +90,8 @@ def test_base_renders_the_whole_product(rendered: list[Obj]) -> None:
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "Deployment",
             "Service",
@@ -119,8 +123,11 @@ def test_strict_validation_rejects_an_unknown_field(rendered: list[Obj]) -> None
 
 def test_namespaced_objects_land_in_the_proxy_namespace(rendered: list[Obj]) -> None:
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    node_leases = {"Role", "RoleBinding"}  # where the kubelets' Leases are
     for obj in rendered:
         expected = None if obj["kind"] in cluster_scoped else NAMESPACE
+        if obj["kind"] in node_leases:
+            expected = "kube-node-lease"
         assert obj["metadata"].get("namespace") == expected, obj["kind"]
     assert one(rendered, "Namespace")["metadata"]["name"] == NAMESPACE
 
@@ -247,16 +254,20 @@ def test_crd_schema_refuses_an_unknown_selector_operator(rendered: list[Obj]) ->
 # --- RBAC -----------------------------------------------------------------------------------------
 
 
-def demo_world_clusterrole() -> Obj:
+def demo_world_role(kind: str, name: str) -> Obj:
     text = resources.files("tenant_proxy").joinpath("data/demo-world.yaml").read_text()
     roles = [
         d
         for d in yaml.safe_load_all(text)
-        if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "tenant-proxy"
+        if d and d["kind"] == kind and d["metadata"]["name"] == name
     ]
     assert len(roles) == 1
     role: Obj = roles[0]
     return role
+
+
+def demo_world_clusterrole() -> Obj:
+    return demo_world_role("ClusterRole", "tenant-proxy")
 
 
 def test_clusterrole_equals_the_demo_worlds_copy(rendered: list[Obj]) -> None:
@@ -270,6 +281,20 @@ def test_clusterrole_equals_the_demo_worlds_copy(rendered: list[Obj]) -> None:
     assert source["rules"] == demo["rules"]
 
 
+def test_clusterrole_reads_every_resource_the_proxy_filters(rendered: list[Obj]) -> None:
+    # The built-in filtered resources, and those the tenancy model derives from them (a nodes
+    # rule brings nodes.metrics.k8s.io): the proxy reads each of them with its own credentials.
+    rules = one(rendered, "ClusterRole")["rules"]
+    for gr in [*BUILTIN_PATHS, NODE_METRICS]:
+        granted = {
+            verb
+            for rule in rules
+            if gr.group in rule["apiGroups"] and gr.resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+        assert granted >= {"get", "list", "watch"}, gr
+
+
 def test_clusterrole_never_grants_writes_beyond_reviews(rendered: list[Obj]) -> None:
     reviews = {"tokenreviews", "subjectaccessreviews"}
     for rule in one(rendered, "ClusterRole")["rules"]:
@@ -281,12 +306,26 @@ def test_clusterrole_never_grants_writes_beyond_reviews(rendered: list[Obj]) -> 
             assert set(rule["resources"]) <= reviews, rule
 
 
-def test_clusterrolebinding_binds_the_pods_serviceaccount(rendered: list[Obj]) -> None:
-    binding = one(rendered, "ClusterRoleBinding")
+def test_node_lease_role_equals_the_demo_worlds_copy_and_only_gets_leases(
+    rendered: list[Obj],
+) -> None:
+    deployed = one(rendered, "Role")
+    demo = demo_world_role("Role", deployed["metadata"]["name"])
+    assert demo["metadata"]["namespace"] == deployed["metadata"]["namespace"] == "kube-node-lease"
+    assert deployed["rules"] == demo["rules"]
+    assert deployed["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get"]}
+    ]
+
+
+@pytest.mark.parametrize("role_kind", ["ClusterRole", "Role"])
+def test_each_role_is_bound_to_the_pods_serviceaccount(rendered: list[Obj], role_kind: str) -> None:
+    binding, role = one(rendered, f"{role_kind}Binding"), one(rendered, role_kind)
+    assert binding["metadata"].get("namespace") == role["metadata"].get("namespace")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": one(rendered, "ClusterRole")["metadata"]["name"],
+        "kind": role_kind,
+        "name": role["metadata"]["name"],
     }
     account = one(rendered, "ServiceAccount")["metadata"]
     assert binding["subjects"] == [

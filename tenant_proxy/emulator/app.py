@@ -25,6 +25,7 @@ from tenant_proxy.emulator import (
     errors,
     identity,
     impersonation,
+    metrics,
     negotiation,
     nonresource,
     paths,
@@ -39,7 +40,7 @@ from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.faults import Faults
 from tenant_proxy.emulator.handlers import Cluster, parse_json
 from tenant_proxy.emulator.listing import ListOptions, list_body, parse_list_options
-from tenant_proxy.emulator.resources import Registry
+from tenant_proxy.emulator.resources import BUILTIN, Registry
 from tenant_proxy.emulator.store import Store
 from tenant_proxy.emulator.types import ANONYMOUS, Attributes, KubeObject, ResourceType, UserInfo
 
@@ -116,11 +117,13 @@ class Emulator:
         history_window: int = 1000,
         watch_queue: int = 1000,
         ca: pki.KeyPair | None = None,
+        metrics_server: bool = False,
     ) -> None:
         self.host = host
         self._ca = ca or pki.new_ca("emulator-ca")
         self._server_cert = pki.issue_server_cert(self._ca, [host, "localhost", "127.0.0.1"])
-        self.registry = Registry()
+        # metrics_server: serve metrics.k8s.io as a cluster with metrics-server installed does.
+        self.registry = Registry(BUILTIN + metrics.RESOURCE_TYPES if metrics_server else BUILTIN)
         self.store = Store(history_window=history_window, watch_queue=watch_queue)
         self.cluster = Cluster(self.store, self.registry)
         self.bookmark_interval = bookmark_interval
@@ -159,6 +162,9 @@ class Emulator:
             self.cluster.create(ns, "", {"metadata": {"name": name}})
         for obj in rbac.bootstrap_objects():
             self.cluster.apply(obj)
+        if self.registry.lookup(metrics.GROUP, metrics.VERSION, "nodes") is not None:
+            for obj in metrics.install_objects():
+                self.cluster.apply(obj)
         for obj in seed:
             self.cluster.apply(obj)
         # History starts at the seeded world: older resourceVersions are "compacted" (410).
@@ -373,7 +379,20 @@ class Emulator:
             return await self._subresource(request, user, attrs, rt, body)
         if (rt.group, rt.plural) in reviews.REVIEWS:
             return self._review(request, user, attrs, rt, body)
+        if rt.group == metrics.GROUP:
+            return self._metrics(request, attrs, rt)
         return await self._verb(request, attrs, rt, body)
+
+    def _metrics(self, request: web.Request, attrs: Attributes, rt: ResourceType) -> web.Response:
+        ns, now = attrs.namespace if rt.namespaced else "", dt.datetime.now(dt.UTC)
+        if attrs.verb == "get":
+            return self._render(request, rt, metrics.get(self.store, rt, ns, attrs.name, now))
+        if attrs.verb != "list":
+            raise metrics.refuse(rt, attrs)
+        fmt = self._format(request, rt, is_list=True, is_watch=False)
+        opts = parse_list_options(rt, request.query)
+        items = metrics.list_items(self.store, rt, ns, opts, now)
+        return self._render_items(request, rt, fmt, items, {})
 
     def _review(
         self,
@@ -513,6 +532,16 @@ class Emulator:
     ) -> web.Response:
         fmt = self._format(request, rt, is_list=True, is_watch=False)
         items, meta = self.cluster.list_page(rt, ns, opts)
+        return self._render_items(request, rt, fmt, items, meta)
+
+    def _render_items(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        fmt: negotiation.Format,
+        items: list[KubeObject],
+        meta: dict[str, Any],
+    ) -> web.Response:
         if fmt.kind == "json":
             return json_response(list_body(rt, items, meta, self.registry.is_custom(rt)))
         if fmt.kind == "table":

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from tenant_proxy.emulator import metrics
 from tenant_proxy.emulator.types import ResourceType
 
 
@@ -134,6 +135,9 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
 def _group_rank(group: str) -> tuple[int, str]:
     if group in GROUP_ORDER:
         return GROUP_ORDER.index(group), ""
+    if group == metrics.GROUP:
+        # Its APIService's groupPriorityMinimum (100) ranks below custom resources' (1000).
+        return len(GROUP_ORDER) + 1, group
     return len(GROUP_ORDER), group
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import yaml
 
-from tenant_proxy.emulator import errors, patch, validation
+from tenant_proxy.emulator import errors, kubelet, patch, validation
 from tenant_proxy.emulator.defaults import apply_defaults
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.listing import (
@@ -33,6 +33,7 @@ from tenant_proxy.emulator.store import Store, TooOld, object_key
 from tenant_proxy.emulator.types import KubeObject, ResourceType
 
 _NS = ("", "namespaces")
+_NODE = ("", "nodes")
 _CRD = ("apiextensions.k8s.io", "customresourcedefinitions")
 # Resources whose DELETE answers with the object rather than a Success Status.
 _RETURNS_DELETED = {_NS, ("", "pods"), ("", "services"), _CRD}
@@ -258,6 +259,25 @@ class Cluster:
             if sa is not None:
                 ns = obj["metadata"]["name"]
                 self.create(sa, ns, {"metadata": {"name": "default"}})
+        elif key == _NODE:
+            self._register_node_lease(obj)
+
+    def _register_node_lease(self, node: KubeObject) -> None:
+        """The node's kubelet creates its Lease on its first heartbeat."""
+        leases = self.registry.lookup("coordination.k8s.io", "v1", "leases")
+        namespace = kubelet.NODE_LEASE_NAMESPACE
+        name = node["metadata"]["name"]
+        if leases is None or self.store.get_object("", "namespaces", "", namespace) is None:
+            return
+        if self.store.get_object(leases.group, leases.plural, namespace, name) is None:
+            self.create(leases, namespace, kubelet.node_lease(node, self.now()))
+
+    def _collect_node_lease(self, node: KubeObject) -> None:
+        """The garbage collector deletes the Lease its node owned."""
+        namespace, name = kubelet.NODE_LEASE_NAMESPACE, node["metadata"]["name"]
+        lease = self.store.get_object("coordination.k8s.io", "leases", namespace, name)
+        if lease is not None and kubelet.owned_by(lease, node):
+            self.store.remove("coordination.k8s.io", "leases", namespace, name)
 
     def update(
         self,
@@ -462,6 +482,8 @@ class Cluster:
             hook(rt, obj)
         if (rt.group, rt.plural) == _CRD:
             self._drop_custom_resources(obj)
+        elif (rt.group, rt.plural) == _NODE:
+            self._collect_node_lease(obj)
         namespace = meta.get("namespace", "")
         if namespace and rt.namespaced:
             ns = self.store.get_object("", "namespaces", "", namespace)

@@ -200,6 +200,7 @@ _GO_PACKAGES = {
     "admissionregistration.k8s.io": "admissionregistration",
     "apiextensions.k8s.io": "apiextensions",
     "flowcontrol.apiserver.k8s.io": "flowcontrol",
+    "metrics.k8s.io": "metrics",
 }
 
 

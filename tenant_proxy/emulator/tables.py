@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tenant_proxy.emulator import clock, errors
+from tenant_proxy.emulator import clock, errors, metrics
 from tenant_proxy.emulator.types import KubeObject, ResourceType
 
 INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
@@ -69,6 +69,7 @@ class Printer:
     columns: tuple[Column, ...]
     cells: Cells
     conditions: RowConditions | None = None
+    columns_from_rows: bool = False  # an empty Table has no columns either (metrics-server)
 
 
 def table_for(
@@ -98,6 +99,8 @@ def table_for(
     if not rows and printer is DEFAULT_PRINTER:
         # The default convertor appends to a nil slice: an empty Table has `"rows": null`.
         rows = None
+    if not rows and printer.columns_from_rows:
+        columns, rows = None, None
     return {
         "kind": "Table",
         "apiVersion": f"meta.k8s.io/{version}",
@@ -1080,6 +1083,17 @@ LEASE_PRINTER = _simple(
     _field("spec", "holderIdentity"),
 )
 
+# metrics.k8s.io (metrics-server's convertor: columns named after the first row's usage keys)
+
+_METRICS_COLUMNS = (
+    Column("Name", "Name of the resource", format="name"),
+    Column("cpu", "", format="quantity"),
+    Column("memory", "", format="quantity"),
+    Column("Window", "", format="duration"),
+)
+NODE_METRICS_PRINTER = Printer(_METRICS_COLUMNS, metrics.node_cells, columns_from_rows=True)
+POD_METRICS_PRINTER = Printer(_METRICS_COLUMNS, metrics.pod_cells, columns_from_rows=True)
+
 # events (core/v1, and events.k8s.io/v1 through the shared internal type)
 
 EVENT_COLUMNS = (
@@ -1414,6 +1428,8 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("scheduling.k8s.io", "priorityclasses"): PRIORITY_CLASS_PRINTER,
     ("node.k8s.io", "runtimeclasses"): RUNTIME_CLASS_PRINTER,
     ("coordination.k8s.io", "leases"): LEASE_PRINTER,
+    (metrics.GROUP, "nodes"): NODE_METRICS_PRINTER,
+    (metrics.GROUP, "pods"): POD_METRICS_PRINTER,
     ("", "events"): EVENT_PRINTER,
     ("events.k8s.io", "events"): EVENT_V1_PRINTER,
     ("apps", "deployments"): DEPLOYMENT_PRINTER,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Protocol
 
 from tenant_proxy.filtering.selectors import Op, Requirement, Selector
@@ -33,6 +33,7 @@ class GroupResource(NamedTuple):
 
 NAMESPACES = GroupResource("", "namespaces")
 NODES = GroupResource("", "nodes")
+NODE_METRICS = GroupResource("metrics.k8s.io", "nodes")
 PERSISTENT_VOLUMES = GroupResource("", "persistentvolumes")
 CRDS = GroupResource("apiextensions.k8s.io", "customresourcedefinitions")
 CLASS_RESOURCES = frozenset(
@@ -165,7 +166,32 @@ class GenericRule:
         )
 
 
-Rule = NamespaceRule | NodeRule | ClaimNamespaceRule | ClassRule | ApiGroupRule | GenericRule
+@dataclass(frozen=True)
+class NodeMetricsRule:
+    """nodes.metrics.k8s.io, derived from the tenant's nodes rule: its nodes' NodeMetrics.
+
+    metrics-server names each NodeMetrics after its node and copies the node's labels onto it,
+    so the nodes rule's selector and names judge it as they judge the node (and a selector still
+    pushes down: metrics-server filters by labels). Node fields (spec, status) are not on a
+    NodeMetrics: a field alternative is dropped, granting no metrics rather than guessing.
+    """
+
+    nodes: Rule
+
+    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
+        nodes = self.nodes.criteria(tenant_label, namespaces)
+        return replace(nodes, field_path=(), field_values=frozenset())
+
+
+Rule = (
+    NamespaceRule
+    | NodeRule
+    | ClaimNamespaceRule
+    | ClassRule
+    | ApiGroupRule
+    | GenericRule
+    | NodeMetricsRule
+)
 
 BUILTIN_RULE_KINDS: dict[GroupResource, type[Rule]] = {
     NAMESPACES: NamespaceRule,
@@ -203,7 +229,8 @@ class Tenant:
 
     `namespace_selector_value` is the label value (key configured on the index) that marks a
     namespace as this tenant's; empty means the tenant's name. The namespaces resource is always
-    filtered by NamespaceRule unless `rules` says otherwise.
+    filtered by NamespaceRule, and a nodes rule brings nodes.metrics.k8s.io with it
+    (NodeMetricsRule), unless `rules` says otherwise.
     """
 
     name: str
@@ -225,7 +252,10 @@ class Tenant:
         return self.namespace_selector_value or self.name
 
     def all_rules(self) -> Mapping[GroupResource, Rule]:
-        return {NAMESPACES: NamespaceRule(), **self.rules}
+        rules: dict[GroupResource, Rule] = {NAMESPACES: NamespaceRule(), **self.rules}
+        if NODES in self.rules:
+            rules.setdefault(NODE_METRICS, NodeMetricsRule(self.rules[NODES]))
+        return rules
 
 
 class Caller(Protocol):

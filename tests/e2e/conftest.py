@@ -9,6 +9,7 @@ kubectl runs as a subprocess awaited with asyncio, so the in-process servers kee
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -57,6 +58,18 @@ async def kubectl(
         proc.communicate(stdin.encode() if stdin is not None else None), timeout
     )
     return Result(proc.returncode or 0, out.decode(), err.decode())
+
+
+def pod_on_node(name: str, namespace: str, node: str) -> str:
+    """A pod bound to `node` (as the scheduler would bind it), for `kubectl create -f -`."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+        }
+    )
 
 
 REAL_CLUSTER = os.environ.get("TENANT_PROXY_E2E_KUBECONFIG")

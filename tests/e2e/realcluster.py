@@ -1,9 +1,9 @@
 """The demo's tenants and proxy in front of a REAL cluster (TENANT_PROXY_E2E_KUBECONFIG).
 
 The proxy gets the least-privilege identity of deploy/: a ServiceAccount bound to the
-`tenant-proxy` ClusterRole, with a short-lived token, so the suite also proves that ClusterRole is
-enough. Everything created is removed at the end. Use a disposable cluster: the world's names
-(team-a-dev, node-a1, ...) must not exist there.
+`tenant-proxy` ClusterRole and the node-lease Role, with a short-lived token, so the suite also
+proves those roles are enough. Everything created is removed at the end. Use a disposable
+cluster: the world's names (team-a-dev, node-a1, ...) must not exist there.
 """
 
 from __future__ import annotations
@@ -32,6 +32,19 @@ PROXY_IDENTITY: list[dict[str, Any]] = [
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "ClusterRole",
             "name": "tenant-proxy",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "tenant-proxy", "namespace": E2E_NAMESPACE}
+        ],
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "tenant-proxy-e2e-node-leases", "namespace": "kube-node-lease"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "tenant-proxy-node-leases",
         },
         "subjects": [
             {"kind": "ServiceAccount", "name": "tenant-proxy", "namespace": E2E_NAMESPACE}

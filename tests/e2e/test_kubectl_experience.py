@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import kubectl
+from conftest import kubectl, pod_on_node
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
 
@@ -57,20 +56,9 @@ async def test_describe_own_node_works(alice: Path) -> None:
     assert "Name:               node-a1" in result.out
 
 
-def _pod(name: str, namespace: str, node: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
-        }
-    )
-
-
 async def test_all_namespaces_list_is_the_union_of_own_namespaces(admin: Path, alice: Path) -> None:
     for name, ns in (("a1", "team-a-dev"), ("a2", "team-a-prod"), ("b1", "team-b-dev")):
-        created = await kubectl(admin, "create", "-f", "-", stdin=_pod(name, ns, "node-a1"))
+        created = await kubectl(admin, "create", "-f", "-", stdin=pod_on_node(name, ns, "node-a1"))
         assert created.code == 0, created.err
     result = await kubectl(alice, "get", "pods", "-A", "-o", "name")
     assert result.code == 0, result.err
@@ -80,8 +68,8 @@ async def test_all_namespaces_list_is_the_union_of_own_namespaces(admin: Path, a
 
 
 async def test_describe_own_node_lists_own_pods_on_it(admin: Path, alice: Path) -> None:
-    await kubectl(admin, "create", "-f", "-", stdin=_pod("on-a1", "team-a-dev", "node-a1"))
-    await kubectl(admin, "create", "-f", "-", stdin=_pod("foreign", "team-b-dev", "node-a1"))
+    await kubectl(admin, "create", "-f", "-", stdin=pod_on_node("on-a1", "team-a-dev", "node-a1"))
+    await kubectl(admin, "create", "-f", "-", stdin=pod_on_node("foreign", "team-b-dev", "node-a1"))
     result = await kubectl(alice, "describe", "node", "node-a1")
     assert result.code == 0, result.err
     assert "on-a1" in result.out

@@ -53,6 +53,13 @@ def test_not_found_in_a_named_group_qualifies_the_resource() -> None:
     assert list(body["details"]) == ["name", "group", "kind"]
 
 
+def test_missing_node_metrics_is_metrics_servers_not_found() -> None:
+    # metrics-server looks the node up in its node lister first: its 404 names a node.
+    body = status.not_found("nodes", "nope", "metrics.k8s.io").body()
+    assert body["message"] == 'node "nope" not found'
+    assert body["details"] == {"name": "nope", "kind": "node"}
+
+
 def test_unauthorized_is_the_servers_bad_token_answer() -> None:
     assert as_sent(status.unauthorized()) == transcript_answer("authn-401-bad-token")
 
