@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,11 @@ EXIT_CONFIG = 2
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from tenant_proxy import shared_metrics
+
+    # First: the imports below bring in prometheus-client, which reads the variable once.
+    inherited_metrics_dir = shared_metrics.forget_inherited()
+
     from tenant_proxy.observability import setup_logging
     from tenant_proxy.workers import run_workers
 
@@ -26,6 +32,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"tenant-proxy: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(settings.observability.log_level, settings.observability.audit_file)
+    if inherited_metrics_dir is not None:
+        logging.getLogger("tenant_proxy.cli").warning(
+            "ignoring %s=%s: with --workers, tenant-proxy uses a private directory of its own",
+            shared_metrics.ENV,
+            inherited_metrics_dir,
+        )
     workers = args.workers or settings.workers
     return run_workers(settings, workers, Path(args.config))
 

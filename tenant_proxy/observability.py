@@ -9,13 +9,17 @@ Never a token, key or certificate body: only the fields below are ever logged.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
+from tenant_proxy import shared_metrics
 from tenant_proxy.tenancy.model import GroupResource
 
 if TYPE_CHECKING:
@@ -83,10 +87,16 @@ class RequestLog:
 
 
 class Metrics:
-    """Prometheus metrics of one process, in their own registry (tests build many)."""
+    """Prometheus metrics of one process, in their own registry (tests build many).
 
-    def __init__(self) -> None:
+    With `shared_dir` (`--workers N`), the values live in that directory beside the other
+    workers' and `exposition()` is the aggregate of all: counters and histograms summed, gauges
+    by their `multiprocess_mode` over the live workers.
+    """
+
+    def __init__(self, shared_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry()
+        self._exposed = self.registry if shared_dir is None else _aggregate_of(shared_dir)
         r = self.registry
         self.requests = Counter(
             "tenant_proxy_requests_total",
@@ -112,12 +122,14 @@ class Metrics:
             "Requests being served now (watches included).",
             ["listener"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.open_watches = Gauge(
             "tenant_proxy_open_watches",
             "Watches open now.",
             ["listener", "filtered"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.upstream_errors = Counter(
             "tenant_proxy_upstream_errors_total",
@@ -136,6 +148,8 @@ class Metrics:
             "1 once an informer has listed.",
             ["resource"],
             registry=r,
+            # Across workers: 1 only when every live worker's informer has listed.
+            multiprocess_mode="livemin",
         )
 
     def observe(self, entry: RequestLog) -> None:
@@ -151,6 +165,21 @@ class Metrics:
 
     def auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(reason[:64]).inc()
+
+    def exposition(self) -> bytes:
+        """The text a scrape of /metrics answers."""
+        return generate_latest(self._exposed)
+
+
+def _aggregate_of(shared_dir: Path) -> CollectorRegistry:
+    # prometheus-client chose where values go when it was imported: in this directory only if
+    # the environment named it then (the parent sets it before starting the workers).
+    if os.environ.get(shared_metrics.ENV) != str(shared_dir):
+        raise RuntimeError(f"{shared_metrics.ENV} does not name {shared_dir}")
+    # Its own registry: the collector already reads this process's values from the files.
+    aggregate = CollectorRegistry()
+    MultiProcessCollector(aggregate, path=str(shared_dir))  # type: ignore[no-untyped-call]
+    return aggregate
 
 
 class JSONFormatter(logging.Formatter):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tenant_proxy.across_namespaces import AcrossNamespaces
 from tenant_proxy.authentication import Authentication
@@ -49,9 +49,11 @@ class _Listener:
 class ProxyServer:
     """Every listener of one proxy process, sharing one upstream session and tenancy index."""
 
-    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, reuse_port: bool = False, metrics_dir: Path | None = None
+    ) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(metrics_dir)
         self.upstream = Upstream(settings.upstream)
         self.tls = ReloadingTLS(settings.tls)
         self.index = TenancyIndex(settings.tenancy, self.upstream, self.metrics)
@@ -176,7 +178,7 @@ class ProxyServer:
 
     def _health_app(self) -> web.Application:
         async def metrics(_request: web.Request) -> web.Response:
-            body = generate_latest(self.metrics.registry)
+            body = self.metrics.exposition()
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def live(_request: web.Request) -> web.Response:
@@ -224,10 +226,16 @@ class ProxyServer:
 
 
 async def serve_forever(
-    settings: Settings, reuse_port: bool = False, config_path: Path | None = None
+    settings: Settings,
+    reuse_port: bool = False,
+    config_path: Path | None = None,
+    metrics_dir: Path | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT, then drain. SIGHUP, or a change of the config file, reloads."""
-    server = ProxyServer(settings, reuse_port=reuse_port)
+    """Run until SIGTERM/SIGINT, then drain. SIGHUP, or a change of the config file, reloads.
+
+    `metrics_dir`: where the workers of `--workers N` share their metrics (None: one process).
+    """
+    server = ProxyServer(settings, reuse_port=reuse_port, metrics_dir=metrics_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

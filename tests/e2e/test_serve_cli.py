@@ -4,64 +4,24 @@ SIGHUP (or an edit of the config file) reloads the tenants, SIGTERM stops every 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import kubectl
+from served import serve
 
 from tenant_proxy.demo import Demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl, pytest.mark.emulator_only]
 
-SCRIPT = Path(sys.executable).parent / "tenant-proxy"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Demo, Path, asyncio.subprocess.Process]]:
-    """The demo's emulator, with `tenant-proxy serve --workers 2` in front instead of in-process."""
-    demo = Demo(tmp_path, tenant_port=free_port(), admin_port=free_port())
-    upstream = await demo.start_upstream()
-    doc = demo.settings(upstream).model_dump(mode="json")
-    doc["observability"]["metrics"] = None
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    proc = await asyncio.create_subprocess_exec(
-        str(SCRIPT),
-        "serve",
-        "--config",
-        str(config),
-        "--workers",
-        "2",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    ready = 0
-    async with asyncio.timeout(60):
-        while ready < 2:
-            line = await proc.stdout.readline()
-            assert line, "serve exited before both workers were ready"
-            ready += b"tenant-proxy ready" in line
-    try:
-        yield demo, config, proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        await demo.stop_upstream()
+    async with serve(tmp_path, workers=2, metrics=False) as running:
+        yield running.demo, running.config, running.proc
 
 
 def kubeconfig(demo: Demo, config: Path, user: str, groups: list[str]) -> Path:
