@@ -82,7 +82,7 @@ class LimitSettings(_Strict):
         8, gt=0, description="Rewritten lists read at once; more wait (each holds a page or two)."
     )
     filtered_list_page: int = Field(
-        2000, gt=0, description="Upstream page size when the proxy reads a list to rewrite it."
+        5000, gt=0, description="Upstream page size when the proxy reads a list to rewrite it."
     )
 
 

@@ -14,7 +14,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -27,8 +27,9 @@ from tenant_proxy.filtering import continuation, pushdown
 from tenant_proxy.filtering.lists import NotAList, filter_response
 from tenant_proxy.filtering.pages import (
     Page,
+    Splitting,
     assemble,
-    split_page,
+    continue_in_head,
     take,
     upstream_continue,
 )
@@ -46,6 +47,11 @@ from tenant_proxy.watch_sinks import open_sink, wants_websocket
 
 log = logging.getLogger("tenant_proxy.filtered")
 
+# An API server writes a list's metadata (and its continue token) before the items.
+_HEAD_BYTES = 4096
+# Entries judged between two turns of the event loop (a few milliseconds' work).
+_SPLIT_SLICE = 1000
+
 
 class FilteredReads:
     """Executes Filter plans for the tenant listener."""
@@ -62,7 +68,7 @@ class FilteredReads:
         watch_buffer_events: int = 1000,
         streams: OpenStreams | None = None,
         list_reads: int = 8,
-        list_page: int = 2000,
+        list_page: int = 5000,
         tokens: continuation.ContinueTokens | None = None,
     ) -> None:
         self.index, self.upstream, self.metrics = index, upstream, metrics
@@ -140,7 +146,10 @@ class FilteredReads:
             changes["includeObject"] = shape.include_object
         return info.query.with_params(changes) if changes else info.query.raw
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse, on_head: Callable[[bytes], None] | None = None
+    ) -> bytes:
+        """The whole body, bounded; `on_head` sees its first few KiB as soon as they came."""
         if resp.content_length is not None and resp.content_length > self._max_list:
             raise status.bad_gateway("the API server's answer is larger than the proxy reads")
         # Chunks as they arrive, joined once: a growing buffer would copy a large list twice.
@@ -150,6 +159,11 @@ class FilteredReads:
             size += len(chunk)
             if size > self._max_list:
                 raise status.bad_gateway("the API server's answer is larger than the proxy reads")
+            if on_head is not None and (size >= _HEAD_BYTES or resp.content.at_eof()):
+                on_head(b"".join(chunks)[:_HEAD_BYTES])
+                on_head = None
+        if on_head is not None:
+            on_head(b"".join(chunks))
         return b"".join(chunks)
 
     # -- get ----------------------------------------------------------------------------------
@@ -252,6 +266,24 @@ class FilteredReads:
         else:  # inside the first upstream page: read that very snapshot again
             first_query = _page_query(base, page_size, snapshot=position.resource_version)
         headers = self._headers(request, shape)
+        want = info.query.limit if info.query.limit and info.query.limit > 0 else None
+        # Pages are read ahead (each asked for as soon as the head of the one before names it,
+        # so the API server produces it while the proxy judges), unless a limited read's first
+        # page may well be enough: then reading ahead would be the API server's wasted work.
+        eager = want is None
+        ahead: dict[str, asyncio.Future[bytes]] = {}
+
+        def read_ahead(following: str) -> None:
+            if following not in ahead:
+                nxt = _page_query(base, page_size, following=following)
+                ahead[following] = asyncio.ensure_future(
+                    self._read_page(info.path, nxt, headers, on_head)
+                )
+
+        def on_head(head: bytes) -> None:
+            if eager and (following := continue_in_head(head)) is not None:
+                read_ahead(following)
+
         url = self.upstream.url(info.path, first_query)
         resp = await self.upstream.send("GET", url, headers)
         async with resp:
@@ -259,8 +291,7 @@ class FilteredReads:
                 if position is not None and resp.status == 410:
                     raise _continue_expired()
                 return await passthrough.relay(request, resp), 0
-            body = await self._read_body(resp)
-        want = info.query.limit if info.query.limit and info.query.limit > 0 else None
+            body = await self._read_body(resp, on_head)
         if position is None and upstream_continue(body) is None:
             want = None  # the API server answered whole: so does the proxy
         fetched_with = position.upstream if position is not None else ""
@@ -268,49 +299,49 @@ class FilteredReads:
         first: Page | None = None
         entries: list[dict[str, Any]] = []
         withheld, resume = 0, None
-
-        def read_ahead(following: str) -> asyncio.Future[bytes]:
-            nxt = _page_query(base, page_size, following=following)
-            return asyncio.ensure_future(self._read_page(info.path, nxt, headers))
-
-        while True:
-            following = upstream_continue(body)
-            prefetch = None
-            # The next page is asked for before this one is judged, so the API server produces
-            # it meanwhile; unless a short first page of a limited read may well be enough
-            # (then a read ahead would be the API server's wasted work).
-            if following is not None and (want is None or first is not None):
-                prefetch = read_ahead(following)
-                await asyncio.sleep(0)  # lets the request go out before judging holds the loop
-            try:
-                with _collector_paused():
-                    page = split_page(body, keep, keep.fields)
+        try:
+            while True:
+                following = upstream_continue(body)
+                for stale in ahead.keys() - {following}:
+                    ahead.pop(stale).cancel()  # a head misread: never used
+                try:
+                    with _collector_paused():
+                        splitting = Splitting(body, keep, keep.fields)
                     del body
+                    # A slice at a time: meanwhile the event loop reads the next pages (and
+                    # asks for the one after) and serves other clients.
+                    while not _split_some(splitting):  # noqa: ASYNC110 - yielding, not waiting
+                        await asyncio.sleep(0)
+                    page = splitting.page
                     first = first or page
-                    taken = take(
-                        page,
-                        keep,
-                        skip=skip,
-                        want=None if want is None else want - len(entries),
-                        strip_objects=shape.strip_objects,
-                        metadata_only=shape.partial,
+                    with _collector_paused():
+                        taken = take(
+                            page,
+                            keep,
+                            skip=skip,
+                            want=None if want is None else want - len(entries),
+                            strip_objects=shape.strip_objects,
+                            metadata_only=shape.partial,
+                        )
+                except NotAList as exc:
+                    raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+                eager = True
+                entries += taken.entries
+                withheld += taken.judged - len(taken.entries)
+                if taken.next_skip < page.size:  # the tenant's page ends inside this one
+                    resume = continuation.Position(
+                        fetched_with, taken.next_skip, first.resource_version, page_size
                     )
-            except NotAList as exc:
-                _cancel(prefetch)
-                raise status.bad_gateway(f"unexpected list answer: {exc}") from None
-            entries += taken.entries
-            withheld += taken.judged - len(taken.entries)
-            if taken.next_skip < page.size:  # the tenant's page ends inside this upstream page
-                resume = continuation.Position(
-                    fetched_with, taken.next_skip, first.resource_version, page_size
-                )
-            elif following is not None and want is not None and len(entries) >= want:
-                resume = continuation.Position(following, 0, first.resource_version, page_size)
-            if resume is not None or following is None:
-                _cancel(prefetch)
-                break
-            body = await (prefetch or read_ahead(following))
-            fetched_with, skip = following, 0
+                elif following is not None and want is not None and len(entries) >= want:
+                    resume = continuation.Position(following, 0, first.resource_version, page_size)
+                if resume is not None or following is None:
+                    break
+                read_ahead(following)
+                body = await ahead.pop(following)
+                fetched_with, skip = following, 0
+        finally:
+            for task in ahead.values():
+                _cancel(task)
         token = self._tokens.issue(resume, bound_to) if resume is not None else None
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
         return _json_response(answer), withheld
@@ -326,7 +357,13 @@ class FilteredReads:
         except continuation.TokenInvalid as exc:
             raise status.bad_request(f"continue key is not valid: {exc}") from None
 
-    async def _read_page(self, path: str, query: str, headers: list[tuple[str, str]]) -> bytes:
+    async def _read_page(
+        self,
+        path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        on_head: Callable[[bytes], None],
+    ) -> bytes:
         """A following page of a list; its errors are the proxy's to word (the API server's
         410 would carry a continue token naming another tenant's object)."""
         resp = await self.upstream.send("GET", self.upstream.url(path, query), headers)
@@ -369,6 +406,11 @@ class FilteredReads:
                 return await passthrough.relay(request, resp, close=wants_websocket(request)), 0
             stream = WatchStream(self, info, gr, shape, identity)
             return await stream.run(resp, await open_sink(request)), stream.filter.dropped
+
+
+def _split_some(splitting: Splitting) -> bool:
+    with _collector_paused():
+        return splitting.step(_SPLIT_SLICE)
 
 
 @contextlib.contextmanager

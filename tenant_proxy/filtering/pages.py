@@ -13,6 +13,7 @@ the answer is assembled with the proxy's own metadata (`assemble`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -75,6 +76,18 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 _HEAD = msgspec.json.Decoder(_Head)
 
 
+# The list's own metadata object is flat (resourceVersion, continue, remainingItemCount) and
+# comes before the items; an object's metadata nests (labels...), so this cannot match inside one.
+_HEAD_CONTINUE = re.compile(rb'"metadata":\{[^{}]*?"continue":"([A-Za-z0-9_=+/-]+)"')
+
+
+def continue_in_head(head: bytes) -> str | None:
+    """The continue token of a page from its first bytes, before the rest has arrived: a hint
+    to ask for the next page early. The whole page's `upstream_continue` is what counts."""
+    found = _HEAD_CONTINUE.search(head)
+    return found.group(1).decode() if found else None
+
+
 def upstream_continue(body: bytes) -> str | None:
     """The API server's continue token of a page, read cheaply (so the next page can be asked
     for before this one is judged); None when there is none or the body is unusual."""
@@ -91,25 +104,53 @@ _ENVELOPE_FIELDS = ("kind", "apiVersion", "metadata", "columnDefinitions")
 def split_page(body: bytes, judge: Judge, fields: frozenset[FieldPath]) -> Page:
     """The page's envelope and candidate entries; `judge` sees sparse objects holding only
     `fields` (it must read nothing else)."""
-    try:
-        envelope = _ENVELOPE.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return _split_whole(body)
-    table = envelope.rows is not msgspec.UNSET
-    if table == (envelope.items is not msgspec.UNSET):
-        return _split_whole(body)
-    entries = (envelope.rows if table else envelope.items) or []
-    assert isinstance(entries, list)
-    probe = _probe_decoder(fields, table)
-    candidates = [
-        (i, bytes(raw)) for i, raw in enumerate(entries) if _may_keep(raw, probe, judge, table)
-    ]
-    head = {
-        name: orjson.loads(bytes(raw))
-        for name in _ENVELOPE_FIELDS
-        if (raw := getattr(envelope, name)) is not msgspec.UNSET
-    }
-    return Page(head, table, len(entries), candidates)
+    splitting = Splitting(body, judge, fields)
+    while not splitting.step(len(body)):
+        pass
+    return splitting.page
+
+
+class Splitting:
+    """A page being split a slice of entries at a time, so that a caller serving others can
+    let them run in between (a large page takes tens of milliseconds)."""
+
+    def __init__(self, body: bytes, judge: Judge, fields: frozenset[FieldPath]) -> None:
+        self._judge = judge
+        self._entries: list[msgspec.Raw] = []
+        self._probe: msgspec.json.Decoder[Any] | None = None
+        self._done = 0
+        try:
+            envelope = _ENVELOPE.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.page = _split_whole(body)
+            return
+        table = envelope.rows is not msgspec.UNSET
+        if table == (envelope.items is not msgspec.UNSET):
+            self.page = _split_whole(body)
+            return
+        entries = (envelope.rows if table else envelope.items) or []
+        assert isinstance(entries, list)
+        head = {
+            name: orjson.loads(bytes(raw))
+            for name in _ENVELOPE_FIELDS
+            if (raw := getattr(envelope, name)) is not msgspec.UNSET
+        }
+        self.page = Page(head, table, len(entries), [])
+        self._entries, self._probe = entries, _probe_decoder(fields, table)
+
+    def step(self, count: int) -> bool:
+        """Judge up to `count` more entries; whether the page is done."""
+        start, stop = self._done, min(self._done + count, len(self._entries))
+        if start < stop:
+            assert self._probe is not None
+            probe, judge, table = self._probe, self._judge, self.page.table
+            self.page.candidates.extend(
+                (i, bytes(self._entries[i]))
+                for i in range(start, stop)
+                if _may_keep(self._entries[i], probe, judge, table)
+            )
+        self._done = stop
+        return stop >= len(self._entries)
 
 
 def _split_whole(body: bytes) -> Page:
