@@ -5,30 +5,43 @@ Tenancy comes only from admin-owned sources: the config file, the cluster-scoped
 Capsule Tenants, and namespace labels (namespaces are cluster-scoped; a tenant cannot relabel
 them). Nothing a tenant can write inside its namespaces widens what it sees.
 Every tenancy change bumps `generation` and wakes open watches so they re-judge what they show.
+A change whose rules read a field the indexed projections lack, or a resource not indexed yet,
+has that resource listed (again) first: until then no judgement rests on its objects (`owned`
+finds none, filtered requests wait in `wait_synced`), and the listing bumps the generation once
+more so open watches read what the change revealed. RoleBindings (`rolebinding_namespaces`)
+bump only when they change what some caller may see, and a burst of them bumps a few times.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from tenant_proxy.config import TenancySettings, TenantSettings
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.tenancy import sources
+from tenant_proxy.tenancy.grants import Grant, GrantTable, binding_grants, grant_matters
 from tenant_proxy.tenancy.informer import Informer
 from tenant_proxy.tenancy.model import (
     NAMESPACES,
     GroupResource,
     Tenant,
     TenantView,
-    field_value,
     memberships,
     owns,
     tenant_namespaces,
     view_of,
+)
+from tenant_proxy.tenancy.projection import (
+    FieldPath,
+    Projection,
+    plan_projections,
+    project,
+    projection_needs,
 )
 from tenant_proxy.upstream import Upstream, UpstreamError
 
@@ -52,22 +65,52 @@ BUILTIN_PATHS: dict[GroupResource, str] = {
     ),
 }
 
-Projection = dict[str, Any]
+# A generic resource not served yet (its CRD not installed) is looked for again, with backoff.
+DISCOVERY_BACKOFF_SECONDS = (0.2, 10.0)
+
+# RoleBinding changes wake open watches once they pause this long, and at the latest this long
+# after the first of a burst: well inside the 1 s a caller may wait to see a namespace granted.
+GRANT_QUIET_SECONDS = 0.05
+GRANT_LONGEST_SECONDS = 0.4
 
 
-def project(obj: Mapping[str, Any], field_paths: frozenset[tuple[str, ...]]) -> Projection:
-    """The least of `obj` that `owns()` can judge: name, labels, and the rules' fields."""
-    meta = obj.get("metadata") or {}
-    out: Projection = {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}}}
-    for path in field_paths:
-        value = field_value(obj, path)
-        if value is None:
-            continue
-        node = out
-        for step in path[:-1]:
-            node = node.setdefault(step, {})
-        node[path[-1]] = value
-    return out
+class Coalescer:
+    """Calls `fire` once `touch()`es pause for `quiet` seconds, and at the latest `longest`
+    seconds after the first of them: a burst costs one call per `longest`, a lone touch is
+    acted on within `quiet`."""
+
+    def __init__(self, fire: Callable[[], None], quiet: float, longest: float) -> None:
+        self.fire, self.quiet, self.longest = fire, quiet, longest
+        self.touches = 0
+        self._first = self._last = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._timer is not None
+
+    def touch(self) -> None:
+        self.touches += 1
+        loop = asyncio.get_running_loop()
+        self._last = loop.time()
+        if self._timer is None:
+            self._first = self._last
+            self._timer = loop.call_at(self._last + self.quiet, self._due)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _due(self) -> None:
+        # One timer per burst, pushed back while touches keep coming, not one per touch.
+        loop = asyncio.get_running_loop()
+        due = min(self._last + self.quiet, self._first + self.longest)
+        if due - loop.time() > 0.001:
+            self._timer = loop.call_at(due, self._due)
+            return
+        self._timer = None
+        self.fire()
 
 
 class TenancyIndex:
@@ -81,15 +124,25 @@ class TenancyIndex:
         )
         self._cr_tenants: dict[str, Tenant] = {}
         self._capsule_tenants: dict[str, Tenant] = {}
-        self._rolebindings: dict[str, tuple[str, frozenset[str], frozenset[str]]] = {}
+        self._grants = GrantTable()
         self._informers: dict[GroupResource, Informer[Projection]] = {}
         self._meta_informers: list[Informer[Any]] = []
+        # The fields each indexed resource is projected with (or will be, once discovered).
+        self._held: dict[GroupResource, frozenset[FieldPath]] = {}
         self._starting: set[GroupResource] = set()
+        # Indexed resources whose objects may lack a field the current rules read.
+        self._resyncing: set[GroupResource] = set()
+        # Those filtered reads wait for, each until its deadline (none before the first sync).
+        self._holding: dict[GroupResource, asyncio.TimerHandle | None] = {}
+        self._settled = asyncio.Event()
+        self._ready = False
+        self._background: set[asyncio.Task[None]] = set()
         self._own: dict[str, frozenset[str]] | None = None
         self._views: dict[tuple[frozenset[int], frozenset[str]], TenantView | None] = {}
         self._owned: dict[tuple[GroupResource, frozenset[str], frozenset[str]], dict[str, Any]] = {}
         self.generation = 0
-        self._changed = asyncio.Condition()
+        self._next_change = asyncio.Event()
+        self.grant_wake = Coalescer(self._bump, GRANT_QUIET_SECONDS, GRANT_LONGEST_SECONDS)
         # With Capsule, its label is the one its webhook enforces on tenant-created namespaces:
         # it wins over ours, which a Capsule tenant owner could otherwise set on its own
         # namespaces (unless Capsule's forbiddenLabels covers it).
@@ -108,6 +161,7 @@ class TenancyIndex:
                     f"/apis/{sources.TENANT_GROUP}/{sources.TENANT_VERSION}/{sources.TENANT_PLURAL}",
                     lambda o: o,
                     self._on_tenant_cr,
+                    on_listed=self._note_ready,
                 )
             )
         if self.settings.capsule:
@@ -117,6 +171,7 @@ class TenancyIndex:
                     f"/apis/{sources.CAPSULE_GROUP}/{sources.CAPSULE_VERSION}/{sources.CAPSULE_PLURAL}",
                     lambda o: o,
                     self._on_capsule_tenant,
+                    on_listed=self._note_ready,
                 )
             )
         if self.settings.rolebinding_namespaces:
@@ -124,28 +179,44 @@ class TenancyIndex:
                 Informer(
                     self._upstream,
                     "/apis/rbac.authorization.k8s.io/v1/rolebindings",
-                    _binding_subjects,
+                    binding_grants,
                     self._on_rolebinding,
+                    on_listed=self._note_ready,
                 )
             )
         for informer in self._meta_informers:
             informer.start()
-        await self._ensure_resource_informers()
+        self._follow_rules()
 
     async def stop(self) -> None:
+        self.grant_wake.cancel()
+        for gr in list(self._holding):
+            self._release(gr)
+        for task in list(self._background):
+            task.cancel()
         for informer in [*self._meta_informers, *self._informers.values()]:
             await informer.stop()
 
     @property
     def synced(self) -> bool:
-        return all(i.synced.is_set() for i in [*self._meta_informers, *self._informers.values()])
+        """Whether the index has listed everything once (readiness).
+
+        It stays true while a later tenancy change has a resource listed again: only the
+        filtered reads wait for that (`wait_synced`), not every caller nor the readiness probe.
+        """
+        return self._ready
 
     async def wait_synced(self, within: float) -> bool:
-        """Whether every informer has listed, waiting up to `within` seconds for it."""
-        informers = [*self._meta_informers, *self._informers.values()]
+        """Whether the index is current, waiting up to `within` seconds for it: every informer
+        has listed, and every resource the rules read is indexed with the fields they read
+        (after the first sync, a resource is waited for at most `sync_timeout_seconds`)."""
+        if self._current():
+            return True
         try:
             async with asyncio.timeout(within):
-                await asyncio.gather(*(i.synced.wait() for i in informers))
+                while not self._current():
+                    meta = (i.synced.wait() for i in self._meta_informers)
+                    await asyncio.gather(*meta, self._settled.wait())
         except TimeoutError:
             return False
         return True
@@ -156,8 +227,7 @@ class TenancyIndex:
         if fresh == self._config_tenants:
             return False
         self._config_tenants = fresh
-        self._bump()
-        asyncio.get_running_loop().create_task(self._ensure_resource_informers())
+        self._tenancy_changed()
         return True
 
     # -- what the proxy asks ------------------------------------------------------------------
@@ -165,10 +235,7 @@ class TenancyIndex:
         return [*self._config_tenants, *self._cr_tenants.values(), *self._capsule_tenants.values()]
 
     def filtered_resources(self) -> frozenset[GroupResource]:
-        grs = {NAMESPACES}
-        for tenant in self.tenants():
-            grs.update(tenant.rules)
-        return frozenset(grs)
+        return frozenset(projection_needs(self.tenants()))
 
     def namespace_owner(self) -> dict[str, str]:
         labels = self._informers.get(NAMESPACES)
@@ -191,16 +258,15 @@ class TenancyIndex:
         Per generation the index computes each tenant's namespaces once, so a tenancy change
         costs O(namespaces) plus O(tenants) per caller, not O(namespaces) per caller.
         """
-        if self._own is None:
-            self._own = tenant_namespaces(self.tenants(), self.namespace_owner())
+        own = self._own_namespaces()
         tenants = self.tenants()
-        mine = memberships(identity, tenants, self._own)
+        mine = memberships(identity, tenants, own)
         # Keyed by position, not name: the config, the CR and Capsule may each hold a "team-a".
         member_ids = {id(t) for t in mine}
         positions = frozenset(i for i, t in enumerate(tenants) if id(t) in member_ids)
         key = (positions, self._bound_namespaces(identity))
         if key not in self._views:
-            self._views[key] = view_of(mine, self._own, key[1])
+            self._views[key] = view_of(mine, own, key[1])
         return self._views[key]
 
     def objects(self, gr: GroupResource) -> dict[str, Projection]:
@@ -210,6 +276,10 @@ class TenancyIndex:
 
     def owned(self, gr: GroupResource, view: TenantView) -> dict[str, Projection]:
         """The indexed objects of `gr` that `view` owns, computed once per view and generation."""
+        if gr in self._resyncing:
+            # Its projections may lack a field the rules read: none is judged until the new
+            # listing, whose bump wakes the watches to ask again.
+            return {}
         key = (gr, view.tenants, view.namespaces)
         if key not in self._owned:
             informer = self._informers.get(gr)
@@ -233,9 +303,9 @@ class TenancyIndex:
 
     async def wait_change(self, generation: int) -> int:
         """Return once `generation` is stale (tenancy changed), with the new generation."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.generation != generation)
-            return self.generation
+        while self.generation == generation:
+            await self._next_change.wait()
+        return self.generation
 
     # -- keeping it current -------------------------------------------------------------------
     def _bump(self) -> None:
@@ -243,20 +313,22 @@ class TenancyIndex:
         self._own = None
         self._views.clear()
         self._owned.clear()
-        asyncio.get_running_loop().create_task(self._notify())
+        self.grant_wake.cancel()  # this bump publishes the pending grants too
+        woken, self._next_change = self._next_change, asyncio.Event()
+        woken.set()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _current(self) -> bool:
+        return self._settled.is_set() and all(i.synced.is_set() for i in self._meta_informers)
+
+    def _own_namespaces(self) -> dict[str, frozenset[str]]:
+        if self._own is None:
+            self._own = tenant_namespaces(self.tenants(), self.namespace_owner())
+        return self._own
 
     def _bound_namespaces(self, identity: Identity) -> frozenset[str]:
         if not self.settings.rolebinding_namespaces:
             return frozenset()
-        return frozenset(
-            ns
-            for ns, users, groups in self._rolebindings.values()
-            if identity.user in users or not groups.isdisjoint(identity.groups)
-        )
+        return self._grants.namespaces_for(identity.user, identity.groups)
 
     def _on_tenant_cr(self, key: str, _old: object, new: Mapping[str, Any] | None) -> None:
         self._apply_tenant(
@@ -272,6 +344,7 @@ class TenancyIndex:
     def _apply_tenant(
         self, table: dict[str, Tenant], key: str, obj: Mapping[str, Any] | None, parse: Any
     ) -> None:
+        before = table.get(key)
         if obj is None:
             table.pop(key, None)
         else:
@@ -281,15 +354,21 @@ class TenancyIndex:
                 # A broken definition grants nothing (fail closed) and says why.
                 log.error("tenant %s refused: %s", key, exc)
                 table.pop(key, None)
-        self._bump()
-        asyncio.get_running_loop().create_task(self._ensure_resource_informers())
+        if table.get(key) != before:  # status or annotation updates change no tenant
+            self._tenancy_changed()
 
-    def _on_rolebinding(self, key: str, _old: object, new: object) -> None:
-        if new is None:
-            self._rolebindings.pop(key, None)
-        else:
-            self._rolebindings[key] = new  # type: ignore[assignment]
-        self._bump()
+    def _on_rolebinding(
+        self, _key: str, old: frozenset[Grant] | None, new: frozenset[Grant] | None
+    ) -> None:
+        flipped = self._grants.replace(old or frozenset(), new or frozenset())
+        if not flipped:
+            return
+        if self.grant_wake.pending:
+            self.grant_wake.touch()  # a wake-up is due anyway: no need to judge this one
+            return
+        tenants, own = self.tenants(), self._own_namespaces()
+        if any(grant_matters(grant, tenants, own) for grant in flipped):
+            self.grant_wake.touch()
 
     def _on_namespace(self, _key: str, old: Projection | None, new: Projection | None) -> None:
         old_labels = (old or {}).get("metadata", {}).get("labels", {})
@@ -301,37 +380,122 @@ class TenancyIndex:
         ):
             self._bump()
 
-    def _field_paths(self, gr: GroupResource) -> frozenset[tuple[str, ...]]:
-        paths: set[tuple[str, ...]] = set()
-        for tenant in self.tenants():
-            rule = tenant.all_rules().get(gr)
-            if rule is not None:
-                criteria = rule.criteria(tenant.name, frozenset({""}))
-                if criteria.field_path:
-                    paths.add(criteria.field_path)
-        return frozenset(paths)
+    def _tenancy_changed(self) -> None:
+        # The resources to list again are marked before the bump wakes anyone.
+        self._follow_rules()
+        self._bump()
 
-    async def _ensure_resource_informers(self) -> None:
-        for gr in self.filtered_resources():
-            if gr in self._informers or gr in self._starting:
-                continue
-            self._starting.add(gr)  # discovery below awaits: another call must not start it too
-            path = BUILTIN_PATHS.get(gr) or await self._discover(gr)
-            if path is None:
-                self._starting.discard(gr)
-                log.warning("no served version found for %s; it is not indexed", gr)
-                continue
-            paths = self._field_paths(gr)
-            informer: Informer[Projection] = Informer(
-                self._upstream,
-                path,
-                lambda o, p=paths: project(o, p),  # type: ignore[misc]
-                self._on_namespace if gr == NAMESPACES else None,
-                on_synced=self._metrics.informer_synced.labels(str(gr)).inc,
-            )
-            self._informers[gr] = informer
+    def _follow_rules(self) -> None:
+        """Index what the current rules read: start, re-project and stop informers."""
+        needed = projection_needs(self.tenants())
+        plan = plan_projections(self._held, needed)
+        for gr in plan.stop:
+            del self._held[gr]
+            self._resyncing.discard(gr)
+            self._release(gr)
+            with contextlib.suppress(KeyError):
+                self._metrics.informer_synced.remove(str(gr))
+            informer = self._informers.pop(gr, None)
+            if informer is not None:
+                informer.cancel()
+        for gr in plan.reproject:
+            self._held[gr] = needed[gr]
+            if gr in self._informers:  # else still being discovered: it starts with these
+                self._informers[gr].reproject(_projector(needed[gr]))
+        for gr in plan.start:
+            self._held[gr] = needed[gr]
+            path = BUILTIN_PATHS.get(gr)
+            if path is not None:
+                self._run_informer(gr, path)
+            elif gr not in self._starting:
+                self._starting.add(gr)
+                self._in_background(self._discover_and_run(gr))
+        for gr in plan.resync:
+            self._resyncing.add(gr)
+            self._hold(gr)
+        self._settle()
+
+    def _run_informer(self, gr: GroupResource, path: str) -> None:
+        informer: Informer[Projection] = Informer(
+            self._upstream,
+            path,
+            _projector(self._held[gr]),
+            self._on_namespace if gr == NAMESPACES else None,
+            on_listed=lambda: self._listed(gr, informer),
+        )
+        self._informers[gr] = informer
+        informer.start()
+
+    async def _discover_and_run(self, gr: GroupResource) -> None:
+        backoff = DISCOVERY_BACKOFF_SECONDS[0]
+        try:
+            while gr in self._held:  # else no rule reads it any more
+                path = await self._discover(gr)
+                if path is not None:
+                    self._run_informer(gr, path)
+                    return
+                if gr in self._holding:
+                    # Not served (yet): nothing to wait for, and nothing of it is judged.
+                    log.warning("no served version found for %s; not indexed until one is", gr)
+                    self._release(gr)
+                    self._settle()
+                await asyncio.sleep(backoff)  # ask the API server again, less and less often
+                backoff = min(backoff * 2, DISCOVERY_BACKOFF_SECONDS[1])
+        finally:
             self._starting.discard(gr)
-            informer.start()
+
+    def _listed(self, gr: GroupResource, informer: Informer[Projection]) -> None:
+        if self._informers.get(gr) is not informer:
+            return  # retired meanwhile
+        self._metrics.informer_synced.labels(str(gr)).set(1)
+        if gr in self._resyncing:
+            self._resyncing.discard(gr)
+            self._release(gr)
+            self._settle()
+            self._bump()  # the rules' fields are indexed now: watches may read what they reveal
+
+    def _hold(self, gr: GroupResource) -> None:
+        """Make filtered reads wait for `gr`'s listing: after the first sync, for as long as
+        they would wait for the first sync, not for as long as it fails."""
+        self._release(gr)
+        self._holding[gr] = (
+            asyncio.get_running_loop().call_later(
+                self.settings.sync_timeout_seconds, self._stop_holding, gr
+            )
+            if self._ready
+            else None
+        )
+
+    def _release(self, gr: GroupResource) -> None:
+        deadline = self._holding.pop(gr, None)
+        if deadline is not None:
+            deadline.cancel()
+
+    def _stop_holding(self, gr: GroupResource) -> None:
+        # One resource the proxy cannot list (say its RBAC lacks a new rule's resource) must
+        # not hold every tenant's filtered reads; its own objects stay unjudged (fail closed).
+        log.error(
+            "%s was not listed within %gs; filtered reads no longer wait for it",
+            gr,
+            self.settings.sync_timeout_seconds,
+        )
+        self._holding.pop(gr, None)
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._holding:
+            self._settled.clear()
+        else:
+            self._settled.set()
+            self._note_ready()
+
+    def _note_ready(self) -> None:
+        self._ready = self._ready or self._current()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _discover(self, gr: GroupResource) -> str | None:
         try:
@@ -344,17 +508,5 @@ class TenancyIndex:
         return f"/apis/{gr.group}/{version}/{gr.resource}" if version else None
 
 
-def _binding_subjects(obj: Mapping[str, Any]) -> tuple[str, frozenset[str], frozenset[str]]:
-    users, groups = set(), set()
-    for s in obj.get("subjects") or []:
-        if s.get("kind") == "User":
-            users.add(s.get("name", ""))
-        elif s.get("kind") == "Group":
-            groups.add(s.get("name", ""))
-        elif s.get("kind") == "ServiceAccount":
-            users.add(f"system:serviceaccount:{s.get('namespace', '')}:{s.get('name', '')}")
-    return (
-        str((obj.get("metadata") or {}).get("namespace", "")),
-        frozenset(users),
-        frozenset(groups),
-    )
+def _projector(paths: frozenset[FieldPath]) -> Callable[[Mapping[str, Any]], Projection]:
+    return lambda obj: project(obj, paths)

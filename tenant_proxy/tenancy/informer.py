@@ -5,6 +5,7 @@ path, one TLS configuration, raw orjson rather than typed models: 100,000 object
 small index). Each object is kept only as the `project`ion the index needs.
 Resumes from the last resourceVersion seen (bookmarks included), relists on 410 Expired, backs
 off exponentially on errors, and treats a 404 list (CRD not installed) as an empty set.
+`reproject` reads everything again when the index comes to need other fields.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Informer(Generic[T]):
         max_event_bytes: int = 32 * 1024 * 1024,
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
-        on_synced: Callable[[], None] | None = None,
+        on_listed: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.store: dict[str, T] = {}
@@ -71,7 +72,7 @@ class Informer(Generic[T]):
         self._page_size, self._max_event = page_size, max_event_bytes
         self._min_backoff, self._max_backoff = min_backoff, max_backoff
         self._task: asyncio.Task[None] | None = None
-        self._on_synced = on_synced
+        self._on_listed = on_listed
         self.relists = 0
 
     def start(self) -> None:
@@ -79,9 +80,26 @@ class Informer(Generic[T]):
             self._run(), name=f"informer {self.path}"
         )
 
-    async def stop(self) -> None:
+    def reproject(self, project: Project[T]) -> None:
+        """Project every object with `project` from now on, and list again at once so the store
+        holds only such projections; `on_listed` says when it does.
+
+        The store keeps the old projections until the new list replaces them whole. The run
+        is restarted rather than told: a list in flight holds objects projected the old way.
+        """
+        self._project = project
+        if self._task is not None:
+            self.cancel()
+            self.start()
+
+    def cancel(self) -> None:
+        """Stop listing and watching; `stop` also waits for it."""
         if self._task is not None:
             self._task.cancel()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self.cancel()
             # Bounded: a stop must not hang on a connection that ignores the cancellation.
             await asyncio.wait([self._task], timeout=2)
 
@@ -134,9 +152,9 @@ class Informer(Generic[T]):
                 break
         self._revisions = revisions
         self._replace(fresh)
-        if not self.synced.is_set() and self._on_synced is not None:
-            self._on_synced()
         self.synced.set()
+        if self._on_listed is not None:
+            self._on_listed()
 
     def _replace(self, fresh: dict[str, T]) -> None:
         old = self.store
