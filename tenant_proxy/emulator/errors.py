@@ -61,9 +61,13 @@ def _details(rt_name: str, name: str = "") -> dict[str, Any]:
 
 
 def not_found(group_resource: str, name: str) -> StatusError:
-    return StatusError(
-        404, "NotFound", f'{group_resource} "{name}" not found', _details(group_resource, name)
-    )
+    # StatusDetails name the resource and its group apart ({"name", "group", "kind"}); only the
+    # message spells them together.
+    resource, _, group = group_resource.partition(".")
+    details = {"name": name} if name else {}
+    details |= {"group": group} if group else {}
+    details["kind"] = resource
+    return StatusError(404, "NotFound", f'{group_resource} "{name}" not found', details)
 
 
 def resource_not_found() -> StatusError:

@@ -51,6 +51,26 @@ async def test_generate_name_gets_five_random_characters(session_for_user: Sessi
 
 
 @pytest.mark.parametrize(
+    ("path", "details"),
+    [
+        ("/api/v1/namespaces/nope", {"name": "nope", "kind": "namespaces"}),
+        (
+            "/apis/storage.k8s.io/v1/storageclasses/nope",
+            {"name": "nope", "group": "storage.k8s.io", "kind": "storageclasses"},
+        ),
+    ],
+)
+async def test_not_found_details_name_the_group_apart(
+    session_for_user: Session, path: str, details: dict[str, str]
+) -> None:
+    async with session_for_user(*ADMIN).get(path) as resp:
+        status = await resp.json()
+    assert resp.status == 404
+    # As kube-apiserver writes StatusDetails: name, group (if any), kind, in that order.
+    assert list(status["details"].items()) == list(details.items())
+
+
+@pytest.mark.parametrize(
     ("method", "path", "body", "code", "reason"),
     [
         ("GET", "/api/v1/nopes", None, 404, "NotFound"),
