@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from tenant_proxy import status
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.reviews import is_review, is_whoami
-from tenant_proxy.tenancy.model import GroupResource
+from tenant_proxy.tenancy.model import NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 
 FILTERED_VERBS = frozenset({"get", "list", "watch"})
-NODE_LEASE_NAMESPACE = "kube-node-lease"
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,7 @@ def is_node_lease_get(info: RequestInfo) -> bool:
     """A get of one Lease in kube-node-lease: a node's heartbeat, named after the node."""
     return (
         info.verb == "get"
-        and info.api_group == "coordination.k8s.io"
-        and info.resource == "leases"
+        and GroupResource(info.api_group, info.resource) == NODE_LEASES
         and info.namespace == NODE_LEASE_NAMESPACE
         and bool(info.name)
         and not info.subresource

@@ -194,7 +194,7 @@ class Pipeline:
         if not isinstance(review, dict):
             return web.Response(status=code, body=answer, content_type=content_type)
         if call.info.resource == reviews.ACCESS:
-            review = reviews.amend_access_review(review, view.filters)
+            review = reviews.amend_access_review(review, view.filters, self._owns_node(view))
         else:
             review = reviews.amend_rules_review(review, view.rules.keys())
         return web.Response(status=code, body=orjson.dumps(review), content_type="application/json")

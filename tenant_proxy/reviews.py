@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tenant_proxy.identity import Identity
-from tenant_proxy.tenancy.model import GroupResource
+from tenant_proxy.tenancy.model import NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 
 GROUP = "authorization.k8s.io"
 ACCESS = "selfsubjectaccessreviews"
@@ -55,9 +55,12 @@ def self_subject_review(identity: Identity, version: str) -> dict[str, Any]:
 
 
 def amend_access_review(
-    review: Mapping[str, Any], filters: Callable[[GroupResource], bool]
+    review: Mapping[str, Any],
+    filters: Callable[[GroupResource], bool],
+    owns_node: Callable[[str], bool] = lambda _name: False,
 ) -> dict[str, Any]:
-    """The SelfSubjectAccessReview answer, allowed where the proxy serves the read filtered."""
+    """The SelfSubjectAccessReview answer, allowed where the proxy serves the read filtered
+    (and for the get of an owned node's Lease, which the proxy reads for the caller)."""
     out = dict(review)
     attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
     status = dict(review.get("status") or {})
@@ -65,6 +68,15 @@ def amend_access_review(
     # Filtered resources are cluster-scoped: a namespace in the review (kubectl sends its
     # default one) does not change what the proxy serves.
     served = attrs.get("verb") in READ_VERBS and not attrs.get("subresource") and filters(gr)
+    name = str(attrs.get("name") or "")
+    lease = (
+        attrs.get("verb") == "get"
+        and gr == NODE_LEASES
+        and attrs.get("namespace") == NODE_LEASE_NAMESPACE
+        and not attrs.get("subresource")
+        and bool(name)
+    )
+    served = served or (lease and owns_node(name))
     if served and not status.get("allowed"):
         status = {"allowed": True, "reason": REASON}
     out["status"] = status

@@ -216,3 +216,20 @@ async def test_any_other_lease_read_is_the_clusters_rbac_answering_the_tenant(
         f'Error from server (Forbidden): {what} is forbidden: User "alice" cannot {verb} '
         f'resource "leases" in API group "coordination.k8s.io" in the namespace "{namespace}"'
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "answer"),
+    [
+        (("get", "leases/node-a1", "-n", "kube-node-lease"), "yes"),
+        (("get", "leases/node-b1", "-n", "kube-node-lease"), "no"),
+        (("list", "leases", "-n", "kube-node-lease"), "no"),
+        (("update", "leases/node-a1", "-n", "kube-node-lease"), "no"),
+    ],
+)
+async def test_can_i_says_yes_for_exactly_the_lease_reads_served(
+    cluster: Cluster, alice: Path, args: tuple[str, ...], answer: str
+) -> None:
+    await kubelet_lease(cluster, "node-a1")
+    result = await kubectl(alice, "auth", "can-i", *args)
+    assert result.out.strip() == answer, result.err

@@ -85,3 +85,20 @@ def test_whoami_reports_the_authenticated_caller() -> None:
         "groups": ["devs", "system:authenticated"],
         "extra": {"scopes": ["a"]},
     }
+
+
+def test_the_get_of_an_owned_nodes_lease_is_allowed_and_nothing_else_about_leases() -> None:
+    def owns(name: str) -> bool:
+        return name == "node-a1"
+
+    def lease(verb: str, name: str = "node-a1", namespace: str = "kube-node-lease") -> Any:
+        attrs = {"namespace": namespace, **({"name": name} if name else {})}
+        review = access(verb, "leases", "coordination.k8s.io", **attrs)
+        return amend_access_review(review, only_nodes, owns)["status"]["allowed"]
+
+    assert lease("get") is True
+    assert lease("get", name="node-b1") is False
+    assert lease("get", name="") is False
+    assert lease("get", namespace="default") is False
+    assert lease("list") is False
+    assert lease("update") is False

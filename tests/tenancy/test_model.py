@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.selectors import from_label_selector
+from tenant_proxy.filtering.selectors import Op, Requirement, Selector, from_label_selector
 from tenant_proxy.tenancy.model import (
     CRDS,
     NAMESPACES,
@@ -25,6 +25,7 @@ from tenant_proxy.tenancy.model import (
     NodeRule,
     Rule,
     Tenant,
+    label_test,
     owns,
     service_account_namespace,
     view_for,
@@ -369,3 +370,24 @@ def test_namespaces_a_tenant_does_not_own_do_not_make_its_service_accounts_membe
 )
 def test_service_account_namespace(user: str, namespace: str | None) -> None:
     assert service_account_namespace(user) == namespace
+
+
+_keys = st.sampled_from(["a", "b", "c"])
+_values = st.sampled_from(["x", "y", "1", "2"])
+_requirements = st.builds(
+    lambda key, op, values: Requirement(key, op, tuple(sorted(set(values)))),
+    _keys,
+    st.sampled_from(list(Op)),
+    st.lists(_values, min_size=1, max_size=3),
+)
+
+
+@given(
+    st.lists(_requirements, max_size=3),
+    st.dictionaries(_keys, _values, max_size=3),
+)
+def test_a_judges_compiledlabel_test_is_the_selectors_own(
+    requirements: list[Requirement], labels: dict[str, str]
+) -> None:
+    selector = Selector(tuple(requirements))
+    assert label_test(selector)(labels) == selector.matches(labels)
