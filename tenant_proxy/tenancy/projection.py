@@ -12,7 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_proxy.tenancy.model import NAMESPACES, GroupResource, Tenant, field_value
+from tenant_proxy.tenancy.model import (
+    NAMESPACES,
+    GroupResource,
+    NodeMetricsRule,
+    Tenant,
+    field_value,
+)
 
 FieldPath = tuple[str, ...]
 Projection = dict[str, Any]
@@ -40,6 +46,10 @@ def projection_needs(tenants: Iterable[Tenant]) -> dict[GroupResource, frozenset
     needs: dict[GroupResource, set[FieldPath]] = {NAMESPACES: set()}
     for tenant in tenants:
         for gr, rule in tenant.all_rules().items():
+            if isinstance(rule, NodeMetricsRule):
+                # Judged on the NodeMetrics read, by its node's labels: nothing to index, and
+                # metrics-server cannot be watched (an informer would only ever fail).
+                continue
             paths = needs.setdefault(gr, set())
             # The field a rule reads does not depend on the namespaces it compares with.
             path = rule.criteria(tenant.label_value, frozenset()).field_path
