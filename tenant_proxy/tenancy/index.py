@@ -135,6 +135,7 @@ class TenancyIndex:
         # Those filtered reads wait for, each until its deadline (none before the first sync).
         self._holding: dict[GroupResource, asyncio.TimerHandle | None] = {}
         self._settled = asyncio.Event()
+        self._holds_moved = asyncio.Event()
         self._ready = False
         self._background: set[asyncio.Task[None]] = set()
         self._own: dict[str, frozenset[str]] | None = None
@@ -206,17 +207,23 @@ class TenancyIndex:
         """
         return self._ready
 
-    async def wait_synced(self, within: float) -> bool:
+    async def wait_synced(self, within: float, gr: GroupResource | None = None) -> bool:
         """Whether the index is current, waiting up to `within` seconds for it: every informer
         has listed, and every resource the rules read is indexed with the fields they read
-        (after the first sync, a resource is waited for at most `sync_timeout_seconds`)."""
-        if self._current():
+        (after the first sync, a resource is waited for at most `sync_timeout_seconds`).
+
+        With `gr`, only what a read of `gr` relies on: the tenancy sources, the namespaces and
+        `gr` itself (a new rule on ingress classes must not hold every tenant's PV lists).
+        """
+        if self._current(gr):
             return True
         try:
             async with asyncio.timeout(within):
-                while not self._current():
-                    meta = (i.synced.wait() for i in self._meta_informers)
-                    await asyncio.gather(*meta, self._settled.wait())
+                while not self._current(gr):
+                    holds_moved = self._holds_moved
+                    await asyncio.gather(*(i.synced.wait() for i in self._meta_informers))
+                    if not self._current(gr):
+                        await holds_moved.wait()
         except TimeoutError:
             return False
         return True
@@ -317,8 +324,12 @@ class TenancyIndex:
         woken, self._next_change = self._next_change, asyncio.Event()
         woken.set()
 
-    def _current(self) -> bool:
-        return self._settled.is_set() and all(i.synced.is_set() for i in self._meta_informers)
+    def _current(self, gr: GroupResource | None = None) -> bool:
+        if not all(i.synced.is_set() for i in self._meta_informers):
+            return False
+        if gr is None:
+            return self._settled.is_set()
+        return gr not in self._holding and NAMESPACES not in self._holding
 
     def _own_namespaces(self) -> dict[str, frozenset[str]]:
         if self._own is None:
@@ -483,6 +494,9 @@ class TenancyIndex:
         self._settle()
 
     def _settle(self) -> None:
+        # Every change to what is held ends here: wake the readers waiting on one resource.
+        self._holds_moved.set()
+        self._holds_moved = asyncio.Event()
         if self._holding:
             self._settled.clear()
         else:

@@ -20,7 +20,7 @@ from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.tenancy.index import Coalescer, TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.tenancy.model import NAMESPACES, PERSISTENT_VOLUMES, GroupResource, TenantView
 from tenant_proxy.upstream import Upstream
 
 BACKUPS = GroupResource("example.com", "backups")
@@ -139,6 +139,10 @@ async def test_a_rule_reading_a_new_field_is_published_once_the_resource_is_list
     assert index.generation == before + 1
     assert index.owned(BACKUPS, world.alice()) == {}
     assert not await index.wait_synced(0)
+    assert not await index.wait_synced(0, BACKUPS)
+    # Reads of anything else do not wait for it.
+    assert await index.wait_synced(0, PERSISTENT_VOLUMES)
+    assert await index.wait_synced(0, NAMESPACES)
     assert index.synced  # readiness is not withdrawn for it
 
     world.emulator.fail_next(0, 500)
