@@ -22,7 +22,7 @@ def filter_list(body: bytes, keep: Keep, *, as_partial: bool = False) -> tuple[b
     dropped when anything was filtered. `as_partial` answers a PartialObjectMetadataList built
     from whole objects (asked for because the rule reads spec fields).
     """
-    doc, dropped = filter_list_doc(_decode(body), keep, as_partial=as_partial)
+    doc, dropped = filter_list_doc(decode_object(body), keep, as_partial=as_partial)
     return orjson.dumps(doc), dropped
 
 
@@ -51,7 +51,7 @@ def filter_response(
     metadata_only: bool = False,
 ) -> tuple[bytes, int]:
     """filter_list or filter_table, by the body's kind; `metadata_only` as in each."""
-    doc = _decode(body)
+    doc = decode_object(body)
     if doc.get("kind") == "Table":
         table, dropped = filter_table(doc, keep, strip_objects, metadata_only)
         return orjson.dumps(table), dropped
@@ -59,7 +59,8 @@ def filter_response(
     return orjson.dumps(out), dropped
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+def decode_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or NotAList."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:

@@ -23,7 +23,7 @@ import msgspec
 import orjson
 
 from tenant_proxy.filtering.forms import META_API_VERSION, Keep, judged, partial_metadata
-from tenant_proxy.filtering.lists import NotAList
+from tenant_proxy.filtering.lists import NotAList, decode_object
 from tenant_proxy.filtering.tables import row_kept, shape_row
 
 FieldPath = tuple[str, ...]
@@ -155,12 +155,7 @@ class Splitting:
 
 def _split_whole(body: bytes) -> Page:
     """A page of an unusual shape: every entry is a candidate (the full judgement decides)."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise NotAList(f"not JSON: {err}") from None
-    if not isinstance(doc, dict):
-        raise NotAList("not a JSON object")
+    doc = decode_object(body)
     table = doc.get("kind") == "Table"
     key = "rows" if table else "items"
     if key not in doc:
