@@ -28,6 +28,7 @@ from tenant_proxy.tenancy.grants import Grant, GrantTable, binding_grants, grant
 from tenant_proxy.tenancy.informer import Informer
 from tenant_proxy.tenancy.model import (
     NAMESPACES,
+    Criteria,
     GroupResource,
     Tenant,
     TenantView,
@@ -140,7 +141,7 @@ class TenancyIndex:
         self._background: set[asyncio.Task[None]] = set()
         self._own: dict[str, frozenset[str]] | None = None
         self._views: dict[tuple[frozenset[int], frozenset[str]], TenantView | None] = {}
-        self._owned: dict[tuple[GroupResource, frozenset[str], frozenset[str]], dict[str, Any]] = {}
+        self._owned: dict[tuple[GroupResource, tuple[Criteria, ...]], dict[str, Any]] = {}
         self.generation = 0
         self._next_change = asyncio.Event()
         self.grant_wake = Coalescer(self._bump, GRANT_QUIET_SECONDS, GRANT_LONGEST_SECONDS)
@@ -287,7 +288,9 @@ class TenancyIndex:
             # Its projections may lack a field the rules read: none is judged until the new
             # listing, whose bump wakes the watches to ask again.
             return {}
-        key = (gr, view.tenants, view.namespaces)
+        # Keyed by the rule itself: tenants of one name from two sources (config, CR, Capsule)
+        # may rule differently, and a view's tenant names would mix their owned sets.
+        key = (gr, view.rules.get(gr, ()))
         if key not in self._owned:
             informer = self._informers.get(gr)
             store = informer.store if informer is not None else {}

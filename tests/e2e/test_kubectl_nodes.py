@@ -8,6 +8,7 @@ cluster has none for the demo's (kubelet-less) nodes, and run on a real cluster 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 from cluster import Cluster
 from conftest import kubectl, pod_on_node
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from tenant_proxy.demo import Demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
 
@@ -233,3 +236,33 @@ async def test_can_i_says_yes_for_exactly_the_lease_reads_served(
     await kubelet_lease(cluster, "node-a1")
     result = await kubectl(alice, "auth", "can-i", *args)
     assert result.out.strip() == answer, result.err
+
+
+async def test_a_same_named_tenant_from_another_source_gains_no_lease(
+    demo: Demo, cluster: Cluster, alice: Path
+) -> None:
+    """A Tenant CR named like a config tenant is its own tenant: its rules are its own, and the
+    Leases the proxy reads for one are never read for the other (owned sets are per rule)."""
+    await kubelet_lease(cluster, "node-a1")
+    await cluster.create(
+        {
+            "apiVersion": "tenancy.tenant-proxy.io/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": "team-a"},
+            "spec": {
+                "members": {"users": ["mallory"]},
+                "nodeSelector": {"matchLabels": {"pool": "none"}},
+            },
+        }
+    )
+    mallory = demo.kubeconfig("mallory", [])
+    async with asyncio.timeout(10):  # the proxy learns of the CR through its informer
+        while not (await kubectl(mallory, "get", "namespaces", "-o", "name")).names():
+            await asyncio.sleep(0.1)  # polling kubectl, bounded by the timeout
+    assert (await kubectl(mallory, "get", "nodes", "-o", "name")).names() == set()
+    path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-a1"
+    for _ in range(2):  # whichever asks first, the answers stay each caller's own
+        assert (await kubectl(alice, "get", "--raw", path)).code == 0
+        refused = await kubectl(mallory, "get", "--raw", path)
+        assert refused.code != 0
+        assert 'User "mallory" cannot get resource "leases"' in refused.err
