@@ -70,6 +70,7 @@ class FilteredReads:
         list_reads: int = 8,
         list_page: int = 5000,
         tokens: continuation.ContinueTokens | None = None,
+        body_timeout: float = 60.0,
     ) -> None:
         self.index, self.upstream, self.metrics = index, upstream, metrics
         self.streams = streams if streams is not None else OpenStreams()
@@ -77,6 +78,7 @@ class FilteredReads:
         # list: bound how many at once.
         self._list_reads = asyncio.Semaphore(list_reads)
         self._list_page = list_page
+        self._body_timeout = body_timeout
         self._tokens = tokens if tokens is not None else continuation.ContinueTokens(os.urandom(32))
         self._shared_generation = -1
         self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
@@ -149,19 +151,29 @@ class FilteredReads:
     async def _read_body(
         self, resp: aiohttp.ClientResponse, on_head: Callable[[bytes], None] | None = None
     ) -> bytes:
-        """The whole body, bounded; `on_head` sees its first few KiB as soon as they came."""
+        """The whole body, bounded in size and time; `on_head` sees its first few KiB as soon
+        as they came. A body that breaks off or stalls is the API server's failure (502/504),
+        answered as a Status, never half a list."""
         if resp.content_length is not None and resp.content_length > self._max_list:
             raise status.bad_gateway("the API server's answer is larger than the proxy reads")
         # Chunks as they arrive, joined once: a growing buffer would copy a large list twice.
         chunks, size = [], 0
-        async for chunk in resp.content.iter_any():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self._max_list:
-                raise status.bad_gateway("the API server's answer is larger than the proxy reads")
-            if on_head is not None and (size >= _HEAD_BYTES or resp.content.at_eof()):
-                on_head(b"".join(chunks)[:_HEAD_BYTES])
-                on_head = None
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                async for chunk in resp.content.iter_any():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self._max_list:
+                        raise status.bad_gateway(
+                            "the API server's answer is larger than the proxy reads"
+                        )
+                    if on_head is not None and (size >= _HEAD_BYTES or resp.content.at_eof()):
+                        on_head(b"".join(chunks)[:_HEAD_BYTES])
+                        on_head = None
+        except TimeoutError:
+            raise status.gateway_timeout("the API server's answer did not arrive in time") from None
+        except aiohttp.ClientError as exc:
+            raise status.bad_gateway(f"the API server's answer broke off: {exc}") from None
         if on_head is not None:
             on_head(b"".join(chunks))
         return b"".join(chunks)

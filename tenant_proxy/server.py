@@ -69,6 +69,7 @@ class ProxyServer:
             max_list_bytes=settings.limits.max_filtered_list_bytes,
             list_reads=settings.limits.filtered_list_reads,
             list_page=settings.limits.filtered_list_page,
+            body_timeout=settings.upstream.response_timeout_seconds,
             # Every worker and replica serves with this key: tokens one issues, all can read.
             tokens=ContinueTokens(settings.tls.key_file.read_bytes()),
         )

@@ -299,6 +299,11 @@ class Emulator:
     def set_latency(self, seconds: float) -> None:
         self.faults.latency = seconds
 
+    def cut_next_lists(self, n: int, after: int = 0) -> None:
+        """After `after` whole list answers, the next `n` stop halfway and their connection
+        drops (a server or network failure mid-body)."""
+        self.faults.cut_lists, self.faults.cut_after = n, after
+
     def cut_watches(self) -> int:
         return self.store.cut_watches()
 
@@ -323,7 +328,10 @@ class Emulator:
                 raise errors.forbidden(user, attrs)
             if not attrs.resource_request:
                 return self._non_resource(request, attrs)
-            return await self._resource(request, user, attrs, body)
+            response = await self._resource(request, user, attrs, body)
+            if self.faults.take_cut(attrs.verb) and isinstance(response, web.Response):
+                return await _cut_off(request, response)
+            return response
         except StatusError as err:
             response = status_response(err)
             if err.code == 413:
@@ -589,3 +597,15 @@ class Emulator:
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("Audit-Id", str(uuid.uuid4()))
     response.headers.setdefault("Cache-Control", "no-cache, private")
+
+
+async def _cut_off(request: web.Request, response: web.Response) -> web.StreamResponse:
+    """Half of `response`'s body, then the connection dropped."""
+    body = bytes(response.body) if isinstance(response.body, bytes | bytearray) else b""
+    cut = web.StreamResponse(status=response.status, headers=response.headers)
+    cut.headers.pop("Content-Length", None)
+    await cut.prepare(request)
+    await cut.write(body[: len(body) // 2])
+    if request.transport is not None:
+        request.transport.abort()
+    return cut

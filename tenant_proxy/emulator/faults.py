@@ -14,6 +14,18 @@ class Faults:
         self.status = 500
         self.retry_after: int | None = None
         self.latency = 0.0
+        self.cut_lists = 0
+        self.cut_after = 0
+
+    def take_cut(self, verb: str) -> bool:
+        """Whether this answer (of `verb`) is one of the list answers to cut off."""
+        if verb != "list" or self.cut_lists <= 0:
+            return False
+        if self.cut_after > 0:
+            self.cut_after -= 1
+            return False
+        self.cut_lists -= 1
+        return True
 
     def next_failure(self) -> StatusError | None:
         if self.remaining <= 0:

@@ -238,3 +238,21 @@ async def test_a_token_whose_snapshot_is_compacted_is_410_without_the_servers_to
     assert body["reason"] == "Expired"
     # The API server's 410 carries a token to an inconsistent remainder, naming a PV: not ours.
     assert "continue" not in body.get("metadata", {})
+
+
+@pytest.mark.emulator_only
+@pytest.mark.parametrize("broken", [1, 2])
+async def test_a_page_that_breaks_off_is_a_502_status_not_half_a_list(
+    demo: Demo, volumes: dict[str, str | None], broken: int
+) -> None:
+    """The first or a following upstream page stops mid-body and its connection drops."""
+    demo.emulator.cut_next_lists(1, after=broken - 1)
+    async with session_as(demo, *ALICE) as alice:
+        async with alice.get("/api/v1/persistentvolumes") as resp:
+            assert resp.status == 502
+            body = await resp.json()
+    assert body["kind"] == "Status"
+    assert body["code"] == 502
+    async with session_as(demo, *ALICE) as alice:  # and the next list is whole again
+        async with alice.get("/api/v1/persistentvolumes") as resp:
+            assert resp.status == 200
