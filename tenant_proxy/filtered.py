@@ -30,6 +30,7 @@ from tenant_proxy.filtering.pages import (
     Splitting,
     assemble,
     continue_in_head,
+    resume_position,
     take,
     upstream_continue,
 )
@@ -279,18 +280,17 @@ class FilteredReads:
             first_query = _page_query(base, page_size, snapshot=position.resource_version)
         headers = self._headers(request, shape)
         want = info.query.limit if info.query.limit and info.query.limit > 0 else None
-        # Pages are read ahead (each asked for as soon as the head of the one before names it,
-        # so the API server produces it while the proxy judges), unless a limited read's first
-        # page may well be enough: then reading ahead would be the API server's wasted work.
+        # One page is read ahead, so the API server produces it while the proxy judges the
+        # one before: page 2 as soon as page 1's first bytes name it, each later one when
+        # judging of the one before starts. Not for a limited read's first page, which may
+        # well be enough (reading ahead would then be the API server's wasted work).
         eager = want is None
         ahead: dict[str, asyncio.Future[bytes]] = {}
 
         def read_ahead(following: str) -> None:
             if following not in ahead:
                 nxt = _page_query(base, page_size, following=following)
-                ahead[following] = asyncio.ensure_future(
-                    self._read_page(info.path, nxt, headers, on_head)
-                )
+                ahead[following] = asyncio.ensure_future(self._read_page(info.path, nxt, headers))
 
         def on_head(head: bytes) -> None:
             if eager and (following := continue_in_head(head)) is not None:
@@ -304,7 +304,8 @@ class FilteredReads:
                     raise _continue_expired()
                 return await passthrough.relay(request, resp), 0
             body = await self._read_body(resp, on_head)
-        if position is None and upstream_continue(body) is None:
+        following = upstream_continue(body)
+        if position is None and following is None:
             want = None  # the API server answered whole: so does the proxy
         fetched_with = position.upstream if position is not None else ""
         skip = position.skip if position is not None else 0
@@ -313,50 +314,58 @@ class FilteredReads:
         withheld, resume = 0, None
         try:
             while True:
-                following = upstream_continue(body)
                 for stale in ahead.keys() - {following}:
-                    ahead.pop(stale).cancel()  # a head misread: never used
-                try:
-                    with _collector_paused():
-                        splitting = Splitting(body, keep, keep.fields)
-                    del body
-                    # A slice at a time: meanwhile the event loop reads the next pages (and
-                    # asks for the one after) and serves other clients.
-                    while not _split_some(splitting):  # noqa: ASYNC110 - yielding, not waiting
-                        await asyncio.sleep(0)
-                    page = splitting.page
-                    first = first or page
-                    with _collector_paused():
-                        taken = take(
-                            page,
-                            keep,
-                            skip=skip,
-                            want=None if want is None else want - len(entries),
-                            strip_objects=shape.strip_objects,
-                            metadata_only=shape.partial,
-                        )
-                except NotAList as exc:
-                    raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+                    _cancel(ahead.pop(stale))  # a head misread: never used
+                if eager and following is not None:
+                    read_ahead(following)
+                page = await self._split(body, keep)
+                del body
+                first = first or page
+                with _collector_paused():
+                    taken = take(
+                        page,
+                        keep,
+                        skip=skip,
+                        want=None if want is None else want - len(entries),
+                        strip_objects=shape.strip_objects,
+                        metadata_only=shape.partial,
+                    )
                 eager = True
                 entries += taken.entries
                 withheld += taken.judged - len(taken.entries)
-                if taken.next_skip < page.size:  # the tenant's page ends inside this one
-                    resume = continuation.Position(
-                        fetched_with, taken.next_skip, first.resource_version, page_size
-                    )
-                elif following is not None and want is not None and len(entries) >= want:
-                    resume = continuation.Position(following, 0, first.resource_version, page_size)
+                resume = resume_position(
+                    page,
+                    taken,
+                    fetched_with=fetched_with,
+                    following=following,
+                    limit_reached=want is not None and len(entries) >= want,
+                    snapshot=first.resource_version,
+                    page_size=page_size,
+                )
                 if resume is not None or following is None:
                     break
                 read_ahead(following)
                 body = await ahead.pop(following)
                 fetched_with, skip = following, 0
+                following = upstream_continue(body)
         finally:
             for task in ahead.values():
                 _cancel(task)
         token = self._tokens.issue(resume, bound_to) if resume is not None else None
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
         return _json_response(answer), withheld
+
+    async def _split(self, body: bytes, keep: Judge) -> Page:
+        """The page split, a slice at a time: between slices the event loop reads the page
+        ahead and serves other clients (a large page is tens of milliseconds of work)."""
+        try:
+            with _collector_paused():
+                splitting = Splitting(body, keep, keep.fields)
+            while not _split_some(splitting):  # noqa: ASYNC110 - yielding, not waiting
+                await asyncio.sleep(0)
+        except NotAList as exc:
+            raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+        return splitting.page
 
     def _position(self, info: RequestInfo, bound_to: bytes) -> continuation.Position | None:
         token = info.query.continue_token
@@ -369,13 +378,7 @@ class FilteredReads:
         except continuation.TokenInvalid as exc:
             raise status.bad_request(f"continue key is not valid: {exc}") from None
 
-    async def _read_page(
-        self,
-        path: str,
-        query: str,
-        headers: list[tuple[str, str]],
-        on_head: Callable[[bytes], None],
-    ) -> bytes:
+    async def _read_page(self, path: str, query: str, headers: list[tuple[str, str]]) -> bytes:
         """A following page of a list; its errors are the proxy's to word (the API server's
         410 would carry a continue token naming another tenant's object)."""
         resp = await self.upstream.send("GET", self.upstream.url(path, query), headers)

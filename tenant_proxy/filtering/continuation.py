@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from dataclasses import asdict, dataclass
 
 import orjson
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _INFO = b"tenant-proxy continue token v1"
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
 _KEY_ID_BYTES, _NONCE_BYTES = 4, 12
 
 
@@ -61,6 +63,10 @@ class ContinueTokens:
         return base64.urlsafe_b64encode(self._key_id + nonce + sealed).decode().rstrip("=")
 
     def read(self, token: str, binding: bytes) -> Position:
+        # Strictly URL-safe base64: the decoders skip or translate other characters, so an
+        # altered token could read as the original.
+        if not _URLSAFE.fullmatch(token):
+            raise TokenInvalid("not a continue token of this proxy")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (binascii.Error, ValueError):

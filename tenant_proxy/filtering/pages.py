@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 import msgspec
 import orjson
 
+from tenant_proxy.filtering.continuation import Position
 from tenant_proxy.filtering.forms import META_API_VERSION, Keep, judged, partial_metadata
 from tenant_proxy.filtering.lists import NotAList, decode_object
 from tenant_proxy.filtering.tables import row_kept, shape_row
@@ -38,12 +39,6 @@ class Page:
     table: bool
     size: int  # entries in the upstream page
     candidates: list[tuple[int, bytes]]  # (position in the page, raw entry), in order
-
-    @property
-    def upstream_continue(self) -> str | None:
-        meta = self.envelope.get("metadata")
-        token = meta.get("continue") if isinstance(meta, dict) else None
-        return token if isinstance(token, str) and token else None
 
     @property
     def resource_version(self) -> str:
@@ -215,6 +210,29 @@ def take(
         elif judged(keep, entry):
             entries.append(partial_metadata(entry) if metadata_only else entry)
     return Taken(entries, page.size, max(page.size - skip, 0))
+
+
+def resume_position(
+    page: Page,
+    taken: Taken,
+    *,
+    fetched_with: str,
+    following: str | None,
+    limit_reached: bool,
+    snapshot: str,
+    page_size: int,
+) -> Position | None:
+    """Where the tenant's next page starts, or None when its list is complete.
+
+    Inside `page` when `take` stopped before its end (re-read with `fetched_with`, the upstream
+    token that fetched it); at the start of the following upstream page when the client's
+    `limit` was reached exactly at this page's end (`limit_reached`).
+    """
+    if taken.next_skip < page.size:
+        return Position(fetched_with, taken.next_skip, snapshot, page_size)
+    if following is not None and limit_reached:
+        return Position(following, 0, snapshot, page_size)
+    return None
 
 
 def assemble(

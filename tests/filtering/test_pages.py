@@ -16,9 +16,18 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tenant_proxy.filtering.continuation import Position
 from tenant_proxy.filtering.forms import judged
 from tenant_proxy.filtering.lists import NotAList, filter_response
-from tenant_proxy.filtering.pages import assemble, split_page, take, upstream_continue
+from tenant_proxy.filtering.pages import (
+    Page,
+    assemble,
+    continue_in_head,
+    resume_position,
+    split_page,
+    take,
+    upstream_continue,
+)
 from tenant_proxy.filtering.selectors import from_label_selector
 from tenant_proxy.filtering.tables import row_kept
 from tenant_proxy.tenancy.model import (
@@ -255,3 +264,68 @@ def test_pages_of_another_shape_are_judged_whole() -> None:
         with pytest.raises(NotAList):
             split_page(junk, keep, keep.fields)
     assert upstream_continue(b"not json") is None
+
+
+def test_the_head_of_a_page_names_its_continue_token_when_it_can() -> None:
+    head = b'{"kind":"PersistentVolumeList","apiVersion":"v1","metadata":{"resourceVersion":"9",'
+    assert continue_in_head(
+        head + b'"continue":"eyJ2Ijo-_=","remainingItemCount":3},"items":['
+    ) == ("eyJ2Ijo-_=")
+    # Cut before the token ends, or no token at all: no hint (the whole page decides).
+    assert continue_in_head(head + b'"continue":"eyJ2') is None
+    assert continue_in_head(head + b'"remainingItemCount":3},"items":[') is None
+    # An object's metadata nests (labels): a "continue" key in it is never the list's.
+    inner = b'{"items":[{"metadata":{"labels":{"a":"b"},"continue":"x"}}]}'
+    assert continue_in_head(inner) is None
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(entries, max_size=12),
+    st.sampled_from([PERSISTENT_VOLUMES, GADGETS]),
+    st.integers(1, 4),
+    st.integers(1, 5),
+)
+def test_pages_resumed_where_they_stopped_add_up_to_the_whole_list(
+    items: list[Any], gr: GroupResource, upstream_page: int, limit: int
+) -> None:
+    """The loop of `FilteredReads._rewritten_list`, without I/O: upstream pages of
+    `upstream_page`, client pages of at most `limit`, each resumed at `resume_position`."""
+    keep = VIEW.judge(gr)
+    whole = orjson.loads(filter_response(orjson.dumps(as_list(items, None)), keep)[0])["items"]
+    chunks = [items[i : i + upstream_page] for i in range(0, len(items), upstream_page)] or [[]]
+
+    def upstream(index: int) -> Page:
+        following = str(index + 1) if index + 1 < len(chunks) else None
+        doc = as_list(chunks[index], None)
+        if following is not None:
+            doc["metadata"]["continue"] = following
+        return split_page(orjson.dumps(doc), keep, keep.fields)
+
+    answered: list[Any] = []
+    position: Position | None = None
+    for _ in range(len(items) + 2):  # every client page moves on, so this bounds the loop
+        index, skip = (0, 0) if position is None else (int(position.upstream or 0), position.skip)
+        got: list[Any] = []
+        while True:
+            page = upstream(index)
+            taken = take(page, keep, skip=skip, want=limit - len(got))
+            got += taken.entries
+            following = str(index + 1) if index + 1 < len(chunks) else None
+            position = resume_position(
+                page,
+                taken,
+                fetched_with=str(index) if index else "",
+                following=following,
+                limit_reached=len(got) >= limit,
+                snapshot="7",
+                page_size=upstream_page,
+            )
+            if position is not None or following is None:
+                break
+            index, skip = index + 1, 0
+        assert len(got) <= limit
+        answered += got
+        if position is None:
+            break
+    assert answered == whole
