@@ -44,7 +44,7 @@ from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView
 from tenant_proxy.upstream import Upstream
-from tenant_proxy.watch_sinks import open_sink, wants_websocket
+from tenant_proxy.watch_sinks import check_handshake, open_sink, wants_websocket
 
 log = logging.getLogger("tenant_proxy.filtered")
 
@@ -397,7 +397,9 @@ class FilteredReads:
         # Ask upstream for a list matching nothing, so kind, apiVersion, resourceVersion and
         # Table columns are the server's own; the impossible selector is never the tenant's.
         impossible = "tenant-proxy.io/none,!tenant-proxy.io/none"
-        url = self.upstream.url(info.path, self._query(info, shape, impossible))
+        # The client's continue is the proxy's own token (or another list's): not upstream's.
+        query = classify_query(self._query(info, shape, impossible))
+        url = self.upstream.url(info.path, query.with_params({"limit": None, "continue": None}))
         resp = await self.upstream.send("GET", url, self._headers(request, shape))
         async with resp:
             return await passthrough.relay(request, resp), 0
@@ -413,6 +415,8 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         # Over WebSocket too, upstream is asked for a plain HTTP watch: the proxy reads it, and
         # the client's credentials and subprotocols never travel.
+        if wants_websocket(request):
+            check_handshake(request)
         url = self.upstream.url(info.path, self._query(info, shape, None))
         resp = await self.upstream.send("GET", url, self._headers(request, shape))
         async with resp:

@@ -86,6 +86,14 @@ async def open_sink(request: web.Request) -> EventSink:
         response.content_type = "application/json"
         await response.prepare(request)
         return ChunkedSink(response)
+    ws = check_handshake(request)
+    await ws.prepare(request)
+    return WebSocketSink(ws)
+
+
+def check_handshake(request: web.Request) -> web.WebSocketResponse:
+    """The WebSocket answer to prepare, or the Status the API server's refusal would be:
+    checked before anything is asked upstream, so a refused handshake costs no watch."""
     offered = subprotocols(request.headers.getall("Sec-WebSocket-Protocol", []))
     ws = web.WebSocketResponse(
         protocols=offered,
@@ -101,5 +109,4 @@ async def open_sink(request: web.Request) -> EventSink:
     )
     if refusal is not None:
         raise refusal
-    await ws.prepare(request)
-    return WebSocketSink(ws)
+    return ws

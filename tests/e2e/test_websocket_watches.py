@@ -253,12 +253,15 @@ async def test_closing_the_socket_closes_the_upstream_watch(world: World) -> Non
 
 
 @pytest.mark.emulator_only
-async def test_a_refused_handshake_releases_the_upstream_watch(world: World) -> None:
+async def test_a_refused_handshake_costs_no_upstream_watch(world: World) -> None:
     await eventually(lambda: world.emulator.open_watches("", "namespaces") == 1)
+    asked_before = len(world.emulator.seen_at("/api/v1/namespaces"))
     session = world.session("alice", ("tenant-a-devs",))
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await connect(session, world.tenant_url + "/api/v1/namespaces?watch=1", origin=None)
-    await eventually(lambda: world.emulator.open_watches("", "namespaces") == 1)
+    # Refused before anything was asked upstream (only the index's own watch is open).
+    assert len(world.emulator.seen_at("/api/v1/namespaces")) == asked_before
+    assert world.emulator.open_watches("", "namespaces") == 1
 
 
 # --- pass-through: the API server's own WebSocket, spliced --------------------------------
