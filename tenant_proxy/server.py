@@ -58,6 +58,11 @@ class ProxyServer:
         self.tls = ReloadingTLS(settings.tls)
         self.index = TenancyIndex(settings.tenancy, self.upstream, self.metrics)
         self.streams = OpenStreams()
+        # Every worker and replica serves with this key: tokens one issues, all can read; it
+        # follows the key file when the serving certificate is renewed.
+        key_file = settings.tls.key_file
+        tokens = ContinueTokens(key_file.read_bytes())
+        self.tls.on_reload.append(lambda: tokens.rotate(key_file.read_bytes()))
         self.reads = FilteredReads(
             self.index,
             self.upstream,
@@ -70,8 +75,7 @@ class ProxyServer:
             list_reads=settings.limits.filtered_list_reads,
             list_page=settings.limits.filtered_list_page,
             body_timeout=settings.upstream.response_timeout_seconds,
-            # Every worker and replica serves with this key: tokens one issues, all can read.
-            tokens=ContinueTokens(settings.tls.key_file.read_bytes()),
+            tokens=tokens,
         )
         self.auth: Authentication | None = None
         self._reuse_port = reuse_port

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 from tenant_proxy.config import TLSSettings
@@ -55,6 +56,7 @@ class ReloadingTLS:
         self.listener_context.sni_callback = self._pick
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0
+        self.on_reload: list[Callable[[], None]] = []
 
     def _pick(self, sslobj: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
         sslobj.context = self._current
@@ -72,6 +74,8 @@ class ReloadingTLS:
         self._seen = seen
         self.reloads += 1
         log.info("TLS certificate and client CA reloaded")
+        for hook in self.on_reload:
+            hook()
         return True
 
     def start(self) -> None:

@@ -8,9 +8,10 @@ So the position is sealed with AES-GCM: opaque to the client, bound to the calle
 query it continues, and checked when it comes back.
 
 The key is derived (HKDF) from a secret every replica and worker already shares (the serving
-key), so a token issued by one is read by any other, and tokens expire when that key rotates:
-a token sealed under another key is answered `410 Expired`, the API server's answer for a token
-it can no longer serve, from which clients re-list.
+key), so a token issued by one is read by any other. When the serving key rotates, tokens of
+the key before stay readable (replicas reload the file at slightly different moments); a token
+of an older key is answered `410 Expired`, the API server's answer for a token it can no longer
+serve, from which clients re-list.
 """
 
 from __future__ import annotations
@@ -52,15 +53,31 @@ class TokenInvalid(Exception):
 
 
 class ContinueTokens:
+    """Seals positions under the current key; reads tokens of the current and the previous
+    key, so replicas that reloaded a rotated serving key at slightly different moments (and
+    clients in the middle of a list) keep reading each other's tokens."""
+
     def __init__(self, secret: bytes) -> None:
+        self._keys: dict[bytes, AESGCM] = {}
+        self._current = b""
+        self.rotate(secret)
+
+    def rotate(self, secret: bytes) -> None:
+        """Seal under a key derived from `secret` from now on; keep reading the one before."""
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret)
-        self._aead = AESGCM(key)
-        self._key_id = hashlib.sha256(key).digest()[:_KEY_ID_BYTES]
+        key_id = hashlib.sha256(key).digest()[:_KEY_ID_BYTES]
+        if key_id == self._current:
+            return
+        previous = self._keys.get(self._current)
+        self._keys = {key_id: AESGCM(key)}
+        if previous is not None:
+            self._keys[self._current] = previous
+        self._current = key_id
 
     def issue(self, position: Position, binding: bytes) -> str:
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, orjson.dumps(asdict(position)), binding)
-        return base64.urlsafe_b64encode(self._key_id + nonce + sealed).decode().rstrip("=")
+        sealed = self._keys[self._current].encrypt(nonce, orjson.dumps(asdict(position)), binding)
+        return base64.urlsafe_b64encode(self._current + nonce + sealed).decode().rstrip("=")
 
     def read(self, token: str, binding: bytes) -> Position:
         # Strictly URL-safe base64: the decoders skip or translate other characters, so an
@@ -74,12 +91,11 @@ class ContinueTokens:
         if len(raw) <= _KEY_ID_BYTES + _NONCE_BYTES:
             raise TokenInvalid("not a continue token of this proxy")
         key_id, nonce = raw[:_KEY_ID_BYTES], raw[_KEY_ID_BYTES : _KEY_ID_BYTES + _NONCE_BYTES]
-        if key_id != self._key_id:
+        aead = self._keys.get(key_id)
+        if aead is None:
             raise TokenExpired("the continue token was issued under an earlier key")
         try:
-            fields = orjson.loads(
-                self._aead.decrypt(nonce, raw[len(key_id) + len(nonce) :], binding)
-            )
+            fields = orjson.loads(aead.decrypt(nonce, raw[len(key_id) + len(nonce) :], binding))
             position = Position(**fields)
         except (InvalidTag, orjson.JSONDecodeError, TypeError):
             raise TokenInvalid("the continue token does not continue this list") from None

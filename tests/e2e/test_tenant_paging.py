@@ -20,6 +20,7 @@ from conftest import kubectl
 from realcluster import RealClusterDemo
 from watching import session_as
 
+from tenant_proxy import pki
 from tenant_proxy.config import Settings
 from tenant_proxy.demo import Demo
 
@@ -256,3 +257,31 @@ async def test_a_page_that_breaks_off_is_a_502_status_not_half_a_list(
     async with session_as(demo, *ALICE) as alice:  # and the next list is whole again
         async with alice.get("/api/v1/persistentvolumes") as resp:
             assert resp.status == 200
+
+
+async def test_a_list_continues_across_a_renewal_of_the_serving_key(
+    demo: Demo, volumes: dict[str, str | None]
+) -> None:
+    """Tokens follow the serving key: one renewal keeps the list going; a token two keys old
+    is 410 Expired (clients re-list)."""
+    assert demo.proxy is not None
+    tls = demo.proxy.settings.tls
+
+    def renew() -> None:
+        pki.issue_server_cert(demo.client_ca, ["127.0.0.1", "localhost"]).write(
+            tls.cert_file, tls.key_file
+        )
+        assert demo.proxy is not None
+        assert demo.proxy.tls.reload_if_changed()
+
+    async with session_as(demo, *ALICE) as alice:
+        async with alice.get("/api/v1/persistentvolumes", params={"limit": "1"}) as resp:
+            token = (await resp.json())["metadata"]["continue"]
+        renew()
+        params = {"limit": "1", "continue": token}
+        async with alice.get("/api/v1/persistentvolumes", params=params) as resp:
+            assert resp.status == 200, await resp.text()
+        renew()
+        async with alice.get("/api/v1/persistentvolumes", params=params) as resp:
+            assert resp.status == 410
+            assert (await resp.json())["reason"] == "Expired"

@@ -68,3 +68,22 @@ def test_junk_is_not_a_token(junk: str) -> None:
 
 def test_bindings_do_not_run_parts_together() -> None:
     assert binding("ab", "c") != binding("a", "bc")
+
+
+def test_after_a_rotation_tokens_of_the_key_before_still_read_and_older_ones_expire() -> None:
+    tokens = ContinueTokens(b"key 1")
+    position = Position("up", 2, "40", 500)
+    by_first = tokens.issue(position, BOUND)
+    tokens.rotate(b"key 2")
+    by_second = tokens.issue(position, BOUND)
+    assert tokens.read(by_first, BOUND) == position  # a replica that has not reloaded yet
+    assert tokens.read(by_second, BOUND) == position
+    not_yet_rotated = ContinueTokens(b"key 1")
+    not_yet_rotated.rotate(b"key 2")  # the other replica, once it reloaded
+    assert not_yet_rotated.read(by_second, BOUND) == position
+    tokens.rotate(b"key 2")  # the same key again changes nothing
+    assert tokens.read(by_first, BOUND) == position
+    tokens.rotate(b"key 3")
+    with pytest.raises(TokenExpired):
+        tokens.read(by_first, BOUND)
+    assert tokens.read(by_second, BOUND) == position
