@@ -76,7 +76,10 @@ class LimitSettings(_Strict):
         1000, gt=0, description="Events queued per filtered watch before a slow client is cut."
     )
     max_filtered_list_bytes: int = Field(
-        512 * 1024 * 1024, gt=0, description="Largest upstream list the proxy reads to rewrite."
+        512 * 1024 * 1024,
+        gt=0,
+        description="Largest upstream page the proxy reads to rewrite, and largest answer it "
+        "builds from them (beyond: 502, or 500 asking the client to page).",
     )
     filtered_list_reads: int = Field(
         8, gt=0, description="Rewritten lists read at once; more wait (each holds a page or two)."

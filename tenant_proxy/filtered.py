@@ -311,7 +311,7 @@ class FilteredReads:
         skip = position.skip if position is not None else 0
         first: Page | None = None
         entries: list[dict[str, Any]] = []
-        withheld, resume = 0, None
+        withheld, resume, held = 0, None, 0
         try:
             while True:
                 for stale in ahead.keys() - {following}:
@@ -331,6 +331,13 @@ class FilteredReads:
                         metadata_only=shape.partial,
                     )
                 eager = True
+                held += sum(len(raw) for _, raw in page.candidates)
+                if held > self._max_list:
+                    # Bounded like an upstream page: a share this large must be asked in pages.
+                    raise status.internal_error(
+                        "the list is larger than the proxy answers at once; ask for it in "
+                        "pages (limit)"
+                    )
                 entries += taken.entries
                 withheld += taken.judged - len(taken.entries)
                 resume = resume_position(

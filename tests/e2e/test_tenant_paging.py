@@ -30,20 +30,28 @@ ALICE = ("alice", ["tenant-a-devs"])
 BOB = ("bob", ["tenant-b-devs"])
 
 
-def paged(base: type[Demo]) -> type[Demo]:
+def paged(base: type[Demo], **limits: int) -> type[Demo]:
     class Paged(base):  # type: ignore[misc,valid-type]
         def settings(self, upstream: Path) -> Settings:
             settings = super().settings(upstream)
-            limits = settings.limits.model_copy(update={"filtered_list_page": UPSTREAM_PAGE})
-            return settings.model_copy(update={"limits": limits})
+            changed = settings.limits.model_copy(
+                update={"filtered_list_page": UPSTREAM_PAGE, **limits}
+            )
+            return settings.model_copy(update={"limits": changed})
 
     return Paged
 
 
+def limits_of(request: pytest.FixtureRequest) -> dict[str, int]:
+    marker = request.node.get_closest_marker("limits")
+    return dict(marker.kwargs) if marker is not None else {}
+
+
 @pytest.fixture
-async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
-    env = paged(RealClusterDemo)(tmp_path, Path(REAL_CLUSTER)) if REAL_CLUSTER else None
-    env = env or paged(Demo)(tmp_path)
+async def demo(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Demo]:
+    limits = limits_of(request)
+    real = paged(RealClusterDemo, **limits)(tmp_path, Path(REAL_CLUSTER)) if REAL_CLUSTER else None
+    env = real or paged(Demo, **limits)(tmp_path)
     await env.start()
     try:
         yield env
@@ -285,3 +293,19 @@ async def test_a_list_continues_across_a_renewal_of_the_serving_key(
         async with alice.get("/api/v1/persistentvolumes", params=params) as resp:
             assert resp.status == 410
             assert (await resp.json())["reason"] == "Expired"
+
+
+@pytest.mark.limits(max_filtered_list_bytes=4000)
+async def test_a_share_larger_than_the_proxy_holds_must_be_asked_in_pages(
+    demo: Demo, cluster: Cluster, volumes: dict[str, str | None]
+) -> None:
+    """Each upstream page (3 PVs) fits the bound, the tenant's whole share (8 PVs) does not."""
+    async with session_as(demo, *ALICE) as alice:
+        async with alice.get("/api/v1/persistentvolumes") as resp:
+            assert resp.status == 500
+            body = await resp.json()
+    assert body["kind"] == "Status"
+    assert "limit" in body["message"]
+    pages = await read_pages(demo, ALICE, 2)
+    names = {i["metadata"]["name"] for page in pages for i in page["items"]}
+    assert names == await owned_by(cluster, "team-a")
