@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tenant_proxy import status
+from tenant_proxy import passthrough, status
 from tenant_proxy.filtering.shape import ACCEPT_JSON, media_ranges
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.tenancy.model import TenantView
@@ -64,7 +64,7 @@ class AcrossNamespaces:
         docs = [doc for doc in answers if doc is not None]
         if not docs:
             return None
-        return _json_response(orjson.dumps(merge_lists(docs)))
+        return passthrough.json_response(orjson.dumps(merge_lists(docs)))
 
     async def _one(
         self, path: str, query: str, headers: list[tuple[str, str]]
@@ -93,7 +93,3 @@ def merge_lists(docs: list[dict[str, Any]]) -> dict[str, Any]:
     # Several lists have no single resourceVersion to resume from.
     first["metadata"] = {"resourceVersion": ""}
     return first
-
-
-def _json_response(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json")

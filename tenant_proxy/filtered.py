@@ -84,9 +84,9 @@ class FilteredReads:
         self._shared_generation = -1
         self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
         self._sync_timeout = sync_timeout
-        self._max_event = max_event_bytes
+        self.max_event_bytes = max_event_bytes
         self._max_list = max_list_bytes
-        self._buffer = watch_buffer_events
+        self.watch_buffer_events = watch_buffer_events
 
     async def serve(
         self,
@@ -135,11 +135,7 @@ class FilteredReads:
 
     # -- requests as the proxy ----------------------------------------------------------------
     def _headers(self, request: web.Request, shape: Shape) -> list[tuple[str, str]]:
-        headers = [("Accept", shape.accept)]
-        for name in ("User-Agent", "Audit-Id"):
-            if name in request.headers:
-                headers.append((name, request.headers[name]))
-        return headers
+        return passthrough.read_headers(request, shape.accept)
 
     def _query(self, info: RequestInfo, shape: Shape, selector: str | None) -> str:
         changes: dict[str, str | None] = {}
@@ -202,7 +198,7 @@ class FilteredReads:
             )
             if dropped or not orjson.loads(filtered).get("rows"):
                 raise _not_found(gr, info.name)
-            return _json_response(filtered), 0
+            return passthrough.json_response(filtered), 0
         if not keep(doc):
             # Exactly the API server's answer for a missing object: existence never leaks.
             raise _not_found(gr, info.name)
@@ -211,7 +207,7 @@ class FilteredReads:
 
             doc = partial_metadata(doc)
             body = orjson.dumps(doc)
-        return _json_response(body), 0
+        return passthrough.json_response(body), 0
 
     # -- list ---------------------------------------------------------------------------------
     async def _list(
@@ -360,7 +356,7 @@ class FilteredReads:
                 _cancel(task)
         token = self._tokens.issue(resume, bound_to) if resume is not None else None
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
-        return _json_response(answer), withheld
+        return passthrough.json_response(answer), withheld
 
     async def _split(self, body: bytes, keep: Judge) -> Page:
         """The page split, a slice at a time: between slices the event loop reads the page
@@ -455,10 +451,6 @@ def _collector_paused() -> Iterator[None]:
 
 def _not_found(gr: GroupResource, name: str) -> status.ApiError:
     return status.not_found(gr.resource, name, gr.group)
-
-
-def _json_response(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json")
 
 
 def _continue_expired() -> status.ApiError:

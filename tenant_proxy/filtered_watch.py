@@ -56,7 +56,7 @@ class WatchStream:
             metadata_only=shape.partial,
             remember_hidden=False,
         )
-        self.out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=reads._buffer)
+        self.out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=reads.watch_buffer_events)
 
     def _keep(self, view: TenantView | None) -> Any:
         gr = self.gr
@@ -113,7 +113,7 @@ class WatchStream:
         self.out.put_nowait(None)
 
     async def _read_upstream(self, upstream: aiohttp.ClientResponse) -> None:
-        framer = LineFramer(self.reads._max_event)
+        framer = LineFramer(self.reads.max_event_bytes)
         try:
             async for chunk in upstream.content.iter_any():
                 for line in framer.feed(chunk):

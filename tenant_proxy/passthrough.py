@@ -59,6 +59,21 @@ def check_declared_length(request: web.Request, limit: int) -> None:
         raise status.too_large(limit)
 
 
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    """An answer the proxy composed itself (rewritten lists, amended reviews, Statuses)."""
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def read_headers(request: web.Request, accept: str | None = None) -> list[tuple[str, str]]:
+    """The headers of a read the proxy makes as itself for `request`: the Accept (the client's
+    or `accept`), its User-Agent and Audit-Id; nothing else may shape the proxy's read."""
+    headers = [("Accept", accept)] if accept is not None else []
+    names = (
+        ("User-Agent", "Audit-Id") if accept is not None else ("Accept", "User-Agent", "Audit-Id")
+    )
+    return headers + [(name, request.headers[name]) for name in names if name in request.headers]
+
+
 def decode_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
 

@@ -52,7 +52,6 @@ WS_PROTOCOLS = web.RequestKey("ws_protocols", str)
 Delegate = Callable[[Identity, CIMultiDictProxy[str]], Awaitable[Identity]]
 
 # What of the client's request a read made as the proxy carries.
-_READ_HEADERS = ("Accept", "User-Agent", "Audit-Id")
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,7 @@ class Pipeline:
             case WhoAmI():
                 await passthrough.read_body(request, self.max_body_bytes)  # a review; unused
                 review = reviews.self_subject_review(identity, info.api_version)
-                return web.Response(
-                    status=201, body=orjson.dumps(review), content_type="application/json"
-                )
+                return passthrough.json_response(orjson.dumps(review), 201)
             case Filter(gr) if self.reads is not None and view is not None:
                 entry.filtered = True
                 response, entry.dropped = await self.reads.serve(request, info, gr, view, identity)
@@ -197,13 +194,13 @@ class Pipeline:
             review = reviews.amend_access_review(review, view.filters, self._owns_node(view))
         else:
             review = reviews.amend_rules_review(review, view.rules.keys())
-        return web.Response(status=code, body=orjson.dumps(review), content_type="application/json")
+        return passthrough.json_response(orjson.dumps(review), code)
 
     async def read_node_lease(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         """The Lease of a node the caller owns, read with the proxy's own credentials (tenants
         have no RBAC in kube-node-lease) and relayed as the API server answered it. Only the
         client's Accept and resourceVersion go along: nothing else may shape the proxy's read."""
-        headers = [(k, request.headers[k]) for k in _READ_HEADERS if k in request.headers]
+        headers = passthrough.read_headers(request)
         query = only_params(info.query.raw, ("resourceVersion",))
         upstream = await self.upstream.send("GET", self.upstream.url(info.path, query), headers)
         async with upstream:
@@ -295,9 +292,7 @@ def _credentials(request: web.Request) -> tuple[Credentials, str]:
 
 
 def _status_response(err: status.ApiError) -> web.Response:
-    response = web.Response(
-        status=err.code, body=status.encode(err), content_type="application/json"
-    )
+    response = passthrough.json_response(status.encode(err), err.code)
     for name, value in err.headers.items():
         response.headers[name] = value
     return response
