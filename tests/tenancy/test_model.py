@@ -374,11 +374,21 @@ def test_service_account_namespace(user: str, namespace: str | None) -> None:
 
 _keys = st.sampled_from(["a", "b", "c"])
 _values = st.sampled_from(["x", "y", "1", "2"])
-_requirements = st.builds(
-    lambda key, op, values: Requirement(key, op, tuple(sorted(set(values)))),
-    _keys,
-    st.sampled_from(list(Op)),
-    st.lists(_values, min_size=1, max_size=3),
+_ORDERED = (Op.GREATER_THAN, Op.LESS_THAN)
+_requirements = st.one_of(
+    st.builds(
+        lambda key, op, values: Requirement(key, op, tuple(sorted(set(values)))),
+        _keys,
+        st.sampled_from([op for op in Op if op not in _ORDERED]),
+        st.lists(_values, min_size=1, max_size=3),
+    ),
+    # As the selector parser makes them: one integer bound.
+    st.builds(
+        lambda key, op, bound: Requirement(key, op, (str(bound),)),
+        _keys,
+        st.sampled_from(_ORDERED),
+        st.integers(-3, 3),
+    ),
 )
 
 
@@ -386,7 +396,7 @@ _requirements = st.builds(
     st.lists(_requirements, max_size=3),
     st.dictionaries(_keys, _values, max_size=3),
 )
-def test_a_judges_compiledlabel_test_is_the_selectors_own(
+def test_a_judges_compiled_label_test_is_the_selectors_own(
     requirements: list[Requirement], labels: dict[str, str]
 ) -> None:
     selector = Selector(tuple(requirements))
