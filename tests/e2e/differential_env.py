@@ -16,7 +16,7 @@ import copy
 import ssl
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -245,26 +245,9 @@ def manifests(world: World) -> Manifests:
 
 
 def seed_objects() -> list[dict[str, Any]]:
-    """deploy/'s Tenant CRD and ClusterRole, bound to the proxy's user, and the fixtures."""
-    docs = [
-        *yaml.safe_load_all((DEPLOY / "crd-tenant.yaml").read_text()),
-        *yaml.safe_load_all((DEPLOY / "clusterrole.yaml").read_text()),
-        *yaml.safe_load_all(FIXTURES.read_text()),
-    ]
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "tenant-proxy"},
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": "tenant-proxy",
-        },
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "tenant-proxy"}
-        ],
-    }
-    return [d for d in docs if d] + [binding]
+    """deploy/'s Tenant CRD and ClusterRole, and the fixtures (which bind it to the proxy)."""
+    paths = (DEPLOY / "crd-tenant.yaml", DEPLOY / "clusterrole.yaml", FIXTURES)
+    return [d for path in paths for d in yaml.safe_load_all(path.read_text()) if d]
 
 
 def observed(resource: str, obj: Mapping[str, Any]) -> Obj:
@@ -370,8 +353,9 @@ ACCEPT_ONE = {
 class Environment:
     """Emulator + proxy on an event loop in a background thread, driven synchronously."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, sync_timeout: float = 10.0) -> None:
         self.dir = directory
+        self._sync_timeout = sync_timeout
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.client_ca = pki.new_ca("differential-ca")
@@ -434,7 +418,11 @@ class Environment:
                 "client_ca_file": str(pki_dir / "ca.crt"),
             },
             "upstream": {"kubeconfig": str(upstream)},
-            "tenancy": {"capsule": True, "rolebinding_namespaces": True},
+            "tenancy": {
+                "capsule": True,
+                "rolebinding_namespaces": True,
+                "sync_timeout_seconds": self._sync_timeout,
+            },
             "observability": {"metrics": None, "audit_file": None},
             "drain_seconds": 1,
         }
@@ -457,9 +445,13 @@ class Environment:
         return World(objects, world.tenants, world.capsule, world.config, bindings)
 
     def apply(self, world: World) -> None:
+        """Write `world` into the cluster and wait until the proxy's index holds it."""
+        self.write(world)
+        self.run(self._wait_index(self.full(world)))
+
+    def write(self, world: World) -> None:
         self._sync += 1
         self.run(self._apply(manifests(world), world.config))
-        self.run(self._wait_index(self.full(world)))
 
     async def _apply(self, wanted: Manifests, config: Mapping[str, Spec]) -> None:
         rank = {kind: i for i, kind in enumerate(ORDER)}
@@ -503,17 +495,18 @@ class Environment:
 
     async def _wait_index(self, world: World) -> None:
         """Until the proxy's index holds exactly `world` (it learns of it through informers)."""
-        lag = self._index_lag(world)
+        await self.wait_until(lambda: self._index_lag(world))
+
+    async def wait_until(self, lag: Callable[[], str | None], within: float = 20) -> None:
+        """Until `lag()` (what the proxy has yet to learn) is None; generous, for a loaded
+        machine (one bug hunt of 2,500 examples saw an informer more than 10 s behind)."""
         try:
-            async with asyncio.timeout(10):
-                while lag is not None:
+            async with asyncio.timeout(within):
+                while (behind := lag()) is not None:
                     # The index offers no signal for object updates: poll it, briefly.
                     await asyncio.sleep(0.005)
-                    lag = self._index_lag(world)
         except TimeoutError:
-            raise AssertionError(
-                f"the proxy's index did not catch up with the world: {lag}"
-            ) from None
+            raise AssertionError(f"the proxy did not catch up with the world: {behind}") from None
 
     def _index_lag(self, world: World) -> str | None:
         index = self.proxy.index
@@ -524,8 +517,13 @@ class Environment:
         # The sync tenant twice: once a Tenant CR, once a Capsule Tenant.
         if names != sorted([*world.config, *world.tenants, *world.capsule, *[SYNC_TENANT] * 2]):
             return f"tenants {names}"
-        if any(self._sync_user not in t.members.users for t in tenants if t.name == SYNC_TENANT):
-            return "the sync tenants are stale"
+        stale = [
+            i
+            for i, t in enumerate(tenants)
+            if t.name == SYNC_TENANT and self._sync_user not in t.members.users
+        ]
+        if stale:
+            return f"the sync tenants at {stale} of {names} are stale"
         view = index.view_for(Identity(self._sync_user))
         if view is None or "default" not in view.namespaces:
             return "the sync RoleBinding is stale"

@@ -176,11 +176,15 @@ def label_selectors(keys: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(as_dict, _match_labels(keys), st.lists(requirements(keys), max_size=2))
 
 
+def some_names(resource: str) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(NAMES[resource]), max_size=2, unique=True)
+
+
 def class_rules(resource: str) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {},
         optional={
-            "names": st.lists(st.sampled_from(NAMES[resource]), max_size=2, unique=True),
+            "names": some_names(resource),
             "regex": st.sampled_from(REGEXES),
             "selector": label_selectors(("tier", "pool")),
         },
@@ -197,7 +201,7 @@ def generic_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
             st.fixed_dictionaries(
                 {"group": st.just(GROUPS[resource]), "resource": st.just(resource)},
                 optional={
-                    "names": st.lists(st.sampled_from(NAMES[resource]), max_size=2, unique=True),
+                    "names": some_names(resource),
                     "selector": label_selectors(("tier", "pool")),
                     "fieldPath": st.sampled_from((GENERIC_FIELDS[resource], "spec.missing")),
                 },
@@ -273,7 +277,7 @@ def capsule_allowed(resource: str) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {},
         optional={
-            "allowed": st.lists(st.sampled_from(NAMES[resource]), max_size=2, unique=True),
+            "allowed": some_names(resource),
             "allowedRegex": st.sampled_from(REGEXES),
             "matchLabels": _match_labels(("tier", "pool")),
             "matchExpressions": st.lists(requirements(("tier", "pool")), max_size=2).map(

@@ -73,7 +73,7 @@ GROUPS = {
     CSI_DRIVERS: "storage.k8s.io",
 }
 
-# Class resource -> its key in a Tenant CR spec, and in the config file.
+# Class resource -> its key in a Tenant CR spec (the config file's key is the resource).
 CLASS_KEYS = {
     STORAGE_CLASSES: "storageClasses",
     INGRESS_CLASSES: "ingressClasses",
@@ -82,7 +82,6 @@ CLASS_KEYS = {
     GATEWAY_CLASSES: "gatewayClasses",
     SNAPSHOT_CLASSES: "volumeSnapshotClasses",
 }
-CONFIG_CLASS_KEYS = {resource: resource for resource in CLASS_KEYS}
 
 # What Capsule's v1beta2 Tenant can allow, by where it says so.
 CAPSULE_CLASS_PATHS = {
@@ -418,7 +417,7 @@ def rule(m: Membership, resource: str) -> Judge | None:
         selector = spec.get("node_selector" if config else "nodeSelector")
         return None if selector is None else _selector_judge(selector)
     if resource in CLASS_KEYS:
-        found = spec.get(CONFIG_CLASS_KEYS[resource] if config else CLASS_KEYS[resource])
+        found = spec.get(resource if config else CLASS_KEYS[resource])
         return None if found is None else _class_rule(found)
     if resource == CRDS:
         groups = frozenset(spec.get("crd_api_groups" if config else "crdApiGroups") or ())
