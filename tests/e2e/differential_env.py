@@ -353,9 +353,8 @@ ACCEPT_ONE = {
 class Environment:
     """Emulator + proxy on an event loop in a background thread, driven synchronously."""
 
-    def __init__(self, directory: Path, sync_timeout: float = 10.0) -> None:
+    def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self._sync_timeout = sync_timeout
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.client_ca = pki.new_ca("differential-ca")
@@ -418,11 +417,7 @@ class Environment:
                 "client_ca_file": str(pki_dir / "ca.crt"),
             },
             "upstream": {"kubeconfig": str(upstream)},
-            "tenancy": {
-                "capsule": True,
-                "rolebinding_namespaces": True,
-                "sync_timeout_seconds": self._sync_timeout,
-            },
+            "tenancy": {"capsule": True, "rolebinding_namespaces": True},
             "observability": {"metrics": None, "audit_file": None},
             "drain_seconds": 1,
         }
@@ -446,12 +441,9 @@ class Environment:
 
     def apply(self, world: World) -> None:
         """Write `world` into the cluster and wait until the proxy's index holds it."""
-        self.write(world)
-        self.run(self._wait_index(self.full(world)))
-
-    def write(self, world: World) -> None:
         self._sync += 1
         self.run(self._apply(manifests(world), world.config))
+        self.run(self._wait_index(self.full(world)))
 
     async def _apply(self, wanted: Manifests, config: Mapping[str, Spec]) -> None:
         rank = {kind: i for i, kind in enumerate(ORDER)}
@@ -495,9 +487,9 @@ class Environment:
 
     async def _wait_index(self, world: World) -> None:
         """Until the proxy's index holds exactly `world` (it learns of it through informers)."""
-        await self.wait_until(lambda: self._index_lag(world))
+        await self._until(lambda: self._index_lag(world))
 
-    async def wait_until(self, lag: Callable[[], str | None], within: float = 20) -> None:
+    async def _until(self, lag: Callable[[], str | None], within: float = 20) -> None:
         """Until `lag()` (what the proxy has yet to learn) is None; generous, for a loaded
         machine (one bug hunt of 2,500 examples saw an informer more than 10 s behind)."""
         try:

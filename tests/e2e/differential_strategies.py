@@ -360,8 +360,7 @@ def without_known_bugs(world: World) -> World:
     """The world, minus what the proxy is known to get wrong. Each step has its own
     xfail(strict) regression test in test_differential.py: drop the step when that one passes.
     """
-    world = _same_names_share_namespaces(world)
-    return _account_subjects_with_namespace(_capsule_label_naming_a_tenant(world))
+    return _capsule_label_naming_a_tenant(_same_names_share_namespaces(world))
 
 
 def _same_names_share_namespaces(world: World) -> World:
@@ -402,41 +401,6 @@ def _capsule_label_naming_a_tenant(world: World) -> World:
         for name, obj in world.objects[NAMESPACES].items()
     }
     return dataclasses.replace(world, objects={**world.objects, NAMESPACES: namespaces})
-
-
-def _account_subjects_with_namespace(world: World) -> World:
-    """test_rolebinding_subject_without_namespace_names_an_account_of_its_own: the proxy reads
-    a ServiceAccount subject without a namespace as one of no namespace. Name it here."""
-    bindings = {
-        key: RoleBinding(
-            b.namespace,
-            tuple(
-                dataclasses.replace(s, namespace=s.namespace or b.namespace)
-                if s.kind == "ServiceAccount"
-                else s
-                for s in b.subjects
-            ),
-        )
-        for key, b in world.rolebindings.items()
-    }
-    return dataclasses.replace(world, rolebindings=bindings)
-
-
-# test_generic_field_path_added_later_reveals_its_objects: the proxy projects an indexed
-# resource with the field paths its rules had when its informer started. A world applied first
-# starts those of the generic rules' resources with every path drawn here.
-PRIMING_WORLD = World(
-    {},
-    tenants={
-        "zz-priming": {
-            "members": {"users": ["zz-priming"]},
-            "resources": [
-                {"group": GROUPS[r], "resource": r, "fieldPath": path}
-                for r, path in GENERIC_FIELDS.items()
-            ],
-        }
-    },
-)
 
 
 def replace(world: World, **changes: Any) -> World:
