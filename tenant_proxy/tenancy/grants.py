@@ -18,6 +18,7 @@ from tenant_proxy.tenancy.model import (
     SERVICE_ACCOUNT_PREFIX,
     NamespaceRule,
     Tenant,
+    TenantNamespaces,
     is_member,
 )
 
@@ -99,9 +100,7 @@ class _NameOnly(NamedTuple):
     groups: tuple[str, ...] = ()
 
 
-def grant_matters(
-    grant: Grant, tenants: Sequence[Tenant], own: Mapping[str, frozenset[str]]
-) -> bool:
+def grant_matters(grant: Grant, tenants: Sequence[Tenant], own: TenantNamespaces) -> bool:
     """Whether `grant` appearing or vanishing can change what some caller sees.
 
     Not when a tenant that admits every caller the subject names (by that user name alone, or
@@ -114,8 +113,9 @@ def grant_matters(
         admitting = [t for t in tenants if subject.name in t.members.groups]
     else:
         caller = _NameOnly(subject.name)
-        admitting = [t for t in tenants if is_member(caller, t, own[t.name])]
+        admitting = [t for t in tenants if is_member(caller, t, own[t.namespace_key])]
     return not any(
-        grant.namespace in own[t.name] and isinstance(t.all_rules()[NAMESPACES], NamespaceRule)
+        grant.namespace in own[t.namespace_key]
+        and isinstance(t.all_rules()[NAMESPACES], NamespaceRule)
         for t in admitting
     )

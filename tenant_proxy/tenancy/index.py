@@ -139,7 +139,7 @@ class TenancyIndex:
         self._holds_moved = asyncio.Event()
         self._ready = False
         self._background: set[asyncio.Task[None]] = set()
-        self._own: dict[str, frozenset[str]] | None = None
+        self._own: dict[tuple[str, frozenset[str]], frozenset[str]] | None = None
         self._views: dict[tuple[frozenset[int], frozenset[str]], TenantView | None] = {}
         self._owned: dict[tuple[GroupResource, tuple[Criteria, ...]], dict[str, Any]] = {}
         self.generation = 0
@@ -246,17 +246,18 @@ class TenancyIndex:
         return frozenset(projection_needs(self.tenants()))
 
     def namespace_owner(self) -> dict[str, str]:
+        """Each labelled namespace's tenant label value. The first label key present decides,
+        known tenant or not: in Capsule mode a namespace with Capsule's label is that Capsule
+        tenant's or nobody's, never ours by a label its owner may set on it."""
         labels = self._informers.get(NAMESPACES)
         owner: dict[str, str] = {}
         if labels is None:
             return owner
-        values = {t.label_value: t.name for t in self.tenants()}
         for name, proj in labels.store.items():
             ns_labels = proj["metadata"]["labels"]
             for key in self._label_keys:
-                tenant = values.get(ns_labels.get(key, ""))
-                if tenant is not None:
-                    owner[name] = tenant
+                if key in ns_labels:
+                    owner[name] = ns_labels[key]
                     break
         return owner
 
@@ -334,7 +335,7 @@ class TenancyIndex:
             return self._settled.is_set()
         return gr not in self._holding and NAMESPACES not in self._holding
 
-    def _own_namespaces(self) -> dict[str, frozenset[str]]:
+    def _own_namespaces(self) -> dict[tuple[str, frozenset[str]], frozenset[str]]:
         if self._own is None:
             self._own = tenant_namespaces(self.tenants(), self.namespace_owner())
         return self._own

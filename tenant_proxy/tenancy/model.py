@@ -254,6 +254,12 @@ class Tenant:
     def label_value(self) -> str:
         return self.namespace_selector_value or self.name
 
+    @property
+    def namespace_key(self) -> tuple[str, frozenset[str]]:
+        """What its namespaces follow from (label value, explicit ones): tenants of one name
+        from two sources differ here, and must not share or overwrite each other's."""
+        return self.label_value, self.namespaces
+
     def all_rules(self) -> Mapping[GroupResource, Rule]:
         rules: dict[GroupResource, Rule] = {NAMESPACES: NamespaceRule(), **self.rules}
         if NODES in self.rules:
@@ -325,14 +331,21 @@ class TenantView:
         return judge
 
 
+TenantNamespaces = Mapping[tuple[str, frozenset[str]], frozenset[str]]
+"""Each tenant's namespaces, by `Tenant.namespace_key`."""
+
+
 def tenant_namespaces(
     tenants: Iterable[Tenant], namespace_owner: Mapping[str, str]
-) -> dict[str, frozenset[str]]:
-    """Each tenant's namespaces: explicit ones plus those the index says it owns."""
-    owned: dict[str, set[str]] = {}
-    for namespace, owner in namespace_owner.items():
-        owned.setdefault(owner, set()).add(namespace)
-    return {t.name: t.namespaces | frozenset(owned.get(t.name, ())) for t in tenants}
+) -> dict[tuple[str, frozenset[str]], frozenset[str]]:
+    """Each tenant's namespaces: explicit ones plus those labelled with its label value
+    (`namespace_owner`: namespace -> the tenant label value it carries)."""
+    labelled: dict[str, set[str]] = {}
+    for namespace, value in namespace_owner.items():
+        labelled.setdefault(value, set()).add(namespace)
+    return {
+        t.namespace_key: t.namespaces | frozenset(labelled.get(t.label_value, ())) for t in tenants
+    }
 
 
 def view_for(
@@ -351,16 +364,14 @@ def view_for(
     return view_of(memberships(caller, tenant_list, own), own, rolebinding_namespaces)
 
 
-def memberships(
-    caller: Caller, tenants: Iterable[Tenant], own: Mapping[str, frozenset[str]]
-) -> list[Tenant]:
+def memberships(caller: Caller, tenants: Iterable[Tenant], own: TenantNamespaces) -> list[Tenant]:
     """The tenants `caller` belongs to (`own`: each tenant's namespaces)."""
-    return [t for t in tenants if is_member(caller, t, own[t.name])]
+    return [t for t in tenants if is_member(caller, t, own[t.namespace_key])]
 
 
 def view_of(
     mine: Iterable[Tenant],
-    own: Mapping[str, frozenset[str]],
+    own: TenantNamespaces,
     rolebinding_namespaces: frozenset[str] = frozenset(),
 ) -> TenantView | None:
     """The union view of the tenants `mine`; callers with the same memberships share it."""
@@ -370,11 +381,11 @@ def view_of(
     rules: dict[GroupResource, list[Criteria]] = {}
     for tenant in mine:
         for gr, rule in tenant.all_rules().items():
-            criteria = rule.criteria(tenant.label_value, own[tenant.name])
+            criteria = rule.criteria(tenant.label_value, own[tenant.namespace_key])
             rules.setdefault(gr, []).append(criteria)
     if rolebinding_namespaces:
         rules[NAMESPACES].append(Criteria(names=rolebinding_namespaces))
-    namespaces = frozenset().union(*(own[t.name] for t in mine)) | rolebinding_namespaces
+    namespaces = frozenset().union(*(own[t.namespace_key] for t in mine)) | rolebinding_namespaces
     return TenantView(
         tenants=frozenset(t.name for t in mine),
         namespaces=namespaces,

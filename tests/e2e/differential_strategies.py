@@ -11,7 +11,7 @@ some class names whole and others only in part.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from differential_env import KINDS, Request
@@ -353,58 +353,11 @@ def worlds(draw: st.DrawFn) -> World:
         config["cfg"]["members"]["groups"] = [*config["cfg"]["members"].get("groups", ()), "g-cfg"]
     namespaces = [*sorted(objects[NAMESPACES]), "default"]
     bindings = draw(rolebindings(namespaces))
-    return without_known_bugs(World(objects, tenants, capsule, config, bindings))
-
-
-def without_known_bugs(world: World) -> World:
-    """The world, minus what the proxy is known to get wrong. Each step has its own
-    xfail(strict) regression test in test_differential.py: drop the step when that one passes.
-    """
-    return _capsule_label_naming_a_tenant(_same_names_share_namespaces(world))
-
-
-def _same_names_share_namespaces(world: World) -> World:
-    """test_same_named_tenants_keep_their_own_namespaces: the proxy keys a tenant's namespaces
-    by name, so tenants of one name in two sources get one set. Give them one set here: the
-    same listed namespaces (none beside a Capsule Tenant, which lists none) and label value."""
-    sources = [world.config, world.tenants, world.capsule]
-    shared = {
-        n
-        for n in {*world.config, *world.tenants, *world.capsule}
-        if sum(n in t for t in sources) > 1
-    }
-    if not shared:
-        return world
-    config, tenants = dict(world.config), dict(world.tenants)
-    for name in shared:
-        in_config = (config.get(name) or {}).get("namespaces") or ()
-        listed = [] if name in world.capsule else list(in_config)
-        if name in config:
-            config[name] = {**config[name], "namespaces": listed}
-        if name in tenants:
-            spec = {k: v for k, v in tenants[name].items() if k != "namespaceLabelValue"}
-            tenants[name] = {**spec, "namespaces": listed}
-    return dataclasses.replace(world, config=config, tenants=tenants)
-
-
-def _capsule_label_naming_a_tenant(world: World) -> World:
-    """test_capsule_label_naming_no_tenant_still_wins: where Capsule's label names no tenant the
-    proxy reads ours instead. Drop ours from such namespaces."""
-    values = {*world.config, *world.capsule}
-    values |= {str(s.get("namespaceLabelValue") or n) for n, s in world.tenants.items()}
-
-    def names_no_tenant(labels: Mapping[str, str]) -> bool:
-        return CAPSULE_LABEL in labels and labels[CAPSULE_LABEL] not in values
-
-    namespaces = {
-        name: _labelled(obj, TENANT_LABEL, None) if names_no_tenant(obj.labels) else obj
-        for name, obj in world.objects[NAMESPACES].items()
-    }
-    return dataclasses.replace(world, objects={**world.objects, NAMESPACES: namespaces})
+    return World(objects, tenants, capsule, config, bindings)
 
 
 def replace(world: World, **changes: Any) -> World:
-    return without_known_bugs(dataclasses.replace(world, **changes))
+    return dataclasses.replace(world, **changes)
 
 
 # --- requests ----------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ A second property holds a watch open while the world changes into another one (a
 a targeted edit: a Capsule namespace label, a RoleBinding for the caller, a class name added to
 a Tenant CR, a CRD group added to an allowlist): the watch must end up showing exactly the
 oracle's answer for the new world, and never a MODIFIED or DELETED of an object it did not show.
-The regressions at the end are minimal examples the properties found: fixed bugs as plain
-tests, open ones as strict xfails (the strategies steer around those: `without_known_bugs`).
+The regressions at the end are minimal examples the properties found, each a plain test now
+that its bug is fixed.
 
 Example counts come from a Hypothesis profile: `differential` (CI: 200 reads, 50 transitions)
 or, with DIFFERENTIAL_PROFILE, `differential-hunt` (ten times more, for a bug hunt) or
@@ -419,14 +419,9 @@ def test_rolebinding_subject_without_namespace_names_an_account_of_its_own(
     assert_namespaces(env, world, {robot: {"ns-1"}})
 
 
-# --- known bugs the properties found (xfail until fixed; the strategies steer around them) -----
+# --- bugs the properties found, each fixed -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tenancy/index.py namespace_owner() and model.tenant_namespaces() key a tenant's "
-    "namespaces by its name: same-named tenants of two sources share (and overwrite) them",
-)
 def test_same_named_tenants_keep_their_own_namespaces(env: Environment) -> None:
     """The config file's t0 (member u1, lists ns-5) and a Tenant CR t0 (member u0, lists ns-0,
     label value v-t0 on ns-1): each member sees its own tenant's namespaces, no others."""
@@ -437,11 +432,6 @@ def test_same_named_tenants_keep_their_own_namespaces(env: Environment) -> None:
     assert_namespaces(env, world, {"u0": {"ns-0", "ns-1"}, "u1": {"ns-5"}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tenancy/index.py namespace_owner() falls back to tenant-proxy.io/tenant when "
-    "Capsule's label names no tenant it knows",
-)
 def test_capsule_label_naming_no_tenant_still_wins(env: Environment) -> None:
     """Capsule mode: ns-1 carries Capsule's label for c9, a Capsule Tenant the proxy does not
     know (deleted, or refused whole: an allowedRegex Go reads and Python does not, like
