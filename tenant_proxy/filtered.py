@@ -50,6 +50,8 @@ log = logging.getLogger("tenant_proxy.filtered")
 
 # An API server writes a list's metadata (and its continue token) before the items.
 _HEAD_BYTES = 4096
+# A selector no object matches: the tenant's empty list, with the server's own envelope.
+_MATCHES_NOTHING = "tenant-proxy.io/none,!tenant-proxy.io/none"
 # Entries judged between two turns of the event loop (a few milliseconds' work).
 _SPLIT_SLICE = 1000
 
@@ -225,7 +227,12 @@ class FilteredReads:
         except SelectorError as exc:
             raise status.bad_request(str(exc)) from None
         if isinstance(decision, pushdown.Nothing):
-            return await self._empty_list(request, info, shape)
+            # Upstream is asked for a list matching nothing, so kind, apiVersion,
+            # resourceVersion and Table columns are the server's own, and the answer is shaped
+            # as any other (a PartialObjectMetadataList asked as whole objects stays one).
+            query = self._query(info, shape, _MATCHES_NOTHING)
+            async with self._list_reads:
+                return await self._rewritten_list(request, info, shape, keep, query, identity)
         selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
         query = self._query(info, shape, selector)
         if selector is not None and not shape.partial and not shape.strip_objects:
@@ -393,19 +400,6 @@ class FilteredReads:
                     f"the API server failed a page of the list ({resp.status})"
                 )
             return await self._read_body(resp)
-
-    async def _empty_list(
-        self, request: web.Request, info: RequestInfo, shape: Shape
-    ) -> tuple[web.StreamResponse, int]:
-        # Ask upstream for a list matching nothing, so kind, apiVersion, resourceVersion and
-        # Table columns are the server's own; the impossible selector is never the tenant's.
-        impossible = "tenant-proxy.io/none,!tenant-proxy.io/none"
-        # The client's continue is the proxy's own token (or another list's): not upstream's.
-        query = classify_query(self._query(info, shape, impossible))
-        url = self.upstream.url(info.path, query.with_params({"limit": None, "continue": None}))
-        resp = await self.upstream.send("GET", url, self._headers(request, shape))
-        async with resp:
-            return await passthrough.relay(request, resp), 0
 
     # -- watch --------------------------------------------------------------------------------
     async def _watch(

@@ -8,6 +8,7 @@ and span several of them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator
@@ -309,3 +310,54 @@ async def test_a_share_larger_than_the_proxy_holds_must_be_asked_in_pages(
     pages = await read_pages(demo, ALICE, 2)
     names = {i["metadata"]["name"] for page in pages for i in page["items"]}
     assert names == await owned_by(cluster, "team-a")
+
+
+@pytest.mark.parametrize(
+    ("accept", "kind"),
+    [
+        (
+            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
+            "PartialObjectMetadataList",
+        ),
+        ("application/json;as=Table;v=v1;g=meta.k8s.io", "Table"),
+        ("application/json", "PersistentVolumeList"),
+    ],
+)
+async def test_a_tenant_owning_nothing_gets_an_empty_list_in_the_form_it_asked(
+    demo: Demo, cluster: Cluster, volumes: dict[str, str | None], accept: str, kind: str
+) -> None:
+    """Found by the differential test: the empty answer (asked upstream with a selector that
+    matches nothing) came back as whole objects' list kind when metadata was asked for."""
+    await cluster.create(
+        {
+            "apiVersion": "tenancy.tenant-proxy.io/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": "nothing-yet"},
+            # A rule by field alone (no label alternative): owning no namespace, erin's
+            # PVs are known to be none without reading them.
+            "spec": {
+                "members": {"users": ["erin"]},
+                "resources": [
+                    {
+                        "group": "",
+                        "resource": "persistentvolumes",
+                        "fieldPath": "spec.claimRef.namespace",
+                    }
+                ],
+            },
+        }
+    )
+    erin = ("erin", [])
+    async with session_as(demo, *erin) as session:
+        async with asyncio.timeout(10):  # the proxy learns of the CR through its informer
+            while True:
+                async with session.get("/api/v1/namespaces") as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.1)  # polling the proxy, bounded by the timeout
+        async with session.get("/api/v1/persistentvolumes", headers={"Accept": accept}) as resp:
+            assert resp.status == 200, await resp.text()
+            body = await resp.json()
+    assert body["kind"] == kind
+    assert not body.get("items")
+    assert not body.get("rows")
