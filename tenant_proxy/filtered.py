@@ -24,6 +24,7 @@ from aiohttp import web
 from tenant_proxy import passthrough, status
 from tenant_proxy.filtered_watch import WatchStream
 from tenant_proxy.filtering import continuation, pushdown
+from tenant_proxy.filtering.forms import partial_metadata
 from tenant_proxy.filtering.lists import NotAList, filter_response
 from tenant_proxy.filtering.pages import (
     Page,
@@ -205,8 +206,6 @@ class FilteredReads:
             # Exactly the API server's answer for a missing object: existence never leaks.
             raise _not_found(gr, info.name)
         if shape.partial and doc.get("kind") != "PartialObjectMetadata":
-            from tenant_proxy.filtering.forms import partial_metadata
-
             doc = partial_metadata(doc)
             body = orjson.dumps(doc)
         return passthrough.json_response(body), 0
@@ -231,17 +230,16 @@ class FilteredReads:
             # resourceVersion and Table columns are the server's own, and the answer is shaped
             # as any other (a PartialObjectMetadataList asked as whole objects stays one).
             query = self._query(info, shape, _MATCHES_NOTHING)
-            async with self._list_reads:
-                return await self._rewritten_list(request, info, shape, keep, query, identity)
-        selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
-        query = self._query(info, shape, selector)
-        if selector is not None and not shape.partial and not shape.strip_objects:
-            # The API server applies the rule itself: its answer is already the tenant's, and
-            # so are the objects its continue tokens name.
-            url = self.upstream.url(info.path, query)
-            resp = await self.upstream.send("GET", url, self._headers(request, shape))
-            async with resp:
-                return await passthrough.relay(request, resp), 0
+        else:
+            selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
+            query = self._query(info, shape, selector)
+            if selector is not None and not shape.partial and not shape.strip_objects:
+                # The API server applies the rule itself: its answer is already the tenant's,
+                # and so are the objects its continue tokens name.
+                url = self.upstream.url(info.path, query)
+                resp = await self.upstream.send("GET", url, self._headers(request, shape))
+                async with resp:
+                    return await passthrough.relay(request, resp), 0
         async with self._list_reads:
             return await self._rewritten_list(request, info, shape, keep, query, identity)
 
