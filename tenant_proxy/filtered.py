@@ -254,8 +254,9 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         """The tenant's page of a list read upstream page by page with the proxy's credentials.
 
-        At most one upstream page is held at a time (plus the tenant's share), the next page
-        is asked for before the current one is judged, and the client's `limit` is honoured
+        At most two upstream pages are held at a time (the one judged and the one read ahead,
+        asked for before the current one is judged) plus the tenant's share (bounded by
+        `limits.max_filtered_list_bytes`), and the client's `limit` is honoured
         with the proxy's own continue tokens (`filtering.continuation`). An upstream answer
         that comes whole (no continue: a list served from the watch cache ignores `limit`)
         is answered whole, as the API server itself does.
