@@ -14,7 +14,7 @@ the answer is assembled with the proxy's own metadata (`assemble`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypedDict
@@ -28,7 +28,6 @@ from tenant_proxy.filtering.lists import NotAList, decode_object
 from tenant_proxy.filtering.tables import row_kept, shape_row
 
 FieldPath = tuple[str, ...]
-Judge = Callable[[Mapping[str, Any]], bool]
 
 
 @dataclass
@@ -96,7 +95,7 @@ def upstream_continue(body: bytes) -> str | None:
 _ENVELOPE_FIELDS = ("kind", "apiVersion", "metadata", "columnDefinitions")
 
 
-def split_page(body: bytes, judge: Judge, fields: frozenset[FieldPath]) -> Page:
+def split_page(body: bytes, judge: Keep, fields: frozenset[FieldPath]) -> Page:
     """The page's envelope and candidate entries; `judge` sees sparse objects holding only
     `fields` (it must read nothing else)."""
     splitting = Splitting(body, judge, fields)
@@ -109,7 +108,7 @@ class Splitting:
     """A page being split a slice of entries at a time, so that a caller serving others can
     let them run in between (a large page takes tens of milliseconds)."""
 
-    def __init__(self, body: bytes, judge: Judge, fields: frozenset[FieldPath]) -> None:
+    def __init__(self, body: bytes, judge: Keep, fields: frozenset[FieldPath]) -> None:
         self._judge = judge
         self._entries: list[msgspec.Raw] = []
         self._probe: msgspec.json.Decoder[Any] | None = None
@@ -163,9 +162,7 @@ def _split_whole(body: bytes) -> Page:
     return Page(doc, table, len(entries), [(i, orjson.dumps(e)) for i, e in enumerate(entries)])
 
 
-def _may_keep(
-    raw: msgspec.Raw, probe: msgspec.json.Decoder[Any], judge: Judge, table: bool
-) -> bool:
+def _may_keep(raw: msgspec.Raw, probe: msgspec.json.Decoder[Any], judge: Keep, table: bool) -> bool:
     try:
         sparse = probe.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
