@@ -431,6 +431,49 @@ class Table:
         verdict = "-" if met is None else ("yes" if met else "NO")
         self.rows.append((scenario, proxy, baseline, delta, target, verdict))
 
+    def add_latencies(
+        self,
+        scenario: str,
+        proxy: Sequence[float],
+        baseline: Sequence[float],
+        *,
+        baseline_note: str = "",
+        ratio_at_most: float | None = None,
+        added_at_most: float | None = None,
+    ) -> None:
+        """The p50 row (judged against the target given, if any) and the p99 row of a scenario
+        measured both ways; the difference as a ratio, as time added, or both."""
+        added_only = added_at_most is not None
+
+        def delta(px: float, base: float, detailed: bool) -> str:
+            if added_only:
+                return f"+{ms(px - base)}"
+            return f"{px / base:.2f}x" + (f" (+{ms(px - base)})" if detailed else "")
+
+        px50, base50 = p50(proxy), p50(baseline)
+        target, met = "-", None
+        if ratio_at_most is not None:
+            target, met = f"<= {ratio_at_most}x", px50 / base50 <= ratio_at_most
+        elif added_at_most is not None:
+            target, met = f"<= +{added_at_most * 1000:.0f} ms", px50 - base50 <= added_at_most
+        detailed = ratio_at_most is None and not added_only
+        self.add(
+            f"{scenario} p50",
+            ms(px50),
+            ms(base50) + baseline_note,
+            delta(px50, base50, detailed),
+            target,
+            met,
+        )
+        self.add(
+            f"{scenario} p99",
+            ms(p99(proxy)),
+            ms(p99(baseline)),
+            delta(p99(proxy), p99(baseline), False),
+            "-",
+            None,
+        )
+
     def render(self) -> str:
         header = ("scenario", "proxy", "baseline", "ratio/added", "target", "met?")
         rows = [header, *self.rows]

@@ -77,23 +77,7 @@ async def measure(
                 for _ in range(20):
                     await fn()
             px, base = await common.interleaved([through, baseline], sizes.rounds, sizes.per_round)
-            table.add(
-                f"{scenario} p50",
-                common.ms(common.p50(px)),
-                common.ms(common.p50(base)),
-                f"{common.p50(px) / common.p50(base):.2f}x "
-                f"(+{common.ms(common.p50(px) - common.p50(base))})",
-                "-",
-                None,
-            )
-            table.add(
-                f"{scenario} p99",
-                common.ms(common.p99(px)),
-                common.ms(common.p99(base)),
-                f"{common.p99(px) / common.p99(base):.2f}x",
-                "-",
-                None,
-            )
+            table.add_latencies(scenario, px, base)
             px_rps, base_rps = 0.0, 0.0
             for _ in range(2):  # alternate, as the latency rounds do
                 px_rps += await common.throughput(through, sizes.concurrency, sizes.seconds)

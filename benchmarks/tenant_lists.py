@@ -91,39 +91,11 @@ async def measure(
             px, bl = await common.interleaved([through, baseline], rounds, sizes.per_round)
             results.append((px, bl))
     (ns_px, ns_bl), (pv_px, pv_bl) = results
-    ratio = common.p50(ns_px) / common.p50(ns_bl)
-    table.add(
-        f"{scenarios[0][0]} p50",
-        common.ms(common.p50(ns_px)),
-        common.ms(common.p50(ns_bl)) + " (same selector, direct)",
-        f"{ratio:.2f}x",
-        "<= 1.2x",
-        ratio <= 1.2,
+    table.add_latencies(
+        scenarios[0][0], ns_px, ns_bl, baseline_note=" (same selector, direct)", ratio_at_most=1.2
     )
-    table.add(
-        f"{scenarios[0][0]} p99",
-        common.ms(common.p99(ns_px)),
-        common.ms(common.p99(ns_bl)),
-        f"{common.p99(ns_px) / common.p99(ns_bl):.2f}x",
-        "-",
-        None,
-    )
-    added = common.p50(pv_px) - common.p50(pv_bl)
-    table.add(
-        f"{scenarios[1][0]} p50",
-        common.ms(common.p50(pv_px)),
-        common.ms(common.p50(pv_bl)) + " (unfiltered, direct)",
-        f"+{common.ms(added)}",
-        "<= +60 ms",
-        added <= 0.060,
-    )
-    table.add(
-        f"{scenarios[1][0]} p99",
-        common.ms(common.p99(pv_px)),
-        common.ms(common.p99(pv_bl)),
-        f"+{common.ms(common.p99(pv_px) - common.p99(pv_bl))}",
-        "-",
-        None,
+    table.add_latencies(
+        scenarios[1][0], pv_px, pv_bl, baseline_note=" (unfiltered, direct)", added_at_most=0.060
     )
     table.notes.append(
         f"Samples: namespaces {len(ns_px)} each way, PVs {len(pv_px)} each way, in alternating "
