@@ -15,17 +15,6 @@ class NotAList(ValueError):
     """The body is not a JSON list or Table: refuse to pass what we cannot filter."""
 
 
-def filter_list(body: bytes, keep: Keep, *, as_partial: bool = False) -> tuple[bytes, int]:
-    """The list with only the items `keep` accepts, in order, and how many were dropped.
-
-    `continue` and `resourceVersion` stay (pages may come back short); `remainingItemCount` is
-    dropped when anything was filtered. `as_partial` answers a PartialObjectMetadataList built
-    from whole objects (asked for because the rule reads spec fields).
-    """
-    doc, dropped = filter_list_doc(decode_object(body), keep, as_partial=as_partial)
-    return orjson.dumps(doc), dropped
-
-
 def filter_list_doc(
     doc: Mapping[str, Any], keep: Keep, *, as_partial: bool = False
 ) -> tuple[dict[str, Any], int]:
@@ -50,7 +39,13 @@ def filter_response(
     strip_objects: bool = False,
     metadata_only: bool = False,
 ) -> tuple[bytes, int]:
-    """filter_list or filter_table, by the body's kind; `metadata_only` as in each."""
+    """The whole list (or Table) body with only what `keep` accepts, and how many were dropped.
+
+    `continue` and `resourceVersion` stay; `remainingItemCount` is dropped when anything was
+    filtered. `metadata_only` answers PartialObjectMetadata built from whole objects (asked for
+    because the rule reads spec fields). Lists are paged by `pages`; this serves a Table `get`
+    and is the whole-body reference the page split is tested against.
+    """
     doc = decode_object(body)
     if doc.get("kind") == "Table":
         table, dropped = filter_table(doc, keep, strip_objects, metadata_only)

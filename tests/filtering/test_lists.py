@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.lists import NotAList, filter_list, filter_response
+from tenant_proxy.filtering.lists import NotAList, filter_response
 from tenant_proxy.filtering.tables import filter_table
 from tenant_proxy.tenancy.model import (
     NAMESPACES,
@@ -68,7 +68,7 @@ def test_filter_list_keeps_exactly_the_accepted_items_in_order(
         return obj["metadata"]["name"] in allowed
 
     doc = {"kind": "ThingList", "metadata": {"resourceVersion": "9", "remainingItemCount": 4}}
-    out, dropped = filter_list(orjson.dumps({**doc, "items": listed}), keep)
+    out, dropped = filter_response(orjson.dumps({**doc, "items": listed}), keep)
     result = orjson.loads(out)
     expected = [
         i
@@ -82,7 +82,7 @@ def test_filter_list_keeps_exactly_the_accepted_items_in_order(
 
 
 def test_pv_list_keeps_only_volumes_claimed_in_the_tenants_namespaces(body: Body) -> None:
-    out, dropped = filter_list(
+    out, dropped = filter_response(
         json.dumps(body("list-pv-json")).encode(), keep_for(PERSISTENT_VOLUMES)
     )
     result = orjson.loads(out)
@@ -94,7 +94,7 @@ def test_pv_list_keeps_only_volumes_claimed_in_the_tenants_namespaces(body: Body
 
 def test_a_filtered_page_keeps_continue_and_drops_remaining_item_count(body: Body) -> None:
     page = body("list-namespaces-page1")
-    out, dropped = filter_list(orjson.dumps(page), keep_for(NAMESPACES))
+    out, dropped = filter_response(orjson.dumps(page), keep_for(NAMESPACES))
     result = orjson.loads(out)
     assert result["items"] == []
     assert dropped == 2
@@ -104,21 +104,21 @@ def test_a_filtered_page_keeps_continue_and_drops_remaining_item_count(body: Bod
 
 def test_an_unfiltered_page_keeps_remaining_item_count(body: Body) -> None:
     page = body("list-namespaces-page1")
-    out, dropped = filter_list(orjson.dumps(page), lambda obj: True)
+    out, dropped = filter_response(orjson.dumps(page), lambda obj: True)
     assert dropped == 0
     assert orjson.loads(out) == page
 
 
 def test_partial_metadata_list_is_filtered_in_place(body: Body) -> None:
-    out, _ = filter_list(orjson.dumps(body("list-namespaces-partial")), keep_for(NAMESPACES))
+    out, _ = filter_response(orjson.dumps(body("list-namespaces-partial")), keep_for(NAMESPACES))
     result = orjson.loads(out)
     assert result["kind"] == "PartialObjectMetadataList"
     assert names(result["items"]) == ["team-a-dev", "team-a-prod"]
 
 
 def test_whole_objects_can_be_answered_as_partial_metadata(body: Body) -> None:
-    out, _ = filter_list(
-        orjson.dumps(body("list-pv-json")), keep_for(PERSISTENT_VOLUMES), as_partial=True
+    out, _ = filter_response(
+        orjson.dumps(body("list-pv-json")), keep_for(PERSISTENT_VOLUMES), metadata_only=True
     )
     result = orjson.loads(out)
     assert result["kind"] == "PartialObjectMetadataList"
@@ -132,7 +132,7 @@ def test_whole_objects_can_be_answered_as_partial_metadata(body: Body) -> None:
 )
 def test_what_is_not_a_list_is_refused_not_passed(raw: bytes) -> None:
     with pytest.raises(NotAList):
-        filter_list(raw, lambda obj: True)
+        filter_response(raw, lambda obj: True)
 
 
 def test_table_rows_are_judged_by_their_object_metadata(body: Body) -> None:
