@@ -22,7 +22,7 @@ import pytest
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.testing import session_for
 
-REFERENCE = Path(__file__).parents[2].parent / "shared" / "k8s-reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 IDENTITIES: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "admin": ("admin", ("system:masters",)),

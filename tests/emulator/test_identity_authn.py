@@ -20,7 +20,7 @@ from tenant_proxy.emulator.identity import Authenticator, BoundObject, TokenIssu
 from tenant_proxy.emulator.types import UserInfo
 from tenant_proxy.pki import KeyPair, issue_client_cert, issue_server_cert, new_ca
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "k8s-reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 
 @pytest.fixture(scope="module")
