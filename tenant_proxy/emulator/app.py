@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tenant_proxy import kubeconfig, pki
+from tenant_proxy import kubeconfig, pki, pki_verify
 from tenant_proxy.emulator import (
     errors,
     identity,
@@ -92,14 +92,13 @@ async def _read_body(request: web.Request) -> bytes:
         chunks.append(chunk)
 
 
-def _server_ssl(cert: pki.KeyPair, ca_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+def _server_ssl(cert: pki.KeyPair) -> ssl.SSLContext:
+    # As kube-apiserver: any client certificate completes the handshake, the authenticator
+    # judges it (a foreign one is a 401 Status, not a reset connection).
     with tempfile.TemporaryDirectory() as tmp:
         cert_path, key_path = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
         cert.write(cert_path, key_path)
-        ctx.load_cert_chain(cert_path, key_path)
-    ctx.load_verify_locations(cadata=ca_pem.decode())
-    ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx = pki_verify.server_context(cert_path, key_path)
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
@@ -130,7 +129,7 @@ class Emulator:
         self.faults = Faults()
         self._port = 0
         self._runner: web.AppRunner | None = None
-        self._ssl = _server_ssl(self._server_cert, self._ca.cert_pem)
+        self._ssl = _server_ssl(self._server_cert)
         self.issuer = identity.TokenIssuer(ISSUER_URL)
         self.authenticator = identity.Authenticator(
             self._ca.cert_pem, static_tokens or {}, self.issuer, self._sa_exists
