@@ -8,12 +8,14 @@ impersonate -> classify (paths.parse) -> authorize -> route. Every `StatusError`
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import ssl
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from tenant_proxy.emulator import (
     paths,
     protobuf,
     rbac,
+    review_protobuf,
     reviews,
     streams,
     tables,
@@ -103,6 +106,16 @@ def _server_ssl(cert: pki.KeyPair) -> ssl.SSLContext:
     return ctx
 
 
+@dataclass(frozen=True)
+class Received:
+    """What a test may want to know of a request the emulator received (no credentials)."""
+
+    method: str
+    path: str
+    content_type: str
+    accept: str
+
+
 class Emulator:
     """An in-memory kube-apiserver: start it, point kubeconfigs at it, inject faults."""
 
@@ -127,6 +140,8 @@ class Emulator:
         self.cluster = Cluster(self.store, self.registry)
         self.bookmark_interval = bookmark_interval
         self.faults = Faults()
+        # The latest requests, for tests that check what a client or the proxy really sent.
+        self.received: collections.deque[Received] = collections.deque(maxlen=1000)
         self._port = 0
         self._runner: web.AppRunner | None = None
         self._ssl = _server_ssl(self._server_cert)
@@ -312,6 +327,14 @@ class Emulator:
     # --- the request pipeline -------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.received.append(
+            Received(
+                request.method,
+                request.raw_path,
+                request.headers.get("Content-Type", ""),
+                request.headers.get("Accept", ""),
+            )
+        )
         try:
             if self.faults.latency:
                 await asyncio.sleep(self.faults.latency)
@@ -411,11 +434,20 @@ class Emulator:
     ) -> web.Response:
         if attrs.verb != "create":
             raise errors.method_not_allowed()
+        answer = negotiation.negotiate_review(
+            request.headers.get("Accept"), protobuf=rt.kind in review_protobuf.KINDS
+        )
         obj = decode_body(request, body)
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be an object")
         handler = reviews.REVIEWS[(rt.group, rt.plural)]
         result = handler(self._review_context(request, user, attrs), obj)
+        if answer == "protobuf":
+            return web.Response(
+                body=review_protobuf.encode(result),
+                status=201,
+                content_type=review_protobuf.MEDIA_TYPE,
+            )
         return json_response(result, 201)
 
     def _review_context(
