@@ -61,8 +61,9 @@ _ACCEPT_ANY = _VerifyCallback(_accept_any)
 
 @functools.cache
 def _libssl() -> ctypes.CDLL:
-    """The OpenSSL the `ssl` module runs on: its symbols resolve through `_ssl`'s own links."""
-    lib = ctypes.CDLL(ssl._ssl.__file__)  # type: ignore[attr-defined]
+    """The OpenSSL the `ssl` module runs on: its symbols resolve through `_ssl`'s own links
+    (or the interpreter's, when `_ssl` is built in)."""
+    lib = ctypes.CDLL(getattr(ssl._ssl, "__file__", None))  # type: ignore[attr-defined]
     lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VerifyCallback]
     lib.SSL_CTX_set_verify.restype = None
     lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
@@ -92,8 +93,9 @@ def request_any_client_certificate(ctx: ssl.SSLContext) -> None:
 
     The handshake no longer judges the certificate: whoever reads it must call
     `verify_client_certificate`. Setting `ctx.verify_mode` afterwards keeps the callback (the
-    `ssl` module preserves the current one), and so does a context switched in by an SNI
-    callback if it was prepared by this function too.
+    `ssl` module preserves the current one). The context a listener was created with is the
+    one that counts: a connection keeps its verify mode and callback when an SNI callback
+    switches in another context (tried: prepared or not, the switched-in one changes nothing).
     """
     pointer = _ssl_ctx_pointer(ctx)  # leaves verify_mode at CERT_OPTIONAL
     _libssl().SSL_CTX_set_verify(pointer, _SSL_VERIFY_PEER, _ACCEPT_ANY)

@@ -236,3 +236,28 @@ def test_garbage_is_refused_as_unreadable() -> None:
 def test_a_bundle_without_certificates_is_an_error() -> None:
     with pytest.raises(ValueError, match="certificate"):
         pki_verify.load_trust(b"")
+
+
+@pytest.mark.parametrize("switched_in_prepared", [True, False])
+def test_the_listeners_own_context_decides_even_when_sni_switches_another_in(
+    tmp_path: Path, switched_in_prepared: bool
+) -> None:
+    # As tenant_proxy.tls swaps in a reloaded context from its SNI callback.
+    listener = server_ctx(tmp_path)
+    if switched_in_prepared:
+        switched = server_ctx(tmp_path)
+    else:
+        switched = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        switched.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+        switched.load_verify_locations(cadata=CA.cert_pem.decode())
+        switched.verify_mode = ssl.CERT_OPTIONAL
+
+    switches: list[ssl.SSLContext] = []
+
+    def switch(sslobj: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
+        sslobj.context = switched
+        switches.append(sslobj.context)
+
+    listener.sni_callback = switch
+    assert len(asyncio.run(handshake(listener, self_signed_client("mallory")))) == 1
+    assert switches == [switched]
