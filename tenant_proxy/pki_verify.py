@@ -96,6 +96,7 @@ def request_any_client_certificate(ctx: ssl.SSLContext) -> None:
     `ssl` module preserves the current one). The context a listener was created with is the
     one that counts: a connection keeps its verify mode and callback when an SNI callback
     switches in another context (tried: prepared or not, the switched-in one changes nothing).
+    Call it before the context serves: it sets the verify mode twice on the way.
     """
     pointer = _ssl_ctx_pointer(ctx)  # leaves verify_mode at CERT_OPTIONAL
     _libssl().SSL_CTX_set_verify(pointer, _SSL_VERIFY_PEER, _ACCEPT_ANY)
