@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from conftest import kubectl_binary
 from reflector import Reflector
 
 from tenant_proxy.demo import Demo
+from tenant_proxy.emulator.testing import kubectl_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 
