@@ -80,6 +80,17 @@ class LimitSettings(_Strict):
         gt=0,
         description="A filtered watch whose queue stays full this long is cut (ERROR 429).",
     )
+    lists_from_cache: bool = Field(
+        True,
+        description="Answer filtered lists from the watch cache when its consistency rules "
+        "allow (else, and when off, they are read upstream and rewritten).",
+    )
+    list_freshness_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="How long a consistent list waits for the cache to reach the API server's "
+        "current resourceVersion before it is read upstream instead.",
+    )
     watch_cache_events: int = Field(
         10_000,
         gt=0,

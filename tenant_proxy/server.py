@@ -77,6 +77,8 @@ class ProxyServer:
             watch_buffer_events=settings.limits.watch_buffer_events,
             bookmark_seconds=settings.limits.watch_bookmark_seconds,
             slow_client_seconds=settings.limits.watch_slow_client_seconds,
+            lists_from_cache=settings.limits.lists_from_cache,
+            list_freshness_seconds=settings.limits.list_freshness_seconds,
             streams=self.streams,
             max_list_bytes=settings.limits.max_filtered_list_bytes,
             list_reads=settings.limits.filtered_list_reads,
