@@ -1,0 +1,215 @@
+"""Execute a CreateNamespace or DeleteNamespace plan: namespace self-service for tenant owners.
+
+The checks are tenancy/self_service.py's (pure); here the I/O around them. The namespace and
+its owners' RoleBinding are made as the proxy's namespace-creator identity (impersonated: its
+ClusterRole may create and delete namespaces and bind the owner role, nothing else), never as
+the proxy itself and never as the caller (who has no such right). The API server's answer is
+relayed as it gave it: 201 with the object, 409 AlreadyExists, its own 422s.
+
+Quota: creates of one tenant are serialized here, and a namespace counts from its 201 until the
+index has seen it (then the index counts it), so two creates at once cannot both take the last
+place. That holds within one proxy process: two replicas (or `--workers N`) each keep their
+own count, and may together exceed a quota by one per extra process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from tenant_proxy import passthrough, status
+from tenant_proxy.filtering.shape import only_params
+from tenant_proxy.headers import impersonation_headers
+from tenant_proxy.identity import Identity
+from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.tenancy import self_service
+from tenant_proxy.tenancy.model import Tenant, TenantView, tenant_namespaces
+from tenant_proxy.upstream import Upstream
+
+audit_log = logging.getLogger("tenant_proxy.audit")
+
+_CREATE_PARAMS = ("dryRun", "fieldManager", "fieldValidation", "pretty")
+_DELETE_PARAMS = ("dryRun", "gracePeriodSeconds", "propagationPolicy", "orphanDependents", "pretty")
+_JSON = ("application/json", "")
+
+
+class Tenancy(Protocol):
+    """What of the tenancy index self-service reads (TenancyIndex has these)."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def tenants(self) -> list[Tenant]: ...
+
+    def namespace_owner(self) -> dict[str, str]: ...
+
+    async def wait_change(self, generation: int) -> int: ...
+
+
+class NamespaceRequests:
+    """Creates and deletes tenant owners' namespaces as `creator`."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        tenancy: Tenancy,
+        creator: Identity,
+        tenancy_keys: Sequence[str],
+        max_body_bytes: int,
+        settle_seconds: float,
+    ) -> None:
+        self._upstream, self._tenancy, self._creator = upstream, tenancy, creator
+        self._keys = tuple(tenancy_keys)
+        self._max_body, self._settle = max_body_bytes, settle_seconds
+        self._locks: dict[tuple[str, frozenset[str]], asyncio.Lock] = {}
+        # Created, not yet seen by the index: counted against the quota meanwhile.
+        self._pending: dict[tuple[str, frozenset[str]], set[str]] = {}
+
+    def is_owner(self, identity: Identity) -> bool:
+        return bool(self_service.owned_tenants(identity, self._tenancy.tenants()))
+
+    async def create(
+        self, request: web.Request, info: RequestInfo, identity: Identity
+    ) -> web.Response:
+        body = await self._json_body(request)
+        owned = self_service.owned_tenants(identity, self._tenancy.tenants())
+        creation = self_service.decide_create(body, owned, self._keys)
+        if isinstance(creation, status.ApiError):
+            raise creation
+        tenant, name = creation.tenant, creation.name
+        dry_run = "dryRun" in info.query.raw
+        lock = self._locks.setdefault(tenant.namespace_key, asyncio.Lock())
+        async with lock:
+            refusal = self_service.over_quota(creation, self._held(tenant))
+            if refusal is not None:
+                raise refusal
+            query = only_params(info.query.raw, _CREATE_PARAMS)
+            code, answer, ctype = await self._call(
+                request, "POST", "/api/v1/namespaces", query, orjson.dumps(creation.namespace)
+            )
+            if code == 201 and not dry_run:
+                self._pending.setdefault(tenant.namespace_key, set()).add(name)
+                await self._bind_owners(request, tenant, name)
+                await self._until_indexed(name)
+        _audit(identity, tenant, "create", name, code, dry_run)
+        return web.Response(status=code, body=answer, content_type=ctype)
+
+    async def delete(
+        self, request: web.Request, info: RequestInfo, identity: Identity, view: TenantView
+    ) -> web.Response | None:
+        """The answer, or None for a namespace the caller sees but does not own by label (it
+        then goes to the API server as the caller, as before)."""
+        owned = self_service.owned_tenants(identity, self._tenancy.tenants())
+        decision = self_service.decide_delete(
+            info.name, owned, self._tenancy.namespace_owner(), view.namespaces
+        )
+        if decision is None:
+            return None
+        if isinstance(decision, status.ApiError):
+            raise decision
+        options = await passthrough.read_body(request, self._max_body)
+        query = only_params(info.query.raw, _DELETE_PARAMS)
+        code, answer, ctype = await self._call(request, "DELETE", info.path, query, options or None)
+        _audit(identity, decision, "delete", info.name, code, "dryRun" in info.query.raw)
+        return web.Response(status=code, body=answer, content_type=ctype)
+
+    # -- pieces --------------------------------------------------------------------------------
+    async def _json_body(self, request: web.Request) -> object:
+        raw = await passthrough.read_body(request, self._max_body)
+        if request.content_type not in _JSON:
+            # kubectl writes JSON; a protobuf or YAML body would need decoding to be checked.
+            raise status.ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types "
+                f'include: application/json (namespace self-service), not "{request.content_type}"',
+                {},
+            )
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise status.bad_request(
+                f"couldn't get version/kind; json parse error: {exc}"
+            ) from None
+
+    def _held(self, tenant: Tenant) -> int:
+        """The tenant's namespaces now: those the index knows, and those created since."""
+        own = tenant_namespaces([tenant], self._tenancy.namespace_owner())[tenant.namespace_key]
+        pending = self._pending.get(tenant.namespace_key, set())
+        pending -= own
+        return len(own) + len(pending)
+
+    async def _call(
+        self, request: web.Request, method: str, path: str, query: str, body: bytes | None
+    ) -> tuple[int, bytes, str]:
+        """One request as the namespace creator; the answer read whole (one small object)."""
+        headers = [
+            ("Accept", "application/json"),
+            *[(h, request.headers[h]) for h in ("User-Agent", "Audit-Id") if h in request.headers],
+            *impersonation_headers(self._creator),
+        ]
+        if body is not None:
+            headers.append(("Content-Type", "application/json"))
+        upstream = await self._upstream.send(method, self._upstream.url(path, query), headers, body)
+        async with upstream:
+            answer = await upstream.read()
+            return upstream.status, answer, upstream.content_type
+
+    async def _bind_owners(self, request: web.Request, tenant: Tenant, name: str) -> None:
+        """Give the owners their role in the new namespace; without it the namespace is of no
+        use to them, so a refusal removes it again and says why."""
+        binding = orjson.dumps(self_service.owners_rolebinding(tenant, name))
+        path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{name}/rolebindings"
+        code, answer, _ = await self._call(request, "POST", path, "", binding)
+        if code == 201:
+            return
+        await self._call(request, "DELETE", f"/api/v1/namespaces/{name}", "", None)
+        self._pending.get(tenant.namespace_key, set()).discard(name)
+        raise status.internal_error(
+            f"the RoleBinding of the owners of namespace {name!r} was refused ({code}: "
+            f"{_message(answer)}); the namespace was removed again"
+        )
+
+    async def _until_indexed(self, name: str) -> None:
+        """Wait (bounded) until the index has the namespace: the caller's next list and its
+        open watches then show it. Past the bound it still counts against the quota."""
+        generation = self._tenancy.generation
+        try:
+            async with asyncio.timeout(self._settle):
+                while name not in self._tenancy.namespace_owner():
+                    generation = await self._tenancy.wait_change(generation)
+        except TimeoutError:
+            return
+
+
+def _message(answer: bytes) -> str:
+    try:
+        doc: Any = orjson.loads(answer)
+    except orjson.JSONDecodeError:
+        return "no Status"
+    return str(doc.get("message", "")) if isinstance(doc, Mapping) else "no Status"
+
+
+def _audit(identity: Identity, tenant: Tenant, verb: str, name: str, code: int, dry: bool) -> None:
+    """The end user of a write the proxy made as its namespace creator: the API server's own
+    audit log names only the creator."""
+    audit_log.info(
+        "namespace self-service",
+        extra={
+            "fields": {
+                "user": identity.user,
+                "tenant": tenant.name,
+                "verb": verb,
+                "resource": "namespaces",
+                "name": name,
+                "code": code,
+                "dry_run": dry,
+                "decision": "self-service",
+            }
+        },
+    )
