@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import namespace_protobuf, passthrough, status
 from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers
 from tenant_proxy.identity import Identity
@@ -120,16 +120,15 @@ class NamespaceRequests:
 
     # -- pieces --------------------------------------------------------------------------------
     async def _json_body(self, request: web.Request) -> object:
+        """The Namespace sent, as JSON: kubectl's typed client sends protobuf, apply sends JSON."""
         raw = await passthrough.read_body(request, self._max_body)
+        if request.content_type == namespace_protobuf.MEDIA_TYPE:
+            try:
+                return namespace_protobuf.decode_namespace(raw)
+            except namespace_protobuf.Unreadable as exc:
+                raise _unsupported(f"{namespace_protobuf.MEDIA_TYPE} ({exc})") from None
         if request.content_type not in _JSON:
-            # kubectl writes JSON; a protobuf or YAML body would need decoding to be checked.
-            raise status.ApiError(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types "
-                f'include: application/json (namespace self-service), not "{request.content_type}"',
-                {},
-            )
+            raise _unsupported(request.content_type)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -185,6 +184,17 @@ class NamespaceRequests:
                     generation = await self._tenancy.wait_change(generation)
         except TimeoutError:
             return
+
+
+def _unsupported(what: str) -> status.ApiError:
+    # 415 as the API server words it; here for bodies self-service cannot check.
+    return status.ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        f"application/json, {namespace_protobuf.MEDIA_TYPE} (a v1 Namespace); not {what}",
+        {},
+    )
 
 
 def _message(answer: bytes) -> str:
