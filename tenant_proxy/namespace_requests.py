@@ -82,7 +82,7 @@ class NamespaceRequests:
         if isinstance(creation, status.ApiError):
             raise creation
         tenant, name = creation.tenant, creation.name
-        dry_run = "dryRun" in info.query.raw
+        dry_run = _dry_run(info)
         lock = self._locks.setdefault(tenant.namespace_key, asyncio.Lock())
         async with lock:
             refusal = self_service.over_quota(creation, self._held(tenant))
@@ -114,8 +114,12 @@ class NamespaceRequests:
             raise decision
         options = await passthrough.read_body(request, self._max_body)
         query = only_params(info.query.raw, _DELETE_PARAMS)
-        code, answer, ctype = await self._call(request, "DELETE", info.path, query, options or None)
-        _audit(identity, decision, "delete", info.name, code, "dryRun" in info.query.raw)
+        # DeleteOptions go on as sent (kubectl's typed client may send them as protobuf).
+        body_type = request.headers.get("Content-Type", "application/json")
+        code, answer, ctype = await self._call(
+            request, "DELETE", info.path, query, options or None, body_type
+        )
+        _audit(identity, decision, "delete", info.name, code, _dry_run(info))
         return web.Response(status=code, body=answer, content_type=ctype)
 
     # -- pieces --------------------------------------------------------------------------------
@@ -144,7 +148,13 @@ class NamespaceRequests:
         return len(own) + len(pending)
 
     async def _call(
-        self, request: web.Request, method: str, path: str, query: str, body: bytes | None
+        self,
+        request: web.Request,
+        method: str,
+        path: str,
+        query: str,
+        body: bytes | None,
+        body_type: str = "application/json",
     ) -> tuple[int, bytes, str]:
         """One request as the namespace creator; the answer read whole (one small object)."""
         headers = [
@@ -153,7 +163,7 @@ class NamespaceRequests:
             *impersonation_headers(self._creator),
         ]
         if body is not None:
-            headers.append(("Content-Type", "application/json"))
+            headers.append(("Content-Type", body_type))
         upstream = await self._upstream.send(method, self._upstream.url(path, query), headers, body)
         async with upstream:
             answer = await upstream.read()
@@ -184,6 +194,10 @@ class NamespaceRequests:
                     generation = await self._tenancy.wait_change(generation)
         except TimeoutError:
             return
+
+
+def _dry_run(info: RequestInfo) -> bool:
+    return bool(only_params(info.query.raw, ("dryRun",)))
 
 
 def _unsupported(what: str) -> status.ApiError:

@@ -390,3 +390,28 @@ async def test_member_without_the_owner_role_cannot_delete(demo: Demo, cluster: 
         'delete resource "namespaces" in API group "" in the namespace "team-a-dev"'
     )
     assert await admin_namespace(cluster, "team-a-dev") is not None
+
+
+async def test_a_refused_owner_rolebinding_removes_the_namespace_again(
+    alice: Path, cluster: Cluster
+) -> None:
+    # The namespace creator loses `create rolebindings`: a namespace its owners could not use
+    # must not stay behind.
+    rbac = "rbac.authorization.k8s.io/v1"
+    name = "tenant-proxy-namespace-creator"
+    (role,) = [r for r in await cluster.list(rbac, "ClusterRole") if r["metadata"]["name"] == name]
+    narrowed = [r for r in role["rules"] if "rolebindings" not in r["resources"]]
+    await cluster.patch(rbac, "ClusterRole", name, {"rules": narrowed})
+    created_by_test(cluster, "team-a-unbound")
+    try:
+        result = await kubectl(alice, "create", "namespace", "team-a-unbound")
+    finally:
+        await cluster.patch(rbac, "ClusterRole", name, {"rules": role["rules"]})
+    assert result.code == 1
+    assert result.err.startswith(
+        "Error from server (InternalError): Internal error occurred: the RoleBinding of the "
+        "owners of namespace 'team-a-unbound' was refused (403: "
+    )
+    assert result.err.rstrip().endswith("the namespace was removed again")
+    stored = await admin_namespace(cluster, "team-a-unbound")
+    assert stored is None or stored["metadata"].get("deletionTimestamp") is not None
