@@ -77,8 +77,10 @@ class NamespaceRequests:
         self, request: web.Request, info: RequestInfo, identity: Identity
     ) -> web.Response:
         body = await self._json_body(request)
-        owned = self_service.owned_tenants(identity, self._tenancy.tenants())
-        creation = self_service.decide_create(body, owned, self._keys)
+        tenants = self._tenancy.tenants()
+        owned = self_service.owned_tenants(identity, tenants)
+        assigned = frozenset().union(*(t.namespaces for t in tenants))
+        creation = self_service.decide_create(body, owned, self._keys, assigned)
         if isinstance(creation, status.ApiError):
             raise creation
         tenant, name = creation.tenant, creation.name

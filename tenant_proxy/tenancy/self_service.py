@@ -32,6 +32,15 @@ ALLOWED_SYSTEM_KEYS = frozenset(
     {"kubectl.kubernetes.io/last-applied-configuration", "kubernetes.io/metadata.name"}
 )
 OWNERS_ROLEBINDING = "tenant-owners"
+# The fields of a Namespace and of its ObjectMeta, as their JSON names (exact case).
+_NAMESPACE_FIELDS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+_META_FIELDS = frozenset(
+    {
+        *("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion"),
+        *("generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"),
+        *("labels", "annotations", "ownerReferences", "finalizers", "managedFields"),
+    }
+)
 
 # apimachinery's IsDNS1123Label, and its message verbatim (validation.go).
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -152,11 +161,15 @@ def claims(tenant: Tenant, claim: Mapping[str, str]) -> bool:
 
 
 def decide_create(
-    body: object, owned: Sequence[Tenant], tenancy_keys: Sequence[str]
+    body: object,
+    owned: Sequence[Tenant],
+    tenancy_keys: Sequence[str],
+    assigned: frozenset[str] = frozenset(),
 ) -> Creation | status.ApiError:
     """The namespace to create for one of `owned` (the caller's tenants as owner), or why not.
 
     `tenancy_keys`: every label key that assigns a namespace to a tenant (ours, Capsule's).
+    `assigned`: names some tenant lists explicitly (the platform gave them away already).
     Quota is not judged here: it needs the count at the moment of creation (`over_quota`).
     """
     if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
@@ -164,6 +177,12 @@ def decide_create(
     if body.get("kind", "Namespace") != "Namespace" or body.get("apiVersion", "v1") != "v1":
         return status.bad_request("the body must be a v1 Namespace")
     meta: dict[str, Any] = body.get("metadata") or {}
+    unknown = _unknown_field(body, meta)
+    if unknown is not None:
+        # As the API server's strict field validation words it. Refused, not forwarded: what
+        # was checked here must be all the API server reads (older decoders matched field
+        # names case-insensitively, so a "Metadata" could carry labels past the check).
+        return status.bad_request(f'strict decoding error: unknown field "{unknown}"')
     name = meta.get("name")
     if not name:
         if meta.get("generateName"):
@@ -181,6 +200,8 @@ def decide_create(
         return bad_name
     if reserved(name):
         return refused(name, "the name is reserved for the platform")
+    if name in assigned:
+        return refused(name, "the name is assigned to a tenant by the platform")
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     if not _string_map(labels) or not _string_map(annotations):
@@ -199,6 +220,16 @@ def decide_create(
         "metadata": {**meta, "labels": {**labels, key: chosen.label_value}},
     }
     return Creation(chosen, namespace)
+
+
+def _unknown_field(body: Mapping[str, Any], meta: Mapping[str, Any]) -> str | None:
+    for key in sorted(body):
+        if key not in _NAMESPACE_FIELDS:
+            return key
+    for key in sorted(meta):
+        if key not in _META_FIELDS:
+            return f"metadata.{key}"
+    return None
 
 
 def _string_map(value: object) -> bool:

@@ -271,12 +271,16 @@ def test_keys_kubectl_and_the_api_server_set_are_accepted() -> None:
         (ns(labels={"a": 1}), 400, "must map strings"),
         (ns(labels=["a"]), 400, "must map strings"),
         (ns("team-a-X"), 422, "is invalid"),
+        ({**ns(), "Metadata": {"labels": {OURS: "team-b"}}}, 400, 'unknown field "Metadata"'),
+        (ns(Labels={OURS: "team-b"}), 400, 'unknown field "metadata.Labels"'),
+        (ns("team-a-given"), 403, "assigned to a tenant by the platform"),
         (ns("kube-x"), 403, "reserved"),
         (ns("team-b-x"), 403, 'tenant "team-a": names must start with "team-a-"'),
     ],
 )
 def test_refusals(body: object, code: int, fragment: str) -> None:
-    error = refusal(self_service.decide_create(body, [TEAM_A], KEYS))
+    assigned = frozenset({"team-a-given"})
+    error = refusal(self_service.decide_create(body, [TEAM_A], KEYS, assigned))
     assert error.code == code
     assert fragment in error.message
 
