@@ -392,21 +392,50 @@ async def test_member_without_the_owner_role_cannot_delete(demo: Demo, cluster: 
     assert await admin_namespace(cluster, "team-a-dev") is not None
 
 
+RBAC = "rbac.authorization.k8s.io/v1"
+CREATOR_ROLE = "tenant-proxy-namespace-creator"
+
+
+async def creator_without(cluster: Cluster, resource: str) -> list[dict[str, Any]]:
+    """Take `resource` out of the namespace creator's ClusterRole; its rules before."""
+    roles = await cluster.list(RBAC, "ClusterRole")
+    (role,) = [r for r in roles if r["metadata"]["name"] == CREATOR_ROLE]
+    narrowed = [r for r in role["rules"] if resource not in r["resources"]]
+    await cluster.patch(RBAC, "ClusterRole", CREATOR_ROLE, {"rules": narrowed})
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
+
+
+async def test_the_namespace_is_created_as_the_namespace_creator(
+    alice: Path, cluster: Cluster
+) -> None:
+    # Neither as alice nor as the proxy: without the creator's right the API server refuses
+    # the creator, by name.
+    rules = await creator_without(cluster, "namespaces")
+    created_by_test(cluster, "team-a-as-creator")
+    try:
+        result = await kubectl(alice, "create", "namespace", "team-a-as-creator")
+    finally:
+        await cluster.patch(RBAC, "ClusterRole", CREATOR_ROLE, {"rules": rules})
+    assert result.err.strip() == (
+        "Error from server (Forbidden): namespaces is forbidden: User "
+        '"system:serviceaccount:tenant-proxy:namespace-creator" cannot create resource '
+        '"namespaces" in API group "" at the cluster scope'
+    )
+    assert await admin_namespace(cluster, "team-a-as-creator") is None
+
+
 async def test_a_refused_owner_rolebinding_removes_the_namespace_again(
     alice: Path, cluster: Cluster
 ) -> None:
     # The namespace creator loses `create rolebindings`: a namespace its owners could not use
     # must not stay behind.
-    rbac = "rbac.authorization.k8s.io/v1"
-    name = "tenant-proxy-namespace-creator"
-    (role,) = [r for r in await cluster.list(rbac, "ClusterRole") if r["metadata"]["name"] == name]
-    narrowed = [r for r in role["rules"] if "rolebindings" not in r["resources"]]
-    await cluster.patch(rbac, "ClusterRole", name, {"rules": narrowed})
+    rules = await creator_without(cluster, "rolebindings")
     created_by_test(cluster, "team-a-unbound")
     try:
         result = await kubectl(alice, "create", "namespace", "team-a-unbound")
     finally:
-        await cluster.patch(rbac, "ClusterRole", name, {"rules": role["rules"]})
+        await cluster.patch(RBAC, "ClusterRole", CREATOR_ROLE, {"rules": rules})
     assert result.code == 1
     assert result.err.startswith(
         "Error from server (InternalError): Internal error occurred: the RoleBinding of the "
