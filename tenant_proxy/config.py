@@ -301,7 +301,7 @@ class TenancySettings(_Strict):
         "system:serviceaccount:tenant-proxy:namespace-creator",
         min_length=1,
         description="Who the proxy impersonates to create and delete tenants' namespaces "
-        "(deploy/clusterrole-namespace-creator.yaml grants it exactly that).",
+        "(deploy/clusterrole-namespace-creator.yaml grants it exactly that); read at start.",
     )
 
 

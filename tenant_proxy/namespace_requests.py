@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -76,7 +77,46 @@ class NamespaceRequests:
     async def create(
         self, request: web.Request, info: RequestInfo, identity: Identity
     ) -> web.Response:
+        audit = Audit(identity.user, "create", dry_run=_dry_run(info))
+        try:
+            response = await self._create(request, info, identity, audit)
+        except status.ApiError as refusal:
+            audit.emit(refusal.code, refusal.message)
+            raise
+        audit.emit(response.status)
+        return response
+
+    async def delete(
+        self, request: web.Request, info: RequestInfo, identity: Identity, view: TenantView
+    ) -> web.Response | None:
+        """The answer, or None for a namespace the caller sees but does not own by label (it
+        then goes to the API server as the caller, as before)."""
+        audit = Audit(identity.user, "delete", info.name, dry_run=_dry_run(info))
+        owned = self_service.owned_tenants(identity, self._tenancy.tenants())
+        decision = self_service.decide_delete(
+            info.name, owned, self._tenancy.namespace_owner(), view.namespaces
+        )
+        if decision is None:
+            return None
+        if isinstance(decision, status.ApiError):
+            audit.emit(decision.code, decision.message)
+            raise decision
+        audit.tenant = decision.name
+        options = await passthrough.read_body(request, self._max_body)
+        query = only_params(info.query.raw, _DELETE_PARAMS)
+        # DeleteOptions go on as sent (kubectl's typed client may send them as protobuf).
+        body_type = request.headers.get("Content-Type", "application/json")
+        code, answer, ctype = await self._call(
+            request, "DELETE", info.path, query, options or None, body_type
+        )
+        audit.emit(code)
+        return web.Response(status=code, body=answer, content_type=ctype)
+
+    async def _create(
+        self, request: web.Request, info: RequestInfo, identity: Identity, audit: Audit
+    ) -> web.Response:
         body = await self._json_body(request)
+        audit.name = _name_in(body)
         tenants = self._tenancy.tenants()
         owned = self_service.owned_tenants(identity, tenants)
         assigned = frozenset().union(*(t.namespaces for t in tenants))
@@ -84,7 +124,7 @@ class NamespaceRequests:
         if isinstance(creation, status.ApiError):
             raise creation
         tenant, name = creation.tenant, creation.name
-        dry_run = _dry_run(info)
+        audit.tenant = tenant.name
         lock = self._locks.setdefault(tenant.namespace_key, asyncio.Lock())
         async with lock:
             refusal = self_service.over_quota(creation, self._held(tenant))
@@ -94,34 +134,10 @@ class NamespaceRequests:
             code, answer, ctype = await self._call(
                 request, "POST", "/api/v1/namespaces", query, orjson.dumps(creation.namespace)
             )
-            if code == 201 and not dry_run:
+            if code == 201 and not audit.dry_run:
                 self._pending.setdefault(tenant.namespace_key, set()).add(name)
                 await self._bind_owners(request, tenant, name)
                 await self._until_indexed(name)
-        _audit(identity, tenant, "create", name, code, dry_run)
-        return web.Response(status=code, body=answer, content_type=ctype)
-
-    async def delete(
-        self, request: web.Request, info: RequestInfo, identity: Identity, view: TenantView
-    ) -> web.Response | None:
-        """The answer, or None for a namespace the caller sees but does not own by label (it
-        then goes to the API server as the caller, as before)."""
-        owned = self_service.owned_tenants(identity, self._tenancy.tenants())
-        decision = self_service.decide_delete(
-            info.name, owned, self._tenancy.namespace_owner(), view.namespaces
-        )
-        if decision is None:
-            return None
-        if isinstance(decision, status.ApiError):
-            raise decision
-        options = await passthrough.read_body(request, self._max_body)
-        query = only_params(info.query.raw, _DELETE_PARAMS)
-        # DeleteOptions go on as sent (kubectl's typed client may send them as protobuf).
-        body_type = request.headers.get("Content-Type", "application/json")
-        code, answer, ctype = await self._call(
-            request, "DELETE", info.path, query, options or None, body_type
-        )
-        _audit(identity, decision, "delete", info.name, code, _dry_run(info))
         return web.Response(status=code, body=answer, content_type=ctype)
 
     # -- pieces --------------------------------------------------------------------------------
@@ -221,21 +237,26 @@ def _message(answer: bytes) -> str:
     return str(doc.get("message", "")) if isinstance(doc, Mapping) else "no Status"
 
 
-def _audit(identity: Identity, tenant: Tenant, verb: str, name: str, code: int, dry: bool) -> None:
-    """The end user of a write the proxy made as its namespace creator: the API server's own
-    audit log names only the creator."""
-    audit_log.info(
-        "namespace self-service",
-        extra={
-            "fields": {
-                "user": identity.user,
-                "tenant": tenant.name,
-                "verb": verb,
-                "resource": "namespaces",
-                "name": name,
-                "code": code,
-                "dry_run": dry,
-                "decision": "self-service",
-            }
-        },
-    )
+@dataclass
+class Audit:
+    """The audit line of one self-service write, refused or made: the API server's own audit
+    log names only the namespace creator, this one the end user and the tenant."""
+
+    user: str
+    verb: str
+    name: str = ""
+    tenant: str = ""
+    dry_run: bool = False
+
+    def emit(self, code: int, refusal: str = "") -> None:
+        fields = {**vars(self), "resource": "namespaces", "code": code}
+        fields["decision"] = "refused" if refusal else "self-service"
+        if refusal:
+            fields["reason"] = refusal
+        audit_log.info("namespace self-service", extra={"fields": fields})
+
+
+def _name_in(body: object) -> str:
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else ""

@@ -167,15 +167,21 @@ async def test_every_self_service_write_is_audited_with_the_end_user_and_tenant(
     caplog.set_level(logging.INFO, logger="tenant_proxy.audit")
     assert (await kubectl(alice, "create", "namespace", "team-a-audited")).code == 0
     assert (await kubectl(alice, "delete", "namespace", "team-a-audited")).code == 0
+    assert (await kubectl(alice, "create", "namespace", "team-b-audited")).code == 1
+    assert (await kubectl(alice, "delete", "namespace", "team-b-dev")).code == 1
     lines = [
         getattr(r, "fields", {})
         for r in caplog.records
         if r.name == "tenant_proxy.audit" and r.getMessage() == "namespace self-service"
     ]
-    assert [(f["user"], f["tenant"], f["verb"], f["name"], f["code"]) for f in lines] == [
-        ("alice", "team-a", "create", "team-a-audited", 201),
-        ("alice", "team-a", "delete", "team-a-audited", 200),
+    fields = ("user", "tenant", "verb", "name", "code", "decision")
+    assert [tuple(line[f] for f in fields) for line in lines] == [
+        ("alice", "team-a", "create", "team-a-audited", 201, "self-service"),
+        ("alice", "team-a", "delete", "team-a-audited", 200, "self-service"),
+        ("alice", "", "create", "team-b-audited", 403, "refused"),
+        ("alice", "", "delete", "team-b-dev", 404, "refused"),
     ]
+    assert 'names must start with "team-a-"' in lines[2]["reason"]
 
 
 # --- refusals ---------------------------------------------------------------------------------
