@@ -18,11 +18,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from cluster import Cluster
 from conftest import kubectl
 from watching import session_as
 
-from tenant_proxy.demo import Demo
+from tenant_proxy.config import Settings
+from tenant_proxy.demo import Demo, demo_world
+from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.testing import kubectl_binary
 from tenant_proxy.identity import Identity
 
@@ -450,3 +453,69 @@ async def test_a_refused_owner_rolebinding_removes_the_namespace_again(
     assert result.err.rstrip().endswith("the namespace was removed again")
     stored = await admin_namespace(cluster, "team-a-unbound")
     assert stored is None or stored["metadata"].get("deletionTimestamp") is not None
+
+
+# --- Capsule ----------------------------------------------------------------------------------
+
+CAPSULE_LABEL = "capsule.clastix.io/tenant"
+
+
+def capsule_objects() -> list[dict[str, Any]]:
+    """Capsule's Tenant CRD (as the differential world declares it) and Tenant `oil`, owned by
+    olga, with Capsule's namespace quota of 1."""
+    fixtures = Path(__file__).with_name("differential-world.yaml")
+    (crd,) = [
+        d
+        for d in yaml.safe_load_all(fixtures.read_text())
+        if d and d["metadata"]["name"] == "tenants.capsule.clastix.io"
+    ]
+    tenant = {
+        "apiVersion": "capsule.clastix.io/v1beta2",
+        "kind": "Tenant",
+        "metadata": {"name": "oil"},
+        "spec": {"owners": [{"kind": "User", "name": "olga"}], "namespaceOptions": {"quota": 1}},
+    }
+    return [crd, tenant]
+
+
+class CapsuleDemo(Demo):
+    """The demo in Capsule mode, with Capsule's CRD and one Capsule Tenant in the world."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.emulator = Emulator(seed_objects=[*demo_world(), *capsule_objects()])
+
+    def settings(self, upstream: Path) -> Settings:
+        settings = super().settings(upstream)
+        tenancy = settings.tenancy.model_copy(update={"capsule": True})
+        return settings.model_copy(update={"tenancy": tenancy})
+
+
+@pytest.mark.emulator_only
+async def test_a_capsule_owner_creates_within_capsules_quota_under_capsules_label(
+    tmp_path: Path,
+) -> None:
+    demo = CapsuleDemo(tmp_path)
+    await demo.start()
+    try:
+        olga = demo.kubeconfig("olga", [])
+        created = await kubectl(olga, "create", "namespace", "oil-dev")
+        assert created.code == 0, created.err
+        stored = demo.emulator.cluster.store.get_object("", "namespaces", "", "oil-dev")
+        assert stored is not None
+        assert stored["metadata"]["labels"][CAPSULE_LABEL] == "oil"
+        assert LABEL not in stored["metadata"]["labels"]
+        listed = await kubectl(olga, "get", "namespaces", "-o", "name")
+        assert listed.lines == ["namespace/oil-dev"]
+        over = await kubectl(olga, "create", "namespace", "oil-prod")
+        assert over.err.strip() == (
+            'Error from server (Forbidden): namespaces "oil-prod" is forbidden: '
+            'tenant "oil" has reached its quota of 1 namespaces'
+        )
+        # alice may not hand a namespace to the Capsule tenant, whose label would win.
+        alice = demo.dir / "alice.kubeconfig"
+        forged = json.dumps(namespace("team-a-oil", {CAPSULE_LABEL: "oil"}))
+        refused = await kubectl(alice, "create", "-f", "-", stdin=forged)
+        assert "the label capsule.clastix.io/tenant=oil names no tenant you own" in refused.err
+    finally:
+        await demo.stop()
