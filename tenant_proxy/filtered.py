@@ -134,7 +134,7 @@ class FilteredReads:
             whole = shape_for(request.headers.get("Accept"), info, full_object=True)
             cached = await self._cached_lists.serve(request, info, gr, whole, view, identity)
             if cached is not None:
-                return cached, 0
+                return cached
             # Tenancy may have moved on while the cache was waited for: read with today's.
             view = self.index.view_for(identity) or view
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
