@@ -185,6 +185,7 @@ class RealWorld:
         await self._wait_for_rbac(cluster)
         for obj in self.world:
             await self._make(cluster, obj)
+        await self._wait_for_default_accounts(cluster)
 
     async def _make(self, cluster: Cluster, obj: Obj) -> None:
         key = key_of(obj)
@@ -244,6 +245,17 @@ class RealWorld:
                 return True if await cluster.allowed(self.user, groups, attributes) else None
 
             await until(allowed, f"{self.user} to be allowed {attributes}", SETTLE_WITHIN)
+
+    async def _wait_for_default_accounts(self, cluster: Cluster) -> None:
+        """Until each world namespace has its `default` ServiceAccount: kube-controller-manager
+        adds it after the namespace is made, and a pod created before is refused."""
+        for namespace in self.namespaces:
+
+            async def present(namespace: str = namespace) -> bool | None:
+                found = await cluster.get("v1", "ServiceAccount", "default", namespace)
+                return True if found is not None else None
+
+            await until(present, f"ServiceAccount {namespace}/default", SETTLE_WITHIN)
 
     async def upstream_kubeconfig(self, directory: Path) -> Path:
         """A kubeconfig of the proxy's ServiceAccount, with a fresh token."""
