@@ -208,14 +208,14 @@ class FilteredReads:
             )
             if dropped or not orjson.loads(filtered).get("rows"):
                 raise _not_found(gr, info.name)
-            return passthrough.json_response(filtered), 0
+            return _answer(filtered, shape), 0
         if not keep(doc):
             # Exactly the API server's answer for a missing object: existence never leaks.
             raise _not_found(gr, info.name)
         if shape.partial and doc.get("kind") != "PartialObjectMetadata":
             doc = partial_metadata(doc)
             body = orjson.dumps(doc)
-        return passthrough.json_response(body), 0
+        return _answer(body, shape), 0
 
     # -- list ---------------------------------------------------------------------------------
     async def _list(
@@ -240,7 +240,7 @@ class FilteredReads:
         else:
             selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
             query = self._query(info, shape, selector)
-            if selector is not None and not shape.partial and not shape.strip_objects:
+            if selector is not None and not (shape.partial or shape.strip_objects or shape.yaml):
                 # The API server applies the rule itself: its answer is already the tenant's,
                 # and so are the objects its continue tokens name.
                 url = self.upstream.url(info.path, query)
@@ -367,7 +367,7 @@ class FilteredReads:
                 _cancel(task)
         token = self._tokens.issue(resume, bound_to) if resume is not None else None
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
-        return passthrough.json_response(answer), withheld
+        return _answer(answer, shape), withheld
 
     async def _split(self, body: bytes, keep: Judge) -> Page:
         """The page split, a slice at a time: between slices the event loop reads the page
@@ -430,6 +430,10 @@ class FilteredReads:
             if resp.status != 200:
                 return await passthrough.relay(request, resp)
         raise status.method_not_allowed()
+
+
+def _answer(body: bytes, shape: Shape) -> web.Response:
+    return passthrough.json_response(body, as_yaml=shape.yaml)
 
 
 def _split_some(splitting: Splitting) -> bool:

@@ -21,13 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import yaml
 from aiohttp import web
 
 from tenant_proxy import passthrough, status
 from tenant_proxy.filtering import continuation
 from tenant_proxy.filtering.forms import partial_metadata
-from tenant_proxy.filtering.shape import Shape, media_ranges
+from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.tenancy.index import TenancyIndex
@@ -108,7 +107,7 @@ class CachedLists:
             body = await self._table(cache, shape, items, rv, token)
         else:
             body = list_body(cache.kind, cache.api_version, items, rv, token, shape.partial)
-        return _answer(request, body), withheld
+        return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml), withheld
 
     def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
         if not token:
@@ -232,19 +231,6 @@ def _side(view: TenantView | None, gr: GroupResource) -> Side | None:
     if view is None or gr not in view.rules:
         return None
     return Side(view.rules[gr], view.judge(gr))
-
-
-def _answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-    """JSON, or YAML when the client prefers it (the API server serves both for lists)."""
-    accept = request.headers.get("Accept", "")
-    for media in media_ranges(accept):
-        kind = media.split(";")[0].strip().lower()
-        if kind in ("application/yaml",):
-            text = yaml.safe_dump(body, sort_keys=False)
-            return web.Response(body=text.encode(), content_type="application/yaml")
-        if kind in ("application/json", "*/*", "application/*"):
-            break
-    return passthrough.json_response(orjson.dumps(body))
 
 
 # What the API server answers when it sheds load: the client would get it direct too.
