@@ -208,10 +208,16 @@ class CachedLists:
         gate = asyncio.Semaphore(_ROW_READS)
 
         async def cells(obj: Obj) -> list[Any]:
+            held = rows_of.held(obj)  # most are: a coroutine per row would cost more
+            if held is not None:
+                return held
             async with gate:
                 return await rows_of.cells(obj)
 
-        printed = await asyncio.gather(*(cells(o) for o in items))
+        missing = [o for o in items if rows_of.held(o) is None]
+        if missing:
+            await asyncio.gather(*(cells(o) for o in missing))
+        printed = [rows_of.held(o) or await rows_of.cells(o) for o in items]
         if rows_of.columns is None and not items:
             await rows_of.columns_only()
         ages = age_columns(rows_of.columns or [])
