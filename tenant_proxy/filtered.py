@@ -132,7 +132,7 @@ class FilteredReads:
         if info.verb == "list" and self._cached_lists is not None:
             # The cache holds whole objects: any form can be made of them.
             whole = shape_for(request.headers.get("Accept"), info, full_object=True)
-            cached = await self._cached_lists.serve(request, info, gr, whole, view, identity)
+            cached = await self._cached_lists.serve(request, info, gr, whole, identity)
             if cached is not None:
                 return cached
             # Tenancy may have moved on while the cache was waited for: read with today's.

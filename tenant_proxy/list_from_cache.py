@@ -66,7 +66,6 @@ class CachedLists:
         info: RequestInfo,
         gr: GroupResource,
         shape: Shape,
-        view: TenantView,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int] | None:
         """The answer and how many objects it withheld, or None: not from the cache."""
