@@ -171,7 +171,7 @@ class CachedLists:
         # only those are looked at, not the whole collection.
         owned = self._index.owned(gr, view_now) if view_now is not None else {}
         names = sorted(owned)
-        return timeline.objects, names, timeline.rv_before(timeline.end), timeline.end, side
+        return timeline.objects, names, timeline.hand_out(timeline.end), timeline.end, side
 
     async def _current_version(self, path: str) -> int | None:
         """The API server's current resourceVersion, from the cheapest consistent list; None
