@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -181,14 +182,14 @@ class CachedLists:
             resp = await self._upstream.send(
                 "GET", self._upstream.url(path, "limit=1"), [("Accept", "application/json")]
             )
-        except UpstreamError:
+            async with resp:
+                body = await resp.read()
+        except (UpstreamError, aiohttp.ClientError, TimeoutError):
+            return None  # broke off or stalled: the upstream read meets it and says so
+        if resp.status in _RELAYED:
+            raise _refusal(resp.status, body, resp.headers.get("Retry-After"))
+        if resp.status != 200:
             return None
-        async with resp:
-            body = await resp.read()
-            if resp.status in _RELAYED:
-                raise _refusal(resp.status, body, resp.headers.get("Retry-After"))
-            if resp.status != 200:
-                return None
         try:
             rv = (orjson.loads(body).get("metadata") or {}).get("resourceVersion")
         except (orjson.JSONDecodeError, AttributeError):
