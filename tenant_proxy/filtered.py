@@ -415,9 +415,13 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         # Served from the watch cache, which holds whole objects: any form can be made of them.
         shape = watch_shape(request.headers.get("Accept"), info)
-        if self.index.caches.get(gr) is None and gr not in self.index.indexed():
-            # Filtered but never informed on (metrics-server's NodeMetrics cannot be watched):
-            # the API server's refusal is the answer; a stream the proxy cannot judge is not.
+        cache = self.index.caches.get(gr)
+        if (cache is None and gr not in self.index.indexed()) or (
+            cache is not None and not cache.serves(info.api_version)
+        ):
+            # Filtered but never informed on (metrics-server's NodeMetrics cannot be watched),
+            # or at a version the cache does not hold: the API server's refusal is the answer;
+            # a stream the proxy cannot judge is not.
             return await self._unwatchable(request, info, shape), 0
         return await self._watches.serve(request, info, gr, shape, identity), 0
 

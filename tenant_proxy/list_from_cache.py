@@ -71,7 +71,7 @@ class CachedLists:
     ) -> tuple[web.StreamResponse, int] | None:
         """The answer and how many objects it withheld, or None: not from the cache."""
         cache = self._caches.get(gr)
-        if cache is None or cache.timeline is None:
+        if cache is None or cache.timeline is None or not cache.serves(info.api_version):
             return None
         q = info.query
         bound_to = continuation.binding(
