@@ -129,12 +129,17 @@ class FilteredReads:
             raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
         if info.verb == "watch":
             return await self._watch(request, info, gr, identity)
-        if info.verb == "list" and self._cached_lists is not None:
+        if self._cached_lists is not None:
             # The cache holds whole objects: any form can be made of them.
             whole = shape_for(request.headers.get("Accept"), info, full_object=True)
-            cached = await self._cached_lists.serve(request, info, gr, whole, identity)
-            if cached is not None:
-                return cached
+            if info.verb == "get":
+                got = await self._cached_lists.serve_get(request, info, gr, whole, identity)
+                if got is not None:
+                    return got, 0
+            else:
+                cached = await self._cached_lists.serve(request, info, gr, whole, identity)
+                if cached is not None:
+                    return cached
             # Tenancy may have moved on while the cache was waited for: read with today's.
             view = self.index.view_for(identity) or view
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))

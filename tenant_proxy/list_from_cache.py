@@ -37,7 +37,7 @@ from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.ages import age_columns, with_ages
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.listing import list_body, page_of, table_body
-from tenant_proxy.watchcache.replay import Side
+from tenant_proxy.watchcache.replay import Side, visible
 from tenant_proxy.watchcache.rows import RowBook
 from tenant_proxy.watchcache.timeline import Obj, TooOld
 
@@ -108,6 +108,35 @@ class CachedLists:
         else:
             body = list_body(cache.kind, cache.api_version, items, rv, token, shape.partial)
         return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml), withheld
+
+    async def serve_get(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        shape: Shape,
+        identity: Identity,
+    ) -> web.StreamResponse | None:
+        """One object by name, with a list's consistency rules; None: not from the cache.
+        An object the caller may not see is exactly the API server's 404 for a missing one."""
+        cache = self._caches.get(gr)
+        if cache is None or cache.timeline is None or not cache.serves(info.api_version):
+            return None
+        found = await self._state(cache, info, gr, identity, None)
+        if found is None:
+            return None
+        state, _names, _rv, _seq, side = found
+        obj = state.get(info.name)
+        if obj is None or not visible(side, lambda _o: True, obj):
+            raise status.not_found(gr.resource, info.name, gr.group)
+        rv = int(str((obj.get("metadata") or {}).get("resourceVersion", "0")) or 0)
+        if shape.table:
+            body = await self._table(cache, shape, [obj], rv, None)
+        elif shape.partial:
+            body = partial_metadata(obj)
+        else:
+            body = dict(obj)
+        return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml)
 
     def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
         if not token:
