@@ -97,6 +97,7 @@ class ProxyServer:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.upstream.start()
         self.auth = Authentication(self.settings.authentication, self.upstream)
         await self.index.start()
         self.tls.start()
