@@ -46,6 +46,7 @@ from kubernetes_asyncio.config.kube_config import (
 )
 
 from tenant_proxy.config import UpstreamSettings
+from tenant_proxy.startup import StartupError
 
 log = logging.getLogger("tenant_proxy.upstream")
 
@@ -61,7 +62,7 @@ PROVIDER_CHECK_PERIOD = dt.timedelta(minutes=1)
 BEARER = "BearerToken"
 
 
-class CredentialError(Exception):
+class CredentialError(StartupError):
     """The proxy's upstream credential cannot be used: one line naming where it comes from."""
 
 

@@ -144,6 +144,7 @@ class TenancyIndex:
         self._owned: dict[tuple[GroupResource, tuple[Criteria, ...]], dict[str, Any]] = {}
         self.generation = 0
         self._next_change = asyncio.Event()
+        self._denials = asyncio.Event()  # set (and replaced) when an informer is refused
         self.grant_wake = Coalescer(self._bump, GRANT_QUIET_SECONDS, GRANT_LONGEST_SECONDS)
         # With Capsule, its label is the one its webhook enforces on tenant-created namespaces:
         # it wins over ours, which a Capsule tenant owner could otherwise set on its own
@@ -164,6 +165,7 @@ class TenancyIndex:
                     lambda o: o,
                     self._on_tenant_cr,
                     on_listed=self._note_ready,
+                    on_denied=self._on_denied,
                 )
             )
         if self.settings.capsule:
@@ -174,6 +176,7 @@ class TenancyIndex:
                     lambda o: o,
                     self._on_capsule_tenant,
                     on_listed=self._note_ready,
+                    on_denied=self._on_denied,
                 )
             )
         if self.settings.rolebinding_namespaces:
@@ -184,6 +187,7 @@ class TenancyIndex:
                     binding_grants,
                     self._on_rolebinding,
                     on_listed=self._note_ready,
+                    on_denied=self._on_denied,
                 )
             )
         for informer in self._meta_informers:
@@ -208,7 +212,51 @@ class TenancyIndex:
         """
         return self._ready
 
+    def access_errors(self, gr: GroupResource | None = None) -> list[str]:
+        """Why the API server refuses the informers' reads (401/403): all of them, or with
+        `gr` those a read of `gr` relies on (tenancy sources, namespaces, `gr`)."""
+        informers = [*self._meta_informers]
+        if gr is None:
+            informers.extend(self._informers.values())
+        else:
+            informers.extend(i for g in {NAMESPACES, gr} if (i := self._informers.get(g)))
+        return [i.access_error for i in informers if i.access_error is not None]
+
+    def not_synced_reason(self, gr: GroupResource | None = None) -> str:
+        """The message of a filtered read's 503: the refusal if there is one."""
+        errors = self.access_errors(gr)
+        return "; ".join(errors) if errors else "the tenancy index is not synced yet"
+
+    def _on_denied(self) -> None:
+        woken, self._denials = self._denials, asyncio.Event()
+        woken.set()
+
     async def wait_synced(self, within: float, gr: GroupResource | None = None) -> bool:
+        """As `_wait_current`, but False at once while the API server refuses a read it
+        relies on: waiting would not help, and the caller says why (`not_synced_reason`)."""
+        if self.access_errors(gr):
+            return False
+        if self._current(gr):
+            return True
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    current = asyncio.ensure_future(self._wait_current(within, gr))
+                    refused = asyncio.ensure_future(self._denials.wait())
+                    try:
+                        await asyncio.wait({current, refused}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        refused.cancel()
+                        if not current.done():
+                            current.cancel()
+                    if not current.cancelled():
+                        return current.result()
+                    if self.access_errors(gr):
+                        return False
+        except TimeoutError:
+            return False
+
+    async def _wait_current(self, within: float, gr: GroupResource | None = None) -> bool:
         """Whether the index is current, waiting up to `within` seconds for it: every informer
         has listed, and every resource the rules read is indexed with the fields they read
         (after the first sync, a resource is waited for at most `sync_timeout_seconds`).
@@ -437,6 +485,7 @@ class TenancyIndex:
             _projector(self._held[gr]),
             self._on_namespace if gr == NAMESPACES else None,
             on_listed=lambda: self._listed(gr, informer),
+            on_denied=self._on_denied,
         )
         self._informers[gr] = informer
         informer.start()

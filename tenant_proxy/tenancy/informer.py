@@ -41,6 +41,18 @@ class _Expired(Exception):
     """The resourceVersion we watch from is gone: relist."""
 
 
+def _resource(path: str) -> str:
+    """`persistentvolumes`, `storageclasses.storage.k8s.io`: as kubectl names a resource."""
+    parts = path.strip("/").split("/")
+    return f"{parts[-1]}.{parts[1]}" if parts[0] == "apis" and len(parts) > 3 else parts[-1]
+
+
+def denial(verb: str, path: str, status: int, doc: Any) -> str:
+    """Why the API server refused the proxy's read, in one line (its Status message if any)."""
+    message = doc.get("message") if isinstance(doc, dict) else None
+    return f"the proxy may not {verb} {_resource(path)}: {message or f'HTTP {status}'}"
+
+
 def object_key(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
@@ -62,6 +74,7 @@ class Informer(Generic[T]):
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
         on_listed: Callable[[], None] | None = None,
+        on_denied: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.store: dict[str, T] = {}
@@ -74,6 +87,10 @@ class Informer(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._on_listed = on_listed
         self.relists = 0
+        # Why the API server refuses this informer's reads (401/403), None once it lists or
+        # watches again: readiness and filtered reads report it instead of waiting.
+        self.access_error: str | None = None
+        self._on_denied = on_denied
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -142,6 +159,8 @@ class Informer(Generic[T]):
                 revisions.clear()
                 continue
             elif status != 200:
+                if status in (401, 403):
+                    self._denied(denial("list", self.path, status, doc))
                 raise UpstreamError(f"list {self.path}: HTTP {status}")
             for item in doc.get("items") or []:
                 fresh[object_key(item)] = self._project(item)
@@ -151,6 +170,7 @@ class Informer(Generic[T]):
                 self.resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
                 break
         self._revisions = revisions
+        self.access_error = None
         self._replace(fresh)
         self.synced.set()
         if self._on_listed is not None:
@@ -189,14 +209,22 @@ class Informer(Generic[T]):
         try:
             if resp.status == 410:
                 raise _Expired
+            if resp.status in (401, 403):
+                self._denied(denial("watch", self.path, resp.status, None))
             if resp.status != 200:
                 raise UpstreamError(f"watch {self.path}: HTTP {resp.status}")
+            self.access_error = None
             framer = LineFramer(self._max_event)
             async for chunk in resp.content.iter_any():
                 for line in framer.feed(chunk):
                     self._apply(orjson.loads(line))
         finally:
             resp.close()  # a watch is never reused: drop its connection at once
+
+    def _denied(self, reason: str) -> None:
+        self.access_error = reason
+        if self._on_denied is not None:
+            self._on_denied()
 
     def offer(self, kind: str, obj: Mapping[str, Any]) -> None:
         """Apply a change seen elsewhere (another watch of the same resource) if it is newer.
