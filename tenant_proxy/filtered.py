@@ -101,7 +101,7 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         """The response and how many objects were withheld."""
         if not await self.index.wait_synced(self._sync_timeout, gr):
-            raise status.service_unavailable(self.index.not_synced_reason(gr), retry_after=1)
+            raise self.index.not_synced_error(gr)
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
         keep = view.judge(gr)
 

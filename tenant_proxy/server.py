@@ -33,6 +33,9 @@ from tenant_proxy.upstream import Upstream
 
 log = logging.getLogger("tenant_proxy.server")
 
+# While the API server refuses the informers' reads, readiness is looked at again this often.
+READY_RECHECK_SECONDS = 1.0
+
 # The setting each listener comes from, to name it when it cannot bind.
 LISTENER_FIELDS = {
     "tenant": "listener.address",
@@ -309,10 +312,11 @@ async def serve_forever(
 async def _ready_or_stopped(server: ProxyServer, stop: asyncio.Event, period: float) -> bool:
     """Wait until the listeners are bound and the informers have listed (True), or a stop.
 
-    Until then, every `period` seconds a warning says why not: while the API server refuses
-    a read, the wait could last for ever, and the operator must see the reason.
+    Until then a warning says why not, each time the reason changes: while the API server
+    refuses a read the wait can last for ever, and the operator must see the reason.
     """
     stopping = asyncio.ensure_future(stop.wait())
+    said = ""
     try:
         while True:
             synced = asyncio.ensure_future(server.index.wait_synced(period))
@@ -323,10 +327,13 @@ async def _ready_or_stopped(server: ProxyServer, stop: asyncio.Event, period: fl
             failing = [(n, r) for n, r in server.readiness() if r is not None]
             if synced.result() and not failing:
                 return True
-            log.warning("not ready: %s", "; ".join(f"{n}: {r}" for n, r in failing))
+            reasons = "; ".join(f"{n}: {r}" for n, r in failing)
+            if reasons != said:
+                log.warning("not ready: %s", reasons)
+                said = reasons
             if server.index.access_errors():
-                # Refused reads make wait_synced answer at once: recheck once per period.
-                await asyncio.wait({stopping}, timeout=period)
+                # A refused read makes wait_synced answer at once: look again in a while.
+                await asyncio.wait({stopping}, timeout=READY_RECHECK_SECONDS)
     finally:
         stopping.cancel()
 

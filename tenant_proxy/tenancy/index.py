@@ -23,6 +23,7 @@ from typing import Any
 from tenant_proxy.config import TenancySettings, TenantSettings
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
+from tenant_proxy.status import ApiError, service_unavailable
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.grants import Grant, GrantTable, binding_grants, grant_matters
 from tenant_proxy.tenancy.informer import Informer
@@ -222,10 +223,13 @@ class TenancyIndex:
             informers.extend(i for g in {NAMESPACES, gr} if (i := self._informers.get(g)))
         return [i.access_error for i in informers if i.access_error is not None]
 
-    def not_synced_reason(self, gr: GroupResource | None = None) -> str:
-        """The message of a filtered read's 503: the refusal if there is one."""
+    def not_synced_error(self, gr: GroupResource | None = None) -> ApiError:
+        """The 503 of a read `wait_synced` let down: naming the refusal if there is one, and
+        then without Retry-After (client-go would retry it for ten seconds in vain)."""
         errors = self.access_errors(gr)
-        return "; ".join(errors) if errors else "the tenancy index is not synced yet"
+        if errors:
+            return service_unavailable("; ".join(errors))
+        return service_unavailable("the tenancy index is not synced yet", retry_after=1)
 
     def _on_denied(self) -> None:
         woken, self._denials = self._denials, asyncio.Event()
@@ -233,7 +237,7 @@ class TenancyIndex:
 
     async def wait_synced(self, within: float, gr: GroupResource | None = None) -> bool:
         """As `_wait_current`, but False at once while the API server refuses a read it
-        relies on: waiting would not help, and the caller says why (`not_synced_reason`)."""
+        relies on: waiting would not help, and the caller says why (`not_synced_error`)."""
         if self.access_errors(gr):
             return False
         if self._current(gr):
@@ -247,9 +251,10 @@ class TenancyIndex:
                         await asyncio.wait({current, refused}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         refused.cancel()
-                        if not current.done():
+                        finished = current.done()
+                        if not finished:
                             current.cancel()
-                    if not current.cancelled():
+                    if finished:
                         return current.result()
                     if self.access_errors(gr):
                         return False

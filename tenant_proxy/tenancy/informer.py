@@ -59,6 +59,14 @@ def object_key(obj: Mapping[str, Any]) -> str:
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
 
 
+async def _status(resp: aiohttp.ClientResponse) -> Any:
+    """The Status a refusal carries, if it can be read (it names who may not do what)."""
+    try:
+        return orjson.loads(await resp.read())
+    except (aiohttp.ClientError, orjson.JSONDecodeError):
+        return None
+
+
 class Informer(Generic[T]):
     """Keeps `store` (key -> projection) in step with one resource collection."""
 
@@ -210,7 +218,7 @@ class Informer(Generic[T]):
             if resp.status == 410:
                 raise _Expired
             if resp.status in (401, 403):
-                self._denied(denial("watch", self.path, resp.status, None))
+                self._denied(denial("watch", self.path, resp.status, await _status(resp)))
             if resp.status != 200:
                 raise UpstreamError(f"watch {self.path}: HTTP {resp.status}")
             self.access_error = None
