@@ -100,6 +100,7 @@ async def whoami(upstream: Upstream) -> str:
     if status == 401:
         raise UpstreamError("the API server refuses the proxy's credential (401)")
     if status not in (200, 201):
-        return "(SelfSubjectReview not served)"
+        # Before v1.28 only admins may create them (system:basic-user may not).
+        return f"unnamed (SelfSubjectReview answered HTTP {status})"
     info = ((doc or {}).get("status") or {}).get("userInfo") or {}
     return f"user {info.get('username')!r} groups {info.get('groups') or []}"

@@ -9,6 +9,7 @@ the token is renewed before it expires, and once when the API server refuses it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,10 +18,17 @@ from typing import Any
 import pytest
 import yaml
 from conftest import kubectl
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tenant_proxy.demo import Demo
 from tenant_proxy.emulator.types import UserInfo
-from tenant_proxy.upstream_credentials import CredentialError
+from tenant_proxy.upstream_credentials import (
+    CredentialError,
+    first_current_context,
+    kubeconfig_paths,
+    renewal_time,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl, pytest.mark.emulator_only]
 
@@ -184,3 +192,78 @@ async def test_unusable_credential_fails_start_naming_kubeconfig_context_and_use
     assert f"kubeconfig {demo.dir / 'upstream-exec.kubeconfig'}" in text
     assert "context 'emulator', user 'proxy'" in text
     assert message in text
+
+
+# --- the pure rules -------------------------------------------------------------------------------
+
+instants = st.datetimes(
+    min_value=dt.datetime(2020, 1, 1), max_value=dt.datetime(2040, 1, 1), timezones=st.just(dt.UTC)
+)
+
+
+@given(
+    fetched=instants,
+    lifetime=st.timedeltas(min_value=dt.timedelta(0), max_value=dt.timedelta(days=2)),
+)
+def test_renewal_comes_before_expiry_and_at_most_five_minutes_early(
+    fetched: dt.datetime, lifetime: dt.timedelta
+) -> None:
+    expiry = fetched + lifetime
+    renew = renewal_time(fetched, expiry)
+    assert fetched <= renew <= expiry
+    assert expiry - renew <= dt.timedelta(minutes=5)
+    assert expiry - renew == min(dt.timedelta(minutes=5), lifetime / 5)
+
+
+def test_kubeconfig_list_keeps_order_drops_empties_and_repeats() -> None:
+    env = {"KUBECONFIG": "/a::/b:/a:~/c"}
+    assert kubeconfig_paths(None, env) == ["/a", "/b", str(Path("~/c").expanduser())]
+    assert kubeconfig_paths(Path("/explicit"), env) == ["/explicit"]
+    assert kubeconfig_paths(None, {}) == []
+
+
+def test_first_file_setting_current_context_wins() -> None:
+    files = {"/a": {"clusters": []}, "/b": {"current-context": "b"}, "/c": {"current-context": "c"}}
+    assert first_current_context(["/a", "/b", "/c"], files) == "b"
+    assert first_current_context(["/a"], files) is None
+
+
+# --- in-cluster: the projected token is re-read ---------------------------------------------------
+
+
+async def test_in_cluster_token_is_read_again_when_refused(tmp_path: Path) -> None:
+    from tenant_proxy import pki
+    from tenant_proxy.config import UpstreamSettings
+    from tenant_proxy.upstream_credentials import UpstreamCredentials
+
+    (tmp_path / "ca.crt").write_bytes(pki.new_ca().cert_pem)
+    (tmp_path / "token").write_text("projected-1")
+    credentials = UpstreamCredentials(
+        UpstreamSettings(in_cluster=True),
+        environ={"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"},
+        service_account_dir=tmp_path,
+    )
+    assert credentials.server == "https://[fd00::1]:6443"
+    assert await credentials.authorization() == "Bearer projected-1"
+    (tmp_path / "token").write_text("projected-2")  # the kubelet rotated it
+    assert await credentials.renew("Bearer projected-1")
+    assert await credentials.authorization() == "Bearer projected-2"
+    # Another request refused with the old token finds it renewed already: no second read.
+    (tmp_path / "token").write_text("projected-3")
+    assert await credentials.renew("Bearer projected-1")
+    assert await credentials.authorization() == "Bearer projected-2"
+
+
+async def test_in_cluster_without_service_account_is_one_line(tmp_path: Path) -> None:
+    from tenant_proxy.config import UpstreamSettings
+    from tenant_proxy.upstream_credentials import UpstreamCredentials
+
+    with pytest.raises(CredentialError, match="KUBERNETES_SERVICE_HOST is not set"):
+        UpstreamCredentials(UpstreamSettings(in_cluster=True), environ={})
+    credentials = UpstreamCredentials(
+        UpstreamSettings(in_cluster=True),
+        environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+        service_account_dir=tmp_path,
+    )
+    with pytest.raises(CredentialError, match=r"in-cluster ServiceAccount .*token file"):
+        await credentials.load()
