@@ -304,6 +304,10 @@ class TenancyIndex:
     def tenants(self) -> list[Tenant]:
         return [*self._config_tenants, *self._cr_tenants.values(), *self._capsule_tenants.values()]
 
+    def indexed(self) -> frozenset[GroupResource]:
+        """The resources informers keep (or are about to): those a watch cache serves."""
+        return frozenset(self._held)
+
     def filtered_resources(self) -> frozenset[GroupResource]:
         return frozenset(projection_needs(self.tenants()))
 
