@@ -251,8 +251,10 @@ class UpstreamCredentials:
             if self._loader.provider in SUPPORTED_AUTH_PROVIDERS:
                 self._renew_at = _now() + PROVIDER_CHECK_PERIOD
             if "tokenFile" in self._user and not self._token_file and "exec" not in self._user:
-                # The loader reads it once; client-go re-reads it: so does the proxy.
-                self._token_file = _TokenFile(Path(self._user["tokenFile"]))
+                # The loader reads it once; client-go re-reads it: so does the proxy. Relative
+                # to the kubeconfig that names it, as the loader and client-go read it.
+                named = Path(os.path.dirname(self._user.path or "")) / self._user["tokenFile"]
+                self._token_file = _TokenFile(named)
         else:
             self._load_server_settings(cfg)
         if self._token_file is not None:

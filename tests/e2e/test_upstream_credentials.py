@@ -267,3 +267,23 @@ async def test_in_cluster_without_service_account_is_one_line(tmp_path: Path) ->
     )
     with pytest.raises(CredentialError, match=r"in-cluster ServiceAccount .*token file"):
         await credentials.load()
+
+
+async def test_kubeconfig_token_file_is_relative_to_it_and_read_again(tmp_path: Path) -> None:
+    from tenant_proxy import pki
+    from tenant_proxy.config import UpstreamSettings
+    from tenant_proxy.upstream_credentials import UpstreamCredentials
+
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "token").write_text("file-token-1\n")
+    kubeconfig = exec_kubeconfig(
+        tmp_path / "upstream.kubeconfig",
+        "https://127.0.0.1:1",
+        pki.new_ca().cert_pem,
+        {"tokenFile": "secrets/token"},
+    )
+    credentials = UpstreamCredentials(UpstreamSettings(kubeconfig=kubeconfig), environ={})
+    assert await credentials.authorization() == "Bearer file-token-1"
+    (tmp_path / "secrets" / "token").write_text("file-token-2\n")
+    assert await credentials.renew("Bearer file-token-1")
+    assert await credentials.authorization() == "Bearer file-token-2"
