@@ -287,3 +287,33 @@ async def test_kubeconfig_token_file_is_relative_to_it_and_read_again(tmp_path: 
     (tmp_path / "secrets" / "token").write_text("file-token-2\n")
     assert await credentials.renew("Bearer file-token-1")
     assert await credentials.authorization() == "Bearer file-token-2"
+
+
+async def test_oidc_auth_provider_id_token_is_the_upstream_credential(tmp_path: Path) -> None:
+    import time
+
+    import jwt
+
+    # The client does not verify an id-token, only reads its exp (refreshing it when near).
+    id_token = jwt.encode(
+        {"iss": "https://idp.invalid", "sub": "proxy", "exp": int(time.time()) + 3600},
+        "not-a-secret-the-client-ever-checks",
+        algorithm="HS256",
+    )
+    user = {
+        "auth-provider": {
+            "name": "oidc",
+            "config": {
+                "client-id": "tenant-proxy",
+                "idp-issuer-url": "https://idp.invalid",
+                "id-token": id_token,
+            },
+        }
+    }
+    demo = ExecDemo(tmp_path, lambda _d: user)
+    demo.emulator.authenticator.static_tokens[id_token] = UserInfo("tenant-proxy")
+    await demo.start()
+    try:
+        assert await pvs(demo.dir / "alice.kubeconfig") == {"pv-a-data"}
+    finally:
+        await demo.stop()
