@@ -328,6 +328,7 @@ class UpstreamCredentials:
         return await self._header() != rejected
 
     async def _renew(self, why: str) -> None:
+        before = await self._header()
         try:
             if self._token_file is not None:
                 self._token_file.read()
@@ -340,7 +341,8 @@ class UpstreamCredentials:
                 self._renew_at = _now() + PROVIDER_CHECK_PERIOD
             else:
                 return
-            log.info("upstream credential renewed (%s)", why, extra={"fields": {"why": why}})
+            if await self._header() != before:
+                log.info("upstream credential renewed (%s)", why, extra={"fields": {"why": why}})
         except (ConfigException, CredentialError, OSError, ValueError, KeyError) as exc:
             # Keep the current credential: it may still work, and the next call tries again.
             log.error("renewing the upstream credential failed: %s: %s", self.where, one_line(exc))
