@@ -35,7 +35,7 @@ from tenant_proxy.filtering.pages import (
     upstream_continue,
 )
 from tenant_proxy.filtering.selectors import SelectorError
-from tenant_proxy.filtering.shape import Shape, shape_for, single_object, watch_shape
+from tenant_proxy.filtering.shape import Shape, shape_for, watch_shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Metrics
@@ -89,8 +89,6 @@ class FilteredReads:
         self._list_page = list_page
         self._body_timeout = body_timeout
         self._tokens = tokens if tokens is not None else continuation.ContinueTokens(os.urandom(32))
-        self._shared_generation = -1
-        self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
         self._sync_timeout = sync_timeout
         self.max_event_bytes = max_event_bytes
         self._max_list = max_list_bytes
@@ -136,7 +134,7 @@ class FilteredReads:
             whole = shape_for(request.headers.get("Accept"), info, full_object=True)
             cached = await self._cached_lists.serve(request, info, gr, whole, view, identity)
             if cached is not None:
-                return cached, 0
+                return cached
             # Tenancy may have moved on while the cache was waited for: read with today's.
             view = self.index.view_for(identity) or view
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
@@ -144,31 +142,6 @@ class FilteredReads:
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         return await self._list(request, info, gr, shape, view, keep, identity)
-
-    async def read_shared(
-        self, path: str, query: str, accept: str, generation: int
-    ) -> dict[str, Any] | None:
-        """One object read as the proxy, shared by every watch that needs it after the same
-        tenancy change (a namespace joining a tenant must not cost one read per open watch)."""
-        if generation != self._shared_generation:
-            self._shared_generation, self._shared = generation, {}
-        key = (path, query, accept)
-        if key not in self._shared:
-            self._shared[key] = asyncio.ensure_future(self._read_one(path, query, accept))
-        shared = self._shared[key]
-        try:
-            return await asyncio.shield(shared)
-        except Exception:
-            if self._shared.get(key) is shared:
-                del self._shared[key]  # a failure is never shared with later readers
-            raise
-
-    async def _read_one(self, path: str, query: str, accept: str) -> dict[str, Any] | None:
-        resp = await self.upstream.send("GET", self.upstream.url(path, query), [("Accept", accept)])
-        async with resp:
-            if resp.status != 200:
-                return None
-            return single_object(orjson.loads(await resp.read()))
 
     # -- requests as the proxy ----------------------------------------------------------------
     def _headers(self, request: web.Request, shape: Shape) -> list[tuple[str, str]]:
