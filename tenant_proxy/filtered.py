@@ -126,7 +126,7 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         """The response and how many objects were withheld."""
         if not await self.index.wait_synced(self._sync_timeout, gr):
-            raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
+            raise self.index.not_synced_error(gr)
         if info.verb == "watch":
             return await self._watch(request, info, gr, identity)
         if self._cached_lists is not None:
