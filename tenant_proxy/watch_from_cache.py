@@ -163,7 +163,13 @@ class CachedWatches:
         gauge.inc()
         forget = self._streams.add(watch.stop)
         try:
-            await _until_first(watch.run(sink), sink.client_left())
+            if wants_websocket(request):
+                # A socket's client leaves by closing it, which only reading it tells.
+                await _until_first(watch.run(sink), sink.client_left())
+            else:
+                # An HTTP client leaves by closing the connection, which cancels this handler:
+                # no task of its own per watch to notice it (10,000 watches, 10,000 tasks).
+                await watch.run(sink)
         except ConnectionError:
             pass  # the client went away mid-event
         finally:
@@ -209,11 +215,14 @@ class _Watch:
         self._side: Side | None = None
         self._current: Side | None = None
         self._columns_sent = False
-        self._stopped = asyncio.Event()
+        self._stopped = False
         self._out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=buffer_events)
 
     def stop(self) -> None:
-        self._stopped.set()
+        """End the watch (a drain): every watch of the cache is woken to look (drains are
+        rare; a wake-up of its own per watch would cost each one a waiter while idle)."""
+        self._stopped = True
+        self.cache.nudge()
 
     def side(self, tenancy: TenancySnapshot) -> Side | None:
         if tenancy is not self._tenancy:
@@ -300,7 +309,7 @@ class _Watch:
         if self.asked.bookmarks and not self.asked.initial_events_end:
             start = max(timeline.hand_out(cursor), self.asked.resume_from or 0)
             await self._emit(self.bookmark(start))
-        while not self._stopped.is_set() and not self.cache.closed:
+        while not self._stopped and not self.cache.closed:
             try:
                 cursor = await self._replay(cursor, skip_upto)
             except TooOld:
@@ -339,16 +348,12 @@ class _Watch:
 
     async def _wait(self, cursor: int, seconds: float) -> bool:
         """Whether an entry came (or the watch was stopped) within `seconds`."""
-        stopped = asyncio.ensure_future(self._stopped.wait())
-        moved = asyncio.ensure_future(self.cache.wait_beyond(cursor))
         try:
-            done, _ = await asyncio.wait(
-                [stopped, moved], timeout=seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stopped.cancel()
-            moved.cancel()
-        return bool(done)
+            async with asyncio.timeout(seconds):
+                await self.cache.wait_beyond(cursor, lambda: self._stopped)
+        except TimeoutError:
+            return False
+        return True
 
     # -- shaping -------------------------------------------------------------------------------
     async def line(self, out: Out) -> bytes:

@@ -129,10 +129,17 @@ class ResourceCache:
         return self.timeline.retarget(self._tenancy(), self._cause_version()) is not None
 
     # -- read by watches ----------------------------------------------------------------------
-    async def wait_beyond(self, seq: int) -> None:
-        """Return once the timeline has an entry at `seq` or later (or the cache closed)."""
-        while not self.closed and (self.timeline is None or self.timeline.end <= seq):
+    async def wait_beyond(self, seq: int, stop: Callable[[], bool] = lambda: False) -> None:
+        """Return once the timeline has an entry at `seq` or later, the cache closed, or
+        `stop()` says so when woken (`nudge`)."""
+        while (
+            not self.closed and not stop() and (self.timeline is None or self.timeline.end <= seq)
+        ):
             await self._moved.wait()
+
+    def nudge(self) -> None:
+        """Wake every watch waiting on this cache, to look at its own state."""
+        self._wake()
 
     def close(self) -> None:
         """No rule filters this resource any more: wake its watches so they end."""
