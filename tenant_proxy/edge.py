@@ -117,6 +117,7 @@ class EdgeConnection(asyncio.Protocol):
         self._handshake: asyncio.Task[None] | None = None
         self.phase = Phase.HANDSHAKE
         self._busy = 0
+        self._early: list[bytes] = []
 
     # -- the plain TCP side, until the handshake ---------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -165,6 +166,11 @@ class EdgeConnection(asyncio.Protocol):
         self._handler = self._listener.handler_factory()
         self._handler.connection_made(tls)
         self._expect_head()
+        # What the client sent with its last handshake message (TLS 1.3 clients send the
+        # request at once) reached data_received before this coroutine resumed.
+        early, self._early = b"".join(self._early), []
+        if early:
+            self._handler.data_received(early)
 
     def _give_up(self, raw: asyncio.Transport, reason: str) -> None:
         self._listener.closed(reason)
@@ -177,6 +183,8 @@ class EdgeConnection(asyncio.Protocol):
             self._expect_head()
         if self._handler is not None:
             self._handler.data_received(data)
+        else:
+            self._early.append(data)
 
     def eof_received(self) -> bool | None:
         return self._handler.eof_received() if self._handler is not None else None
