@@ -1,9 +1,10 @@
 """A client certificate the proxy cannot verify is a 401 Status, as from kube-apiserver.
 
 The handshake completes (the listener requests, not requires, a certificate); each request
-verifies it. kubectl then says "You must be logged in to the server", never "EOF" (transcript authn-401-foreign-cert,
-made with a self-signed O=system:masters certificate). Beside a valid bearer token, such a
-certificate does not decide: kube-apiserver's union authenticator goes on to the token.
+verifies it. kubectl then says "You must be logged in to the server", never "EOF" (transcript
+authn-401-foreign-cert, made with a self-signed O=system:masters certificate). Beside a valid
+bearer token, such a certificate does not decide: kube-apiserver's union authenticator goes on
+to the token.
 """
 
 from __future__ import annotations
