@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
 
@@ -87,7 +89,7 @@ class Listener:
         self.counts = ConnectionCounts(limits.max_connections, limits.max_per_address)
         self.open = metrics.connections_open.labels(name)
         self._refused, self._closed = metrics.connections_refused, metrics.connections_closed
-        self.connections: set[EdgeConnection] = set()
+        self.handshakes: set[asyncio.Task[None]] = set()
         self.closing = False
 
     def refused(self, reason: str) -> None:
@@ -96,95 +98,93 @@ class Listener:
     def closed(self, reason: str) -> None:
         self._closed.labels(self.name, reason).inc()
 
-    def abort_all(self) -> None:
-        """On drain: connections still in their handshake or idle go now (busy ones finish)."""
-        self.closing = True
-        for conn in list(self.connections):
-            conn.abort_unless_busy()
-
-
-class EdgeConnection(asyncio.Protocol):
-    """One TCP connection: first the TLS handshake, then a relay to aiohttp's handler."""
-
-    def __init__(self, listener: Listener) -> None:
-        self._listener = listener
-        self._raw: asyncio.Transport | None = None
-        self._tls: asyncio.Transport | None = None
-        self._handler: asyncio.Protocol | None = None
-        self._address = ""
-        self._counted = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._handshake: asyncio.Task[None] | None = None
-        self.phase = Phase.HANDSHAKE
-        self._busy = 0
-        self._early: list[bytes] = []
-
-    # -- the plain TCP side, until the handshake ---------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._raw = transport
-        peer = transport.get_extra_info("peername")
-        self._address = str(peer[0]) if peer else ""
-        listener = self._listener
-        refusal = "draining" if listener.closing else listener.counts.admit(self._address)
-        if refusal is not None:
-            listener.refused(refusal)
-            transport.abort()
-            return
-        self._counted = True
-        listener.open.inc()
-        listener.connections.add(self)
-        # Nothing is read until start_tls takes the transport over (the ClientHello waits).
-        transport.pause_reading()
-        self._handshake = asyncio.get_running_loop().create_task(self._start_tls(transport))
-
-    async def _start_tls(self, raw: asyncio.Transport) -> None:
+    async def accept(self, sock: socket.socket) -> None:
+        """Accept connections on `sock` until cancelled: count each in, or close it at once."""
         loop = asyncio.get_running_loop()
-        limit = self._listener.limits.handshake_timeout
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(sock)
+            except OSError as exc:
+                # Out of file descriptors, or the peer gone before accept: keep serving.
+                log.warning("accept failed: %s", exc.strerror or exc)
+                await asyncio.sleep(0.05)  # EMFILE would spin: give closing connections a turn
+                continue
+            address = str(peer[0]) if isinstance(peer, tuple) else ""
+            refusal = "draining" if self.closing else self.counts.admit(address)
+            if refusal is not None:
+                self.refused(refusal)
+                conn.close()
+                continue
+            self.open.inc()
+            task = loop.create_task(self._handshake(conn, address))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, address: str) -> None:
+        loop = asyncio.get_running_loop()
+        limit = self.limits.handshake_timeout
+        edge = EdgeConnection(self, address)
         try:
             async with asyncio.timeout(limit):
                 # The loop's own handshake timeout is a backstop: ours fires first and counts.
-                tls = await loop.start_tls(
-                    raw,
-                    self,
-                    self._listener.context,
-                    server_side=True,
-                    ssl_handshake_timeout=limit + 5,
+                await loop.connect_accepted_socket(
+                    lambda: edge, conn, ssl=self.context, ssl_handshake_timeout=limit + 5
                 )
         except TimeoutError:
-            self._give_up(raw, "tls_handshake_timeout")
-            return
+            self._give_up(edge, conn, "tls_handshake_timeout")
+        except asyncio.CancelledError:
+            self._give_up(edge, conn, "draining")
+            raise
         except Exception:
-            # A failed handshake is the client's (not TLS, no shared cipher, reset): whatever
-            # the loop raised, the connection is given up and its count released.
-            self._give_up(raw, "tls_handshake_failed")
+            # The client's doing (not TLS, no shared cipher, reset): whatever the loop raised,
+            # the connection is given up and its count released.
+            self._give_up(edge, conn, "tls_handshake_failed")
+
+    def _give_up(self, edge: EdgeConnection, conn: socket.socket, reason: str) -> None:
+        self.closed(reason)
+        if edge.connected:
+            edge.abort()  # it was handed over just before: its connection_lost releases it
             return
-        if tls is None or self._listener.closing:
-            self._give_up(raw, "draining")
-            return
-        self._tls = tls
+        conn.close()  # the loop closed its transport already; the socket may be ours still
+        self.release(edge.address)
+
+    def release(self, address: str) -> None:
+        self.counts.release(address)
+        self.open.dec()
+
+    def stop(self) -> None:
+        """On drain: handshakes in progress end now (served connections are aiohttp's)."""
+        self.closing = True
+        for task in list(self.handshakes):
+            task.cancel()
+
+
+class EdgeConnection(asyncio.Protocol):
+    """One TLS connection, handshake done: every event goes on to aiohttp's request handler,
+    and the head and idle clocks run while no request is being served."""
+
+    def __init__(self, listener: Listener, address: str) -> None:
+        self._listener, self.address = listener, address
+        self.connected = False
+        self._tls: asyncio.Transport | None = None
+        self._handler: asyncio.Protocol | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.phase = Phase.HANDSHAKE
+        self._busy = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport instances, but have their methods.
+        self._tls = cast(asyncio.Transport, transport)
+        self.connected = True
         self._handler = self._listener.handler_factory()
-        self._handler.connection_made(tls)
+        self._handler.connection_made(transport)
         self._expect_head()
-        # What the client sent with its last handshake message (TLS 1.3 clients send the
-        # request at once) reached data_received before this coroutine resumed.
-        early, self._early = b"".join(self._early), []
-        if early:
-            self._handler.data_received(early)
 
-    def _give_up(self, raw: asyncio.Transport, reason: str) -> None:
-        self._listener.closed(reason)
-        raw.abort()
-        self._release()
-
-    # -- the TLS side: every event goes on to aiohttp's handler ----------------------------------
     def data_received(self, data: bytes) -> None:
         if self.phase is Phase.IDLE:
             self._expect_head()
         if self._handler is not None:
             self._handler.data_received(data)
-        else:
-            self._early.append(data)
 
     def eof_received(self) -> bool | None:
         return self._handler.eof_received() if self._handler is not None else None
@@ -202,7 +202,13 @@ class EdgeConnection(asyncio.Protocol):
         if self._handler is not None:
             self._handler.connection_lost(exc)
             self._handler = None
-        self._release()
+        if self._tls is not None:
+            self._tls = None
+            self._listener.release(self.address)
+
+    def abort(self) -> None:
+        if self._tls is not None:
+            self._tls.abort()
 
     # -- clocks ------------------------------------------------------------------------------------
     def request_started(self) -> None:
@@ -215,14 +221,6 @@ class EdgeConnection(asyncio.Protocol):
         if self._busy == 0 and self._tls is not None:
             self.phase = Phase.IDLE
             self._arm(self._listener.limits.idle_timeout, "idle_timeout")
-
-    def abort_unless_busy(self) -> None:
-        if self.phase is not Phase.BUSY:
-            if self._handshake is not None and not self._handshake.done():
-                self._handshake.cancel()
-            if self._raw is not None:
-                self._raw.abort()
-            self._release()
 
     def _expect_head(self) -> None:
         self.phase = Phase.HEAD
@@ -239,22 +237,15 @@ class EdgeConnection(asyncio.Protocol):
 
     def _expire(self, reason: str) -> None:
         self._timer = None
-        if self.phase is Phase.BUSY or self._raw is None:
+        if self.phase is Phase.BUSY or self._tls is None:
             return
-        if self._tls is not None and self._tls.get_write_buffer_size() > 0:
+        if self._tls.get_write_buffer_size() > 0:
             # The last answer is still going out to a slow reader: not idle yet.
             self._arm(self._listener.limits.idle_timeout, reason)
             return
         self._listener.closed(reason)
-        # Abort the TCP side: a TLS close would wait for the client's close_notify.
-        self._raw.abort()
-
-    def _release(self) -> None:
-        if self._counted:
-            self._counted = False
-            self._listener.counts.release(self._address)
-            self._listener.open.dec()
-            self._listener.connections.discard(self)
+        # Abort: a TLS close would wait for the client's close_notify.
+        self._tls.abort()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -273,8 +264,38 @@ async def requests_tracked(request: web.Request, handler: Handler) -> web.Stream
         conn.request_finished()
 
 
+class _Accepting(asyncio.AbstractServer):
+    """The listening socket and its accept task, as aiohttp's sites expect a server."""
+
+    def __init__(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
+        self._sock, self._task = sock, task
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._sock.fileno() < 0 else (self._sock,)
+
+    def close(self) -> None:
+        self._task.cancel()
+        self._sock.close()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._task.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._task.done()
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        await asyncio.wait([self._task])
+
+    async def wait_closed(self) -> None:
+        await asyncio.wait([self._task])
+
+
 class EdgeSite(web.BaseSite):
-    """An aiohttp site whose connections go through `EdgeConnection`."""
+    """An aiohttp site whose connections are accepted, counted and handshaken by a `Listener`."""
 
     def __init__(
         self,
@@ -296,17 +317,17 @@ class EdgeSite(web.BaseSite):
 
     async def start(self) -> None:
         await super().start()
-        loop = asyncio.get_running_loop()
-        listener = self.listener
-        self._server = await loop.create_server(
-            lambda: EdgeConnection(listener),
-            self._host,
-            self._port,
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.create_server(
+            (self._host, self._port),
+            family=family,
             backlog=self._backlog,
-            reuse_address=True,
-            reuse_port=self._reuse_port or None,
+            reuse_port=self._reuse_port,
         )
+        sock.setblocking(False)
+        task = asyncio.get_running_loop().create_task(self.listener.accept(sock))
+        self._server = _Accepting(sock, task)
 
     async def stop(self) -> None:
-        self.listener.abort_all()
         await super().stop()
+        self.listener.stop()

@@ -1,0 +1,260 @@
+"""Another tenant's GET (p50, p99) while the proxy is abused, beside the same GET unabused, in one
+run; and the proxy's RSS before the abuse, while it holds the connections, and after (issue 10).
+
+Abuses, each on its own while the tenant's GETs are sampled:
+- (a) compression bombs: one client POSTs 3 MiB gzip bodies (3 GiB inflated) back to back;
+- (b) 2,000 idle TLS connections (handshake done, nothing sent) and 200 with half a request head;
+- (c) a slow reader: a watch whose initial events (2,000 ConfigMaps of 8 KiB, ~16 MiB) it never
+  reads.
+
+Run: /work/venv/bin/python -m benchmarks.abuse [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import time
+import urllib.request
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import common
+
+TENANTS = 10
+NAMESPACES = 100
+USER, GROUP = "bench-alice", common.tenant_group(0)
+NAMESPACE = common.namespace_name(0)  # owned by tenant t000
+ABUSER, ABUSER_GROUP = "bench-mallory", common.tenant_group(1)
+ABUSER_NAMESPACE = common.namespace_name(1)  # owned by tenant t001
+PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/bench"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    samples: int
+    idle: int
+    slow_heads: int
+    watched: int  # ConfigMaps the slow reader's watch starts with
+    bomb_mib: int  # inflated size of one bomb
+
+
+FULL = Sizes(samples=400, idle=2000, slow_heads=200, watched=2000, bomb_mib=3072)
+QUICK = Sizes(samples=30, idle=50, slow_heads=10, watched=50, bomb_mib=64)
+
+
+def world(sizes: Sizes) -> list[dict[str, Any]]:
+    def configmap(name: str, namespace: str, size: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"payload": "x" * size},
+        }
+
+    return [
+        *common.proxy_rbac(),
+        *common.namespaces(NAMESPACES, TENANTS),
+        common.viewer_binding(NAMESPACE, GROUP),
+        common.viewer_binding(ABUSER_NAMESPACE, ABUSER_GROUP),
+        configmap("bench", NAMESPACE, 1024),
+        *(configmap(f"big-{i}", ABUSER_NAMESPACE, 8192) for i in range(sizes.watched)),
+    ]
+
+
+def gzip_bomb(inflated_mib: int) -> bytes:
+    """Gzip of `inflated_mib` MiB of zeros (~1/1000 the size), built from one repeated segment."""
+    zeros = bytes(1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    segment = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return head + segment * (inflated_mib - 1)
+
+
+class Abuser:
+    """Raw TLS connections of the abusing tenant."""
+
+    def __init__(self, proxy: common.ProxyProcess) -> None:
+        self.ctx = proxy.ssl_for(ABUSER, [ABUSER_GROUP])
+        host, _, port = proxy.url.removeprefix("https://").rpartition(":")
+        self.host, self.port = host, int(port)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
+
+    async def bombs(self, bomb: bytes, stop: asyncio.Event) -> int:
+        """POST `bomb` again and again until `stop`; how many were answered."""
+        head = (
+            f"POST /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps HTTP/1.1\r\nHost: p\r\n"
+            f"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            f"Content-Length: {len(bomb)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        answered = 0
+        while not stop.is_set():
+            reader, writer = await self.connect()
+            writer.write(head + bomb)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            if await reader.readline():
+                answered += 1
+            writer.close()
+        return answered
+
+    async def hold(self, count: int, send: bytes) -> list[asyncio.StreamWriter]:
+        """`count` connections that send `send` (maybe nothing) and then wait."""
+        held: list[asyncio.StreamWriter] = []
+        gate = asyncio.Semaphore(32)
+
+        async def one() -> None:
+            async with gate:
+                _, writer = await self.connect()
+                if send:
+                    writer.write(send)
+                held.append(writer)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return held
+
+
+async def sample(via: Callable[[], Awaitable[float]], count: int) -> list[float]:
+    return [await via() for _ in range(count)]
+
+
+def open_connections(proxy: common.ProxyProcess) -> float:
+    url = f"{proxy.metrics_url}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tenant_proxy_connections_open{")
+    )
+
+
+async def until_closed(proxy: common.ProxyProcess) -> None:
+    """Until the proxy has let go of every abusive connection (its own gauge says so)."""
+    async with asyncio.timeout(120):
+        while await asyncio.to_thread(open_connections, proxy) > 1:  # the sampling session's
+            await asyncio.sleep(0.1)  # the gauge is only read over HTTP
+
+
+@contextlib.asynccontextmanager
+async def held(
+    abuser: Abuser, idle: int, slow_heads: int
+) -> AsyncIterator[list[asyncio.StreamWriter]]:
+    writers = await abuser.hold(idle, b"")
+    writers += await abuser.hold(slow_heads, b"GET /api/v1/namespaces HTTP/1.1\r\nHost: p\r\nX-")
+    try:
+        yield writers
+    finally:
+        for writer in writers:
+            writer.close()
+
+
+async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes) -> list[str]:
+    notes = []
+    abuser = Abuser(proxy)
+    async with common.session(proxy.ssl_for(USER, [GROUP])) as tenant:
+
+        async def get() -> float:
+            return await common.timed_get(tenant, proxy.url + PATH)
+
+        await sample(get, 30)  # warm connection, caches, code paths
+        rss_before = proxy.process.rss()
+        quiet = await sample(get, sizes.samples)
+
+        common.progress("(a) compression bombs")
+        stop = asyncio.Event()
+        bombs = asyncio.ensure_future(abuser.bombs(gzip_bomb(sizes.bomb_mib), stop))
+        bombed = await sample(get, sizes.samples)
+        stop.set()
+        answered = await bombs
+        table.add_latencies("(a) GET while bombs are sent", bombed, quiet)
+        notes.append(f"(a) {answered} bombs answered (415) while sampling.")
+
+        common.progress(f"(b) {sizes.idle} idle + {sizes.slow_heads} slow-head connections")
+        async with held(abuser, sizes.idle, sizes.slow_heads) as writers:
+            rss_held = proxy.process.rss()
+            crowded = await sample(get, sizes.samples)
+            notes.append(f"(b) {len(writers)} connections held while sampling.")
+        table.add_latencies("(b) GET while connections are held", crowded, quiet)
+
+        common.progress("(c) a slow reader's watch")
+        reader, writer = await abuser.connect()
+        writer.write(
+            f"GET /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps?watch=1 HTTP/1.1\r\n"
+            "Host: p\r\n\r\n".encode()
+        )
+        await reader.readline()  # the watch is open; nothing more is read
+        watched = await sample(get, sizes.samples)
+        rss_watch = proxy.process.rss()
+        writer.close()
+        table.add_latencies("(c) GET while a slow reader holds a watch", watched, quiet)
+
+        await until_closed(proxy)
+        rss_after = proxy.process.rss()
+        p99_quiet = common.p99(quiet)
+        worst = max(common.p99(x) for x in (bombed, crowded, watched))
+        table.add(
+            "worst abused p99 vs unabused p99",
+            common.ms(worst),
+            common.ms(p99_quiet),
+            f"{worst / p99_quiet:.2f}x",
+            "<= 2x",
+            worst <= 2 * p99_quiet,
+        )
+        table.add(
+            "proxy RSS after the abuse vs before",
+            common.mib(rss_after),
+            common.mib(rss_before),
+            f"+{common.mib(rss_after - rss_before)}",
+            "<= +20 MiB",
+            rss_after - rss_before <= 20 * 1024 * 1024,
+        )
+        table.add(
+            "proxy RSS while (b) held / (c) watched",
+            f"{common.mib(rss_held)} / {common.mib(rss_watch)}",
+            common.mib(rss_before),
+            f"+{common.mib(rss_held - rss_before)} / +{common.mib(rss_watch - rss_before)}",
+            "-",
+            None,
+        )
+    return notes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.abuse")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    sizes = QUICK if parser.parse_args().quick else FULL
+    # The held connections all come from 127.0.0.1, and must stay held while sampled.
+    os.environ["TENANT_PROXY_LIMITS__MAX_CONNECTIONS_PER_ADDRESS"] = "0"
+    os.environ["TENANT_PROXY_LIMITS__HEADER_TIMEOUT_SECONDS"] = "600"
+    table = common.Table("abuse: another tenant's GET while the proxy is abused, vs unabused")
+    started = time.monotonic()
+    with common.workspace() as (workdir, stack):
+        emulator = common.started(stack, common.start_emulator(workdir, world(sizes)))
+        proxy = common.started(
+            stack, common.start_proxy(workdir, emulator, common.tenant_configs(TENANTS))
+        )
+        proxy.wait_synced(60)
+        notes = common.run(measure(table, proxy, sizes))
+    table.notes += [
+        f"GET of a ConfigMap as {USER} ({GROUP}), {sizes.samples} sequential GETs over one "
+        f"kept-alive connection per phase; the unabused samples come first, in the same run.",
+        f"Abuse by {ABUSER} ({ABUSER_GROUP}); bombs inflate to {sizes.bomb_mib} MiB each. The "
+        "proxy runs with the per-address cap off and a 600 s head clock, so that every held "
+        "connection stays held while sampled (defaults would close them after 32 s).",
+        "RSS after: once the proxy's tenant_proxy_connections_open gauge is back to the "
+        "sampling session's one connection.",
+        *notes,
+        f"Total run time {time.monotonic() - started:.0f}s.",
+    ]
+    print(table.render(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
