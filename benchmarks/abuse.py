@@ -1,7 +1,7 @@
 """Another tenant's GET (p50, p99) while the proxy is abused, beside the same GET unabused, in one
 run; and the proxy's RSS before the abuse, while it holds the connections, and after (issue 10).
 
-Abuses, each on its own while the tenant's GETs are sampled:
+Abuses, each from its own process while the tenant's GETs are sampled:
 - (a) compression bombs: one client POSTs 3 MiB gzip bodies (3 GiB inflated) back to back;
 - (b) 2,000 idle TLS connections (handshake done, nothing sent) and 200 with half a request head;
 - (c) a slow reader: a watch whose initial events (2,000 ConfigMaps of 8 KiB, ~16 MiB) it never
@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
+import ssl
+import sys
 import time
 import urllib.request
 import zlib
@@ -75,33 +78,63 @@ def gzip_bomb(inflated_mib: int) -> bytes:
     return head + segment * (inflated_mib - 1)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom the abuser connects (picklable: the abuser runs in its own process)."""
+
+    host: str
+    port: int
+    ca_pem: bytes
+    cert_file: str
+    key_file: str
+
+    @classmethod
+    def of(cls, proxy: common.ProxyProcess) -> Target:
+        proxy.ssl_for(ABUSER, [ABUSER_GROUP])  # writes the abuser's certificate and key
+        where = proxy.workdir / "clients" / f"px-{ABUSER}"
+        host, _, port = proxy.url.removeprefix("https://").rpartition(":")
+        return cls(
+            host,
+            int(port),
+            proxy.client_ca.cert_pem,
+            str(where / "tls.crt"),
+            str(where / "tls.key"),
+        )
+
+
 class Abuser:
     """Raw TLS connections of the abusing tenant."""
 
-    def __init__(self, proxy: common.ProxyProcess) -> None:
-        self.ctx = proxy.ssl_for(ABUSER, [ABUSER_GROUP])
-        host, _, port = proxy.url.removeprefix("https://").rpartition(":")
-        self.host, self.port = host, int(port)
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.ctx = ssl.create_default_context(cadata=target.ca_pem.decode())
+        self.ctx.load_cert_chain(target.cert_file, target.key_file)
 
     async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
+        return await asyncio.open_connection(self.target.host, self.target.port, ssl=self.ctx)
 
-    async def bombs(self, bomb: bytes, stop: asyncio.Event) -> int:
-        """POST `bomb` again and again until `stop`; how many were answered."""
+    async def bombs(self, bomb: bytes, stop: Callable[[], bool]) -> int:
+        """POST `bomb` again and again until `stop()`; how many were answered."""
         head = (
             f"POST /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps HTTP/1.1\r\nHost: p\r\n"
             f"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
-            f"Content-Length: {len(bomb)}\r\nConnection: close\r\n\r\n"
+            f"Content-Length: {len(bomb)}\r\n\r\n"
         ).encode()
         answered = 0
-        while not stop.is_set():
-            reader, writer = await self.connect()
+        reader, writer = await self.connect()
+        while not stop():
+            # One kept-alive connection, as a client would: the next bomb once one is answered.
             writer.write(head + bomb)
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
-            if await reader.readline():
-                answered += 1
-            writer.close()
+            await writer.drain()
+            status = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in status.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            answered += 1
+        writer.close()
         return answered
 
     async def hold(self, count: int, send: bytes) -> list[asyncio.StreamWriter]:
@@ -118,6 +151,56 @@ class Abuser:
 
         await asyncio.gather(*(one() for _ in range(count)))
         return held
+
+    async def slow_watch(self) -> asyncio.StreamWriter:
+        reader, writer = await self.connect()
+        writer.write(
+            f"GET /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps?watch=1 HTTP/1.1\r\n"
+            "Host: p\r\n\r\n".encode()
+        )
+        await reader.readline()  # the watch is open; nothing more is read
+        return writer
+
+
+async def _abuse(kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any) -> None:
+    abuser = Abuser(target)
+    writers: list[asyncio.StreamWriter] = []
+    if kind == "bombs":
+        bomb = gzip_bomb(sizes.bomb_mib)
+        ready.set()
+        answered = await abuser.bombs(bomb, stop.is_set)
+        print(f"(a) {answered} bombs answered (415)", file=sys.stderr, flush=True)
+        return
+    if kind == "held":
+        writers = await abuser.hold(sizes.idle, b"")
+        head = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: p\r\nX-"
+        writers += await abuser.hold(sizes.slow_heads, head)
+    elif kind == "watch":
+        writers = [await abuser.slow_watch()]
+    ready.set()
+    await asyncio.to_thread(stop.wait)
+    for writer in writers:
+        writer.close()
+
+
+def _abuse_process(kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any) -> None:
+    common.run(_abuse(kind, target, sizes, ready, stop))
+
+
+@contextlib.asynccontextmanager
+async def abusing(kind: str, target: Target, sizes: Sizes) -> AsyncIterator[None]:
+    """Abuse of `kind` from its own process (so that it never slows the sampler's loop)."""
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop = spawn.Event(), spawn.Event()
+    child = spawn.Process(target=_abuse_process, args=(kind, target, sizes, ready, stop))
+    child.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 300):
+            raise RuntimeError(f"abuse {kind} not ready")
+        yield
+    finally:
+        stop.set()
+        await asyncio.to_thread(child.join, 60)
 
 
 async def sample(via: Callable[[], Awaitable[float]], count: int) -> list[float]:
@@ -137,27 +220,16 @@ def open_connections(proxy: common.ProxyProcess) -> float:
 
 async def until_closed(proxy: common.ProxyProcess) -> None:
     """Until the proxy has let go of every abusive connection (its own gauge says so)."""
-    async with asyncio.timeout(120):
-        while await asyncio.to_thread(open_connections, proxy) > 1:  # the sampling session's
-            await asyncio.sleep(0.1)  # the gauge is only read over HTTP
+    deadline = time.monotonic() + 120
+    # The sampling session's own connection stays; the gauge is only readable over HTTP.
+    while await asyncio.to_thread(open_connections, proxy) > 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the proxy still holds abusive connections after 120 s")
+        await asyncio.to_thread(time.sleep, 0.1)
 
 
-@contextlib.asynccontextmanager
-async def held(
-    abuser: Abuser, idle: int, slow_heads: int
-) -> AsyncIterator[list[asyncio.StreamWriter]]:
-    writers = await abuser.hold(idle, b"")
-    writers += await abuser.hold(slow_heads, b"GET /api/v1/namespaces HTTP/1.1\r\nHost: p\r\nX-")
-    try:
-        yield writers
-    finally:
-        for writer in writers:
-            writer.close()
-
-
-async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes) -> list[str]:
-    notes = []
-    abuser = Abuser(proxy)
+async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes) -> None:
+    target = Target.of(proxy)
     async with common.session(proxy.ssl_for(USER, [GROUP])) as tenant:
 
         async def get() -> float:
@@ -168,31 +240,20 @@ async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes)
         quiet = await sample(get, sizes.samples)
 
         common.progress("(a) compression bombs")
-        stop = asyncio.Event()
-        bombs = asyncio.ensure_future(abuser.bombs(gzip_bomb(sizes.bomb_mib), stop))
-        bombed = await sample(get, sizes.samples)
-        stop.set()
-        answered = await bombs
+        async with abusing("bombs", target, sizes):
+            bombed = await sample(get, sizes.samples)
         table.add_latencies("(a) GET while bombs are sent", bombed, quiet)
-        notes.append(f"(a) {answered} bombs answered (415) while sampling.")
 
         common.progress(f"(b) {sizes.idle} idle + {sizes.slow_heads} slow-head connections")
-        async with held(abuser, sizes.idle, sizes.slow_heads) as writers:
+        async with abusing("held", target, sizes):
             rss_held = proxy.process.rss()
             crowded = await sample(get, sizes.samples)
-            notes.append(f"(b) {len(writers)} connections held while sampling.")
         table.add_latencies("(b) GET while connections are held", crowded, quiet)
 
         common.progress("(c) a slow reader's watch")
-        reader, writer = await abuser.connect()
-        writer.write(
-            f"GET /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps?watch=1 HTTP/1.1\r\n"
-            "Host: p\r\n\r\n".encode()
-        )
-        await reader.readline()  # the watch is open; nothing more is read
-        watched = await sample(get, sizes.samples)
-        rss_watch = proxy.process.rss()
-        writer.close()
+        async with abusing("watch", target, sizes):
+            watched = await sample(get, sizes.samples)
+            rss_watch = proxy.process.rss()
         table.add_latencies("(c) GET while a slow reader holds a watch", watched, quiet)
 
         await until_closed(proxy)
@@ -223,7 +284,6 @@ async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes)
             "-",
             None,
         )
-    return notes
 
 
 def main() -> None:
@@ -241,7 +301,7 @@ def main() -> None:
             stack, common.start_proxy(workdir, emulator, common.tenant_configs(TENANTS))
         )
         proxy.wait_synced(60)
-        notes = common.run(measure(table, proxy, sizes))
+        common.run(measure(table, proxy, sizes))
     table.notes += [
         f"GET of a ConfigMap as {USER} ({GROUP}), {sizes.samples} sequential GETs over one "
         f"kept-alive connection per phase; the unabused samples come first, in the same run.",
@@ -250,7 +310,6 @@ def main() -> None:
         "connection stays held while sampled (defaults would close them after 32 s).",
         "RSS after: once the proxy's tenant_proxy_connections_open gauge is back to the "
         "sampling session's one connection.",
-        *notes,
         f"Total run time {time.monotonic() - started:.0f}s.",
     ]
     print(table.render(), flush=True)
