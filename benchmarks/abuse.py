@@ -121,20 +121,15 @@ class Abuser:
             f"Content-Length: {len(bomb)}\r\n\r\n"
         ).encode()
         answered = 0
-        reader, writer = await self.connect()
         while not stop():
-            # One kept-alive connection, as a client would: the next bomb once one is answered.
+            # The proxy answers 415 and closes without reading the body: a new connection each.
+            reader, writer = await self.connect()
             writer.write(head + bomb)
-            await writer.drain()
-            status = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                int(line.split(b":", 1)[1])
-                for line in status.split(b"\r\n")
-                if line.lower().startswith(b"content-length:")
-            )
-            await reader.readexactly(length)
-            answered += 1
-        writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            if (await reader.readline()).startswith(b"HTTP/1.1 415"):
+                answered += 1
+            writer.close()
         return answered
 
     async def hold(self, count: int, send: bytes) -> list[asyncio.StreamWriter]:

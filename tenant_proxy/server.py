@@ -188,6 +188,10 @@ class ProxyServer:
                 # Never inflate a request body (on the loop, in one go: a 10 MiB gzip bomb
                 # stalled every tenant for seconds); encoded bodies are refused with 415.
                 "auto_decompress": False,
+                # A body the proxy refused (413, 415, 401...) is not read to its end: the
+                # connection closes after the answer (Go's server reads at most 256 KiB of it),
+                # so a client cannot make the proxy decrypt megabytes it will throw away.
+                "lingering_time": 0,
                 # The edge keeps the idle clock (and counts what it closes); aiohttp's own,
                 # an hour by default, is only a backstop behind it.
                 "keepalive_timeout": limits.idle_timeout_seconds + limits.header_timeout_seconds,
