@@ -239,12 +239,16 @@ async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes)
             bombed = await sample(get, sizes.samples)
         table.add_latencies("(a) GET while bombs are sent", bombed, quiet)
 
+        await until_closed(proxy)
+        rss_after_a = proxy.process.rss()
         common.progress(f"(b) {sizes.idle} idle + {sizes.slow_heads} slow-head connections")
         async with abusing("held", target, sizes):
             rss_held = proxy.process.rss()
             crowded = await sample(get, sizes.samples)
         table.add_latencies("(b) GET while connections are held", crowded, quiet)
 
+        await until_closed(proxy)
+        rss_after_b = proxy.process.rss()
         common.progress("(c) a slow reader's watch")
         async with abusing("watch", target, sizes):
             watched = await sample(get, sizes.samples)
@@ -270,6 +274,14 @@ async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes)
             f"+{common.mib(rss_after - rss_before)}",
             "<= +20 MiB",
             rss_after - rss_before <= 20 * 1024 * 1024,
+        )
+        table.add(
+            "proxy RSS after (a) / after (b)",
+            f"{common.mib(rss_after_a)} / {common.mib(rss_after_b)}",
+            common.mib(rss_before),
+            f"+{common.mib(rss_after_a - rss_before)} / +{common.mib(rss_after_b - rss_before)}",
+            "-",
+            None,
         )
         table.add(
             "proxy RSS while (b) held / (c) watched",

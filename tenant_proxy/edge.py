@@ -19,6 +19,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import enum
+import gc
 import logging
 import socket
 import ssl
@@ -108,6 +109,7 @@ class MemoryTrim:
         self._pending = None
         self._peak = 0
         if self._trim is not None:
+            gc.collect()  # connections caught in reference cycles free their buffers first
             self._trim()
 
 
@@ -258,6 +260,18 @@ class EdgeConnection(asyncio.Protocol):
         if self._tls is not None:
             self._tls.abort()
 
+    def drop_unread_body(self) -> None:
+        """A body left unread (refused: 413, 415, 401...) is never read on, nor decrypted.
+
+        As Go's server: the answer goes out, reading stops (the client's sending stalls), and
+        the connection is cut half a second later (its rstAvoidanceDelay), long enough for the
+        answer to arrive before the reset.
+        """
+        if self._tls is None:
+            return
+        self._tls.pause_reading()
+        asyncio.get_running_loop().call_later(0.5, self.abort)
+
     # -- clocks ------------------------------------------------------------------------------------
     def request_started(self) -> None:
         self._busy += 1
@@ -307,9 +321,12 @@ async def requests_tracked(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     conn.request_started()
     try:
-        return await handler(request)
+        response = await handler(request)
     finally:
         conn.request_finished()
+    if request.body_exists and not request.content.is_eof():
+        conn.drop_unread_body()
+    return response
 
 
 class _Accepting(asyncio.AbstractServer):

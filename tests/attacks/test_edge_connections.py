@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edge_support import GENEROUS, EdgeDemo, closed_by_peer, edge_demo, read_response
 
-from tenant_proxy.edge import ConnectionCounts
+from tenant_proxy.edge import ConnectionCounts, MemoryTrim
 
 CLOSED = "tenant_proxy_connections_closed_total"
 REFUSED = "tenant_proxy_connections_refused_total"
@@ -146,3 +146,23 @@ def test_counts_admit_up_to_each_cap_and_release_what_they_admitted() -> None:
     counts.release("a")
     assert counts.admit("c") is None
     assert counts.total == 3
+
+
+async def test_memory_is_trimmed_once_a_crowd_of_connections_has_gone() -> None:
+    trimmed: list[int] = []
+    done = asyncio.Event()
+
+    def fake_trim() -> None:
+        trimmed.append(1)
+        done.set()
+
+    trim = MemoryTrim(crowd=4, trim=fake_trim)
+    for total in range(1, 9):
+        trim.after_admit(total)
+    for total in range(7, 2, -1):
+        trim.after_release(total)
+    assert not done.is_set()  # 3 still open: more than a quarter of the peak of 8
+    trim.after_release(2)
+    trim.after_release(1)
+    await asyncio.wait_for(done.wait(), GENEROUS)
+    assert trimmed == [1]
