@@ -166,3 +166,19 @@ async def test_memory_is_trimmed_once_a_crowd_of_connections_has_gone() -> None:
     trim.after_release(1)
     await asyncio.wait_for(done.wait(), GENEROUS)
     assert trimmed == [1]
+
+
+async def test_too_many_header_fields_are_refused(tmp_path: Path) -> None:
+    async with edge_demo(tmp_path, max_header_count=16) as demo:
+        reader, writer = await demo.connect(demo.alice())
+        extra = "".join(f"X-Filler-{i}: {i}\r\n" for i in range(32))
+        writer.write(f"GET /version HTTP/1.1\r\nHost: proxy\r\n{extra}\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n"), GENEROUS)
+        assert head.split()[1] == b"400"
+        assert await closed_by_peer(reader)
+        # Within the count, the same request is served.
+        reader, writer = await demo.connect(demo.alice())
+        writer.write(b"GET /version HTTP/1.1\r\nHost: proxy\r\nX-One: 1\r\n\r\n")
+        code, _ = await read_response(reader)
+        assert code == 200
+        writer.close()
