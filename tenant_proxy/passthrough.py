@@ -67,8 +67,8 @@ def refuse_encoded_body(content_encodings: list[str]) -> None:
     kube-apiserver never decodes a request's Content-Encoding (its handlers read the body as
     sent and decode it by Content-Type: a gzip body is a 400 decode error there), and no
     Kubernetes client compresses requests. Refusing it unread is the safe equivalent: the
-    listener does not inflate bodies either (auto_decompress off), so a compression bomb
-    costs the proxy nothing but its declared bytes.
+    listener does not inflate bodies either (auto_decompress off) and reads no more of a
+    refused one (edge.py), so a compression bomb costs the proxy its request head only.
     """
     codings = {c.strip().lower() for value in content_encodings for c in value.split(",")}
     if codings - {"", "identity"}:
