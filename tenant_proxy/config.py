@@ -115,6 +115,35 @@ class LimitSettings(_Strict):
     filtered_list_page: int = Field(
         5000, gt=0, description="Upstream page size when the proxy reads a list to rewrite it."
     )
+    # The edge of the tenant and admin listeners, with kube-apiserver's defaults
+    # (k8s.io/apiserver secure_serving.go: ReadHeaderTimeout 32 s, which Go's server also
+    # applies to the TLS handshake; IdleTimeout 90 s). Watches, exec, port-forward and other
+    # upgrades are never cut by these: they apply only while no request is being served.
+    tls_handshake_timeout_seconds: float = Field(
+        32.0, gt=0, description="Time from TCP accept to a completed TLS handshake."
+    )
+    header_timeout_seconds: float = Field(
+        32.0,
+        gt=0,
+        description="Time to send a whole request head: from the handshake, or from the "
+        "first byte of a request on a kept-alive connection.",
+    )
+    idle_timeout_seconds: float = Field(
+        90.0, gt=0, description="How long a kept-alive connection may wait for its next request."
+    )
+    max_header_count: int = Field(128, gt=0, description="Header fields in one request.")
+    max_connections: int = Field(
+        8192,
+        gt=0,
+        description="Open connections per listener (handshakes included); beyond, new ones are "
+        "closed at accept.",
+    )
+    max_connections_per_address: int = Field(
+        1024,
+        ge=0,
+        description="Open connections from one client address per listener; 0: no cap (behind "
+        "a source-NATing load balancer or ingress, every client shares one address).",
+    )
 
 
 class UpstreamSettings(_Strict):

@@ -159,6 +159,26 @@ class Metrics:
             multiprocess_mode="livemin",
         )
 
+        self.connections_open = Gauge(
+            "tenant_proxy_connections_open",
+            "TCP connections open on a TLS listener now (handshakes included).",
+            ["listener"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.connections_refused = Counter(
+            "tenant_proxy_connections_refused_total",
+            "Connections closed at accept: a cap on open connections was reached.",
+            ["listener", "reason"],
+            registry=r,
+        )
+        self.connections_closed = Counter(
+            "tenant_proxy_connections_closed_total",
+            "Connections the proxy closed because the client was too slow or its handshake failed.",
+            ["listener", "reason"],
+            registry=r,
+        )
+
     def observe(self, entry: RequestLog) -> None:
         # Bounded label sets: unknown verbs and resources outside the filtered set are folded.
         verb = entry.verb if entry.verb in _VERBS else "other"

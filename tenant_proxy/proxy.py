@@ -23,7 +23,6 @@ from tenant_proxy.across_namespaces import AcrossNamespaces
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
-from tenant_proxy.auth.x509 import peer_certificate
 from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
@@ -45,6 +44,7 @@ from tenant_proxy.requestinfo import RequestInfo, classify
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import NODES, TenantView
+from tenant_proxy.tls import client_certificate
 from tenant_proxy.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("tenant_proxy.proxy")
@@ -303,11 +303,13 @@ def _credentials(request: web.Request) -> tuple[Credentials, str]:
         websocket = request.headers.get("Upgrade", "").lower() == "websocket"
         token = ws_token if token is None and websocket else ""
     peer = request.transport.get_extra_info("peername") if request.transport else None
+    cert, cert_problem = client_certificate(
+        request.transport.get_extra_info("ssl_object") if request.transport else None
+    )
     return (
         Credentials(
-            peer_cert=peer_certificate(
-                request.transport.get_extra_info("ssl_object") if request.transport else None
-            ),
+            peer_cert=cert,
+            peer_cert_problem=cert_problem,
             bearer_token=token,
             remote_ip=str(peer[0]) if peer else "",
             headers=request.headers,

@@ -19,7 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from tenant_proxy.across_namespaces import AcrossNamespaces
 from tenant_proxy.authentication import Authentication
-from tenant_proxy.config import ConfigError, ListenerSettings, Settings, load_settings
+from tenant_proxy.config import (
+    ConfigError,
+    LimitSettings,
+    ListenerSettings,
+    Settings,
+    load_settings,
+)
+from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
 from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
@@ -50,7 +57,7 @@ LISTENER_FIELDS = {
 @dataclass
 class _Listener:
     runner: web.AppRunner
-    site: web.TCPSite
+    site: web.BaseSite
     scheme: str
 
     @property
@@ -223,9 +230,21 @@ class ProxyServer:
         # Bodies are streamed by the pipeline; client_max_size bounds only what aiohttp reads.
         app = web.Application(
             client_max_size=limits.max_body_bytes,
+            middlewares=[requests_tracked],
             handler_args={
                 "max_line_size": limits.max_line_bytes,
                 "max_field_size": limits.max_header_bytes,
+                "max_headers": limits.max_header_count,
+                # Never inflate a request body (on the loop, in one go: a 10 MiB gzip bomb
+                # stalled every tenant for seconds); encoded bodies are refused with 415.
+                "auto_decompress": False,
+                # A body the proxy refused (413, 415, 401...) is not read to its end: the
+                # connection closes after the answer (Go's server reads at most 256 KiB of it),
+                # so a client cannot make the proxy decrypt megabytes it will throw away.
+                "lingering_time": 0,
+                # The edge keeps the idle clock (and counts what it closes); aiohttp's own,
+                # an hour by default, is only a backstop behind it.
+                "keepalive_timeout": limits.idle_timeout_seconds + limits.header_timeout_seconds,
             },
         )
         app.router.add_route("*", "/{tail:.*}", pipeline.handle)
@@ -275,14 +294,18 @@ class ProxyServer:
             shutdown_timeout=self.settings.drain_seconds,
         )
         await runner.setup()
-        site = web.TCPSite(
-            runner,
-            where.host,
-            where.port,
-            ssl_context=self.tls.listener_context if tls else None,
-            reuse_port=self._reuse_port or None,
-            backlog=1024,
-        )
+        site: web.BaseSite
+        if tls:
+            assert runner.server is not None
+            edge = Listener(
+                name, self.tls.listener_context, _edge_limits(self.settings.limits),
+                self.metrics, runner.server,
+            )  # fmt: skip
+            site = EdgeSite(runner, where.host, where.port, edge, reuse_port=self._reuse_port)
+        else:
+            site = web.TCPSite(
+                runner, where.host, where.port, reuse_port=self._reuse_port or None, backlog=1024
+            )
         try:
             await site.start()
         except OSError as exc:
@@ -292,6 +315,16 @@ class ProxyServer:
         log.info(
             "listening", extra={"fields": {"listener": name, "url": self._listeners[name].url}}
         )
+
+
+def _edge_limits(limits: LimitSettings) -> EdgeLimits:
+    return EdgeLimits(
+        handshake_timeout=limits.tls_handshake_timeout_seconds,
+        header_timeout=limits.header_timeout_seconds,
+        idle_timeout=limits.idle_timeout_seconds,
+        max_connections=limits.max_connections,
+        max_per_address=limits.max_connections_per_address,
+    )
 
 
 async def serve_forever(

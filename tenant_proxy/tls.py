@@ -7,28 +7,124 @@ next connection while established ones carry on.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import contextlib
+import ctypes
+import datetime as dt
 import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography import x509
+
+from tenant_proxy.auth.x509 import certificate_problem
 from tenant_proxy.config import TLSSettings
 
 log = logging.getLogger("tenant_proxy.tls")
 
 
-def build_context(settings: TLSSettings) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+class ServerContext(ssl.SSLContext):
+    """A listener context, and how the client certificates of its connections are verified.
+
+    `client_roots` is the client CA bundle when the handshake accepts any certificate and each
+    request verifies it (kube-apiserver's way); None when OpenSSL verified it at the handshake
+    (the fallback if libssl cannot be reached, where an unverifiable certificate resets the
+    connection as before).
+    """
+
+    client_roots: tuple[x509.Certificate, ...] | None = None
+
+
+def build_context(settings: TLSSettings) -> ServerContext:
+    ctx = ServerContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(settings.cert_file, settings.key_file)
     if settings.client_ca_file is not None:
-        ctx.load_verify_locations(cafile=str(settings.client_ca_file))
-        # Optional: bearer-token clients send no certificate; one that is sent must verify.
+        ca_pem = settings.client_ca_file.read_bytes()
+        roots = tuple(x509.load_pem_x509_certificates(ca_pem))
+        # Optional: bearer-token clients send no certificate.
         ctx.verify_mode = ssl.CERT_OPTIONAL
+        if _accept_any_certificate(ctx):
+            ctx.client_roots = roots
+        else:
+            ctx.load_verify_locations(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+def client_certificate(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket | None, now: dt.datetime | None = None
+) -> tuple[x509.Certificate | None, str | None]:
+    """The verified client certificate of a TLS connection, or why the one sent is refused."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None, None
+    assert ssl_object is not None
+    cert = x509.load_der_x509_certificate(der)
+    roots = getattr(ssl_object.context, "client_roots", None)
+    if roots is None:
+        return cert, None  # OpenSSL verified it at the handshake
+    problem = certificate_problem(cert, roots, now or dt.datetime.now(dt.UTC))
+    return (cert, None) if problem is None else (None, problem)
+
+
+# -- asking for any client certificate ----------------------------------------------------------
+# Python's ssl cannot accept an unverifiable certificate at the handshake: with CERT_OPTIONAL,
+# OpenSSL aborts it. kube-apiserver (Go's tls.RequestClientCert) completes the handshake and
+# answers 401. The same here: OpenSSL's verify callback is set on the context to one that
+# accepts every certificate (Python keeps a callback it finds when its verify mode is set), and
+# the certificate is verified per request against `client_roots`.
+_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_SSL_VERIFY_PEER = 0x01
+
+
+def _accept_certificate(_preverify_ok: int, _store: int | None) -> int:
+    return 1
+
+
+# Module-level: OpenSSL keeps the pointer, so the callback object must live as long as contexts.
+_accept = _VERIFY_CALLBACK(_accept_certificate)
+
+
+def _libssl() -> ctypes.CDLL | None:
+    try:
+        # The _ssl module's own handle: its symbols resolve to the libssl Python runs with.
+        lib = ctypes.CDLL(_ssl.__file__)
+        lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
+        lib.SSL_CTX_set_verify.restype = None
+        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+_LIBSSL = _libssl()
+
+
+def _ssl_ctx_pointer(ctx: ssl.SSLContext) -> int | None:
+    """The SSL_CTX* of a context: the first field after the object header (PySSLContext)."""
+    return ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+
+
+def _accept_any_certificate(ctx: ssl.SSLContext) -> bool:
+    """Ask for a client certificate and accept any at the handshake; False if not possible."""
+    if _LIBSSL is None:
+        log.warning("libssl not reachable: client certificates are verified at the handshake")
+        return False
+    pointer = _ssl_ctx_pointer(ctx)
+    # Make sure the pointer is this context's SSL_CTX before writing through it: its verify
+    # mode must follow what Python sets.
+    ctx.verify_mode = ssl.CERT_NONE
+    blank = pointer is not None and _LIBSSL.SSL_CTX_get_verify_mode(pointer) == 0
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    if not blank or _LIBSSL.SSL_CTX_get_verify_mode(pointer) != _SSL_VERIFY_PEER:
+        log.warning("unexpected ssl layout: client certificates are verified at the handshake")
+        return False
+    _LIBSSL.SSL_CTX_set_verify(pointer, _SSL_VERIFY_PEER, _accept)
+    return True
 
 
 def _fingerprint(paths: list[Path]) -> tuple[tuple[int, int], ...]:

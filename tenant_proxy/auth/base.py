@@ -27,7 +27,9 @@ class Credentials:
     """What a request presented, gathered once by the listener."""
 
     peer_cert: x509.Certificate | None = None
-    """The client certificate, already verified against the client CA by the TLS layer."""
+    """The client certificate, verified against the client CA (None if none, or unverifiable)."""
+    peer_cert_problem: str | None = None
+    """Why a client certificate that was sent does not verify (foreign CA, expired, ...)."""
     bearer_token: str | None = None
     """The bearer token (Authorization or WebSocket subprotocol); "" when one was sent empty."""
     remote_ip: str = ""

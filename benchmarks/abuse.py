@@ -1,0 +1,313 @@
+"""Another tenant's GET (p50, p99) while the proxy is abused, beside the same GET unabused, in one
+run; and the proxy's RSS before the abuse, while it holds the connections, and after (issue 10).
+
+Abuses, each from its own process while the tenant's GETs are sampled:
+- (a) compression bombs: one client POSTs 3 MiB gzip bodies (3 GiB inflated) back to back;
+- (b) 2,000 idle TLS connections (handshake done, nothing sent) and 200 with half a request head;
+- (c) a slow reader: a watch whose initial events (2,000 ConfigMaps of 8 KiB, ~16 MiB) it never
+  reads.
+
+Run: /work/venv/bin/python -m benchmarks.abuse [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import ssl
+import sys
+import time
+import urllib.request
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks import common
+
+TENANTS = 10
+NAMESPACES = 100
+USER, GROUP = "bench-alice", common.tenant_group(0)
+NAMESPACE = common.namespace_name(0)  # owned by tenant t000
+ABUSER, ABUSER_GROUP = "bench-mallory", common.tenant_group(1)
+ABUSER_NAMESPACE = common.namespace_name(1)  # owned by tenant t001
+PATH = f"/api/v1/namespaces/{NAMESPACE}/configmaps/bench"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    samples: int
+    idle: int
+    slow_heads: int
+    watched: int  # ConfigMaps the slow reader's watch starts with
+    bomb_mib: int  # inflated size of one bomb
+
+
+FULL = Sizes(samples=400, idle=2000, slow_heads=200, watched=2000, bomb_mib=3072)
+QUICK = Sizes(samples=30, idle=50, slow_heads=10, watched=50, bomb_mib=64)
+
+
+def world(sizes: Sizes) -> list[dict[str, Any]]:
+    def configmap(name: str, namespace: str, size: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"payload": "x" * size},
+        }
+
+    return [
+        *common.proxy_rbac(),
+        *common.namespaces(NAMESPACES, TENANTS),
+        common.viewer_binding(NAMESPACE, GROUP),
+        common.viewer_binding(ABUSER_NAMESPACE, ABUSER_GROUP),
+        configmap("bench", NAMESPACE, 1024),
+        *(configmap(f"big-{i}", ABUSER_NAMESPACE, 8192) for i in range(sizes.watched)),
+    ]
+
+
+def gzip_bomb(inflated_mib: int) -> bytes:
+    """Gzip of `inflated_mib` MiB of zeros (~1/1000 the size), built from one repeated segment."""
+    zeros = bytes(1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    segment = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return head + segment * (inflated_mib - 1)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom the abuser connects (picklable: the abuser runs in its own process)."""
+
+    host: str
+    port: int
+    ca_pem: bytes
+    cert_file: str
+    key_file: str
+
+    @classmethod
+    def of(cls, proxy: common.ProxyProcess) -> Target:
+        proxy.ssl_for(ABUSER, [ABUSER_GROUP])  # writes the abuser's certificate and key
+        where = proxy.workdir / "clients" / f"px-{ABUSER}"
+        host, _, port = proxy.url.removeprefix("https://").rpartition(":")
+        return cls(
+            host,
+            int(port),
+            proxy.client_ca.cert_pem,
+            str(where / "tls.crt"),
+            str(where / "tls.key"),
+        )
+
+
+class Abuser:
+    """Raw TLS connections of the abusing tenant."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.ctx = ssl.create_default_context(cadata=target.ca_pem.decode())
+        self.ctx.load_cert_chain(target.cert_file, target.key_file)
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(self.target.host, self.target.port, ssl=self.ctx)
+
+    async def bombs(self, bomb: bytes, stop: Callable[[], bool]) -> int:
+        """POST `bomb` again and again until `stop()`; how many were answered."""
+        head = (
+            f"POST /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps HTTP/1.1\r\nHost: p\r\n"
+            f"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            f"Content-Length: {len(bomb)}\r\n\r\n"
+        ).encode()
+        answered = 0
+        while not stop():
+            # The proxy answers 415 and closes without reading the body: a new connection each.
+            reader, writer = await self.connect()
+            writer.write(head + bomb)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            if (await reader.readline()).startswith(b"HTTP/1.1 415"):
+                answered += 1
+            writer.close()
+        return answered
+
+    async def hold(self, count: int, send: bytes) -> list[asyncio.StreamWriter]:
+        """`count` connections that send `send` (maybe nothing) and then wait."""
+        held: list[asyncio.StreamWriter] = []
+        gate = asyncio.Semaphore(32)
+
+        async def one() -> None:
+            async with gate:
+                _, writer = await self.connect()
+                if send:
+                    writer.write(send)
+                held.append(writer)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return held
+
+    async def slow_watch(self) -> asyncio.StreamWriter:
+        reader, writer = await self.connect()
+        writer.write(
+            f"GET /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps?watch=1 HTTP/1.1\r\n"
+            "Host: p\r\n\r\n".encode()
+        )
+        await reader.readline()  # the watch is open; nothing more is read
+        return writer
+
+
+async def _abuse(kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any) -> None:
+    abuser = Abuser(target)
+    writers: list[asyncio.StreamWriter] = []
+    if kind == "bombs":
+        bomb = gzip_bomb(sizes.bomb_mib)
+        ready.set()
+        answered = await abuser.bombs(bomb, stop.is_set)
+        print(f"(a) {answered} bombs answered (415)", file=sys.stderr, flush=True)
+        return
+    if kind == "held":
+        writers = await abuser.hold(sizes.idle, b"")
+        head = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: p\r\nX-"
+        writers += await abuser.hold(sizes.slow_heads, head)
+    elif kind == "watch":
+        writers = [await abuser.slow_watch()]
+    ready.set()
+    await asyncio.to_thread(stop.wait)
+    for writer in writers:
+        writer.close()
+
+
+def _abuse_process(kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any) -> None:
+    common.run(_abuse(kind, target, sizes, ready, stop))
+
+
+@contextlib.asynccontextmanager
+async def abusing(kind: str, target: Target, sizes: Sizes) -> AsyncIterator[None]:
+    """Abuse of `kind` from its own process (so that it never slows the sampler's loop)."""
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop = spawn.Event(), spawn.Event()
+    child = spawn.Process(target=_abuse_process, args=(kind, target, sizes, ready, stop))
+    child.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 300):
+            raise RuntimeError(f"abuse {kind} not ready")
+        yield
+    finally:
+        stop.set()
+        await asyncio.to_thread(child.join, 60)
+
+
+async def sample(via: Callable[[], Awaitable[float]], count: int) -> list[float]:
+    return [await via() for _ in range(count)]
+
+
+def open_connections(proxy: common.ProxyProcess) -> float:
+    url = f"{proxy.metrics_url}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tenant_proxy_connections_open{")
+    )
+
+
+async def until_closed(proxy: common.ProxyProcess) -> None:
+    """Until the proxy has let go of every abusive connection (its own gauge says so)."""
+    deadline = time.monotonic() + 120
+    # The sampling session's own connection stays; the gauge is only readable over HTTP.
+    while await asyncio.to_thread(open_connections, proxy) > 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the proxy still holds abusive connections after 120 s")
+        await asyncio.to_thread(time.sleep, 0.1)
+
+
+PHASES = (
+    ("bombs", "(a) GET while bombs are sent"),
+    ("held", "(b) GET while idle and slow-head connections are held"),
+    ("watch", "(c) GET while a slow reader holds a watch"),
+    ("held", "(b) again: GET while the connections are held a second time"),
+)
+
+
+async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes) -> None:
+    """Each phase is compared with the unabused samples taken just before and just after it
+    (load from other processes on the machine drifts; this keeps it on both sides alike)."""
+    target = Target.of(proxy)
+    async with common.session(proxy.ssl_for(USER, [GROUP])) as tenant:
+
+        async def get() -> float:
+            return await common.timed_get(tenant, proxy.url + PATH)
+
+        await sample(get, 30)  # warm connection, caches, code paths
+        rss_before = proxy.process.rss()
+        quiet = [await sample(get, sizes.samples)]
+        abused, rss_during, rss_settled = [], [], []
+        for kind, _ in PHASES:
+            common.progress(f"{kind}")
+            async with abusing(kind, target, sizes):
+                rss_during.append(proxy.process.rss())
+                abused.append(await sample(get, sizes.samples))
+            await until_closed(proxy)
+            quiet.append(await sample(get, sizes.samples))  # also gives the trim its second
+            rss_settled.append(proxy.process.rss())
+        worst = 0.0
+        for i, (_, title) in enumerate(PHASES):
+            around = quiet[i] + quiet[i + 1]
+            table.add_latencies(title, abused[i], around)
+            worst = max(worst, common.p99(abused[i]) / common.p99(around))
+        table.add("worst abused p99 / unabused p99", "-", "-", f"{worst:.2f}x", "<= 2x", worst <= 2)
+        for i, (_, title) in enumerate(PHASES):
+            table.add(
+                f"proxy RSS during / after {title.split(':')[0].split(' GET')[0]}",
+                f"{common.mib(rss_during[i])} / {common.mib(rss_settled[i])}",
+                common.mib(rss_before),
+                f"+{common.mib(rss_during[i] - rss_before)} / "
+                f"+{common.mib(rss_settled[i] - rss_before)}",
+                "-",
+                None,
+            )
+        grown = rss_settled[-1] - rss_before
+        table.add(
+            "proxy RSS after all the abuse vs before",
+            common.mib(rss_settled[-1]),
+            common.mib(rss_before),
+            f"+{common.mib(grown)}",
+            "<= +20 MiB",
+            grown <= 20 * 1024 * 1024,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.abuse")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    sizes = QUICK if parser.parse_args().quick else FULL
+    # The held connections all come from 127.0.0.1, and must stay held while sampled.
+    os.environ["TENANT_PROXY_LIMITS__MAX_CONNECTIONS_PER_ADDRESS"] = "0"
+    os.environ["TENANT_PROXY_LIMITS__HEADER_TIMEOUT_SECONDS"] = "600"
+    table = common.Table("abuse: another tenant's GET while the proxy is abused, vs unabused")
+    started = time.monotonic()
+    with common.workspace() as (workdir, stack):
+        emulator = common.started(stack, common.start_emulator(workdir, world(sizes)))
+        proxy = common.started(
+            stack, common.start_proxy(workdir, emulator, common.tenant_configs(TENANTS))
+        )
+        proxy.wait_synced(60)
+        common.run(measure(table, proxy, sizes))
+    table.notes += [
+        f"GET of a ConfigMap as {USER} ({GROUP}), {sizes.samples} sequential GETs over one "
+        f"kept-alive connection per phase; baseline: the unabused samples just before and just "
+        f"after the phase, in the same run.",
+        f"Abuse by {ABUSER} ({ABUSER_GROUP}); bombs inflate to {sizes.bomb_mib} MiB each. The "
+        "proxy runs with the per-address cap off and a 600 s head clock, so that every held "
+        "connection stays held while sampled (defaults would close them after 32 s).",
+        "RSS after a phase: once the proxy's tenant_proxy_connections_open gauge is back to the "
+        "sampling session's one connection and the next unabused samples are taken.",
+        f"Total run time {time.monotonic() - started:.0f}s.",
+    ]
+    print(table.render(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
