@@ -7,10 +7,8 @@ next connection while established ones carry on.
 
 from __future__ import annotations
 
-import _ssl
 import asyncio
 import contextlib
-import ctypes
 import datetime as dt
 import logging
 import ssl
@@ -21,6 +19,7 @@ from cryptography import x509
 
 from tenant_proxy.auth.x509 import certificate_problem
 from tenant_proxy.config import TLSSettings
+from tenant_proxy.pki_verify import request_any_client_certificate
 
 log = logging.getLogger("tenant_proxy.tls")
 
@@ -76,54 +75,15 @@ def client_certificate(
 # answers 401. The same here: OpenSSL's verify callback is set on the context to one that
 # accepts every certificate (Python keeps a callback it finds when its verify mode is set), and
 # the certificate is verified per request against `client_roots`.
-_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
-_SSL_VERIFY_PEER = 0x01
-
-
-def _accept_certificate(_preverify_ok: int, _store: int | None) -> int:
-    return 1
-
-
-# Module-level: OpenSSL keeps the pointer, so the callback object must live as long as contexts.
-_accept = _VERIFY_CALLBACK(_accept_certificate)
-
-
-def _libssl() -> ctypes.CDLL | None:
-    try:
-        # The _ssl module's own handle: its symbols resolve to the libssl Python runs with.
-        lib = ctypes.CDLL(_ssl.__file__)
-        lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
-        lib.SSL_CTX_set_verify.restype = None
-        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
-        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-    return lib
-
-
-_LIBSSL = _libssl()
-
-
-def _ssl_ctx_pointer(ctx: ssl.SSLContext) -> int | None:
-    """The SSL_CTX* of a context: the first field after the object header (PySSLContext)."""
-    return ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
-
-
 def _accept_any_certificate(ctx: ssl.SSLContext) -> bool:
-    """Ask for a client certificate and accept any at the handshake; False if not possible."""
-    if _LIBSSL is None:
-        log.warning("libssl not reachable: client certificates are verified at the handshake")
+    """Ask for a client certificate and accept any at the handshake; False if not possible
+    (then the handshake verifies, as before: a foreign certificate fails it)."""
+    try:
+        request_any_client_certificate(ctx)
+    except (OSError, AttributeError, RuntimeError) as exc:
+        log.warning("client certificates are verified at the handshake: %s", exc)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
         return False
-    pointer = _ssl_ctx_pointer(ctx)
-    # Make sure the pointer is this context's SSL_CTX before writing through it: its verify
-    # mode must follow what Python sets.
-    ctx.verify_mode = ssl.CERT_NONE
-    blank = pointer is not None and _LIBSSL.SSL_CTX_get_verify_mode(pointer) == 0
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    if not blank or _LIBSSL.SSL_CTX_get_verify_mode(pointer) != _SSL_VERIFY_PEER:
-        log.warning("unexpected ssl layout: client certificates are verified at the handshake")
-        return False
-    _LIBSSL.SSL_CTX_set_verify(pointer, _SSL_VERIFY_PEER, _accept)
     return True
 
 
