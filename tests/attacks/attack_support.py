@@ -439,16 +439,20 @@ async def open_tls(
 
 
 async def send_raw(
-    world: World, data: bytes, who: tuple[str, tuple[str, ...]] | None = ALICE, method: str = "GET"
+    world: World,
+    data: bytes,
+    who: tuple[str, tuple[str, ...]] | None = ALICE,
+    method: str = "GET",
+    count: int = 5,
 ) -> list[RawResponse]:
-    """Write `data` exactly as given; every response read until the proxy closes (at most 5)."""
+    """Write `data` exactly as given; the responses read until the proxy closes or `count`."""
     reader, writer = await open_tls(world, who)
     responses: list[RawResponse] = []
     try:
         writer.write(data)
         await writer.drain()
         async with asyncio.timeout(WAIT):
-            while len(responses) < 5:
+            while len(responses) < count:
                 try:
                     responses.append(await read_response(reader, method))
                 except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
