@@ -28,7 +28,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +55,7 @@ from e2e.core_support import (
 from tenant_proxy import pki
 from tenant_proxy.demo import OIDC_AUDIENCE, Demo, demo_world
 from tenant_proxy.emulator import errors
+from tenant_proxy.emulator.app import _cut_off as cut_off
 from tenant_proxy.emulator.app import status_response
 from tenant_proxy.emulator.testing import client_ssl
 from tenant_proxy.emulator.types import UserInfo
@@ -109,12 +111,14 @@ class Received:
 
 @dataclass
 class PathFault:
-    """The next `remaining` requests under `prefix` fail with `status`."""
+    """The next `remaining` requests under `prefix` fail with `status`, or (`cut`) are
+    answered halfway and their connection dropped."""
 
     prefix: str
-    status: int
-    remaining: int
+    status: int = 500
+    remaining: int = 1
     retry_after: int | None = None
+    cut: bool = False
 
 
 class AttackEmulator(RecordingEmulator):
@@ -135,7 +139,11 @@ class AttackEmulator(RecordingEmulator):
         for fault in self.path_faults:
             if fault.remaining > 0 and request.raw_path.startswith(fault.prefix):
                 fault.remaining -= 1
-                return status_response(_failure(fault))
+                if not fault.cut:
+                    return status_response(_failure(fault))
+                response = await super()._handle(request)
+                assert isinstance(response, web.Response)
+                return await cut_off(request, response)
         return await super()._handle(request)
 
 
@@ -309,6 +317,15 @@ class World:
     async def in_upstream(self, fn: Callable[[], T]) -> T:
         return await self.upstream.call(fn)
 
+    @asynccontextmanager
+    async def fault(self, fault: PathFault) -> AsyncIterator[PathFault]:
+        """`fault` applies to the API server's answers while the block runs."""
+        await self.in_upstream(lambda: self.emulator.path_faults.append(fault))
+        try:
+            yield fault
+        finally:
+            await self.in_upstream(lambda: self.emulator.path_faults.remove(fault))
+
     def close(self) -> None:
         if self.proc.poll() is None:
             process = psutil.Process(self.proc.pid)
@@ -401,10 +418,10 @@ class Mark:
     def since(self) -> list[Received]:
         return self.world.emulator.received[self.received :]
 
-    def assert_upstream_clean(self, **also: Iterable[str]) -> None:
+    def assert_upstream_clean(self, uid: bool = False, **also: Iterable[str]) -> None:
         """Nothing a client sent as credentials or impersonation reached the API server, and
         every impersonation was alice's, bob's or one named in `also` (user=groups), each with
-        its own groups only."""
+        its own groups only (and a uid where the caller has one: ServiceAccounts)."""
         allowed = {"alice": {"tenant-a-devs"}, "bob": {"tenant-b-devs"}}
         allowed.update({user: set(groups) for user, groups in also.items()})
         assert upstream_violations([legacy_watch_as_list(s) for s in self.seen_since()]) == []
@@ -412,7 +429,8 @@ class Mark:
             keys = [name_key(k) for k, _ in r.headers]
             assert "authorization" not in keys, r
             assert not [k for k in keys if k.startswith("xremote")], r
-            assert not [k for k in keys if k.startswith(("impersonateextra", "impersonateuid"))], r
+            assert not [k for k in keys if k.startswith("impersonateextra")], r
+            assert uid or "impersonateuid" not in keys, r
             assert all("_" not in k for k, _ in r.headers if name_key(k).startswith("imperson"))
             users_sent = r.values("Impersonate-User")
             if not users_sent:
