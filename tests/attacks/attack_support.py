@@ -475,6 +475,7 @@ async def probe(world: World) -> None:
 
 async def assert_rss_returns(world: World, before: int) -> None:
     after = world.rss()
+    print(f"proxy RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB")
     assert after - before < RSS_BOUND, f"RSS {before >> 20} MiB -> {after >> 20} MiB"
 
 
