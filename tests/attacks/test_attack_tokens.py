@@ -65,6 +65,20 @@ def subprotocol(token: str) -> str:
     return f"base64url.bearer.authorization.k8s.io.{b64url(token.encode())}"
 
 
+def signed(header: dict[str, Any], claims: dict[str, Any], world: World, own: bool = True) -> str:
+    """An ES256 signature over whatever header and claims, as PyJWT would refuse to make."""
+    key = (
+        world.issuer.key
+        if own
+        else (world.attacker.keys.get("evil") or world.attacker.new_key("evil"))
+    )
+    signing_input = f"{b64url(orjson.dumps(header))}.{b64url(orjson.dumps(claims))}"
+    signature = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).sign(
+        signing_input.encode(), key
+    )
+    return f"{signing_input}.{b64url(signature)}"
+
+
 def carol(world: World, **overrides: Any) -> dict[str, Any]:
     """carol's genuine claims, with `overrides` (None removes a claim)."""
     claims = {**world.issuer.claims("carol", ["tenant-c-devs"]), **overrides}
@@ -229,6 +243,22 @@ REFUSED = [
     ),
     Case("empty subject", bearer(lambda w: w.issuer.sign(carol(w, sub="")))),
     Case(
+        "issuer a list",
+        bearer(lambda w: signed({"alg": "ES256", "kid": "demo"}, carol(w, iss=[OIDC_ISSUER]), w)),
+    ),
+    Case(
+        "kid an integer, another key",
+        bearer(lambda w: signed({"alg": "ES256", "kid": 1}, carol(w), w, own=False)),
+    ),
+    Case(
+        "an algorithm the issuer does not use",
+        bearer(lambda w: signed({"alg": "ES384", "kid": "demo"}, carol(w), w)),
+    ),
+    Case("a fourth segment", bearer(lambda w: w.issuer.sign(carol(w)) + ".")),
+    Case(
+        "the signature cut off", bearer(lambda w: w.issuer.sign(carol(w)).rsplit(".", 1)[0] + ".")
+    ),
+    Case(
         "a WebSocket bearer subprotocol on a plain request",
         lambda w: [("Sec-WebSocket-Protocol", f"{subprotocol(w.issuer.sign(carol(w)))}, v5")],
     ),
@@ -265,6 +295,30 @@ async def test_bad_credentials_are_401_and_never_reach_the_api_server(
     assert not [p for p in mark.paths() if p.startswith(TEAM_C_PODS)]
     assert world.attacker.hits == []
     mark.assert_upstream_clean()
+    await probe(world)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [b"\xff\xfe\xfd", "t\u00f6ken-\u0442\u043e\u043a\u0435\u043d".encode(), b"tok\x7fen", b"a,b c"],
+    ids=["not UTF-8", "non-ASCII letters", "DEL", "comma and space"],
+)
+async def test_odd_token_bytes_are_401(world: World, token: bytes) -> None:
+    """Bytes no token is made of: refused like any bad token (or by the parser), never a 500."""
+    mark = world.mark()
+    data = (
+        f"GET {TEAM_C_PODS} HTTP/1.1\r\nHost: {host_header(world)}\r\n".encode()
+        + b"Accept: application/json\r\nAuthorization: Bearer "
+        + token
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    answers = await send_raw(world, data, who=None)
+    assert len(answers) == 1
+    if answers[0].status == 400:  # refused by the HTTP parser: a plain 400
+        assert not answers[0].body.startswith(b"{")
+    else:
+        assert (answers[0].status, answers[0].json()) == (401, UNAUTHORIZED)
+    assert not [p for p in mark.paths() if p.startswith(TEAM_C_PODS)]
     await probe(world)
 
 
