@@ -41,6 +41,11 @@ METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.i
 YAML = "application/yaml"
 
 
+NS = "/api/v1/namespaces"
+NODES = "/api/v1/nodes"
+NAME_KEY = "kubernetes.io%2Fmetadata.name"
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -129,6 +134,71 @@ CASES = [
         "/api/v1/nodes?labelSelector=pool%20notin%20(team-a)",
         200,
     ),
+    # Selectors on the very labels the proxy pushes down: merged, never widened.
+    Case(
+        "her namespace-name key, a foreign name",
+        f"{NS}?labelSelector={NAME_KEY}%20in%20(team-b-dev)",
+        200,
+    ),
+    Case(
+        "her namespace-name key, notin",
+        f"{NS}?labelSelector={NAME_KEY}%20notin%20(team-a-dev)",
+        200,
+    ),
+    Case("her namespace-name key, exists", f"{NS}?labelSelector={NAME_KEY}", 200),
+    Case("her namespace-name key, absent", f"{NS}?labelSelector=!{NAME_KEY}", 200),
+    Case("her namespace-name key, ==", f"{NS}?labelSelector={NAME_KEY}%3D%3Dteam-b-dev", 200),
+    Case("node pool in the other's", f"{NODES}?labelSelector=pool%20in%20(team-b)", 200),
+    Case("node pool not hers", f"{NODES}?labelSelector=pool!%3Dteam-a", 200),
+    Case("node without a pool", f"{NODES}?labelSelector=!pool", 200),
+    Case(
+        "node pool, two requirements",
+        f"{NODES}?labelSelector=pool%20in%20(team-a),pool%20in%20(team-b)",
+        200,
+    ),
+    Case("node pool, spaces around", f"{NODES}?labelSelector=%20pool%20%3D%20team-b%20", 200),
+    Case("node pool greater than", f"{NODES}?labelSelector=pool%3E1", 200),
+    Case(
+        "node pool, trailing comma in a set",
+        f"{NODES}?labelSelector=pool%20in%20(team-a,team-b,)",
+        400,
+        "BadRequest",
+    ),
+    Case(
+        "node pool, set without parentheses",
+        f"{NODES}?labelSelector=pool%20in%20team-b",
+        400,
+        "BadRequest",
+    ),
+    Case(
+        "node pool, an or",
+        f"{NODES}?labelSelector=pool%3Dteam-a%20%7C%7C%20pool%3Dteam-b",
+        400,
+        "BadRequest",
+    ),
+    Case("node by a foreign name", f"{NODES}?fieldSelector=metadata.name%3D%3Dnode-b1", 200),
+    Case(
+        "node by two names",
+        f"{NODES}?fieldSelector=metadata.name%3Dnode-b1%2Cmetadata.name%3Dnode-a1",
+        200,
+    ),
+    Case(
+        "PV by a foreign name",
+        "/api/v1/persistentvolumes?fieldSelector=metadata.name%3Dpv-b-data",
+        200,
+    ),
+    Case(
+        "storage class by its label",
+        "/apis/storage.k8s.io/v1/storageclasses?labelSelector=tier%3Dstandard",
+        200,
+    ),
+    Case(
+        "storage class by a foreign name",
+        "/apis/storage.k8s.io/v1/storageclasses?fieldSelector=metadata.name%3Dsilver",
+        200,
+    ),
+    Case("nodes with a trailing slash", f"{NODES}/", 200),
+    Case("a foreign name with a trailing slash", f"{NS}/team-b-dev/", 404, "NotFound"),
     Case("whole list from the watch cache", "/api/v1/persistentvolumes?resourceVersion=0", 200),
     Case("pages of one", "/api/v1/persistentvolumes?limit=1", 200),
     Case("negative limit", "/api/v1/nodes?limit=-1", 200),
