@@ -73,7 +73,24 @@ class LimitSettings(_Strict):
         32 * 1024 * 1024, gt=0, description="Largest single watch event the proxy will parse."
     )
     watch_buffer_events: int = Field(
-        1000, gt=0, description="Events queued per filtered watch before a slow client is cut."
+        1000, gt=0, description="Events queued per filtered watch for a client that reads slowly."
+    )
+    watch_slow_client_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A filtered watch whose queue stays full this long is cut (ERROR 429).",
+    )
+    watch_cache_events: int = Field(
+        10_000,
+        gt=0,
+        description="Recent changes the watch cache keeps per filtered resource: a watch can "
+        "resume from a resourceVersion this far back (older: 410, clients re-list).",
+    )
+    watch_cache_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Bytes of recent changes kept per filtered resource."
+    )
+    watch_bookmark_seconds: float = Field(
+        30.0, gt=0, description="A quiet filtered watch gets a BOOKMARK this often (if asked)."
     )
     max_filtered_list_bytes: int = Field(
         512 * 1024 * 1024,

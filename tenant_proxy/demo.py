@@ -148,6 +148,8 @@ class Demo:
                 "tenancy": {"tenants": TENANTS},
                 "observability": {"metrics": {"address": "127.0.0.1:0"}, "audit_file": None},
                 "drain_seconds": 2,
+                # Quiet watches hear from the proxy every second (clients resume from there).
+                "limits": {"watch_bookmark_seconds": 1},
             },
             environ={},
         )

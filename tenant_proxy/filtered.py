@@ -22,7 +22,6 @@ import orjson
 from aiohttp import web
 
 from tenant_proxy import passthrough, status
-from tenant_proxy.filtered_watch import WatchStream
 from tenant_proxy.filtering import continuation, pushdown
 from tenant_proxy.filtering.forms import partial_metadata
 from tenant_proxy.filtering.lists import NotAList, filter_response
@@ -36,7 +35,7 @@ from tenant_proxy.filtering.pages import (
     upstream_continue,
 )
 from tenant_proxy.filtering.selectors import SelectorError
-from tenant_proxy.filtering.shape import Shape, shape_for, single_object
+from tenant_proxy.filtering.shape import Shape, shape_for, single_object, watch_shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
@@ -45,7 +44,7 @@ from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView
 from tenant_proxy.upstream import Upstream
-from tenant_proxy.watch_sinks import check_handshake, open_sink, wants_websocket
+from tenant_proxy.watch_from_cache import CachedWatches
 
 log = logging.getLogger("tenant_proxy.filtered")
 
@@ -70,6 +69,8 @@ class FilteredReads:
         max_event_bytes: int,
         max_list_bytes: int = 512 * 1024 * 1024,
         watch_buffer_events: int = 1000,
+        bookmark_seconds: float = 30.0,
+        slow_client_seconds: float = 10.0,
         streams: OpenStreams | None = None,
         list_reads: int = 8,
         list_page: int = 5000,
@@ -90,6 +91,15 @@ class FilteredReads:
         self.max_event_bytes = max_event_bytes
         self._max_list = max_list_bytes
         self.watch_buffer_events = watch_buffer_events
+        self._watches = CachedWatches(
+            index.caches,
+            upstream,
+            metrics,
+            self.streams,
+            bookmark_seconds=bookmark_seconds,
+            buffer_events=watch_buffer_events,
+            slow_seconds=slow_client_seconds,
+        )
 
     async def serve(
         self,
@@ -102,13 +112,12 @@ class FilteredReads:
         """The response and how many objects were withheld."""
         if not await self.index.wait_synced(self._sync_timeout, gr):
             raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
+        if info.verb == "watch":
+            return await self._watch(request, info, gr, identity)
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
         keep = view.judge(gr)
-
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
-        if info.verb == "watch":
-            return await self._watch(request, info, gr, shape, identity)
         return await self._list(request, info, gr, shape, view, keep, identity)
 
     async def read_shared(
@@ -406,21 +415,11 @@ class FilteredReads:
         request: web.Request,
         info: RequestInfo,
         gr: GroupResource,
-        shape: Shape,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
-        # Over WebSocket too, upstream is asked for a plain HTTP watch: the proxy reads it, and
-        # the client's credentials and subprotocols never travel.
-        if wants_websocket(request):
-            check_handshake(request)
-        url = self.upstream.url(info.path, self._query(info, shape, None))
-        resp = await self.upstream.send("GET", url, self._headers(request, shape))
-        async with resp:
-            if resp.status != 200:
-                # As for a refused upgrade: never reuse a connection that asked for one.
-                return await passthrough.relay(request, resp, close=wants_websocket(request)), 0
-            stream = WatchStream(self, info, gr, shape, identity)
-            return await stream.run(resp, await open_sink(request)), stream.filter.dropped
+        # Served from the watch cache, which holds whole objects: any form can be made of them.
+        shape = watch_shape(request.headers.get("Accept"), info)
+        return await self._watches.serve(request, info, gr, shape, identity), 0
 
 
 def _split_some(splitting: Splitting) -> bool:
