@@ -97,7 +97,7 @@ RSS_BOUND = 48 * 1024 * 1024
 
 
 @dataclass(frozen=True)
-class Received:
+class Arrival:
     """One request as the emulator received it (after authenticating the proxy)."""
 
     method: str
@@ -127,12 +127,12 @@ class AttackEmulator(RecordingEmulator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.received: list[Received] = []
+        self.arrived: list[Arrival] = []
         self.path_faults: list[PathFault] = []
 
     def _impersonate(self, user: UserInfo, request: web.Request) -> UserInfo:
         headers = tuple((k, v) for k, v in request.headers.items())
-        self.received.append(Received(request.method, request.raw_path, user.name, headers))
+        self.arrived.append(Arrival(request.method, request.raw_path, user.name, headers))
         return super()._impersonate(user, request)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -312,7 +312,7 @@ class World:
         return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
 
     def mark(self) -> Mark:
-        return Mark(self, len(self.emulator.received), len(self.emulator.seen))
+        return Mark(self, len(self.emulator.arrived), len(self.emulator.seen))
 
     async def in_upstream(self, fn: Callable[[], T]) -> T:
         return await self.upstream.call(fn)
@@ -412,11 +412,11 @@ class Mark:
     """Where the emulator's records stood when a case began."""
 
     world: World
-    received: int
+    arrived: int
     seen: int
 
-    def since(self) -> list[Received]:
-        return self.world.emulator.received[self.received :]
+    def since(self) -> list[Arrival]:
+        return self.world.emulator.arrived[self.arrived :]
 
     def assert_upstream_clean(self, uid: bool = False, **also: Iterable[str]) -> None:
         """Nothing a client sent as credentials or impersonation reached the API server, and

@@ -304,23 +304,15 @@ def events(body: bytes) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in body.splitlines() if line.strip()]
 
 
-EMULATOR_BOOL = pytest.mark.xfail(
-    strict=True,
-    reason="the emulator reads only 1/true as true (emulator/paths.py _is_true, listing.py "
-    "_truthy) and answers a list; kube-apiserver's Convert_Slice_string_To_bool, as the proxy, "
-    "reads every value but 0/false as true, so a real API server streams the watch",
-)
-
-
 @pytest.mark.parametrize(
     "query",
     [
         "watch=1",
         "watch=true",
         "watch=TRUE",
-        pytest.param("watch=yes", marks=EMULATOR_BOOL),
-        pytest.param("watch=", marks=EMULATOR_BOOL),
-        pytest.param("watch", marks=EMULATOR_BOOL),
+        "watch=yes",
+        "watch=",
+        "watch",
         "watch=0&watch=1",
     ],
 )
