@@ -13,6 +13,7 @@ alice, for the pods of team-b-dev, which her RBAC forbids. A case ends one of th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pytest
@@ -239,3 +240,15 @@ async def test_a_subprotocol_token_beside_a_certificate_is_refused(world: World)
     assert_status(loads(answer.body), 401, "Unauthorized")
     assert not [r for r in mark.since() if r.values("Sec-WebSocket-Protocol")]
     await probe(world)
+
+
+async def test_a_refused_impersonation_costs_one_review_however_many_groups(
+    world: World,
+) -> None:
+    """One request naming 100 groups must not become 101 SubjectAccessReviews: as
+    kube-apiserver's impersonation filter, the user is checked first and a denial ends it."""
+    groups = [f"Impersonate-Group: g-{os.urandom(6).hex()}" for _ in range(100)]
+    mark = world.mark()
+    await check(world, CANNOT_USERS, raw_request(world, ("Impersonate-User: admin", *groups)))
+    reviews = [p for p in mark.paths() if p.endswith("/subjectaccessreviews")]
+    assert len(reviews) <= 1
