@@ -4,8 +4,9 @@ The caller authenticated as A and asks to act as B. As kube-apiserver does, each
 (or ServiceAccount), group, extra value and uid is checked with an access review of verb
 `impersonate`: the user first (a denial ends it, as in kube-apiserver), then all the others
 concurrently (users with hundreds of groups are common and sequential reviews time out:
-capsule-proxy #1028); `CachedAccessReview` remembers answers briefly. Any denial is 403 with the real server's message; groups, extra or uid without a user
-are refused as the real server refuses them (500 InternalError).
+capsule-proxy #1028); `CachedAccessReview` remembers answers briefly. Any denial is 403
+with the real server's message; groups, extra or uid without a user are refused as the real
+server refuses them (500 InternalError).
 """
 
 from __future__ import annotations
