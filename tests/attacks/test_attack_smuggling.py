@@ -248,3 +248,27 @@ async def test_smuggled_requests_never_reach_the_api_server_as_anyone_else(
         assert not [p for p in mark.paths() if "team-b-dev/secrets" in p]
     mark.assert_upstream_clean()
     await probe(world)
+
+
+@pytest.mark.parametrize("upgrade", ["h2c", "TLS/1.2", "HTTP/2.0"])
+@pytest.mark.parametrize(
+    "target",
+    ["/api/v1/namespaces", "/api/v1/namespaces/team-a-dev/configmaps", "/version"],
+    ids=["filtered", "passed through", "non-resource"],
+)
+async def test_an_upgrade_nobody_grants_is_an_ordinary_answer(
+    world: World, upgrade: str, target: str
+) -> None:
+    """h2c smuggling (an HTTP/2 cleartext upgrade to reach the API server behind the proxy's
+    own connection): neither the proxy nor the API server switches; the answer is alice's."""
+    data = (
+        f"GET {target} HTTP/1.1\r\nHost: {host_header(world)}\r\nAccept: application/json\r\n"
+        f"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\n"
+        "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    ).encode()
+    mark = world.mark()
+    answers = await send_raw(world, data, count=1)
+    assert [a.status for a in answers] == [200], answers
+    assert_nothing_foreign(answers[0].body)
+    mark.assert_upstream_clean()
+    await probe(world)

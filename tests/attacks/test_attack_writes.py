@@ -8,12 +8,22 @@ exec or port-forward are refused before any 101 (CVE-2018-1002105).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import orjson
 import pytest
-from attack_support import World, assert_nothing_foreign, exchange, host_header, probe, send_raw
-from e2e.core_support import assert_status
+from attack_support import (
+    WAIT,
+    World,
+    assert_nothing_foreign,
+    exchange,
+    host_header,
+    open_tls,
+    probe,
+    send_raw,
+)
+from e2e.core_support import assert_status, read_response
 
 pytestmark = [pytest.mark.e2e]
 
@@ -244,4 +254,50 @@ async def test_an_upgrade_into_a_foreign_pod_is_refused_before_any_101(
     assert 'User "alice" cannot create resource "pods/' in answers[0].json()["message"]
     assert_nothing_foreign(answers[0].body, target)
     mark.assert_upstream_clean()
+    await probe(world)
+
+
+SECRETS = "/api/v1/namespaces/team-b-dev/secrets"
+INNER = f"GET {SECRETS} HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n".encode()
+
+
+async def test_a_request_pipelined_after_a_refused_upgrade_never_reaches_the_api_server(
+    world: World,
+) -> None:
+    """CVE-2018-1002105: the upgrade is refused, and the connection with it; the request
+    written right behind it is never read as one, on either side of the proxy."""
+    target, headers = UPGRADES["spdy exec"]
+    lines = [f"POST {target} HTTP/1.1", f"Host: {host_header(world)}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    mark = world.mark()
+    answers = await send_raw(world, ("\r\n".join(lines) + "\r\n\r\n").encode() + INNER, count=2)
+    assert [a.status for a in answers] == [403]
+    assert not [p for p in mark.paths() if p.startswith(SECRETS)]
+    mark.assert_upstream_clean()
+    await probe(world)
+
+
+async def test_bytes_after_a_granted_upgrade_never_become_a_request_upstream(
+    world: World,
+) -> None:
+    """Once the API server switched protocols, the proxy splices bytes both ways and reads
+    none of them: an HTTP request written into the tunnel is the stream's payload (the
+    emulator's SPDY stream echoes it), never a request on the proxy's own upstream connection."""
+    head = (
+        f"POST /api/v1/namespaces/team-a-dev/pods/p/portforward HTTP/1.1\r\n"
+        f"Host: {host_header(world)}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+        "X-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n"
+    ).encode()
+    reader, writer = await open_tls(world)
+    try:
+        writer.write(head)
+        switched = await asyncio.wait_for(read_response(reader), WAIT)
+        assert switched.status == 101, switched
+        mark = world.mark()
+        writer.write(INNER)
+        echoed = await asyncio.wait_for(reader.readexactly(len(INNER)), WAIT)
+    finally:
+        writer.close()
+    assert echoed == INNER
+    assert not [p for p in mark.paths() if p.startswith(SECRETS)]
     await probe(world)
