@@ -12,6 +12,7 @@ a name that does not exist.
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -420,4 +421,36 @@ async def test_a_head_request_of_a_foreign_object_is_404(world: World) -> None:
     absent = await exchange(world, "HEAD", "/api/v1/namespaces/team-b-zzz", [("Accept", JSON)])
     assert (answer.status, answer.body) == (404, b"")
     assert answer.header("Content-Length") == absent.header("Content-Length")
+    await probe(world)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["watch=1", "watch=1&fieldSelector=metadata.name%3Dteam-b-dev", "watch=1&resourceVersion=0"],
+    ids=["all", "pinned foreign name", "from rv 0"],
+)
+async def test_a_websocket_watch_carries_nothing_foreign(world: World, query: str) -> None:
+    """As a dashboard (Headlamp) watches: one text message per event, hers only."""
+    mark = world.mark()
+    url = f"{world.tenant_url}/api/v1/namespaces?{query}&timeoutSeconds=1"
+    messages: list[str] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(
+            url,
+            ssl=world.tls(),
+            protocols=("base64.binary.k8s.io",),
+            headers={"Origin": "https://dashboard.example"},
+        ) as ws,
+    ):
+        async for message in ws:
+            messages.append(str(message.data))
+    assert_nothing_foreign("".join(messages), query)
+    added = set()
+    for text in messages:
+        event = orjson.loads(base64.b64decode(text) if not text.startswith("{") else text)
+        if event["type"] == "ADDED":
+            added.add(event["object"]["metadata"]["name"])
+    assert added == (set() if "fieldSelector" in query else ALICE_NAMESPACES)
+    mark.assert_upstream_clean()
     await probe(world)
