@@ -200,6 +200,38 @@ CASES = [
     ),
     Case("nodes with a trailing slash", f"{NODES}/", 200),
     Case("a foreign name with a trailing slash", f"{NS}/team-b-dev/", 404, "NotFound"),
+    # Spellings of a filtered resource that are not it: the cluster's to answer, as alice.
+    Case("resource in capitals", "/api/v1/Namespaces", 403, "Forbidden"),
+    Case("group with a trailing dot", "/apis/storage.k8s.io./v1/storageclasses", 403, "Forbidden"),
+    Case("group in capitals", "/apis/STORAGE.K8S.IO/v1/storageclasses", 403, "Forbidden"),
+    Case("version in capitals", "/api/V1/nodes", 404, "NotFound"),
+    Case("a version not served", "/apis/storage.k8s.io/v1beta1/storageclasses", 404, "NotFound"),
+    # Other ways to a foreign node: its metrics, its Lease, its pods, its kubelet.
+    Case(
+        "metrics of a foreign node", "/apis/metrics.k8s.io/v1beta1/nodes/node-b1", 404, "NotFound"
+    ),
+    Case("metrics of every node", "/apis/metrics.k8s.io/v1beta1/nodes", 200),
+    Case(
+        "Lease of a foreign node",
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-b1",
+        403,
+        "Forbidden",
+    ),
+    Case(
+        "every node Lease",
+        "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+        403,
+        "Forbidden",
+    ),
+    Case("pods on a foreign node", "/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-b1", 200),
+    Case("events of every namespace", "/api/v1/events", 200),
+    Case("Tenants", "/apis/tenancy.tenant-proxy.io/v1alpha1/tenants", 403, "Forbidden"),
+    Case(
+        "cluster role bindings",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        403,
+        "Forbidden",
+    ),
     Case("whole list from the watch cache", "/api/v1/persistentvolumes?resourceVersion=0", 200),
     Case("pages of one", "/api/v1/persistentvolumes?limit=1", 200),
     Case("negative limit", "/api/v1/nodes?limit=-1", 200),
