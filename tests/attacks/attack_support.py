@@ -90,7 +90,7 @@ FOREIGN_TO_ALICE = (
 ALICE_NAMESPACES = {"team-a-dev", "team-a-prod"}
 # Generous: CPython rarely hands memory back to the OS at once; a leak per request would be
 # far above this after the repeated attacks the exhaustion cases make.
-RSS_BOUND = 48 * 1024 * 1024
+RSS_BOUND = 32 * 1024 * 1024
 
 
 # --- the API server side -------------------------------------------------------------------------
