@@ -35,8 +35,9 @@ from tenant_proxy.filtering.pages import (
     upstream_continue,
 )
 from tenant_proxy.filtering.selectors import SelectorError
-from tenant_proxy.filtering.shape import Shape, shape_for, single_object, watch_shape
+from tenant_proxy.filtering.shape import Shape, shape_for, watch_shape
 from tenant_proxy.identity import Identity
+from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
@@ -45,6 +46,7 @@ from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_from_cache import CachedWatches
+from tenant_proxy.watchcache.rows import RowBook
 
 log = logging.getLogger("tenant_proxy.filtered")
 
@@ -71,6 +73,8 @@ class FilteredReads:
         watch_buffer_events: int = 1000,
         bookmark_seconds: float = 30.0,
         slow_client_seconds: float = 10.0,
+        lists_from_cache: bool = True,
+        list_freshness_seconds: float = 0.25,
         streams: OpenStreams | None = None,
         list_reads: int = 8,
         list_page: int = 5000,
@@ -85,15 +89,26 @@ class FilteredReads:
         self._list_page = list_page
         self._body_timeout = body_timeout
         self._tokens = tokens if tokens is not None else continuation.ContinueTokens(os.urandom(32))
-        self._shared_generation = -1
-        self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
         self._sync_timeout = sync_timeout
         self.max_event_bytes = max_event_bytes
         self._max_list = max_list_bytes
         self.watch_buffer_events = watch_buffer_events
+        rows = RowBook(upstream)
+        self._cached_lists = (
+            CachedLists(
+                index.caches,
+                index,
+                upstream,
+                self._tokens,
+                rows,
+                fresh_wait=list_freshness_seconds,
+            )
+            if lists_from_cache
+            else None
+        )
         self._watches = CachedWatches(
             index.caches,
-            upstream,
+            rows,
             metrics,
             self.streams,
             bookmark_seconds=bookmark_seconds,
@@ -114,36 +129,19 @@ class FilteredReads:
             raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
         if info.verb == "watch":
             return await self._watch(request, info, gr, identity)
+        if info.verb == "list" and self._cached_lists is not None:
+            # The cache holds whole objects: any form can be made of them.
+            whole = shape_for(request.headers.get("Accept"), info, full_object=True)
+            cached = await self._cached_lists.serve(request, info, gr, whole, identity)
+            if cached is not None:
+                return cached
+            # Tenancy may have moved on while the cache was waited for: read with today's.
+            view = self.index.view_for(identity) or view
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
         keep = view.judge(gr)
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         return await self._list(request, info, gr, shape, view, keep, identity)
-
-    async def read_shared(
-        self, path: str, query: str, accept: str, generation: int
-    ) -> dict[str, Any] | None:
-        """One object read as the proxy, shared by every watch that needs it after the same
-        tenancy change (a namespace joining a tenant must not cost one read per open watch)."""
-        if generation != self._shared_generation:
-            self._shared_generation, self._shared = generation, {}
-        key = (path, query, accept)
-        if key not in self._shared:
-            self._shared[key] = asyncio.ensure_future(self._read_one(path, query, accept))
-        shared = self._shared[key]
-        try:
-            return await asyncio.shield(shared)
-        except Exception:
-            if self._shared.get(key) is shared:
-                del self._shared[key]  # a failure is never shared with later readers
-            raise
-
-    async def _read_one(self, path: str, query: str, accept: str) -> dict[str, Any] | None:
-        resp = await self.upstream.send("GET", self.upstream.url(path, query), [("Accept", accept)])
-        async with resp:
-            if resp.status != 200:
-                return None
-            return single_object(orjson.loads(await resp.read()))
 
     # -- requests as the proxy ----------------------------------------------------------------
     def _headers(self, request: web.Request, shape: Shape) -> list[tuple[str, str]]:
@@ -210,14 +208,14 @@ class FilteredReads:
             )
             if dropped or not orjson.loads(filtered).get("rows"):
                 raise _not_found(gr, info.name)
-            return passthrough.json_response(filtered), 0
+            return _answer(filtered, shape), 0
         if not keep(doc):
             # Exactly the API server's answer for a missing object: existence never leaks.
             raise _not_found(gr, info.name)
         if shape.partial and doc.get("kind") != "PartialObjectMetadata":
             doc = partial_metadata(doc)
             body = orjson.dumps(doc)
-        return passthrough.json_response(body), 0
+        return _answer(body, shape), 0
 
     # -- list ---------------------------------------------------------------------------------
     async def _list(
@@ -242,7 +240,7 @@ class FilteredReads:
         else:
             selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
             query = self._query(info, shape, selector)
-            if selector is not None and not shape.partial and not shape.strip_objects:
+            if selector is not None and not (shape.partial or shape.strip_objects or shape.yaml):
                 # The API server applies the rule itself: its answer is already the tenant's,
                 # and so are the objects its continue tokens name.
                 url = self.upstream.url(info.path, query)
@@ -266,9 +264,9 @@ class FilteredReads:
         At most two upstream pages are held at a time (the one judged and the one read ahead,
         asked for before the current one is judged) plus the tenant's share (bounded by
         `limits.max_filtered_list_bytes`), and the client's `limit` is honoured
-        with the proxy's own continue tokens (`filtering.continuation`). An upstream answer
-        that comes whole (no continue: a list served from the watch cache ignores `limit`)
-        is answered whole, as the API server itself does.
+        with the proxy's own continue tokens (`filtering.continuation`), also when the
+        upstream answer came whole (a list the API server served from its watch cache): a
+        client asking `limit=1` must never get everything at once.
         """
         base = classify_query(query)
         # A token continues this caller's list with these selectors and shape, nothing else.
@@ -316,8 +314,6 @@ class FilteredReads:
                 return await passthrough.relay(request, resp), 0
             body = await self._read_body(resp, on_head)
         following = upstream_continue(body)
-        if position is None and following is None:
-            want = None  # the API server answered whole: so does the proxy
         fetched_with = position.upstream if position is not None else ""
         skip = position.skip if position is not None else 0
         first: Page | None = None
@@ -371,7 +367,7 @@ class FilteredReads:
                 _cancel(task)
         token = self._tokens.issue(resume, bound_to) if resume is not None else None
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
-        return passthrough.json_response(answer), withheld
+        return _answer(answer, shape), withheld
 
     async def _split(self, body: bytes, keep: Judge) -> Page:
         """The page split, a slice at a time: between slices the event loop reads the page
@@ -419,7 +415,25 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         # Served from the watch cache, which holds whole objects: any form can be made of them.
         shape = watch_shape(request.headers.get("Accept"), info)
+        if self.index.caches.get(gr) is None and gr not in self.index.indexed():
+            # Filtered but never informed on (metrics-server's NodeMetrics cannot be watched):
+            # the API server's refusal is the answer; a stream the proxy cannot judge is not.
+            return await self._unwatchable(request, info, shape), 0
         return await self._watches.serve(request, info, gr, shape, identity), 0
+
+    async def _unwatchable(
+        self, request: web.Request, info: RequestInfo, shape: Shape
+    ) -> web.StreamResponse:
+        url = self.upstream.url(info.path, info.query.raw)
+        resp = await self.upstream.send("GET", url, self._headers(request, shape))
+        async with resp:
+            if resp.status != 200:
+                return await passthrough.relay(request, resp)
+        raise status.method_not_allowed()
+
+
+def _answer(body: bytes, shape: Shape) -> web.Response:
+    return passthrough.json_response(body, as_yaml=shape.yaml)
 
 
 def _split_some(splitting: Splitting) -> bool:

@@ -39,12 +39,11 @@ from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.model import GroupResource, field_value
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
-from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_sinks import EventSink, check_handshake, open_sink, wants_websocket
 from tenant_proxy.watchcache.ages import age_columns, with_ages
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.replay import ADDED, Out, Side, events_for, initial, stamped
-from tenant_proxy.watchcache.rows import Rows
+from tenant_proxy.watchcache.rows import RowBook, Rows
 from tenant_proxy.watchcache.timeline import Change, TooOld
 
 log = logging.getLogger("tenant_proxy.watch")
@@ -119,7 +118,7 @@ class CachedWatches:
     def __init__(
         self,
         caches: WatchCaches,
-        upstream: Upstream,
+        rows: RowBook,
         metrics: Metrics,
         streams: OpenStreams,
         *,
@@ -127,10 +126,9 @@ class CachedWatches:
         buffer_events: int = 1000,
         slow_seconds: float = 10.0,
     ) -> None:
-        self._caches, self._upstream, self._metrics = caches, upstream, metrics
+        self._caches, self._rows, self._metrics = caches, rows, metrics
         self._streams, self._bookmark_seconds = streams, bookmark_seconds
         self._buffer_events, self._slow_seconds = buffer_events, slow_seconds
-        self._rows: dict[tuple[GroupResource, str], Rows] = {}
 
     async def serve(
         self,
@@ -148,7 +146,7 @@ class CachedWatches:
         asked = read_watch_request(info)
         if wants_websocket(request):
             check_handshake(request)
-        rows = self._rows_for(cache) if shape.table else None
+        rows = self._rows.rows_for(cache.gr, cache.path) if shape.table else None
         watch = _Watch(
             cache,
             asked,
@@ -173,12 +171,6 @@ class CachedWatches:
             gauge.dec()
         await sink.close()
         return sink.response
-
-    def _rows_for(self, cache: ResourceCache) -> Rows:
-        key = (cache.gr, cache.path)
-        if key not in self._rows:
-            self._rows[key] = Rows(self._upstream, cache.path)
-        return self._rows[key]
 
 
 async def _until_first(*work: Any) -> None:

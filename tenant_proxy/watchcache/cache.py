@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,8 +39,10 @@ class ResourceCache:
         *,
         max_entries: int,
         max_bytes: int,
+        on_progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.gr, self.path = gr, path
+        self._on_progress = on_progress
         self.timeline: Timeline[TenancySnapshot] | None = None
         self.synced = asyncio.Event()
         self.kind, self.api_version = "", ""
@@ -95,6 +98,12 @@ class ResourceCache:
         if self.timeline is not None:
             self._flush()
             self.timeline.progress(rv)
+            self._on_progress()
+
+    def settle(self) -> None:
+        """Record a tenancy change still pending, so a read judges what a watch will."""
+        if self._flush():
+            self._wake()
 
     # -- told by the index --------------------------------------------------------------------
     def tenancy_moved(self) -> None:
@@ -127,6 +136,7 @@ class ResourceCache:
     def _wake(self) -> None:
         woken, self._moved = self._moved, asyncio.Event()
         woken.set()
+        self._on_progress()
 
 
 class WatchCaches:
@@ -137,6 +147,9 @@ class WatchCaches:
         self._tenancy: Tenancy | None = None
         self._cause_version: CauseVersion = lambda: None
         self._max_entries, self._max_bytes = max_entries, max_bytes
+        self._progress = asyncio.Event()
+        # Positions in these timelines mean something only to this process.
+        self.instance = secrets.token_hex(8)
 
     def bind(self, tenancy: Tenancy, cause_version: CauseVersion) -> None:
         """Where tenancy comes from (the index, which is built after the caches)."""
@@ -155,6 +168,7 @@ class WatchCaches:
                 self._cause_version,
                 max_entries=self._max_entries,
                 max_bytes=self._max_bytes,
+                on_progress=self._note_progress,
             )
         return cache
 
@@ -169,6 +183,27 @@ class WatchCaches:
     def tenancy_moved(self) -> None:
         for cache in self._caches.values():
             cache.tenancy_moved()
+
+    async def reach(self, gr: GroupResource, rv: int, within: float) -> bool:
+        """Whether `gr`'s cache has heard its upstream stream up to `rv` (an event or a
+        bookmark at `rv` or later) within `within` seconds. Only its own stream counts: another
+        resource's bookmark says nothing of events of this one still on their way."""
+        cache = self._caches.get(gr)
+
+        def reached() -> bool:
+            return cache is not None and cache.timeline is not None and cache.timeline.head.rv >= rv
+
+        try:
+            async with asyncio.timeout(within):
+                while not reached():
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _note_progress(self) -> None:
+        woken, self._progress = self._progress, asyncio.Event()
+        woken.set()
 
     def stats(self) -> dict[str, Any]:
         """Entries and objects held per resource (for metrics and benchmarks)."""

@@ -39,6 +39,14 @@ class Rows:
         self._rows: OrderedDict[str, _Row] = OrderedDict()
         self._reads: dict[str, asyncio.Future[_Row | None]] = {}
 
+    def held(self, obj: Mapping[str, Any]) -> list[Any] | None:
+        """The cells of `obj`'s state (or a newer one) if already read, without waiting."""
+        meta = obj.get("metadata") or {}
+        held = self._rows.get(str(meta.get("name", "")))
+        if held is None or held[0] < _number(meta.get("resourceVersion")):
+            return None
+        return held[1]
+
     async def cells(self, obj: Mapping[str, Any]) -> list[Any]:
         """The cells of `obj`'s row: of its state or a newer one (the object changed since;
         its own event follows), else the last printed, else its name alone."""
@@ -54,10 +62,20 @@ class Rows:
         self._rows.move_to_end(name)
         return held[1]
 
-    async def ensure_columns(self, obj: Mapping[str, Any]) -> list[Any] | None:
-        if self.columns is None:
-            await self.cells(obj)
-        return self.columns
+    async def columns_only(self) -> None:
+        """Learn the columns without any object to print (an empty answer has them too)."""
+        query = "limit=1&includeObject=None"
+        try:
+            resp = await self._upstream.send(
+                "GET", self._upstream.url(self._collection, query), [("Accept", TABLE_ACCEPT)]
+            )
+            async with resp:
+                table = orjson.loads(await resp.read()) if resp.status == 200 else None
+        except (UpstreamError, aiohttp.ClientError, ValueError) as exc:
+            log.warning("reading the columns of %s failed: %s", self._collection, exc)
+            return
+        if isinstance(table, dict) and isinstance(table.get("columnDefinitions"), list):
+            self.columns = table["columnDefinitions"]
 
     async def _read_shared(self, name: str) -> _Row | None:
         shared = self._reads.get(name)
@@ -93,6 +111,20 @@ class Rows:
         while len(self._rows) > self._max:
             self._rows.popitem(last=False)
         return row
+
+
+class RowBook:
+    """The rows of every filtered resource, shared by watches and lists."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self._upstream = upstream
+        self._rows: dict[tuple[object, str], Rows] = {}
+
+    def rows_for(self, gr: object, collection: str) -> Rows:
+        key = (gr, collection)
+        if key not in self._rows:
+            self._rows[key] = Rows(self._upstream, collection)
+        return self._rows[key]
 
 
 def _number(value: object) -> int:
