@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -159,6 +159,7 @@ class Flow:
     code: int
     retry_after: int | None
     reason: str
+    remaining: int = 1  # how many API server requests the fault meets
 
 
 FLOWS = [
@@ -169,12 +170,12 @@ FLOWS = [
     Flow("500, passed through", "/api/v1/namespaces/team-a-dev/configmaps",
          "/api/v1/namespaces/team-a-dev/configmaps", 500, None, "InternalError"),
     Flow("429 on a rewritten list", "/api/v1/persistentvolumes",
-         "/api/v1/persistentvolumes?limit=2", 429, 5, "TooManyRequests"),
-    Flow("500 on a rewritten list", "/api/v1/persistentvolumes",
-         "/api/v1/persistentvolumes?limit=2", 500, None, "InternalError"),
+         "/api/v1/persistentvolumes?limit=1", 429, 5, "TooManyRequests"),
+    Flow("500 on a rewritten list (its probe, then its read)", "/api/v1/persistentvolumes",
+         "/api/v1/persistentvolumes?limit=", 500, None, "InternalError", remaining=2),
     Flow("429 on a filtered get", "/api/v1/namespaces/team-a-dev",
          "/api/v1/namespaces/team-a-dev", 429, 4, "TooManyRequests"),
-    Flow("503 on a pushed-down list", "/api/v1/nodes", "/api/v1/nodes?labelSelector", 503, 2,
+    Flow("503 on a pushed-down list", "/api/v1/nodes", "/api/v1/nodes?limit=1", 503, 2,
          "ServiceUnavailable"),
 ]  # fmt: skip
 
@@ -184,7 +185,8 @@ async def test_the_api_servers_flow_control_and_errors_reach_the_client_as_they_
     world: World, flow: Flow
 ) -> None:
     mark = world.mark()
-    async with world.fault(PathFault(flow.fault, flow.code, 1, flow.retry_after)) as fault:
+    fault = PathFault(flow.fault, flow.code, flow.remaining, flow.retry_after)
+    async with world.fault(fault):
         answer = await exchange(world, "GET", flow.target, JSON)
         assert fault.remaining == 0, "the fault was meant for this request"
     assert answer.status == flow.code, answer.body
@@ -196,25 +198,38 @@ async def test_the_api_servers_flow_control_and_errors_reach_the_client_as_they_
     await probe(world)
 
 
-@pytest.mark.parametrize(
-    ("target", "fault"),
-    [
-        ("/api/v1/persistentvolumes", "/api/v1/persistentvolumes?limit=2"),
-        ("/apis/storage.k8s.io/v1/storageclasses", "/apis/storage.k8s.io/v1/storageclasses?"),
-    ],
-    ids=["first page", "rewritten class list"],
-)
-async def test_a_rewritten_list_that_breaks_off_is_502_never_half_a_list(
-    world: World, target: str, fault: str
-) -> None:
+# Filtered lists are served from the proxy's watch cache once a `limit=1` list (the freshness
+# probe, list_from_cache.py) says how far the API server is; when that probe fails otherwise
+# than with flow control, the list is read upstream, page by page, as before the cache.
+PROBE_FAILS = PathFault("/api/v1/persistentvolumes?limit=1", 500, remaining=1)
+
+
+async def test_a_rewritten_list_that_breaks_off_is_502_never_half_a_list(world: World) -> None:
     mark = world.mark()
-    async with world.fault(PathFault(fault, cut=True)):
-        answer = await exchange(world, "GET", target, JSON)
+    cut = PathFault("/api/v1/persistentvolumes?limit=2", cut=True)
+    async with world.fault(replace(PROBE_FAILS)), world.fault(cut):
+        answer = await exchange(world, "GET", "/api/v1/persistentvolumes", JSON)
+        assert cut.remaining == 0, "the fault was meant for this request"
     assert answer.status == 502, answer.body
     # metav1 has no BadGateway reason (status.py): InternalError, as client-go reads a 5xx.
     assert_status(answer.json(), 502, "InternalError")
     assert_nothing_foreign(answer.body)
     mark.assert_upstream_clean()
+    await probe(world)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="list_from_cache.py _current_version reads the freshness probe's body outside any "
+    "handler of aiohttp.ClientPayloadError: a probe answer that breaks off escapes the "
+    "pipeline (proxy.py catches ApiError and UpstreamError only) and the client gets "
+    "aiohttp's plain-text 500, not a Status",
+)
+async def test_a_freshness_probe_that_breaks_off_is_a_status(world: World) -> None:
+    async with world.fault(PathFault("/api/v1/persistentvolumes?limit=1", cut=True)):
+        answer = await exchange(world, "GET", "/api/v1/persistentvolumes", JSON)
+    assert answer.status in (502, 503), answer.body
+    assert answer.json()["kind"] == "Status"
     await probe(world)
 
 

@@ -31,9 +31,9 @@ MERGE = "application/merge-patch+json"
 JSON = "application/json"
 CLAIM = b'{"metadata":{"labels":{"tenant-proxy.io/tenant":"team-a"}}}'
 NAMESPACE_B = b'{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team-b-dev"}}'
-NEW_NAMESPACE = (
-    b'{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team-a-new",'
-    b'"labels":{"tenant-proxy.io/tenant":"team-a"}}}'
+FOREIGN_NAMESPACE = (
+    b'{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"team-b-new",'
+    b'"labels":{"tenant-proxy.io/tenant":"team-b"}}}'
 )
 TENANT = (
     b'{"apiVersion":"tenancy.tenant-proxy.io/v1alpha1","kind":"Tenant",'
@@ -64,14 +64,39 @@ class Case:
     code: int = 403
     reason: str = "Forbidden"
     fragment: str = 'User "alice" cannot'
+    forwarded: bool = True  # False: namespace self-service, answered by the proxy itself
 
 
 CASES = [
     Case("label a foreign namespace hers", "PATCH", "/api/v1/namespaces/team-b-dev", CLAIM, MERGE),
     Case("replace a foreign namespace", "PUT", "/api/v1/namespaces/team-b-dev", NAMESPACE_B),
-    Case("delete a foreign namespace", "DELETE", "/api/v1/namespaces/team-b-dev"),
+    # Namespace self-service (alice owns team-a): a foreign namespace is one that does not exist.
+    Case(
+        "delete a foreign namespace",
+        "DELETE",
+        "/api/v1/namespaces/team-b-dev",
+        code=404,
+        reason="NotFound",
+        fragment='namespaces "team-b-dev" not found',
+        forwarded=False,
+    ),
     Case("relabel her own namespace", "PATCH", "/api/v1/namespaces/team-a-dev", CLAIM, MERGE),
-    Case("create a namespace labelled hers", "POST", "/api/v1/namespaces", NEW_NAMESPACE),
+    Case(
+        "create a namespace labelled for another tenant",
+        "POST",
+        "/api/v1/namespaces",
+        FOREIGN_NAMESPACE,
+        fragment="names no tenant you own",
+        forwarded=False,
+    ),
+    Case(
+        "create a namespace of a reserved name",
+        "POST",
+        "/api/v1/namespaces",
+        b'{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"kube-mine"}}',
+        fragment="reserved",
+        forwarded=False,
+    ),
     Case("delete every namespace", "DELETE", "/api/v1/namespaces"),
     Case(
         "finalize a foreign namespace", "PUT", "/api/v1/namespaces/team-b-dev/finalize", NAMESPACE_B
@@ -148,8 +173,8 @@ async def test_writes_go_up_as_alice_and_her_rbac_refuses_them(world: World, cas
     assert_status(body, case.code, case.reason)
     assert case.fragment in body["message"]
     path = case.target.partition("?")[0]
-    sent = [r for r in mark.since() if r.path.partition("?")[0] == path]
-    assert sent, "a write is the API server's to refuse"
+    sent = [r for r in mark.since() if r.path.partition("?")[0] == path and r.method == case.method]
+    assert bool(sent) == case.forwarded
     assert all(r.values("Impersonate-User") == ["alice"] for r in sent)
     assert_nothing_foreign(answer.body, case.target + case.body.decode())
     mark.assert_upstream_clean()
