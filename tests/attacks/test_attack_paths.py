@@ -25,6 +25,7 @@ from attack_support import (
     ALICE,
     ALICE_NAMESPACES,
     BOB,
+    WAIT,
     World,
     assert_nothing_foreign,
     exchange,
@@ -343,6 +344,26 @@ async def test_a_foreign_object_is_exactly_a_missing_one(
 # --- watches, however `watch` is spelled ------------------------------------------------------
 
 
+# A watch's initial events end with a BOOKMARK saying so (KEP-3157, as kube-apiserver's
+# cacher sends it): read up to it, not until a timeout.
+INITIAL = "sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"
+INITIAL_END = b'"k8s.io/initial-events-end":"true"'
+
+
+async def initial_events(world: World, target: str) -> bytes:
+    """A watch's bytes up to the end of its initial events."""
+    lines: list[bytes] = []
+    async with world.session() as alice, alice.get(target, headers={"Accept": JSON}) as resp:
+        assert resp.status == 200, await resp.read()
+        async with asyncio.timeout(WAIT):
+            async for line in resp.content:
+                lines.append(line)
+                if INITIAL_END in line:
+                    break
+    assert INITIAL_END in lines[-1]
+    return b"".join(lines)
+
+
 def events(body: bytes) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in body.splitlines() if line.strip()]
 
@@ -361,18 +382,19 @@ def events(body: bytes) -> list[dict[str, Any]]:
 )
 async def test_every_spelling_of_watch_is_filtered(world: World, query: str) -> None:
     mark = world.mark()
-    target = f"/api/v1/namespaces?{query}&timeoutSeconds=1"
-    answer = await exchange(world, "GET", target, [("Accept", JSON)])
-    assert answer.status == 200
     if query.startswith("watch=0"):
         # Go's url.Values.Get: the first value counts, as for the API server behind.
-        names = {item["metadata"]["name"] for item in orjson.loads(answer.body)["items"]}
+        answer = await exchange(world, "GET", f"/api/v1/namespaces?{query}", [("Accept", JSON)])
+        assert answer.status == 200
+        body = answer.body
+        names = {item["metadata"]["name"] for item in orjson.loads(body)["items"]}
     else:
-        found = events(answer.body)
+        body = await initial_events(world, f"/api/v1/namespaces?{query}&{INITIAL}")
+        found = events(body)
         assert {e["type"] for e in found} <= {"ADDED", "BOOKMARK"}
         names = {e["object"]["metadata"]["name"] for e in found if e["type"] == "ADDED"}
     assert names == ALICE_NAMESPACES
-    assert_nothing_foreign(answer.body)
+    assert_nothing_foreign(body)
     mark.assert_upstream_clean()
     await probe(world)
 
@@ -380,19 +402,18 @@ async def test_every_spelling_of_watch_is_filtered(world: World, query: str) -> 
 @pytest.mark.parametrize(
     "target",
     [
-        "/api/v1/watch/namespaces/team-b-dev?timeoutSeconds=1",
-        "/api/v1/watch/nodes?timeoutSeconds=1",
-        "/api/v1/namespaces?watch=1&fieldSelector=metadata.name%3Dteam-b-dev&timeoutSeconds=1",
-        "/api/v1/persistentvolumes?watch=1&resourceVersion=0&timeoutSeconds=1",
+        f"/api/v1/watch/namespaces/team-b-dev?{INITIAL}",
+        f"/api/v1/watch/nodes?{INITIAL}",
+        f"/api/v1/namespaces?watch=1&fieldSelector=metadata.name%3Dteam-b-dev&{INITIAL}",
+        f"/api/v1/persistentvolumes?watch=1&resourceVersion=0&{INITIAL}",
     ],
     ids=["legacy path, foreign name", "legacy path", "pinned foreign name", "from rv 0"],
 )
 async def test_watches_of_foreign_objects_carry_nothing_foreign(world: World, target: str) -> None:
     mark = world.mark()
-    answer = await exchange(world, "GET", target, [("Accept", JSON)])
-    assert answer.status == 200, answer.body
-    assert all(e["type"] in ("ADDED", "BOOKMARK") for e in events(answer.body))
-    assert_nothing_foreign(answer.body, target)
+    body = await initial_events(world, target)
+    assert all(e["type"] in ("ADDED", "BOOKMARK") for e in events(body))
+    assert_nothing_foreign(body, target)
     mark.assert_upstream_clean()
     await probe(world)
 
@@ -466,6 +487,11 @@ async def test_a_head_request_of_a_foreign_object_is_404(world: World) -> None:
     await probe(world)
 
 
+def decoded(text: str) -> bytes:
+    """A WebSocket watch message: the event's JSON line, base64 under base64.binary.k8s.io."""
+    return text.encode() if text.startswith("{") else base64.b64decode(text)
+
+
 @pytest.mark.parametrize(
     "query",
     ["watch=1", "watch=1&fieldSelector=metadata.name%3Dteam-b-dev", "watch=1&resourceVersion=0"],
@@ -474,7 +500,7 @@ async def test_a_head_request_of_a_foreign_object_is_404(world: World) -> None:
 async def test_a_websocket_watch_carries_nothing_foreign(world: World, query: str) -> None:
     """As a dashboard (Headlamp) watches: one text message per event, hers only."""
     mark = world.mark()
-    url = f"{world.tenant_url}/api/v1/namespaces?{query}&timeoutSeconds=1"
+    url = f"{world.tenant_url}/api/v1/namespaces?{query}&{INITIAL}"
     messages: list[str] = []
     async with (
         aiohttp.ClientSession() as session,
@@ -485,12 +511,15 @@ async def test_a_websocket_watch_carries_nothing_foreign(world: World, query: st
             headers={"Origin": "https://dashboard.example"},
         ) as ws,
     ):
-        async for message in ws:
-            messages.append(str(message.data))
+        async with asyncio.timeout(WAIT):
+            async for message in ws:
+                messages.append(str(message.data))
+                if INITIAL_END in decoded(messages[-1]):
+                    break
     assert_nothing_foreign("".join(messages), query)
     added = set()
     for text in messages:
-        event = orjson.loads(base64.b64decode(text) if not text.startswith("{") else text)
+        event = orjson.loads(decoded(text))
         if event["type"] == "ADDED":
             added.add(event["object"]["metadata"]["name"])
     assert added == (set() if "fieldSelector" in query else ALICE_NAMESPACES)
