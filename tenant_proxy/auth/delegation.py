@@ -2,10 +2,11 @@
 
 The caller authenticated as A and asks to act as B. As kube-apiserver does, each requested user
 (or ServiceAccount), group, extra value and uid is checked with an access review of verb
-`impersonate`; all reviews run concurrently (users with hundreds of groups are common and
-sequential reviews time out: capsule-proxy #1028), and `CachedAccessReview` remembers answers
-briefly. Any denial is 403 with the real server's message; groups, extra or uid without a user
-are refused as the real server refuses them (500 InternalError).
+`impersonate`: the user first (a denial ends it, as in kube-apiserver), then all the others
+concurrently (users with hundreds of groups are common and sequential reviews time out:
+capsule-proxy #1028); `CachedAccessReview` remembers answers briefly. Any denial is 403
+with the real server's message; groups, extra or uid without a user are refused as the real
+server refuses them (500 InternalError).
 """
 
 from __future__ import annotations
@@ -169,10 +170,18 @@ async def _allowed(identity: Identity, attrs: Mapping[str, str], review: AccessR
 async def authorize_impersonation(
     identity: Identity, request: ImpersonationRequest, access_review: AccessReview
 ) -> Identity:
-    """The identity to act as, after every check passed; raises status.ApiError 403 otherwise."""
-    checks = impersonation_checks(request)
-    answers = await asyncio.gather(*(_allowed(identity, c, access_review) for c in checks))
-    for attrs, allowed in zip(checks, answers, strict=True):
+    """The identity to act as, after every check passed; raises status.ApiError 403 otherwise.
+
+    The user (or ServiceAccount) is reviewed first and a denial ends it there, as in
+    kube-apiserver's impersonation filter (it stops at the first denial): a caller who may not
+    impersonate cannot make one request cost a review for each of the ~100 groups it names.
+    The rest are reviewed concurrently.
+    """
+    user, *rest = impersonation_checks(request)
+    if not await _allowed(identity, user, access_review):
+        raise denial(identity, user)
+    answers = await asyncio.gather(*(_allowed(identity, c, access_review) for c in rest))
+    for attrs, allowed in zip(rest, answers, strict=True):
         if not allowed:
             raise denial(identity, attrs)
     return impersonated_identity(identity, request)

@@ -38,6 +38,7 @@ class Authorizer:
         self.inflight = 0
         self.peak = 0
         self.hold_until: int | None = None  # answer only once this many are in flight
+        self.hold_resource = "groups"  # ... of the reviews of this resource
         self.failing = False
         self._changed = asyncio.Condition()
 
@@ -50,7 +51,7 @@ class Authorizer:
             self.inflight += 1
             self.peak = max(self.peak, self.inflight)
             self._changed.notify_all()
-            if self.hold_until is not None:
+            if self.hold_until is not None and attrs["resource"] == self.hold_resource:
                 target = self.hold_until
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.peak >= target), 5)
             self.inflight -= 1
@@ -212,18 +213,31 @@ async def test_service_account_gets_its_groups(authorizer: Fixture) -> None:
     assert identity.groups == ("system:serviceaccounts", "system:serviceaccounts:team-a-dev")
 
 
-async def test_reviews_run_concurrently(authorizer: Fixture) -> None:
+async def test_reviews_run_concurrently_once_the_user_passed(authorizer: Fixture) -> None:
     fake, review = authorizer
     groups = tuple(f"group-{i}" for i in range(30))
     fake.allowed.add(("alice", "users", "bob"))
     fake.allowed |= {("alice", "groups", g) for g in groups}
-    # The fake answers nothing until all 31 reviews are in flight: sequential reviews time out.
-    fake.hold_until = 31
+    # The fake answers no group until all 30 are in flight: sequential reviews time out.
+    fake.hold_until = 30
     identity = await authorize_impersonation(
         ALICE, ImpersonationRequest(user="bob", groups=groups), review
     )
     assert identity.groups == groups
-    assert fake.peak == 31
+    assert (fake.calls, fake.peak) == (31, 30)
+
+
+async def test_a_denied_user_costs_one_review_however_many_groups(authorizer: Fixture) -> None:
+    """As kube-apiserver, which stops at the first denial: one request naming many groups
+    must not become as many SubjectAccessReviews for a caller who may not impersonate."""
+    fake, review = authorizer
+    groups = tuple(f"group-{i}" for i in range(100))
+    fake.allowed |= {("alice", "groups", g) for g in groups}
+    request = ImpersonationRequest(user="admin", groups=groups, uid="1")
+    with pytest.raises(status.ApiError) as err:
+        await authorize_impersonation(ALICE, request, review)
+    assert (err.value.code, err.value.details["kind"]) == (403, "users")
+    assert fake.calls == 1
 
 
 async def test_failed_review_denies(authorizer: Fixture) -> None:
