@@ -49,14 +49,6 @@ NODES = "/api/v1/nodes"
 NAME_KEY = "kubernetes.io%2Fmetadata.name"
 
 
-CACHED_VERSION = pytest.mark.xfail(
-    strict=True,
-    reason="lists served from the watch cache answer any version spelling of a filtered "
-    "resource with the cached version's objects (list_from_cache.py probes the cached path, "
-    "not the one asked); kube-apiserver answers 404 for a version it does not serve",
-)
-
-
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -214,14 +206,11 @@ CASES = [
     Case("resource in capitals", "/api/v1/Namespaces", 403, "Forbidden"),
     Case("group with a trailing dot", "/apis/storage.k8s.io./v1/storageclasses", 403, "Forbidden"),
     Case("group in capitals", "/apis/STORAGE.K8S.IO/v1/storageclasses", 403, "Forbidden"),
-    pytest.param(
-        Case("version in capitals", "/api/V1/nodes", 404, "NotFound"), marks=CACHED_VERSION
-    ),
+    pytest.param(Case("version in capitals", "/api/V1/nodes", 404, "NotFound")),
     pytest.param(
         Case(
             "a version not served", "/apis/storage.k8s.io/v1beta1/storageclasses", 404, "NotFound"
         ),
-        marks=CACHED_VERSION,
     ),
     # Other ways to a foreign node: its metrics, its Lease, its pods, its kubelet.
     Case(
