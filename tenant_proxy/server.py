@@ -10,13 +10,14 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import web, web_urldispatcher
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from tenant_proxy import status
 from tenant_proxy.across_namespaces import AcrossNamespaces
 from tenant_proxy.authentication import Authentication
 from tenant_proxy.config import (
@@ -65,6 +66,25 @@ class _Listener:
         host, port = self.runner.addresses[0][:2]
         host = f"[{host}]" if ":" in host else host
         return f"{self.scheme}://{host}:{port}"
+
+
+def _expect_within(limit: int) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
+    """`Expect: 100-continue` answered as Go's server does in effect: a body declared over the
+    limit gets its 413 at once, never a `100 Continue` inviting it (aiohttp's default sends
+    100 before the handler sees the length)."""
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.content_length is not None and request.content_length > limit:
+            err = status.too_large(limit)
+            response = web.Response(
+                status=err.code, body=status.encode(err), content_type="application/json"
+            )
+            response.force_close()
+            return response
+        await web_urldispatcher._default_expect_handler(request)
+        return None
+
+    return expect
 
 
 class ProxyServer:
@@ -247,7 +267,12 @@ class ProxyServer:
                 "keepalive_timeout": limits.idle_timeout_seconds + limits.header_timeout_seconds,
             },
         )
-        app.router.add_route("*", "/{tail:.*}", pipeline.handle)
+        app.router.add_route(
+            "*",
+            "/{tail:.*}",
+            pipeline.handle,
+            expect_handler=_expect_within(self.settings.limits.max_body_bytes),
+        )
         return app
 
     def _health_app(self) -> web.Application:

@@ -208,13 +208,6 @@ async def test_exhaustion_is_refused_and_memory_comes_back(world: World, attack:
     await assert_rss_returns(world, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiohttp's default expect handler sends 100 Continue before the proxy's handler "
-    "sees Content-Length, inviting a body it then refuses; Go's net/http (kube-apiserver) "
-    "sends 100 only when the handler reads the body. A route expect_handler in server.py "
-    "that refuses a declared over-limit body would answer 413 at once.",
-)
 async def test_expect_100_continue_with_a_body_over_the_limit_is_413_without_100(
     world: World,
 ) -> None:
