@@ -282,7 +282,15 @@ def main() -> None:
     with common.workspace() as (workdir, stack):
         emulator = common.started(stack, common.start_emulator(workdir, world))
         proxy = common.started(
-            stack, common.start_proxy(workdir, emulator, common.tenant_configs(sizes.tenants))
+            stack,
+            common.start_proxy(
+                workdir,
+                emulator,
+                common.tenant_configs(sizes.tenants),
+                # Every watcher comes from 127.0.0.1: the per-address cap (1,024 by default,
+                # meant for clients on the network) and the listener's (8,192) would refuse them.
+                limits={"max_connections": 4 * sizes.watchers, "max_connections_per_address": 0},
+            ),
         )
         proxy.wait_synced(60)
         fig = common.run(measure(emulator, proxy, sizes))

@@ -133,10 +133,10 @@ class LimitSettings(_Strict):
     )
     max_header_count: int = Field(128, gt=0, description="Header fields in one request.")
     max_connections: int = Field(
-        8192,
+        16384,
         gt=0,
         description="Open connections per listener (handshakes included); beyond, new ones are "
-        "closed at accept.",
+        "closed at accept. Each watch holds one: 10,000 watches per worker fit.",
     )
     max_connections_per_address: int = Field(
         1024,
