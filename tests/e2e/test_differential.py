@@ -335,7 +335,7 @@ def resume_through_change(env: Environment, before: World, after: World, req: Re
     watch = env.run(watch_from(env, req, rv, names))
     assert not isinstance(watch, int), f"watch refused: {watch}"
     try:
-        env.run(watch.settle(initial, within=5.0))  # past a bookmark or two: the client's rv
+        env.run(watch.settle(initial, within=WAIT))  # past a bookmark or two: the client's rv
     finally:
         env.run(watch.close())
     env.apply(after)
@@ -348,7 +348,7 @@ def resume_through_change(env: Environment, before: World, after: World, req: Re
         assert target is None, f"resume refused: {resumed}"
         return
     try:
-        env.run(resumed.settle(target, within=5.0))
+        env.run(resumed.settle(target, within=WAIT))
     finally:
         env.run(resumed.close())
 
