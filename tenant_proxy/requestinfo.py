@@ -68,14 +68,6 @@ class Query:
         """The first value of `key`, or None when absent."""
         return _first(self.pairs, key)
 
-    def with_label_selector(self, selector: str) -> str:
-        """A raw query with labelSelector set to `selector` and every other byte kept in order.
-
-        The labelSelector takes the place of the client's one, or comes last when the client
-        sent none; an empty `selector` removes it.
-        """
-        return self.with_params({"labelSelector": selector})
-
     def with_params(self, changes: Mapping[str, str | None]) -> str:
         """A raw query with each parameter in `changes` set (None or "" removes it).
 

@@ -121,10 +121,6 @@ class JWKSCache:
             found = self._matching(kid, kty)
         return found
 
-    async def refresh(self) -> None:
-        """Fetch the keys now (shared with any fetch already under way)."""
-        await self._fetch_once()
-
     async def close(self) -> None:
         """Stop background refreshes and close the session this cache created."""
         for task in (self._background, self._inflight):

@@ -11,21 +11,12 @@ import csv
 import io
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from tenant_proxy.auth.base import Credentials, token_digest
 from tenant_proxy.identity import Identity
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StaticTokenSettings:
-    """A static token file."""
-
-    token_file: str
-    """Path of the CSV file: token,user,uid[,"group1,group2"]."""
 
 
 class TokenFileError(ValueError):
@@ -71,10 +62,6 @@ class StaticTokenAuthenticator:
     @classmethod
     def from_file(cls, path: str | Path) -> StaticTokenAuthenticator:
         return cls(parse_token_file(Path(path).read_text(encoding="utf-8")))
-
-    @classmethod
-    def from_settings(cls, settings: StaticTokenSettings) -> StaticTokenAuthenticator:
-        return cls.from_file(settings.token_file)
 
     async def authenticate(self, creds: Credentials) -> Identity | None:
         if not creds.bearer_token:

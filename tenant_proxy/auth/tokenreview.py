@@ -62,15 +62,6 @@ class ReviewRateLimited(AuthenticationError):
         self.retry_after = retry_after
 
 
-def review_body(token: str) -> dict[str, Any]:
-    """The TokenReview to POST to /apis/authentication.k8s.io/v1/tokenreviews."""
-    return {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenReview",
-        "spec": {"token": token},
-    }
-
-
 def _strings(value: object) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(v for v in value if isinstance(v, str))

@@ -68,9 +68,6 @@ class LogBook:
     def lines(self, namespace: str, pod: str) -> list[str]:
         return list(self._lines.get((namespace, pod), ()))
 
-    def is_closed(self, namespace: str, pod: str) -> bool:
-        return (namespace, pod) in self._closed
-
     async def wait_past(self, namespace: str, pod: str, seen: int) -> bool:
         """Wait until more than `seen` lines exist; False once the log is closed."""
         key = (namespace, pod)

@@ -106,21 +106,6 @@ def _kubectl_env(kubeconfig: Path) -> dict[str, str]:
     return {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(kubeconfig.parent)}
 
 
-def run_kubectl(
-    kubeconfig: Path, *args: str, input: str | None = None, seconds: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run kubectl (blocking: only for an emulator served by another thread or process)."""
-    return subprocess.run(
-        _kubectl_argv(kubeconfig, args),
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=seconds,
-        env=_kubectl_env(kubeconfig),
-        check=False,
-    )
-
-
 async def kubectl_async(
     kubeconfig: Path, *args: str, input: str | None = None, seconds: float = 60
 ) -> subprocess.CompletedProcess[str]:

@@ -95,15 +95,6 @@ def upstream_continue(body: bytes) -> str | None:
 _ENVELOPE_FIELDS = ("kind", "apiVersion", "metadata", "columnDefinitions")
 
 
-def split_page(body: bytes, judge: Keep, fields: frozenset[FieldPath]) -> Page:
-    """The page's envelope and candidate entries; `judge` sees sparse objects holding only
-    `fields` (it must read nothing else)."""
-    splitting = Splitting(body, judge, fields)
-    while not splitting.step(len(body)):
-        pass
-    return splitting.page
-
-
 class Splitting:
     """A page being split a slice of entries at a time, so that a caller serving others can
     let them run in between (a large page takes tens of milliseconds)."""

@@ -78,11 +78,6 @@ def rule_selector(view: TenantView, gr: GroupResource) -> RuleSelector:
     return None
 
 
-def namespace_rule_selector(view: TenantView) -> RuleSelector:
-    """`kubernetes.io/metadata.name in (...)` for the caller's namespaces (or Nothing/None)."""
-    return rule_selector(view, NAMESPACES)
-
-
 def _name_selector(live: list[Criteria]) -> Selector | Nothing | None:
     # A string that is no valid label value cannot name a namespace either (namespace names are
     # DNS labels); leaving it out keeps one bad config entry from turning every list into a 400.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from tenant_proxy import status
 from tenant_proxy.requestinfo import RequestInfo
@@ -83,54 +81,6 @@ def watch_shape(accept_header: str | None, info: RequestInfo) -> Shape:
 _STREAM_TYPES = frozenset({"application/json", "application/*", "*/*"})
 
 
-def list_accept(accept: str) -> str:
-    """The Accept of a list read standing in for a single-object read: a watch's
-    `as=PartialObjectMetadata` becomes `as=PartialObjectMetadataList` (406 otherwise). Pure."""
-    ranges = []
-    for media in media_ranges(accept):
-        params = [p.strip() for p in media.split(";")]
-        ranges.append(
-            ";".join(
-                "as=PartialObjectMetadataList" if p.lower() == "as=partialobjectmetadata" else p
-                for p in params
-            )
-        )
-    return ",".join(ranges)
-
-
 def only_params(raw_query: str, keep: tuple[str, ...]) -> str:
     """The chunks of `raw_query` whose (undecoded) key is one of `keep`. Pure."""
     return "&".join(c for c in raw_query.split("&") if c.split("=", 1)[0] in keep)
-
-
-def single_object(doc: object) -> dict[str, Any] | None:
-    """The one object of a list answer, as a watch event carries it (a one-row Table stays a
-    Table; list items get the kind and apiVersion a watch event has). None for no match. Pure."""
-    if not isinstance(doc, dict):
-        return None
-    if doc.get("kind") == "Table":
-        rows = doc.get("rows") or []
-        return doc if len(rows) == 1 else None
-    items = doc.get("items") or []
-    if len(items) != 1 or not isinstance(items[0], dict):
-        return None
-    kind = str(doc.get("kind", ""))
-    item: dict[str, Any] = dict(items[0])
-    item.setdefault("kind", kind[: -len("List")] if kind.endswith("List") else kind)
-    item.setdefault("apiVersion", doc.get("apiVersion"))
-    return item
-
-
-def objects_of(event: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The objects an event carries: itself, or each Table row's object."""
-    obj = event.get("object")
-    if not isinstance(obj, Mapping):
-        return []
-    if obj.get("kind") != "Table":
-        return [obj]
-    rows = obj.get("rows")
-    if not isinstance(rows, list):
-        return []
-    return [
-        r["object"] for r in rows if isinstance(r, Mapping) and isinstance(r.get("object"), Mapping)
-    ]

@@ -48,8 +48,3 @@ def list_metadata(doc: Mapping[str, Any], dropped: int) -> dict[str, Any]:
     if dropped:
         meta.pop("remainingItemCount", None)
     return meta
-
-
-def column_definitions(table: Mapping[str, Any]) -> list[Any] | None:
-    columns = table.get("columnDefinitions")
-    return columns if isinstance(columns, list) else None

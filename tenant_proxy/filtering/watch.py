@@ -31,8 +31,3 @@ class LineFramer:
     def _check(self, length: int) -> None:
         if length > self._max:
             raise LineTooLong(f"watch line longer than {self._max} bytes")
-
-    def finish(self) -> bytes | None:
-        """The last line when the stream ended without a newline, else None."""
-        rest, self._buffer = bytes(self._buffer), bytearray()
-        return rest if rest.strip() else None

@@ -85,10 +85,6 @@ class GrantTable:
                     del self._namespaces[grant.subject]
         return frozenset(flipped)
 
-    def namespaces_for(self, user: str, groups: Iterable[str]) -> frozenset[str]:
-        """The namespaces granted to a caller: to its user name or to any of its groups."""
-        return granted_namespaces(self._namespaces, user, groups)
-
     def frozen(self) -> dict[Subject, frozenset[str]]:
         """The grants as they stand, unaffected by later changes."""
         return {subject: frozenset(ns) for subject, ns in self._namespaces.items()}

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
@@ -217,11 +216,3 @@ class WatchCaches:
     def _note_progress(self) -> None:
         woken, self._progress = self._progress, asyncio.Event()
         woken.set()
-
-    def stats(self) -> dict[str, Any]:
-        """Entries and objects held per resource (for metrics and benchmarks)."""
-        return {
-            str(gr): (len(c.timeline), len(c.timeline.objects))
-            for gr, c in self._caches.items()
-            if c.timeline is not None
-        }

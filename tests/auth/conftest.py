@@ -13,8 +13,16 @@ from aiohttp import web
 from auth_fakes import TOKENREVIEWS, Counter, Issuer, Serve, Upstream
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tenant_proxy.auth.tokenreview import review_body
 from tenant_proxy.pki import KeyPair, issue_server_cert, new_ca
+
+
+def review_of(token: str) -> dict[str, Any]:
+    """The TokenReview a client POSTs for `token`."""
+    return {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +129,7 @@ async def upstream(
 
         async def review(token: str) -> dict[str, Any]:
             async with session.post(
-                url + TOKENREVIEWS, json=review_body(token), ssl=client_tls
+                url + TOKENREVIEWS, json=review_of(token), ssl=client_tls
             ) as resp:
                 if resp.status != 201:
                     raise RuntimeError(f"TokenReview answered {resp.status}")

@@ -7,7 +7,6 @@ import pytest
 from tenant_proxy.auth.base import Credentials
 from tenant_proxy.auth.static_tokens import (
     StaticTokenAuthenticator,
-    StaticTokenSettings,
     TokenFileError,
     parse_token_file,
 )
@@ -31,7 +30,7 @@ async def _auth(authenticator: StaticTokenAuthenticator, token: str | None) -> I
 def authenticator(tmp_path: Path) -> StaticTokenAuthenticator:
     path = tmp_path / "tokens.csv"
     path.write_text(TOKEN_FILE, encoding="utf-8")
-    return StaticTokenAuthenticator.from_settings(StaticTokenSettings(str(path)))
+    return StaticTokenAuthenticator.from_file(path)
 
 
 async def test_token_file_rows_become_identities(authenticator: StaticTokenAuthenticator) -> None:

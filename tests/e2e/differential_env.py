@@ -62,6 +62,9 @@ from tenant_proxy.tenancy.model import GroupResource
 T = TypeVar("T")
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 FIXTURES = Path(__file__).resolve().parent / "differential-world.yaml"
+# Seconds one expected event or state may take on a loaded 2-core machine: a bound on waiting
+# for a condition, not a claim about speed.
+WAIT = 20.0
 
 
 # --- the resources -----------------------------------------------------------------------------
@@ -614,7 +617,7 @@ async def _initial_events(resp: aiohttp.ClientResponse, initial_events_end: bool
     first bookmark (the emulator sends one once the stream is quiet for bookmark_interval)."""
     answer = Answer(200)
     while True:
-        line = await asyncio.wait_for(resp.content.readline(), 5)
+        line = await asyncio.wait_for(resp.content.readline(), WAIT)
         if not line:
             raise AssertionError(f"the watch ended before its initial events did: {answer}")
         event = orjson.loads(line)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -237,13 +236,15 @@ def running_informers() -> list[asyncio.Task[object]]:
 
 
 async def test_proxy_stop_right_after_start_ends_every_informer(tmp_path: Path) -> None:
+    """Every informer ends by its cancellation: `Informer.stop` gives up on a task that ignores
+    it after a bound and returns with the task still running. The API server stays up until the
+    check, so an abandoned informer is still in its watch then, whatever the machine's load."""
     demo = Demo(tmp_path)
     await demo.start()
-    started = time.monotonic()
+    assert demo.proxy is not None
     try:
-        await asyncio.wait_for(demo.stop(), WAIT)
+        await asyncio.wait_for(demo.proxy.stop(), WAIT)
         assert running_informers() == []
-        assert time.monotonic() - started < 1.5
     finally:
         await demo.emulator.stop()
         for task in running_informers():

@@ -338,7 +338,7 @@ async def test_watch_from_a_list_resource_version_replays_own_new_namespace(worl
     await world.emulator.create(namespace("team-a-later", "team-a"))
     rv = listed["metadata"]["resourceVersion"]
     async with session.get(f"/api/v1/namespaces?watch=1&resourceVersion={rv}") as resp:
-        line = await asyncio.wait_for(resp.content.readline(), 5)
+        line = await asyncio.wait_for(resp.content.readline(), WAIT)
     event = orjson.loads(line)
     assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "team-a-later")
 

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from differential_env import ACCEPT_LIST, ACCEPT_ONE, KINDS, Answer, Environment, Request
+from differential_env import ACCEPT_LIST, ACCEPT_ONE, KINDS, WAIT, Answer, Environment, Request
 from differential_strategies import Transition, requests, transitions, worlds
 from hypothesis import HealthCheck, Phase, assume, currently_in_test_context, event, given, note
 from hypothesis import settings as hypothesis_settings
@@ -225,7 +225,7 @@ class OpenWatch:
 
     async def initial(self) -> None:
         """Read to the initial-events-end bookmark."""
-        while (event := await self.next(5)) is not None:
+        while (event := await self.next(WAIT)) is not None:
             self.feed(event)
             annotations = (event["object"].get("metadata") or {}).get("annotations") or {}
             if event["type"] == "BOOKMARK" and annotations.get("k8s.io/initial-events-end"):
@@ -291,7 +291,7 @@ def watch_through_change(env: Environment, before: World, after: World, req: Req
         target = listed(env.full(after), req.caller, req.resource, req.selector, req.fields)
         if currently_in_test_context():
             note(f"{req}: {sorted(initial or ())} -> {sorted(target or ())}")
-        env.run(watch.settle(target, within=2.0))
+        env.run(watch.settle(target, within=WAIT))
     finally:
         env.run(watch.close())
 
@@ -335,7 +335,7 @@ def resume_through_change(env: Environment, before: World, after: World, req: Re
     watch = env.run(watch_from(env, req, rv, names))
     assert not isinstance(watch, int), f"watch refused: {watch}"
     try:
-        env.run(watch.settle(initial, within=5.0))  # past a bookmark or two: the client's rv
+        env.run(watch.settle(initial, within=WAIT))  # past a bookmark or two: the client's rv
     finally:
         env.run(watch.close())
     env.apply(after)
@@ -348,7 +348,7 @@ def resume_through_change(env: Environment, before: World, after: World, req: Re
         assert target is None, f"resume refused: {resumed}"
         return
     try:
-        env.run(resumed.settle(target, within=5.0))
+        env.run(resumed.settle(target, within=WAIT))
     finally:
         env.run(resumed.close())
 
@@ -426,7 +426,7 @@ def test_every_tenancy_change_reveals_newly_owned_objects_on_open_watch(env: Env
         env.apply(World(namespaces, t1))
         t2 = {**t1, "t2": {"members": {"users": ["u0"]}, "namespaces": ["ns-2"]}}
         env.apply(World(namespaces, t2))
-        env.run(watch.settle(frozenset({"ns-1", "ns-2"}), within=3.0))
+        env.run(watch.settle(frozenset({"ns-1", "ns-2"}), within=WAIT))
     finally:
         env.set_latency(0)
         env.run(watch.close())

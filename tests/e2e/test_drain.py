@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from watching import Watch, session_as
+from watching import WAIT, Watch, session_as
 
 from tenant_proxy.demo import Demo
 
 pytestmark = pytest.mark.e2e
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.005)  # polling a condition, bounded by the timeout
@@ -32,10 +32,10 @@ async def test_drain_ends_watches_cleanly_and_finishes_in_flight_requests(demo: 
         slow = asyncio.ensure_future(session.get("/api/v1/namespaces/team-a-dev/pods"))
         await wait_until(lambda: in_flight._value.get() >= 3)
         stopping = asyncio.ensure_future(proxy.stop())
-        assert await filtered.ended(timeout=5)
-        assert await passthrough.ended(timeout=5)
-        response = await asyncio.wait_for(slow, 5)
+        assert await filtered.ended()
+        assert await passthrough.ended()
+        response = await asyncio.wait_for(slow, WAIT)
         assert response.status == 200
         assert (await response.json())["kind"] == "PodList"
-        await asyncio.wait_for(stopping, 10)
+        await asyncio.wait_for(stopping, WAIT)
     demo.proxy = None  # stopped here; the fixture then stops only the emulator

@@ -15,6 +15,9 @@ from tenant_proxy import pki
 from tenant_proxy.demo import Demo
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+# Seconds any one expected event may take on a loaded 2-core machine: a bound on waiting
+# for a condition, not a claim about speed (timing is measured in benchmarks/).
+WAIT = 20.0
 
 
 def tls_for(demo: Demo, user: str, groups: list[str]) -> ssl.SSLContext:
@@ -41,7 +44,7 @@ class Watch:
         self.response = response
         self.events: list[dict[str, Any]] = []
 
-    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def next(self, timeout: float = WAIT) -> dict[str, Any]:
         line = await asyncio.wait_for(self.response.content.readline(), timeout)
         if not line:
             raise EOFError("the watch ended")
@@ -49,7 +52,7 @@ class Watch:
         self.events.append(event)
         return event
 
-    async def until(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
+    async def until(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
         """The first event matching `predicate`, skipping others (bookmarks, ...)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -61,7 +64,7 @@ class Watch:
     async def initial(self, count: int) -> list[dict[str, Any]]:
         return [await self.next() for _ in range(count)]
 
-    async def ended(self, timeout: float = 5.0) -> bool:
+    async def ended(self, timeout: float = WAIT) -> bool:
         """True once the stream ends; events still arriving are kept in `events`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -14,7 +14,6 @@ from tenant_proxy.filtering.pushdown import (
     Nothing,
     PushDown,
     Rewrite,
-    namespace_rule_selector,
     plan_read,
     pushdown,
     rule_selector,
@@ -101,7 +100,7 @@ def test_a_client_selector_cannot_swallow_the_rule(client: str) -> None:
 
 def test_namespaces_by_name_become_a_metadata_name_selector() -> None:
     v = view(tenant("t", namespaces=frozenset({"ns2"})), owner={"ns1": "t", "other": "u"})
-    assert str(namespace_rule_selector(v)) == "kubernetes.io/metadata.name in (ns1,ns2)"
+    assert str(rule_selector(v, NAMESPACES)) == "kubernetes.io/metadata.name in (ns1,ns2)"
     assert plan_read(v, NAMESPACES, "team=x") == PushDown(
         "kubernetes.io/metadata.name in (ns1,ns2),team=x"
     )
@@ -109,20 +108,20 @@ def test_namespaces_by_name_become_a_metadata_name_selector() -> None:
 
 def test_names_that_cannot_be_namespaces_are_left_out_of_the_selector() -> None:
     v = view(tenant("t", namespaces=frozenset({"Bad/Name", "x" * 64, "ok"})))
-    assert str(namespace_rule_selector(v)) == "kubernetes.io/metadata.name in (ok)"
-    assert namespace_rule_selector(view(tenant("t", namespaces=frozenset({"a b"})))) == Nothing()
+    assert str(rule_selector(v, NAMESPACES)) == "kubernetes.io/metadata.name in (ok)"
+    assert rule_selector(view(tenant("t", namespaces=frozenset({"a b"}))), NAMESPACES) == Nothing()
 
 
 def test_a_tenant_without_namespaces_gets_nothing_not_an_invalid_selector() -> None:
     v = view(tenant("t"))
-    assert namespace_rule_selector(v) == Nothing()
+    assert rule_selector(v, NAMESPACES) == Nothing()
     assert plan_read(v, NAMESPACES, None) == Nothing()
 
 
 def test_a_very_long_name_list_falls_back_to_rewriting() -> None:
     many = {f"namespace-{i:05d}": "t" for i in range(MAX_SELECTOR_BYTES // 10)}
     v = view(tenant("t"), owner=many)
-    assert namespace_rule_selector(v) is None
+    assert rule_selector(v, NAMESPACES) is None
     assert plan_read(v, NAMESPACES, None) == Rewrite()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,7 +23,6 @@ def test_line_framer_yields_the_lines_whatever_the_chunking(
         i += cuts[k % len(cuts)]
         k += 1
     assert out == [line for line in lines if line.strip()]
-    assert framer.finish() is None
 
 
 def test_line_framer_refuses_a_line_over_the_limit_even_without_newline() -> None:
@@ -34,10 +32,3 @@ def test_line_framer_refuses_a_line_over_the_limit_even_without_newline() -> Non
         framer.feed(b"x")
     with pytest.raises(LineTooLong):
         LineFramer(max_line=10).feed(b"short\n" + b"y" * 11 + b"\nz")
-
-
-def test_line_framer_returns_a_final_unterminated_line() -> None:
-    framer = LineFramer(max_line=100)
-    assert framer.feed(orjson.dumps({"type": "ADDED"}) + b'\n{"type"') == [b'{"type":"ADDED"}']
-    assert framer.feed(b': "ERROR"}') == []
-    assert framer.finish() == b'{"type": "ERROR"}'

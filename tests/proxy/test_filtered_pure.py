@@ -6,7 +6,7 @@ import pytest
 
 from tenant_proxy import status
 from tenant_proxy.across_namespaces import merge_lists
-from tenant_proxy.filtering.shape import list_accept, only_params, shape_for, single_object
+from tenant_proxy.filtering.shape import only_params, shape_for
 from tenant_proxy.requestinfo import classify
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -55,26 +55,6 @@ def test_metadata_only_client_of_a_spec_rule_gets_whole_objects_reduced() -> Non
     assert (shape.accept, shape.partial) == ("application/json", True)
 
 
-def test_single_object_of_a_json_list_gets_the_watch_event_kind() -> None:
-    doc = {
-        "kind": "PersistentVolumeList",
-        "apiVersion": "v1",
-        "items": [{"metadata": {"name": "a"}}],
-    }
-    assert single_object(doc) == {
-        "metadata": {"name": "a"},
-        "kind": "PersistentVolume",
-        "apiVersion": "v1",
-    }
-
-
-def test_single_object_is_none_unless_exactly_one_matched() -> None:
-    assert single_object({"kind": "PersistentVolumeList", "items": []}) is None
-    assert single_object({"kind": "Table", "rows": [{}, {}]}) is None
-    table = {"kind": "Table", "rows": [{"cells": ["a"]}]}
-    assert single_object(table) == table
-
-
 def test_only_params_keeps_the_named_chunks_byte_for_byte() -> None:
     raw = "watch=1&labelSelector=a%3Db&resourceVersion=5&fieldSelector=metadata.name%3Dx"
     assert only_params(raw, ("labelSelector", "fieldSelector")) == (
@@ -90,11 +70,3 @@ def test_merged_lists_keep_every_item_and_no_single_resource_version() -> None:
         "metadata": {"resourceVersion": ""},
         "items": [{"n": 1}, {"n": 2}],
     }
-
-
-def test_a_single_object_accept_becomes_its_list_form_for_a_narrowed_list_read() -> None:
-    watch = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io,application/json"
-    assert list_accept(watch) == (
-        "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
-    )
-    assert list_accept(TABLE) == TABLE  # a Table answers lists and single objects alike

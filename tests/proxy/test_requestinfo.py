@@ -328,37 +328,43 @@ def test_encoded_semicolon_is_data() -> None:
     assert parse_query("labelSelector=a%3Bb").label_selector == "a;b"
 
 
-# ---- with_label_selector ----------------------------------------------------------------------
+# ---- with_params: labelSelector ---------------------------------------------------------------
 
 
-def test_with_label_selector_replaces_in_place() -> None:
+def test_setting_label_selector_replaces_in_place() -> None:
     q = parse_query("limit=500&labelSelector=app%3Dweb&watch=1")
-    assert q.with_label_selector("tenant in (a,b)") == (
+    assert q.with_params({"labelSelector": "tenant in (a,b)"}) == (
         "limit=500&labelSelector=tenant%20in%20%28a%2Cb%29&watch=1"
     )
 
 
-def test_with_label_selector_appends_when_the_client_sent_none() -> None:
-    assert parse_query("limit=5").with_label_selector("a=b") == "limit=5&labelSelector=a%3Db"
-    assert parse_query("").with_label_selector("a=b") == "labelSelector=a%3Db"
+def test_setting_label_selector_appends_when_the_client_sent_none() -> None:
+    assert (
+        parse_query("limit=5").with_params({"labelSelector": "a=b"})
+        == "limit=5&labelSelector=a%3Db"
+    )
+    assert parse_query("").with_params({"labelSelector": "a=b"}) == "labelSelector=a%3Db"
 
 
-def test_with_label_selector_finds_an_encoded_key() -> None:
+def test_setting_label_selector_finds_an_encoded_key() -> None:
     q = parse_query("label%53elector=x&a=1")
-    assert q.with_label_selector("y") == "labelSelector=y&a=1"
+    assert q.with_params({"labelSelector": "y"}) == "labelSelector=y&a=1"
 
 
-def test_with_label_selector_keeps_even_empty_chunks_verbatim() -> None:
-    assert parse_query("a=1&&b=%2B&").with_label_selector("x") == "a=1&&b=%2B&&labelSelector=x"
+def test_setting_label_selector_keeps_even_empty_chunks_verbatim() -> None:
+    assert (
+        parse_query("a=1&&b=%2B&").with_params({"labelSelector": "x"})
+        == "a=1&&b=%2B&&labelSelector=x"
+    )
 
 
-def test_with_label_selector_works_on_a_query_built_from_its_raw_text() -> None:
+def test_setting_label_selector_works_on_a_query_built_from_its_raw_text() -> None:
     query = Query(raw="limit=5&labelSelector=a")
-    assert query.with_label_selector("b") == "limit=5&labelSelector=b"
+    assert query.with_params({"labelSelector": "b"}) == "limit=5&labelSelector=b"
 
 
-def test_with_empty_label_selector_removes_it() -> None:
-    assert parse_query("a=1&labelSelector=x&b=2").with_label_selector("") == "a=1&b=2"
+def test_setting_an_empty_label_selector_removes_it() -> None:
+    assert parse_query("a=1&labelSelector=x&b=2").with_params({"labelSelector": ""}) == "a=1&b=2"
 
 
 RAW_CHARS = "abcXYZ019-._~%2B%20+=!*'(),:@/?"
@@ -376,13 +382,13 @@ raw_values = st.lists(
     at=st.integers(0, 8),
     selector=st.text(min_size=1, max_size=30),
 )
-def test_with_label_selector_round_trips_every_other_parameter_byte_for_byte(
+def test_setting_label_selector_round_trips_every_other_parameter_byte_for_byte(
     others: list[tuple[str, str]], client_selector: str | None, at: int, selector: str
 ) -> None:
     chunks = [f"{k}={v}" for k, v in others]
     if client_selector is not None:
         chunks.insert(min(at, len(chunks)), f"labelSelector={client_selector}")
-    rewritten = parse_query("&".join(chunks)).with_label_selector(selector)
+    rewritten = parse_query("&".join(chunks)).with_params({"labelSelector": selector})
     out = rewritten.split("&")
     kept = [c for c in out if not c.startswith("labelSelector=")]
     assert kept == [f"{k}={v}" for k, v in others]
