@@ -15,7 +15,8 @@ import contextlib
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,19 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from tenant_proxy import status
 from tenant_proxy.config import UpstreamSettings
 from tenant_proxy.kubeconfig import Credentials, read_credentials
+from tenant_proxy.requestinfo import classify
+from tenant_proxy.tenancy.model import GroupResource
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Content-Type")
+
+Observe = Callable[[str, str, str, float], None]
+"""Told of each request sent: verb, resource, code ("error" when none came) and seconds."""
 
 
 class UpstreamError(Exception):
@@ -136,8 +143,9 @@ class TokenSource:
 class Upstream:
     """kube-apiserver as seen with the proxy's own credentials."""
 
-    def __init__(self, settings: UpstreamSettings) -> None:
+    def __init__(self, settings: UpstreamSettings, observe: Observe | None = None) -> None:
         material = _material(settings)
+        self._observe = observe
         self.base = URL(material.server)
         self._settings = settings
         self._ssl = _ssl_context(material)
@@ -187,6 +195,35 @@ class Upstream:
 
         Only the time to the response head is bounded: watch and log bodies may stream for hours.
         """
+        started = time.monotonic()
+        try:
+            resp = await self._send(method, url, headers, body)
+        except UpstreamError:
+            self._timed(method, url, "error", started)
+            raise
+        self._timed(method, url, str(resp.status), started)
+        return resp
+
+    def _timed(self, method: str, url: URL, code: str, started: float) -> None:
+        if self._observe is None:
+            return
+        seconds = time.monotonic() - started
+        path = url.raw_path[len(self.base.raw_path.rstrip("/")) :]
+        try:
+            info = classify(method, path, url.raw_query_string)
+        except status.ApiError:
+            self._observe("other", "-", code, seconds)
+            return
+        resource = str(GroupResource(info.api_group, info.resource)) if info.is_resource else "-"
+        self._observe(info.verb, resource, code, seconds)
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes] | None,
+    ) -> aiohttp.ClientResponse:
         attempts = 1 + (self._settings.connect_retries if method in IDEMPOTENT and not body else 0)
         all_headers = [*headers, *self.own_headers()]
         for attempt in range(attempts):
