@@ -8,6 +8,7 @@ sends can crash the process or reach the API server unauthenticated or un-impers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -97,14 +98,22 @@ class Pipeline:
                 entry,
                 status.gateway_timeout(str(exc)) if exc.timeout else status.bad_gateway(str(exc)),
             )
+        except asyncio.CancelledError:
+            # The client left (a watch it closed, most often): the request still ends here,
+            # with the status its answer started with (0 if none had).
+            self._finished(entry, started)
+            raise
         finally:
             in_flight.dec()
         entry.code = response.status
+        self._finished(entry, started)
+        return response
+
+    def _finished(self, entry: RequestLog, started: float) -> None:
         entry.seconds = time.monotonic() - started
         self.metrics.observe(entry)
         entry.emit()
         self.auditor.completed(entry)
-        return response
 
     @staticmethod
     def _failed(entry: RequestLog, err: status.ApiError) -> web.Response:

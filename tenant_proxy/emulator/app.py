@@ -600,7 +600,8 @@ class Emulator:
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault("Audit-Id", str(uuid.uuid4()))
+    # A caller's Audit-Id is kept and echoed, else one is made (apiserver's WithAuditID filter).
+    response.headers.setdefault("Audit-Id", request.headers.get("Audit-Id") or str(uuid.uuid4()))
     response.headers.setdefault("Cache-Control", "no-cache, private")
 
 
