@@ -24,7 +24,12 @@ ANNOTATION_TENANTS = "tenant-proxy.io/tenants"
 ANNOTATION_HIDDEN = "tenant-proxy.io/hidden-objects"
 ANNOTATION_DECISION = "tenant-proxy.io/decision"
 ANNOTATION_AUTHENTICATION = "tenant-proxy.io/authentication"
-LONG_RUNNING_VERBS = frozenset({"watch", "connect"})
+
+
+def long_running(verb: str, code: int) -> bool:
+    """A watch, or an upgraded connection (exec, attach, port-forward): kube-apiserver's
+    long-running requests, the ones with a ResponseStarted stage."""
+    return verb == "watch" or code == 101
 
 
 @dataclass(frozen=True)

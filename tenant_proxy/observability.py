@@ -189,7 +189,7 @@ class Auditor:
 
     def started(self, entry: RequestLog) -> None:
         """A long-running answer (watch, upgrade) starts."""
-        if entry.verb in audit.LONG_RUNNING_VERBS and self._wanted(entry):
+        if audit.long_running(entry.verb, entry.code) and self._wanted(entry):
             self._write(entry, "ResponseStarted")
 
     def completed(self, entry: RequestLog) -> None:

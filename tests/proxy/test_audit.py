@@ -198,3 +198,19 @@ def test_the_default_format_is_one_line_per_filtered_read_with_its_tenants(
         2,
         "rid",
     )
+
+
+def test_watches_and_upgrades_have_a_response_started_stage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    auditor = Auditor(AuditSettings(format="audit.k8s.io/v1"))
+    upgrade, listed, watch = _entry("pods", "create"), _entry("pods"), _entry("pods", "watch")
+    upgrade.code = 101
+    with caplog.at_level(logging.INFO, logger="tenant_proxy.audit"):
+        for entry in (upgrade, listed, watch):
+            auditor.started(entry)
+    started = [r.audit_event for r in caplog.records]  # type: ignore[attr-defined]
+    assert [(e["verb"], e["responseStatus"]["code"]) for e in started] == [
+        ("create", 101),
+        ("watch", 200),
+    ]
