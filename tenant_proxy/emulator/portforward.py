@@ -97,7 +97,10 @@ class Session:
         self._send: Write | None = None
         self._reader, self._writer = spdy.FrameReader(), spdy.FrameWriter()
         self._pairing = Pairing()
-        self._sockets: dict[int, asyncio.StreamWriter] = {}  # data stream id -> pod socket
+        # What the client sent on each data stream, for the pod (None: it is done writing).
+        # Kept from the stream's SYN_REPLY on: the client may write before the pod's side is
+        # connected.
+        self._inbound: dict[int, asyncio.Queue[bytes | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
 
@@ -121,33 +124,34 @@ class Session:
         finally:
             for task in self._tasks:
                 task.cancel()
-            for sock in self._sockets.values():
-                sock.close()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _on_frame(self, frame: spdy.Frame) -> None:
         match frame:
             case spdy.SynStream(stream_id, headers):
                 await self._write(self._writer.syn_reply(stream_id, {}))
+                if headers.get("streamtype") == "data":
+                    self._inbound[stream_id] = asyncio.Queue()
                 outcome = self._pairing.add(stream_id, headers)
                 if isinstance(outcome, str):
                     await self._write(self._writer.data(stream_id, outcome.encode(), fin=True))
                 elif outcome is not None:
-                    task = asyncio.create_task(self._forward(outcome))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._forward(outcome))
             case spdy.Data(stream_id, data, fin):
-                sock = self._sockets.get(stream_id)
-                if sock is None:
-                    return
-                if data:
-                    sock.write(data)
-                    await sock.drain()
-                if fin and sock.can_write_eof():
-                    sock.write_eof()
+                inbound = self._inbound.get(stream_id)
+                if inbound is not None:
+                    if data:
+                        inbound.put_nowait(data)
+                    if fin:
+                        inbound.put_nowait(None)
             case spdy.RstStream(stream_id):
-                sock = self._sockets.pop(stream_id, None)
-                if sock is not None:
-                    sock.close()
+                inbound = self._inbound.pop(stream_id, None)
+                if inbound is not None:
+                    inbound.put_nowait(None)
             case spdy.Ping(ping_id):
                 await self._write(self._writer.ping(ping_id))
             case _:
@@ -165,7 +169,7 @@ class Session:
             failure = f"error forwarding port {request.port} to pod {self._pod_id}: {exc}"
             await self._write(self._writer.data(request.error, failure.encode(), fin=True))
             return
-        self._sockets[request.data] = writer
+        to_pod = asyncio.ensure_future(self._to_pod(self._inbound[request.data], writer))
         try:
             while chunk := await reader.read(_READ_SIZE):
                 await self._write(self._writer.data(request.data, chunk))
@@ -174,8 +178,20 @@ class Session:
         except ConnectionError:
             pass
         finally:
-            self._sockets.pop(request.data, None)
+            to_pod.cancel()
+            self._inbound.pop(request.data, None)
             writer.close()
+
+    @staticmethod
+    async def _to_pod(inbound: asyncio.Queue[bytes | None], writer: asyncio.StreamWriter) -> None:
+        try:
+            while (chunk := await inbound.get()) is not None:
+                writer.write(chunk)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except ConnectionError:
+            pass  # the pod's side is gone: _forward sees it end
 
 
 class EchoServer:
