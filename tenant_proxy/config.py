@@ -73,7 +73,35 @@ class LimitSettings(_Strict):
         32 * 1024 * 1024, gt=0, description="Largest single watch event the proxy will parse."
     )
     watch_buffer_events: int = Field(
-        1000, gt=0, description="Events queued per filtered watch before a slow client is cut."
+        1000, gt=0, description="Events queued per filtered watch for a client that reads slowly."
+    )
+    watch_slow_client_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A filtered watch whose queue stays full this long is cut (ERROR 429).",
+    )
+    lists_from_cache: bool = Field(
+        True,
+        description="Answer filtered lists from the watch cache when its consistency rules "
+        "allow (else, and when off, they are read upstream and rewritten).",
+    )
+    list_freshness_seconds: float = Field(
+        0.25,
+        gt=0,
+        description="How long a consistent list waits for the cache to reach the API server's "
+        "current resourceVersion before it is read upstream instead.",
+    )
+    watch_cache_events: int = Field(
+        10_000,
+        gt=0,
+        description="Recent changes the watch cache keeps per filtered resource: a watch can "
+        "resume from a resourceVersion this far back (older: 410, clients re-list).",
+    )
+    watch_cache_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="Bytes of recent changes kept per filtered resource."
+    )
+    watch_bookmark_seconds: float = Field(
+        30.0, gt=0, description="A quiet filtered watch gets a BOOKMARK this often (if asked)."
     )
     max_filtered_list_bytes: int = Field(
         512 * 1024 * 1024,

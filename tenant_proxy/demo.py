@@ -165,6 +165,8 @@ class Demo:
                     "audit": {"format": "audit.k8s.io/v1"},
                 },
                 "drain_seconds": 2,
+                # Quiet watches hear from the proxy every second (clients resume from there).
+                "limits": {"watch_bookmark_seconds": 1},
             },
             environ={},
         )

@@ -22,7 +22,6 @@ import orjson
 from aiohttp import web
 
 from tenant_proxy import passthrough, status
-from tenant_proxy.filtered_watch import WatchStream
 from tenant_proxy.filtering import continuation, pushdown
 from tenant_proxy.filtering.forms import partial_metadata
 from tenant_proxy.filtering.lists import NotAList, filter_response
@@ -36,8 +35,9 @@ from tenant_proxy.filtering.pages import (
     upstream_continue,
 )
 from tenant_proxy.filtering.selectors import SelectorError
-from tenant_proxy.filtering.shape import Shape, shape_for, single_object
+from tenant_proxy.filtering.shape import Shape, shape_for, single_object, watch_shape
 from tenant_proxy.identity import Identity
+from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
@@ -45,7 +45,8 @@ from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView
 from tenant_proxy.upstream import Upstream
-from tenant_proxy.watch_sinks import check_handshake, open_sink, wants_websocket
+from tenant_proxy.watch_from_cache import CachedWatches
+from tenant_proxy.watchcache.rows import RowBook
 
 log = logging.getLogger("tenant_proxy.filtered")
 
@@ -70,6 +71,10 @@ class FilteredReads:
         max_event_bytes: int,
         max_list_bytes: int = 512 * 1024 * 1024,
         watch_buffer_events: int = 1000,
+        bookmark_seconds: float = 30.0,
+        slow_client_seconds: float = 10.0,
+        lists_from_cache: bool = True,
+        list_freshness_seconds: float = 0.25,
         streams: OpenStreams | None = None,
         list_reads: int = 8,
         list_page: int = 5000,
@@ -90,6 +95,28 @@ class FilteredReads:
         self.max_event_bytes = max_event_bytes
         self._max_list = max_list_bytes
         self.watch_buffer_events = watch_buffer_events
+        rows = RowBook(upstream)
+        self._cached_lists = (
+            CachedLists(
+                index.caches,
+                index,
+                upstream,
+                self._tokens,
+                rows,
+                fresh_wait=list_freshness_seconds,
+            )
+            if lists_from_cache
+            else None
+        )
+        self._watches = CachedWatches(
+            index.caches,
+            rows,
+            metrics,
+            self.streams,
+            bookmark_seconds=bookmark_seconds,
+            buffer_events=watch_buffer_events,
+            slow_seconds=slow_client_seconds,
+        )
 
     async def serve(
         self,
@@ -102,13 +129,20 @@ class FilteredReads:
         """The response and how many objects were withheld."""
         if not await self.index.wait_synced(self._sync_timeout, gr):
             raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
+        if info.verb == "watch":
+            return await self._watch(request, info, gr, identity)
+        if info.verb == "list" and self._cached_lists is not None:
+            # The cache holds whole objects: any form can be made of them.
+            whole = shape_for(request.headers.get("Accept"), info, full_object=True)
+            cached = await self._cached_lists.serve(request, info, gr, whole, view, identity)
+            if cached is not None:
+                return cached, 0
+            # Tenancy may have moved on while the cache was waited for: read with today's.
+            view = self.index.view_for(identity) or view
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
         keep = view.judge(gr)
-
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
-        if info.verb == "watch":
-            return await self._watch(request, info, gr, shape, identity)
         return await self._list(request, info, gr, shape, view, keep, identity)
 
     async def read_shared(
@@ -257,9 +291,9 @@ class FilteredReads:
         At most two upstream pages are held at a time (the one judged and the one read ahead,
         asked for before the current one is judged) plus the tenant's share (bounded by
         `limits.max_filtered_list_bytes`), and the client's `limit` is honoured
-        with the proxy's own continue tokens (`filtering.continuation`). An upstream answer
-        that comes whole (no continue: a list served from the watch cache ignores `limit`)
-        is answered whole, as the API server itself does.
+        with the proxy's own continue tokens (`filtering.continuation`), also when the
+        upstream answer came whole (a list the API server served from its watch cache): a
+        client asking `limit=1` must never get everything at once.
         """
         base = classify_query(query)
         # A token continues this caller's list with these selectors and shape, nothing else.
@@ -307,8 +341,6 @@ class FilteredReads:
                 return await passthrough.relay(request, resp), 0
             body = await self._read_body(resp, on_head)
         following = upstream_continue(body)
-        if position is None and following is None:
-            want = None  # the API server answered whole: so does the proxy
         fetched_with = position.upstream if position is not None else ""
         skip = position.skip if position is not None else 0
         first: Page | None = None
@@ -406,21 +438,25 @@ class FilteredReads:
         request: web.Request,
         info: RequestInfo,
         gr: GroupResource,
-        shape: Shape,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
-        # Over WebSocket too, upstream is asked for a plain HTTP watch: the proxy reads it, and
-        # the client's credentials and subprotocols never travel.
-        if wants_websocket(request):
-            check_handshake(request)
-        url = self.upstream.url(info.path, self._query(info, shape, None))
+        # Served from the watch cache, which holds whole objects: any form can be made of them.
+        shape = watch_shape(request.headers.get("Accept"), info)
+        if self.index.caches.get(gr) is None and gr not in self.index.indexed():
+            # Filtered but never informed on (metrics-server's NodeMetrics cannot be watched):
+            # the API server's refusal is the answer; a stream the proxy cannot judge is not.
+            return await self._unwatchable(request, info, shape), 0
+        return await self._watches.serve(request, info, gr, shape, identity), 0
+
+    async def _unwatchable(
+        self, request: web.Request, info: RequestInfo, shape: Shape
+    ) -> web.StreamResponse:
+        url = self.upstream.url(info.path, info.query.raw)
         resp = await self.upstream.send("GET", url, self._headers(request, shape))
         async with resp:
             if resp.status != 200:
-                # As for a refused upgrade: never reuse a connection that asked for one.
-                return await passthrough.relay(request, resp, close=wants_websocket(request)), 0
-            stream = WatchStream(self, info, gr, shape, identity)
-            return await stream.run(resp, await open_sink(request)), stream.filter.dropped
+                return await passthrough.relay(request, resp)
+        raise status.method_not_allowed()
 
 
 def _split_some(splitting: Splitting) -> bool:

@@ -267,6 +267,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.watches_cut = Counter(
+            "tenant_proxy_watches_cut_total",
+            "Filtered watches ended by the proxy: a client too slow for its queue "
+            "(too_slow), or behind the watch cache's window (too_old).",
+            ["reason"],
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "tenant_proxy_upstream_errors_total",
             "API server unreachable or too slow.",

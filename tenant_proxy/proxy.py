@@ -210,9 +210,20 @@ class Pipeline:
     async def amend_review(
         self, request: web.Request, call: Call, view: TenantView
     ) -> web.StreamResponse:
-        """Ask the API server as the caller, then allow what the proxy serves filtered."""
+        """Ask the API server as the caller, then allow what the proxy serves filtered.
+
+        The review goes as the client wrote it (a protobuf body with its Content-Type), but
+        the answer is asked in JSON, which the proxy reads, amends and answers: a client that
+        accepts only protobuf is 406."""
+        if not reviews.accepts_json(request.headers.get("Accept")):
+            raise status.not_acceptable(reviews.NOT_ACCEPTABLE)
         body = await passthrough.read_body(request, self.max_body_bytes)
-        headers = self._upstream_headers(request, call.identity, is_upgrade=False)
+        headers = [
+            h
+            for h in self._upstream_headers(request, call.identity, is_upgrade=False)
+            if h[0].lower() != "accept"
+        ]
+        headers.append(("Accept", reviews.UPSTREAM_ACCEPT))
         url = self.upstream.url(call.info.path, call.info.query.raw)
         upstream = await self.upstream.send(request.method, url, headers, body)
         async with upstream:

@@ -316,6 +316,24 @@ def _exact_name(field_selector: str | None) -> str:
     return ""
 
 
+FieldTerm = tuple[tuple[str, ...], bool, str]
+"""One fieldSelector term: the field's path, whether it must equal (else differ), the value."""
+
+
+def field_terms(field_selector: str | None) -> tuple[FieldTerm, ...]:
+    """A fieldSelector as fields.ParseSelector reads it; 400 when it does not parse."""
+    terms: list[FieldTerm] = []
+    for term in _split_terms(field_selector or ""):
+        if not term:
+            continue
+        parsed = _split_term(term)
+        value = _unescape_selector_value(parsed[2]) if parsed else None
+        if parsed is None or value is None or not parsed[0]:
+            raise bad_request(f"invalid field selector: {field_selector!r}")
+        terms.append((tuple(parsed[0].strip().split(".")), parsed[1] != "!=", value))
+    return tuple(terms)
+
+
 def _split_terms(selector: str) -> list[str]:
     """Comma-separated terms; a backslash-escaped comma stays inside its term."""
     terms, start, escaped = [], 0, False

@@ -26,6 +26,41 @@ AUTHN_GROUP = "authentication.k8s.io"
 SELF = "selfsubjectreviews"
 
 
+# Asked of the API server whatever the client accepts: the proxy must read the answer to amend
+# it, and cannot write protobuf (kubectl ≥ 1.3x accepts protobuf first, then JSON).
+UPSTREAM_ACCEPT = "application/json"
+NOT_ACCEPTABLE = "only the following media types are accepted: application/json"
+
+
+def accepts_json(accept: str | None) -> bool:
+    """Whether a client with this Accept header takes a JSON answer: a missing header, or a
+    clause `application/json`, `application/*` or `*/*` that asks no transformation (`as=`)
+    and has a non-zero quality."""
+    if accept is None or not accept.strip():
+        return True
+    return any(_json_clause(part) for part in accept.split(","))
+
+
+def _json_clause(clause: str) -> bool:
+    media, *params = (piece.strip().lower() for piece in clause.split(";"))
+    if media not in ("application/json", "application/*", "*/*", "*"):
+        return False
+    for param in params:
+        key, _, value = (p.strip() for p in param.partition("="))
+        if key in ("as", "g", "v"):
+            return False
+        if key == "q" and _quality(value) <= 0:
+            return False
+    return True
+
+
+def _quality(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return 1.0
+
+
 def is_review(group: str, resource: str, verb: str) -> bool:
     return verb == "create" and group == GROUP and resource in (ACCESS, RULES)
 

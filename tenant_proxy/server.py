@@ -29,6 +29,7 @@ from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tls import ReloadingTLS
 from tenant_proxy.upstream import Upstream
+from tenant_proxy.watchcache.cache import WatchCaches
 
 log = logging.getLogger("tenant_proxy.server")
 
@@ -56,7 +57,11 @@ class ProxyServer:
         self.metrics = Metrics(metrics_dir)
         self.upstream = Upstream(settings.upstream, observe=self.metrics.upstream_request)
         self.tls = ReloadingTLS(settings.tls)
-        self.index = TenancyIndex(settings.tenancy, self.upstream, self.metrics)
+        limits = settings.limits
+        caches = WatchCaches(
+            max_entries=limits.watch_cache_events, max_bytes=limits.watch_cache_bytes
+        )
+        self.index = TenancyIndex(settings.tenancy, self.upstream, self.metrics, caches)
         self.streams = OpenStreams()
         # Every worker and replica serves with this key: tokens one issues, all can read; it
         # follows the key file when the serving certificate is renewed.
@@ -70,6 +75,10 @@ class ProxyServer:
             sync_timeout=settings.tenancy.sync_timeout_seconds,
             max_event_bytes=settings.limits.max_watch_event_bytes,
             watch_buffer_events=settings.limits.watch_buffer_events,
+            bookmark_seconds=settings.limits.watch_bookmark_seconds,
+            slow_client_seconds=settings.limits.watch_slow_client_seconds,
+            lists_from_cache=settings.limits.lists_from_cache,
+            list_freshness_seconds=settings.limits.list_freshness_seconds,
             streams=self.streams,
             max_list_bytes=settings.limits.max_filtered_list_bytes,
             list_reads=settings.limits.filtered_list_reads,

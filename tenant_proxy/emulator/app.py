@@ -8,19 +8,21 @@ impersonate -> classify (paths.parse) -> authorize -> route. Every `StatusError`
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import ssl
 import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from tenant_proxy import kubeconfig, pki
+from tenant_proxy import kubeconfig, pki, pki_verify
 from tenant_proxy.emulator import (
     errors,
     identity,
@@ -32,6 +34,7 @@ from tenant_proxy.emulator import (
     portforward,
     protobuf,
     rbac,
+    review_protobuf,
     reviews,
     streams,
     tables,
@@ -93,16 +96,25 @@ async def _read_body(request: web.Request) -> bytes:
         chunks.append(chunk)
 
 
-def _server_ssl(cert: pki.KeyPair, ca_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+def _server_ssl(cert: pki.KeyPair) -> ssl.SSLContext:
+    # As kube-apiserver: any client certificate completes the handshake, the authenticator
+    # judges it (a foreign one is a 401 Status, not a reset connection).
     with tempfile.TemporaryDirectory() as tmp:
         cert_path, key_path = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
         cert.write(cert_path, key_path)
-        ctx.load_cert_chain(cert_path, key_path)
-    ctx.load_verify_locations(cadata=ca_pem.decode())
-    ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx = pki_verify.server_context(cert_path, key_path)
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a test may want to know of a request the emulator received (no credentials)."""
+
+    method: str
+    path: str
+    content_type: str
+    accept: str
 
 
 class Emulator:
@@ -129,9 +141,11 @@ class Emulator:
         self.cluster = Cluster(self.store, self.registry)
         self.bookmark_interval = bookmark_interval
         self.faults = Faults()
+        # The latest requests, for tests that check what a client or the proxy really sent.
+        self.received: collections.deque[Received] = collections.deque(maxlen=1000)
         self._port = 0
         self._runner: web.AppRunner | None = None
-        self._ssl = _server_ssl(self._server_cert, self._ca.cert_pem)
+        self._ssl = _server_ssl(self._server_cert)
         self.issuer = identity.TokenIssuer(ISSUER_URL)
         self.authenticator = identity.Authenticator(
             self._ca.cert_pem, static_tokens or {}, self.issuer, self._sa_exists
@@ -317,6 +331,14 @@ class Emulator:
     # --- the request pipeline -------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.received.append(
+            Received(
+                request.method,
+                request.raw_path,
+                request.headers.get("Content-Type", ""),
+                request.headers.get("Accept", ""),
+            )
+        )
         try:
             if self.faults.latency:
                 await asyncio.sleep(self.faults.latency)
@@ -419,11 +441,20 @@ class Emulator:
     ) -> web.Response:
         if attrs.verb != "create":
             raise errors.method_not_allowed()
+        answer = negotiation.negotiate_review(
+            request.headers.get("Accept"), protobuf=rt.kind in review_protobuf.KINDS
+        )
         obj = decode_body(request, body)
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be an object")
         handler = reviews.REVIEWS[(rt.group, rt.plural)]
         result = handler(self._review_context(request, user, attrs), obj)
+        if answer == "protobuf":
+            return web.Response(
+                body=review_protobuf.encode(result),
+                status=201,
+                content_type=review_protobuf.MEDIA_TYPE,
+            )
         return json_response(result, 201)
 
     def _review_context(

@@ -18,11 +18,10 @@ from typing import Any
 
 import jwt
 from aiohttp import web
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tenant_proxy import pki_verify
 from tenant_proxy.emulator import errors
 from tenant_proxy.emulator.types import UserInfo
 from tenant_proxy.pki import subject_identity
@@ -238,10 +237,10 @@ class Authenticator:
     static_tokens: dict[str, UserInfo]
     issuer: TokenIssuer
     sa_exists: Callable[[str, str], bool]
-    _ca: x509.Certificate = field(init=False, repr=False)
+    _trust: pki_verify.ClientTrust = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._ca = x509.load_pem_x509_certificate(self.ca_pem)
+        self._trust = pki_verify.load_trust(self.ca_pem)
 
     def authenticate(self, request: web.Request) -> UserInfo | None:
         """The caller, None without credentials; raises 401 for a bad certificate or token."""
@@ -286,32 +285,20 @@ class Authenticator:
     def _certificate_user(self, request: web.Request) -> tuple[UserInfo | None, bool]:
         """(user, False) for a good certificate, (None, True) for a bad one, (None, False)
         when there is none."""
-        der = peer_certificate_der(request)
-        if der is None:
+        transport = request.transport
+        chain = pki_verify.peer_chain_der(
+            transport.get_extra_info("ssl_object") if transport is not None else None
+        )
+        if not chain:
             return None, False
         try:
-            cert = x509.load_der_x509_certificate(der)
-            cert.verify_directly_issued_by(self._ca)
-        except (ValueError, TypeError, InvalidSignature):
-            return None, True
-        now = dt.datetime.now(dt.UTC)
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            cert = pki_verify.verify_client_certificate(self._trust, chain)
+        except pki_verify.ClientCertificateError:
             return None, True
         user, groups = subject_identity(cert)
         if not user:
             return None, True
         return UserInfo(name=user, groups=groups), False
-
-
-def peer_certificate_der(request: web.Request) -> bytes | None:
-    transport = request.transport
-    if transport is None:
-        return None
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return bytes(der) if der else None
 
 
 def bearer_token(authorization: str) -> str | None:

@@ -1,6 +1,7 @@
 """Accept-header negotiation as kube-apiserver does it: JSON, Table or PartialObjectMetadata.
 
-The emulator serves JSON only. A media range is tried in Accept order (highest q first, concrete
+The emulator serves JSON only (and protobuf for the access reviews kubectl asks, see
+`negotiate_review`). A media range is tried in Accept order (highest q first, concrete
 types before wildcards, otherwise as sent); the first one JSON can satisfy wins, so a protobuf
 Accept with a JSON alternative (`application/vnd.kubernetes.protobuf, */*`) gets JSON, and one
 with nothing JSON can satisfy gets 406. Parameters `as`, `g`, `v` ask for a transformation; a
@@ -118,6 +119,29 @@ def negotiate_plain(accept: str | None) -> Format:
         if _serves_json(clause) and not {"as", "g", "v"} & clause.params.keys():
             return JSON
     raise errors.not_acceptable(accept)
+
+
+def negotiate_review(accept: str | None, *, protobuf: bool) -> Literal["json", "protobuf"]:
+    """The answer's encoding for an access review: the first clause the server can serve.
+
+    The real server's serializers come in the order JSON, YAML, protobuf, so a wildcard gets
+    JSON and protobuf only when a clause names it (kubectl sends
+    `application/vnd.kubernetes.protobuf,application/json`). `protobuf`: whether this kind
+    has a protobuf encoding here; without one its clause is passed over.
+    """
+    if not accept or not accept.strip():
+        return "json"
+    for clause in parse_accept(accept):
+        if {"as", "g", "v"} & clause.params.keys():
+            continue
+        if protobuf and clause.q > 0 and (clause.type, clause.subtype) == _PROTOBUF:
+            return "protobuf"
+        if _serves_json(clause):
+            return "json"
+    raise errors.not_acceptable(accept)
+
+
+_PROTOBUF = ("application", "vnd.kubernetes.protobuf")
 
 
 def _serves_json(clause: MediaRange) -> bool:

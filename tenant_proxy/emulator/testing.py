@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import shutil
 import ssl
@@ -12,6 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import aiohttp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.seed import reference_world
@@ -29,6 +34,29 @@ def client_ssl(ca_pem: bytes, pair: KeyPair | None = None) -> ssl.SSLContext:
             pair.write(cert, key)
             ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def self_signed_client(user: str, groups: Iterable[str] = ()) -> KeyPair:
+    """A client certificate signed by its own key (no CA trusts it), e.g. claiming
+    O=system:masters, as `authn-401-foreign-cert` was recorded with."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups]
+    name = x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, user)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return KeyPair(cert.public_bytes(serialization.Encoding.PEM), key_pem)
 
 
 def user_ssl(emulator: Emulator, user: str | None, groups: Iterable[str] = ()) -> ssl.SSLContext:

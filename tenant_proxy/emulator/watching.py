@@ -352,7 +352,10 @@ class _Live:
             try:
                 item = await asyncio.wait_for(self.watcher.queue.get(), wait)
             except TimeoutError:
-                if self.opts.allow_bookmarks:
+                # A bookmark at rv B promises every event up to B was sent (the cacher's
+                # bookmark carries its cache's rv, which events reach first): never one while
+                # events are still queued for this watch.
+                if self.opts.allow_bookmarks and self.watcher.queue.empty():
                     await sink.send(self.encoder.bookmark(self.store.resource_version))
                 continue
             if isinstance(item, str):

@@ -42,6 +42,7 @@ class Position:
     skip: int  # entries of that upstream page already answered
     resource_version: str  # the list's snapshot: every page answers from it
     page: int  # the upstream page size the position counts in
+    after: str = ""  # served from the watch cache: the last name answered (upstream is "")
 
 
 class TokenExpired(Exception):

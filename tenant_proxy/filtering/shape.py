@@ -61,6 +61,23 @@ def shape_for(accept_header: str | None, info: RequestInfo, full_object: bool) -
     return Shape(",".join(usable), False, False, None, False)
 
 
+def watch_shape(accept_header: str | None, info: RequestInfo) -> Shape:
+    """Pure: how a watch served from whole objects is shaped. A watch streams JSON (or
+    protobuf, which the proxy does not speak): a client accepting neither gets the API
+    server's 406."""
+    ranges = media_ranges(accept_header or ACCEPT_JSON)
+    streamable = [r for r in ranges if r.split(";")[0].strip().lower() in _STREAM_TYPES]
+    if not streamable:
+        raise status.not_acceptable(
+            "only the following media types are accepted: application/json, "
+            "application/json;stream=watch"
+        )
+    return shape_for(",".join(streamable), info, full_object=True)
+
+
+_STREAM_TYPES = frozenset({"application/json", "application/*", "*/*"})
+
+
 def list_accept(accept: str) -> str:
     """The Accept of a list read standing in for a single-object read: a watch's
     `as=PartialObjectMetadata` becomes `as=PartialObjectMetadataList` (406 otherwise). Pure."""

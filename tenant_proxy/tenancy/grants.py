@@ -10,7 +10,7 @@ need not be woken for it. Pure: the index feeds it bindings.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from tenant_proxy.tenancy.model import (
@@ -87,10 +87,21 @@ class GrantTable:
 
     def namespaces_for(self, user: str, groups: Iterable[str]) -> frozenset[str]:
         """The namespaces granted to a caller: to its user name or to any of its groups."""
-        found = set(self._namespaces.get(Subject("User", user), ()))
-        for group in groups:
-            found |= self._namespaces.get(Subject("Group", group), set())
-        return frozenset(found)
+        return granted_namespaces(self._namespaces, user, groups)
+
+    def frozen(self) -> dict[Subject, frozenset[str]]:
+        """The grants as they stand, unaffected by later changes."""
+        return {subject: frozenset(ns) for subject, ns in self._namespaces.items()}
+
+
+def granted_namespaces(
+    grants: Mapping[Subject, Collection[str]], user: str, groups: Iterable[str]
+) -> frozenset[str]:
+    """The namespaces `grants` open to a caller: to its user name or to any of its groups."""
+    found = set(grants.get(Subject("User", user), ()))
+    for group in groups:
+        found.update(grants.get(Subject("Group", group), ()))
+    return frozenset(found)
 
 
 class _NameOnly(NamedTuple):

@@ -32,10 +32,8 @@ from tenant_proxy.tenancy.model import (
     GroupResource,
     Tenant,
     TenantView,
-    memberships,
     owns,
     tenant_namespaces,
-    view_of,
 )
 from tenant_proxy.tenancy.projection import (
     FieldPath,
@@ -44,7 +42,9 @@ from tenant_proxy.tenancy.projection import (
     project,
     projection_needs,
 )
+from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.upstream import Upstream, UpstreamError
+from tenant_proxy.watchcache.cache import WatchCaches
 
 log = logging.getLogger("tenant_proxy.index")
 
@@ -117,9 +117,18 @@ class Coalescer:
 class TenancyIndex:
     """Tenants, namespace ownership and filtered objects, kept current by informers."""
 
-    def __init__(self, settings: TenancySettings, upstream: Upstream, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: TenancySettings,
+        upstream: Upstream,
+        metrics: Metrics,
+        caches: WatchCaches | None = None,
+    ) -> None:
         self.settings = settings
         self._upstream, self._metrics = upstream, metrics
+        # Whole objects and recent history of each filtered resource, for watches and reads.
+        self.caches = caches if caches is not None else WatchCaches()
+        self.caches.bind(self.snapshot, self._tenancy_version)
         self._config_tenants = sources.tenants_from_settings(
             settings.tenants, settings.namespace_label
         )
@@ -140,7 +149,7 @@ class TenancyIndex:
         self._ready = False
         self._background: set[asyncio.Task[None]] = set()
         self._own: dict[tuple[str, frozenset[str]], frozenset[str]] | None = None
-        self._views: dict[tuple[frozenset[int], frozenset[str]], TenantView | None] = {}
+        self._snapshot: TenancySnapshot | None = None
         self._owned: dict[tuple[GroupResource, tuple[Criteria, ...]], dict[str, Any]] = {}
         self.generation = 0
         self._next_change = asyncio.Event()
@@ -242,6 +251,10 @@ class TenancyIndex:
     def tenants(self) -> list[Tenant]:
         return [*self._config_tenants, *self._cr_tenants.values(), *self._capsule_tenants.values()]
 
+    def indexed(self) -> frozenset[GroupResource]:
+        """The resources informers keep (or are about to): those a watch cache serves."""
+        return frozenset(self._held)
+
     def filtered_resources(self) -> frozenset[GroupResource]:
         return frozenset(projection_needs(self.tenants()))
 
@@ -267,16 +280,18 @@ class TenancyIndex:
         Per generation the index computes each tenant's namespaces once, so a tenancy change
         costs O(namespaces) plus O(tenants) per caller, not O(namespaces) per caller.
         """
-        own = self._own_namespaces()
-        tenants = self.tenants()
-        mine = memberships(identity, tenants, own)
-        # Keyed by position, not name: the config, the CR and Capsule may each hold a "team-a".
-        member_ids = {id(t) for t in mine}
-        positions = frozenset(i for i, t in enumerate(tenants) if id(t) in member_ids)
-        key = (positions, self._bound_namespaces(identity))
-        if key not in self._views:
-            self._views[key] = view_of(mine, own, key[1])
-        return self._views[key]
+        return self.snapshot().view_for(identity)
+
+    def snapshot(self) -> TenancySnapshot:
+        """Tenancy at this generation, frozen: views judged with it later stay those of now."""
+        if self._snapshot is None:
+            self._snapshot = TenancySnapshot(
+                self.generation,
+                tuple(self.tenants()),
+                self._own_namespaces(),
+                self._grants.frozen() if self.settings.rolebinding_namespaces else None,
+            )
+        return self._snapshot
 
     def objects(self, gr: GroupResource) -> dict[str, Projection]:
         """A copy of the indexed objects of `gr` (name -> projection)."""
@@ -322,11 +337,21 @@ class TenancyIndex:
     def _bump(self) -> None:
         self.generation += 1
         self._own = None
-        self._views.clear()
+        self._snapshot = None
         self._owned.clear()
         self.grant_wake.cancel()  # this bump publishes the pending grants too
         woken, self._next_change = self._next_change, asyncio.Event()
         woken.set()
+        self.caches.tenancy_moved()
+
+    def _tenancy_version(self) -> int | None:
+        """The latest resourceVersion any tenancy input has reached (what a tenancy change
+        is stamped with in the watch cache)."""
+        inputs = [*self._meta_informers]
+        if NAMESPACES in self._informers:
+            inputs.append(self._informers[NAMESPACES])
+        versions = [int(i.resource_version) for i in inputs if i.resource_version.isdigit()]
+        return max(versions, default=None)
 
     def _current(self, gr: GroupResource | None = None) -> bool:
         if not all(i.synced.is_set() for i in self._meta_informers):
@@ -339,11 +364,6 @@ class TenancyIndex:
         if self._own is None:
             self._own = tenant_namespaces(self.tenants(), self.namespace_owner())
         return self._own
-
-    def _bound_namespaces(self, identity: Identity) -> frozenset[str]:
-        if not self.settings.rolebinding_namespaces:
-            return frozenset()
-        return self._grants.namespaces_for(identity.user, identity.groups)
 
     def _on_tenant_cr(self, key: str, _old: object, new: Mapping[str, Any] | None) -> None:
         self._apply_tenant(
@@ -413,6 +433,7 @@ class TenancyIndex:
             informer = self._informers.pop(gr, None)
             if informer is not None:
                 informer.cancel()
+            self.caches.close(gr)
         for gr in plan.reproject:
             self._held[gr] = needed[gr]
             if gr in self._informers:  # else still being discovered: it starts with these
@@ -437,6 +458,7 @@ class TenancyIndex:
             _projector(self._held[gr]),
             self._on_namespace if gr == NAMESPACES else None,
             on_listed=lambda: self._listed(gr, informer),
+            whole=self.caches.open(gr, path),
         )
         self._informers[gr] = informer
         informer.start()

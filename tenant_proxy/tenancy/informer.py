@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -35,6 +35,30 @@ def _revision(obj: Mapping[str, Any]) -> int | None:
         return int(value) if value else None
     except (TypeError, ValueError):
         return None
+
+
+def _number(rv: object) -> int:
+    try:
+        return int(str(rv))
+    except ValueError:
+        return 0
+
+
+class Whole(Protocol):
+    """Who keeps the whole objects (the watch cache), beside the projections in `store`."""
+
+    def listed(
+        self,
+        items: Mapping[str, Mapping[str, Any]],
+        rv: int,
+        versions: Mapping[str, int],
+        kind: str,
+        api_version: str,
+    ) -> None: ...
+
+    def event(self, kind: str, obj: Mapping[str, Any], rv: int, size: int) -> None: ...
+
+    def progress(self, rv: int) -> None: ...
 
 
 class _Expired(Exception):
@@ -62,8 +86,10 @@ class Informer(Generic[T]):
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
         on_listed: Callable[[], None] | None = None,
+        whole: Whole | None = None,
     ) -> None:
         self.path = path
+        self._whole = whole
         self.store: dict[str, T] = {}
         self._revisions: dict[str, int | None] = {}
         self.synced = asyncio.Event()
@@ -130,6 +156,8 @@ class Informer(Generic[T]):
     async def _list(self) -> None:
         fresh: dict[str, T] = {}
         revisions: dict[str, int | None] = {}
+        whole: dict[str, Mapping[str, Any]] = {}
+        kind = api_version = ""
         token = ""
         while True:
             query = f"limit={self._page_size}" + (f"&continue={quote(token)}" if token else "")
@@ -140,18 +168,28 @@ class Informer(Generic[T]):
                 token = ""  # the snapshot expired mid-pagination: start over
                 fresh.clear()
                 revisions.clear()
+                whole.clear()
                 continue
             elif status != 200:
                 raise UpstreamError(f"list {self.path}: HTTP {status}")
+            list_kind = str(doc.get("kind") or "")
+            kind = list_kind.removesuffix("List") or kind
+            api_version = str(doc.get("apiVersion") or "") or api_version
             for item in doc.get("items") or []:
                 fresh[object_key(item)] = self._project(item)
                 revisions[object_key(item)] = _revision(item)
+                if self._whole is not None:
+                    # List items lack the kind and apiVersion a watch event's object has.
+                    whole[object_key(item)] = {"kind": kind, "apiVersion": api_version, **item}
             token = (doc.get("metadata") or {}).get("continue") or ""
             if not token:
                 self.resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
                 break
         self._revisions = revisions
         self._replace(fresh)
+        if self._whole is not None:
+            versions = {k: v for k, v in revisions.items() if v is not None}
+            self._whole.listed(whole, _number(self.resource_version), versions, kind, api_version)
         self.synced.set()
         if self._on_listed is not None:
             self._on_listed()
@@ -194,7 +232,7 @@ class Informer(Generic[T]):
             framer = LineFramer(self._max_event)
             async for chunk in resp.content.iter_any():
                 for line in framer.feed(chunk):
-                    self._apply(orjson.loads(line))
+                    self._apply(orjson.loads(line), len(line))
         finally:
             resp.close()  # a watch is never reused: drop its connection at once
 
@@ -226,7 +264,7 @@ class Informer(Generic[T]):
         if old != new:
             self._notify(key, old, new)
 
-    def _apply(self, event: Mapping[str, Any]) -> None:
+    def _apply(self, event: Mapping[str, Any], size: int = 0) -> None:
         kind, obj = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
             if obj.get("code") == 410:
@@ -236,5 +274,10 @@ class Informer(Generic[T]):
         if rv:
             self.resource_version = rv
         if kind == "BOOKMARK":
+            if self._whole is not None:
+                self._whole.progress(_number(rv))
             return
         self._store_change(object_key(obj), None if kind == "DELETED" else obj)
+        if self._whole is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+            # After the index has heard it: a tenancy change this event causes goes with it.
+            self._whole.event(str(kind), obj, _number(rv), size)

@@ -24,7 +24,7 @@ from tenant_proxy.identity import Identity
 
 SAR = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 ALICE = Identity(user="alice", groups=("tenant-a-devs",), method="x509")
-REFERENCE = Path("/work/shared/k8s-reference/impersonate-403-not-allowed.txt")
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "impersonate-403-not-allowed.txt"
 Serve = Callable[[web.Application, ssl.SSLContext | None], Awaitable[str]]
 Review = Callable[[Identity, Mapping[str, str]], Awaitable[bool]]
 

@@ -420,6 +420,8 @@ class Environment:
             "tenancy": {"capsule": True, "rolebinding_namespaces": True},
             "observability": {"metrics": None, "audit_file": None},
             "drain_seconds": 1,
+            # Quiet filtered watches get a bookmark as often as the emulator's own watches.
+            "limits": {"watch_bookmark_seconds": 0.2},
         }
 
     def _settings(self, config: Mapping[str, Spec]) -> Settings:

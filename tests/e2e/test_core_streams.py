@@ -318,9 +318,11 @@ async def test_kubectl_watch_shows_new_own_namespace_but_not_a_foreign_one(world
     async with kubectl_stream(world.kubeconfig("alice"), "get", "namespaces", "-w") as watch:
         await watch.until(lambda line: first_column(line) == "team-a-dev")
         await watch.until(lambda line: first_column(line) == "team-a-prod")
-        # kubectl lists, then watches: create only once its watch is open upstream (beside the
-        # informer's), so the creations reach it as watch events rather than in the list.
-        await eventually(lambda: world.emulator.open_watches("", "namespaces") == 2)
+        # kubectl lists, then watches from the list's resourceVersion: create only once its
+        # watch is open in the proxy, so the creations reach it as watch events.
+        assert world.demo.proxy is not None
+        streams = world.demo.proxy.streams
+        await eventually(lambda: len(streams) == 1)
         # Created in this order, team-b-later's event reaches the proxy first: had it leaked,
         # it would be printed before team-a-later.
         await world.emulator.create(namespace("team-b-later", "team-b"))
@@ -345,27 +347,34 @@ async def test_watch_from_a_list_resource_version_replays_own_new_namespace(worl
 
 
 @pytest.mark.parametrize(
-    ("path", "resource", "informers"),
+    ("path", "resource", "informers", "upstream_per_watch"),
     [
-        ("/api/v1/namespaces/team-a-dev/pods?watch=true", "pods", 0),
-        ("/api/v1/namespaces?watch=true", "namespaces", 1),
+        ("/api/v1/namespaces/team-a-dev/pods?watch=true", "pods", 0, 1),
+        ("/api/v1/namespaces?watch=true", "namespaces", 1, 0),
     ],
     ids=["pass-through", "filtered"],
 )
-async def test_client_leaving_mid_watch_cancels_the_upstream_watch(
-    world: World, path: str, resource: str, informers: int
+async def test_client_leaving_mid_watch_ends_what_it_held(
+    world: World, path: str, resource: str, informers: int, upstream_per_watch: int
 ) -> None:
+    """A pass-through watch holds an upstream watch, which the client's leaving closes; a
+    filtered one is served from the proxy's cache and holds none, only its own stream."""
     # The proxy's own informer may open its watch just after startup: count from there.
     await eventually(lambda: world.emulator.open_watches("", resource) == informers)
-    before = informers
+    assert world.demo.proxy is not None
+    streams = world.demo.proxy.streams
     reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
     host, port = host_port(world.tenant_url)
     writer.write(request_bytes("GET", path, [("Host", f"{host}:{port}")]))
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
     assert head.startswith(b"HTTP/1.1 200")
-    await eventually(lambda: world.emulator.open_watches("", resource) == before + 1)
+    await eventually(
+        lambda: world.emulator.open_watches("", resource) == informers + upstream_per_watch
+    )
+    await eventually(lambda: len(streams) == 1)
     writer.transport.abort()
-    await eventually(lambda: world.emulator.open_watches("", resource) == before)
+    await eventually(lambda: len(streams) == 0)
+    assert world.emulator.open_watches("", resource) == informers
 
 
 class ChunkedLines:

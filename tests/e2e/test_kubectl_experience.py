@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+import aiohttp
 import pytest
 from conftest import kubectl, pod_on_node
 
+from tenant_proxy import pki
+from tenant_proxy.demo import Demo
+from tenant_proxy.emulator.testing import client_ssl
+
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
+
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+REVIEWS = "/apis/authorization.k8s.io/v1"
+# The review body kubectl v1.37 POSTs for `auth can-i list namespaces`, as recorded.
+RECORDED = Path(__file__).resolve().parents[1] / "reference"
 
 
 @pytest.mark.parametrize(
@@ -74,3 +85,60 @@ async def test_describe_own_node_lists_own_pods_on_it(admin: Path, alice: Path) 
     assert result.code == 0, result.err
     assert "on-a1" in result.out
     assert "foreign" not in result.out
+
+
+def recorded_request_body(name: str) -> bytes:
+    lines = (RECORDED / f"{name}.txt").read_text().splitlines()
+    marker = lines.index("> # (binary protobuf body, base64)")
+    return base64.b64decode(lines[marker + 1].removeprefix("> "))
+
+
+@pytest.mark.emulator_only  # reads what the emulator received
+async def test_can_i_reviews_go_upstream_as_sent_and_are_read_back_in_json(
+    demo: Demo, alice: Path
+) -> None:
+    allowed = await kubectl(alice, "auth", "can-i", "list", "namespaces")
+    assert (allowed.code, allowed.out.strip()) == (0, "yes"), allowed.err
+    listed = await kubectl(alice, "auth", "can-i", "--list", "-n", "team-a-dev")
+    assert listed.code == 0, listed.err
+    assert "namespaces" in {line.split()[0] for line in listed.lines[1:]}
+    for plural in ("selfsubjectaccessreviews", "selfsubjectrulesreviews"):
+        received = {
+            (r.content_type, r.accept)
+            for r in demo.emulator.received
+            if r.path == f"{REVIEWS}/{plural}"
+        }
+        # kubectl's protobuf body went on as it was; the proxy asked for JSON to amend it.
+        assert received == {(PROTOBUF, "application/json")}, plural
+
+
+def alice_session(demo: Demo) -> aiohttp.ClientSession:
+    assert demo.proxy is not None
+    pair = pki.issue_client_cert(demo.client_ca, "alice", ("tenant-a-devs",))
+    connector = aiohttp.TCPConnector(ssl=client_ssl(demo.client_ca.cert_pem, pair))
+    return aiohttp.ClientSession(base_url=demo.proxy.tenant_url, connector=connector)
+
+
+async def test_a_protobuf_review_is_answered_in_json_and_amended(demo: Demo) -> None:
+    body = recorded_request_body("selfsar-protobuf-alice-list-namespaces")
+    headers = {"Content-Type": PROTOBUF, "Accept": f"{PROTOBUF},application/json"}
+    async with alice_session(demo) as session:
+        url = f"{REVIEWS}/selfsubjectaccessreviews"
+        async with session.post(url, data=body, headers=headers) as resp:
+            assert resp.status == 201
+            assert resp.content_type == "application/json"
+            review = await resp.json()
+    assert review["kind"] == "SelfSubjectAccessReview"
+    assert review["spec"]["resourceAttributes"]["resource"] == "namespaces"
+    assert review["status"]["allowed"] is True
+
+
+async def test_a_review_accepting_only_protobuf_is_406(demo: Demo) -> None:
+    body = recorded_request_body("selfsar-protobuf-alice-list-namespaces")
+    headers = {"Content-Type": PROTOBUF, "Accept": PROTOBUF}
+    async with alice_session(demo) as session:
+        url = f"{REVIEWS}/selfsubjectaccessreviews"
+        async with session.post(url, data=body, headers=headers) as resp:
+            assert resp.status == 406
+            status = await resp.json()
+    assert (status["kind"], status["reason"], status["code"]) == ("Status", "NotAcceptable", 406)

@@ -3,7 +3,8 @@ proxy's continue tokens are opaque and bound to the caller, and every page comes
 snapshot, while the proxy reads the API server a few objects at a time.
 
 The proxy here reads upstream pages of 3 objects, so a tenant's pages end inside upstream pages
-and span several of them.
+and span several of them; its watch cache does not answer lists (test_cached_lists.py pages
+those).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def paged(base: type[Demo], **limits: int) -> type[Demo]:
         def settings(self, upstream: Path) -> Settings:
             settings = super().settings(upstream)
             changed = settings.limits.model_copy(
-                update={"filtered_list_page": UPSTREAM_PAGE, **limits}
+                update={"filtered_list_page": UPSTREAM_PAGE, "lists_from_cache": False, **limits}
             )
             return settings.model_copy(update={"limits": changed})
 

@@ -232,24 +232,26 @@ async def test_a_bearer_subprotocol_authenticates_and_never_travels_upstream(
             )
             await SocketWatch(ws).until(is_("ADDED", "via-socket"))
     seen = world.emulator.seen[before:]
-    (upstream_filtered,) = [s for s in seen if s.path == "/api/v1/namespaces?watch=1"]
-    assert upstream_filtered.caller == "tenant-proxy"  # read as the proxy, plain HTTP
-    assert upstream_filtered.ws_protocols == ""
+    # The filtered watch is served from the proxy's cache: nothing of it goes upstream.
+    assert [s for s in seen if s.path == "/api/v1/namespaces?watch=1"] == []
+    assert all(s.ws_protocols in ("", BINARY) for s in seen)
     (upstream_spliced,) = [s for s in seen if s.path.startswith("/api/v1/namespaces/team-c-dev/")]
     assert upstream_spliced.impersonate_users == ("oidc:carol",)
     assert upstream_spliced.ws_protocols == BINARY
 
 
 @pytest.mark.emulator_only
-async def test_closing_the_socket_closes_the_upstream_watch(world: World) -> None:
+async def test_closing_the_socket_ends_the_watch_and_opens_nothing_upstream(world: World) -> None:
     await eventually(lambda: world.emulator.open_watches("", "namespaces") == 1)  # the informer
+    assert world.demo.proxy is not None
+    streams = world.demo.proxy.streams
     session = world.session("alice", ("tenant-a-devs",))
     async with connect(session, world.tenant_url + "/api/v1/namespaces?watch=1") as ws:
         await SocketWatch(ws).initial(2)
-        assert world.emulator.open_watches("", "namespaces") == 2
-    await eventually(lambda: world.emulator.open_watches("", "namespaces") == 1)
-    assert world.demo.proxy is not None
-    assert len(world.demo.proxy.streams) == 0
+        assert len(streams) == 1
+        assert world.emulator.open_watches("", "namespaces") == 1  # served from the cache
+    await eventually(lambda: len(streams) == 0)
+    assert world.emulator.open_watches("", "namespaces") == 1
 
 
 @pytest.mark.emulator_only
@@ -333,7 +335,9 @@ class TinyBufferDemo(Demo):
 
     def settings(self, upstream: Path) -> Settings:
         settings = super().settings(upstream)
-        limits = settings.limits.model_copy(update={"watch_buffer_events": 2})
+        limits = settings.limits.model_copy(
+            update={"watch_buffer_events": 2, "watch_slow_client_seconds": 0.2}
+        )
         return settings.model_copy(update={"limits": limits})
 
 
@@ -351,15 +355,24 @@ async def test_a_socket_that_is_not_read_is_cut_with_an_error_not_buffered(
         ):
             watch = SocketWatch(ws)
             await watch.initial(2)
-            assert upstream_watches(demo) == 2  # the informer's and this one's
-            # Far more than socket buffers hold, while the client reads nothing.
+            assert upstream_watches(demo) == 1  # the informer's only: served from the cache
+            # Far more than socket buffers hold, while the client reads nothing (its library
+            # would read ahead and buffer without bound: stop it reading the socket).
+            assert ws._conn is not None
+            assert ws._conn.transport is not None
+            ws._conn.transport.pause_reading()
             big = "x" * (1024 * 1024)
             for i in range(24):
                 await demo.emulator.patch(
                     *NS, "team-a-dev", {"metadata": {"annotations": {"big": f"{i}{big}"}}}
                 )
-            # The proxy gives its upstream watch back at once rather than hold a backlog.
-            await eventually(lambda: upstream_watches(demo) == 1)
+            registry = demo.proxy.metrics.registry if demo.proxy else None
+            assert registry is not None
+            cut = {"reason": "too_slow"}
+            await eventually(
+                lambda: registry.get_sample_value("tenant_proxy_watches_cut_total", cut) == 1
+            )
+            ws._conn.transport.resume_reading()
             code = await watch.closed()
         events = watch.events[2:]
         assert code == aiohttp.WSCloseCode.OK

@@ -15,12 +15,14 @@ import jwt
 import pytest
 from aiohttp import web
 
+from tenant_proxy import pki_verify
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.identity import Authenticator, BoundObject, TokenIssuer, bearer_token
+from tenant_proxy.emulator.testing import self_signed_client
 from tenant_proxy.emulator.types import UserInfo
 from tenant_proxy.pki import KeyPair, issue_client_cert, issue_server_cert, new_ca
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "k8s-reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +69,7 @@ async def server(
     app.router.add_get("/whoami", whoami)
     pair = issue_server_cert(ca, ["127.0.0.1"])
     pair.write(tmp_path / "srv.crt", tmp_path / "srv.key")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(tmp_path / "srv.crt", tmp_path / "srv.key")
-    ctx.load_verify_locations(cadata=ca.cert_pem.decode())
-    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx = pki_verify.server_context(tmp_path / "srv.crt", tmp_path / "srv.key")  # as the emulator
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
@@ -117,6 +116,25 @@ async def test_client_certificate_gives_cn_as_user_and_o_as_groups(ca: KeyPair, 
         "groups": ["tenant-a-devs", "x", "system:authenticated"],
         "extra": {},
     }
+
+
+async def test_certificates_no_trusted_ca_signed_or_out_of_date_are_401(
+    ca: KeyPair, call: Call
+) -> None:
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    expired = issue_client_cert(ca, "alice", not_before=long_ago, not_after=long_ago)
+    for cert in (self_signed_client("admin", ["system:masters"]), expired):
+        status, body = await call(cert=cert)
+        assert (status, body["reason"]) == (401, "Unauthorized")
+
+
+async def test_a_good_token_beside_a_foreign_certificate_authenticates(call: Call) -> None:
+    # As kube-apiserver (apiserver/pkg/authentication/request/union: FailOnError false): the
+    # x509 authenticator's error does not stop the token's.
+    status, user = await call(
+        cert=self_signed_client("admin", ["system:masters"]), token="static-secret"
+    )
+    assert (status, user["name"]) == (200, "ops")
 
 
 async def test_no_credentials_is_nobody(call: Call) -> None:

@@ -102,14 +102,43 @@ async def test_kubectl_create_token_gives_a_token_the_server_accepts(
     assert 'User "system:serviceaccount:team-a-dev:ci-bot" cannot list' in refused.stderr
 
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
+
+def review_headers(emulator: Emulator, plural: str) -> set[tuple[str, str]]:
+    """(Content-Type, Accept) of every review of that kind the emulator received."""
+    path = f"/apis/authorization.k8s.io/v1/{plural}"
+    return {(r.content_type, r.accept) for r in emulator.received if r.path == path}
+
+
 async def test_kubectl_auth_can_i_follows_rbac(
-    kubectl: Kubectl, kubeconfig_for: KubeconfigFor
+    kubectl: Kubectl, kubeconfig_for: KubeconfigFor, emulator: Emulator
 ) -> None:
     alice = kubeconfig_for("alice", ("tenant-a-devs",))
     pods = await kubectl("auth", "can-i", "list", "pods", "-n", "team-a-dev", kubeconfig=alice)
     nodes = await kubectl("auth", "can-i", "list", "nodes", kubeconfig=alice)
     assert pods.stdout.strip() == "yes"
     assert nodes.stdout.strip() == "no"
+    # kubectl asked in protobuf, protobuf first: it read the emulator's protobuf answers.
+    assert review_headers(emulator, "selfsubjectaccessreviews") == {
+        (PROTOBUF, f"{PROTOBUF},application/json")
+    }
+
+
+async def test_kubectl_auth_can_i_list_reads_the_protobuf_rules_review(
+    kubectl: Kubectl, kubeconfig_for: KubeconfigFor, emulator: Emulator
+) -> None:
+    alice = kubeconfig_for("alice", ("tenant-a-devs",))
+    listed = await kubectl("auth", "can-i", "--list", "-n", "team-a-dev", kubeconfig=alice)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:] if line.strip()}
+    assert "impersonate" in rows["serviceaccounts"]
+    assert "[/healthz]" in rows
+    assert "selfsubjectrulesreviews.authorization.k8s.io" in rows
+    assert "nodes" not in rows
+    assert review_headers(emulator, "selfsubjectrulesreviews") == {
+        (PROTOBUF, f"{PROTOBUF},application/json")
+    }
 
 
 async def test_kubectl_auth_whoami_names_the_certificate_user(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tenant_proxy.emulator import discovery
 from tenant_proxy.emulator.types import ResourceType
 
-REFERENCE = Path("/work/shared/k8s-reference")
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 
 def transcript_body(name: str) -> Any:

@@ -16,7 +16,7 @@ from tenant_proxy.emulator import tables
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.types import KubeObject, ResourceType
 
-REFERENCE = Path("/work/shared/k8s-reference")
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 # The recorder's clock when the list transcripts were taken ("2s" after 13:53:53).
 RECORDED_AT = datetime(2026, 11, 24, 13, 53, 55, 500000, tzinfo=UTC)
 

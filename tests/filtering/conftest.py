@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-REFERENCE = Path("/work/shared/k8s-reference")
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 
 def _body_lines(name: str) -> list[str]:

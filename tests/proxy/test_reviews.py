@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tenant_proxy.identity import Identity
 from tenant_proxy.reviews import (
     REASON,
+    accepts_json,
     amend_access_review,
     amend_rules_review,
     self_subject_review,
@@ -102,3 +104,33 @@ def test_the_get_of_an_owned_nodes_lease_is_allowed_and_nothing_else_about_lease
     assert lease("get", namespace="default") is False
     assert lease("list") is False
     assert lease("update") is False
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "",
+        "application/json",
+        "application/vnd.kubernetes.protobuf,application/json",  # kubectl ≥ 1.3x
+        "application/vnd.kubernetes.protobuf, */*",
+        "application/*;q=0.5",
+        "APPLICATION/JSON; charset=utf-8",
+    ],
+)
+def test_clients_taking_json_get_the_amended_json(accept: str | None) -> None:
+    assert accepts_json(accept)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/vnd.kubernetes.protobuf",
+        "application/yaml",
+        "application/json;q=0",
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+        "application/vnd.kubernetes.protobuf, application/json;q=0.0",
+    ],
+)
+def test_clients_refusing_json_are_not_answered_json(accept: str) -> None:
+    assert not accepts_json(accept)

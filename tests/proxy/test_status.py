@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tenant_proxy import status
 
-REFERENCE = Path("/work/shared/k8s-reference")
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 
 
 def transcript_answer(name: str) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,231 @@
+"""Serving a filtered list from the watch cache, with the API server's consistency rules.
+
+- `resourceVersion=0`: any recent state will do: the cache's, as it is.
+- unset (a consistent read): the cache answers once it has caught up with the API server's
+  current resourceVersion, learned by a `limit=1` list (as kube-apiserver >= 1.31 serves
+  consistent reads from its watch cache); if it does not within `fresh_wait`, the read goes
+  upstream as before (as the API server falls back to etcd).
+- `resourceVersion=N` (NotOlderThan): once the cache has reached N, else upstream.
+- `resourceVersion=N&resourceVersionMatch=Exact`, and every following page: the state at N from
+  the cache's window, else upstream (which may answer 410).
+Pages hold at most `limit` of the caller's objects, with the proxy's own sealed continue token
+(bound to the caller and the query, as for rewritten lists). `None` from `serve` means: not
+from the cache, use the upstream path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from tenant_proxy import passthrough, status
+from tenant_proxy.filtering import continuation
+from tenant_proxy.filtering.forms import partial_metadata
+from tenant_proxy.filtering.shape import Shape, media_ranges
+from tenant_proxy.identity import Identity
+from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.tenancy.index import TenancyIndex
+from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.upstream import Upstream, UpstreamError
+from tenant_proxy.watch_from_cache import client_selector
+from tenant_proxy.watchcache.ages import age_columns, with_ages
+from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
+from tenant_proxy.watchcache.listing import list_body, page_of, table_body
+from tenant_proxy.watchcache.replay import Side
+from tenant_proxy.watchcache.rows import RowBook
+from tenant_proxy.watchcache.timeline import Obj, TooOld
+
+# Rows read from the API server at once for one Table answer.
+_ROW_READS = 32
+
+
+class CachedLists:
+    """Serves filtered lists of the tenant listener from the watch cache when it may."""
+
+    def __init__(
+        self,
+        caches: WatchCaches,
+        index: TenancyIndex,
+        upstream: Upstream,
+        tokens: continuation.ContinueTokens,
+        rows: RowBook,
+        *,
+        fresh_wait: float = 0.25,
+    ) -> None:
+        self._caches, self._index, self._upstream = caches, index, upstream
+        self._tokens, self._rows, self._fresh_wait = tokens, rows, fresh_wait
+
+    async def serve(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        shape: Shape,
+        view: TenantView,
+        identity: Identity,
+    ) -> web.StreamResponse | None:
+        cache = self._caches.get(gr)
+        if cache is None or cache.timeline is None:
+            return None
+        q = info.query
+        bound_to = continuation.binding(
+            "cache",
+            identity.user,
+            *identity.groups,
+            info.path,
+            q.label_selector or "",
+            q.field_selector or "",
+            shape.accept,
+            q.include_object or "",
+        )
+        position = self._position(q.continue_token, bound_to)
+        if q.continue_token and position is None:
+            return None  # not a token of this path: the upstream path reads it (or refuses)
+        found = await self._state(cache, info, gr, identity, position)
+        if found is None:
+            return None
+        state, names, rv, side = found
+        selected = client_selector(q.label_selector, q.field_selector, info.name)
+        limit = q.limit if q.limit and q.limit > 0 else None
+        after = position.after if position is not None else ""
+        items, last = page_of(state, names, side, selected, after, limit)
+        token = None
+        if last is not None:
+            token = self._tokens.issue(
+                continuation.Position("", 0, str(rv), 1, after=last), bound_to
+            )
+        if shape.table:
+            body = await self._table(cache, shape, items, rv, token)
+        else:
+            body = list_body(cache.kind, cache.api_version, items, rv, token, shape.partial)
+        return _answer(request, body)
+
+    def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
+        if not token:
+            return None
+        try:
+            position = self._tokens.read(token, bound_to)
+        except (continuation.TokenExpired, continuation.TokenInvalid):
+            # Not one of this path's: a page of a list the upstream path began (its own token,
+            # or the API server's for a pushed-down selector), which that path continues.
+            return None
+        return position if position.after else None
+
+    async def _state(
+        self,
+        cache: ResourceCache,
+        info: RequestInfo,
+        gr: GroupResource,
+        identity: Identity,
+        position: continuation.Position | None,
+    ) -> tuple[Mapping[str, Obj], list[str], int, Side | None] | None:
+        """The state to answer from (objects, the names to consider in order, its
+        resourceVersion, the caller's side then), or None when the cache may not answer."""
+        timeline = cache.timeline
+        assert timeline is not None
+        q = info.query
+        exact = position is not None or (
+            q.resource_version not in (None, "", "0") and q.resource_version_match == "Exact"
+        )
+        if exact:
+            rv_text = position.resource_version if position else q.resource_version or ""
+            if not rv_text.isdigit():
+                raise status.bad_request(f"invalid resource version: {rv_text}")
+            try:
+                seq = timeline.start_after(int(rv_text))
+                state = timeline.state_at(seq)
+            except TooOld:
+                if position is not None:
+                    raise status.expired(_CONTINUE_EXPIRED) from None
+                return None
+            tenancy = timeline.tenancy_at(seq)
+            return state, sorted(state), int(rv_text), _side(tenancy.view_for(identity), gr)
+        if q.resource_version not in (None, "", "0"):
+            rv_text = q.resource_version or ""
+            if not rv_text.isdigit():
+                raise status.bad_request(f"invalid resource version: {rv_text}")
+            if not await self._caches.reach(gr, int(rv_text), self._fresh_wait):
+                return None
+        elif q.resource_version in (None, ""):
+            current = await self._current_version(cache.path)
+            if current is None or not await self._caches.reach(gr, current, self._fresh_wait):
+                return None
+        cache.settle()  # a tenancy change not yet recorded: the answer must be a watch's start
+        view_now = timeline.tenancy.view_for(identity)
+        side = _side(view_now, gr)
+        # The index already knows the caller's objects (computed once per tenancy change):
+        # only those are looked at, not the whole collection.
+        owned = self._index.owned(gr, view_now) if view_now is not None else {}
+        names = sorted(owned)
+        return timeline.objects, names, timeline.rv_before(timeline.end), side
+
+    async def _current_version(self, path: str) -> int | None:
+        try:
+            code, doc = await self._upstream.json_call("GET", f"{path}?limit=1")
+        except UpstreamError:
+            return None
+        if code != 200 or not isinstance(doc, dict):
+            return None
+        rv = (doc.get("metadata") or {}).get("resourceVersion")
+        return int(rv) if isinstance(rv, str) and rv.isdigit() else None
+
+    async def _table(
+        self,
+        cache: ResourceCache,
+        shape: Shape,
+        items: list[Obj],
+        rv: int,
+        token: str | None,
+    ) -> dict[str, Any]:
+        rows_of = self._rows.rows_for(cache.gr, cache.path)
+        gate = asyncio.Semaphore(_ROW_READS)
+
+        async def cells(obj: Obj) -> list[Any]:
+            async with gate:
+                return await rows_of.cells(obj)
+
+        printed = await asyncio.gather(*(cells(o) for o in items))
+        if rows_of.columns is None and not items:
+            await rows_of.columns_only()
+        ages = age_columns(rows_of.columns or [])
+        now = time.time()
+        rows = []
+        for obj, row_cells in zip(items, printed, strict=True):
+            row: dict[str, Any] = {"cells": with_ages(row_cells, ages, obj, now)}
+            if shape.strip_objects:
+                row["object"] = None
+            else:
+                row["object"] = partial_metadata(obj) if shape.partial else dict(obj)
+            rows.append(row)
+        return table_body(rows_of.columns, rows, rv, token)
+
+
+def _side(view: TenantView | None, gr: GroupResource) -> Side | None:
+    if view is None or gr not in view.rules:
+        return None
+    return Side(view.rules[gr], view.judge(gr))
+
+
+def _answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    """JSON, or YAML when the client prefers it (the API server serves both for lists)."""
+    accept = request.headers.get("Accept", "")
+    for media in media_ranges(accept):
+        kind = media.split(";")[0].strip().lower()
+        if kind in ("application/yaml",):
+            text = yaml.safe_dump(body, sort_keys=False)
+            return web.Response(body=text.encode(), content_type="application/yaml")
+        if kind in ("application/json", "*/*", "application/*"):
+            break
+    return passthrough.json_response(orjson.dumps(body))
+
+
+_CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. "
+    "You can start a new list without the continue parameter."
+)

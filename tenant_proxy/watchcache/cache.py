@@ -1,0 +1,211 @@
+"""The watch cache's edge: each filtered resource's timeline, fed by the index's informer for it
+(one upstream list + watch per resource, whatever the number of tenant watches), with tenancy
+changes folded in as the index reports them.
+
+A tenancy change is recorded at once when it comes from the very event being recorded (a
+namespace relabelled: one entry, as a selector transition), else at the end of the current
+turn of the event loop, so a burst of changes (an informer's re-list) costs one entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tenant_proxy.tenancy.model import GroupResource
+from tenant_proxy.tenancy.snapshot import TenancySnapshot
+from tenant_proxy.watchcache.timeline import Obj, Timeline
+
+log = logging.getLogger("tenant_proxy.watchcache")
+
+Tenancy = Callable[[], TenancySnapshot]
+"""The tenancy in force now (the index's current snapshot)."""
+CauseVersion = Callable[[], int | None]
+"""The resourceVersion of the latest tenancy input the index has seen."""
+
+
+class ResourceCache:
+    """One resource's timeline and the watches waiting on it."""
+
+    def __init__(
+        self,
+        gr: GroupResource,
+        path: str,
+        tenancy: Tenancy,
+        cause_version: CauseVersion,
+        *,
+        max_entries: int,
+        max_bytes: int,
+        on_progress: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.gr, self.path = gr, path
+        self._on_progress = on_progress
+        self.timeline: Timeline[TenancySnapshot] | None = None
+        self.synced = asyncio.Event()
+        self.kind, self.api_version = "", ""
+        self._tenancy, self._cause_version = tenancy, cause_version
+        self._max_entries, self._max_bytes = max_entries, max_bytes
+        self._pending = False
+        self._moved = asyncio.Event()
+        self.closed = False
+
+    # -- fed by the informer ------------------------------------------------------------------
+    def listed(
+        self, items: Mapping[str, Obj], rv: int, versions: Mapping[str, int], kind: str, api: str
+    ) -> None:
+        """A (re-)list at `rv`: the first one fills the timeline, later ones add their
+        difference from what it holds as changes, so open watches see transitions."""
+        self.kind, self.api_version = kind or self.kind, api or self.api_version
+        if self.timeline is None:
+            self._pending = False
+            self.timeline = Timeline(
+                dict(items),
+                rv,
+                self._tenancy(),
+                max_entries=self._max_entries,
+                max_bytes=self._max_bytes,
+            )
+            self.synced.set()
+        else:
+            self._flush()
+            if self.timeline.replace_all(items, rv, versions):
+                log.info("%s re-listed at %d: its difference is replayed to watches", self.gr, rv)
+        self._wake()
+
+    def event(self, kind: str, obj: Obj, rv: int, size: int) -> None:
+        """An upstream watch event (ADDED/MODIFIED/DELETED) at `rv`."""
+        timeline = self.timeline
+        if timeline is None:
+            return  # not listed yet: the list will bring it
+        name = (obj.get("metadata") or {}).get("name")
+        if not isinstance(name, str) or not name:
+            return
+        if not self.kind:
+            self.kind, self.api_version = str(obj.get("kind", "")), str(obj.get("apiVersion", ""))
+        # A tenancy change still pending was caused by this very event (the index heard it
+        # first, in the same step): both take effect at once.
+        tenancy = self._tenancy() if self._pending else None
+        self._pending = False
+        cur = None if kind == "DELETED" else obj
+        timeline.change(name, cur, rv, size, tenancy)
+        self._wake()
+
+    def progress(self, rv: int) -> None:
+        """A bookmark: nothing changed up to `rv`."""
+        if self.timeline is not None:
+            self._flush()
+            self.timeline.progress(rv)
+            self._on_progress()
+
+    def settle(self) -> None:
+        """Record a tenancy change still pending, so a read judges what a watch will."""
+        if self._flush():
+            self._wake()
+
+    # -- told by the index --------------------------------------------------------------------
+    def tenancy_moved(self) -> None:
+        if self._pending or self.timeline is None:
+            return
+        self._pending = True
+        asyncio.get_running_loop().call_soon(self._flush_and_wake)
+
+    def _flush_and_wake(self) -> None:
+        if self._flush():
+            self._wake()
+
+    def _flush(self) -> bool:
+        if not self._pending or self.timeline is None:
+            return False
+        self._pending = False
+        return self.timeline.retarget(self._tenancy(), self._cause_version()) is not None
+
+    # -- read by watches ----------------------------------------------------------------------
+    async def wait_beyond(self, seq: int) -> None:
+        """Return once the timeline has an entry at `seq` or later (or the cache closed)."""
+        while not self.closed and (self.timeline is None or self.timeline.end <= seq):
+            await self._moved.wait()
+
+    def close(self) -> None:
+        """No rule filters this resource any more: wake its watches so they end."""
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        woken, self._moved = self._moved, asyncio.Event()
+        woken.set()
+        self._on_progress()
+
+
+class WatchCaches:
+    """Every filtered resource's cache; the index opens and closes them with its informers."""
+
+    def __init__(self, *, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._caches: dict[GroupResource, ResourceCache] = {}
+        self._tenancy: Tenancy | None = None
+        self._cause_version: CauseVersion = lambda: None
+        self._max_entries, self._max_bytes = max_entries, max_bytes
+        self._progress = asyncio.Event()
+
+    def bind(self, tenancy: Tenancy, cause_version: CauseVersion) -> None:
+        """Where tenancy comes from (the index, which is built after the caches)."""
+        self._tenancy, self._cause_version = tenancy, cause_version
+
+    def open(self, gr: GroupResource, path: str) -> ResourceCache:
+        """The cache of `gr`, served at `path` (its collection), new or kept: a re-projected
+        informer lists again into the same cache, and watches see only the difference."""
+        cache = self._caches.get(gr)
+        if cache is None or cache.path != path:
+            assert self._tenancy is not None, "bind() the index first"
+            cache = self._caches[gr] = ResourceCache(
+                gr,
+                path,
+                self._tenancy,
+                self._cause_version,
+                max_entries=self._max_entries,
+                max_bytes=self._max_bytes,
+                on_progress=self._note_progress,
+            )
+        return cache
+
+    def close(self, gr: GroupResource) -> None:
+        cache = self._caches.pop(gr, None)
+        if cache is not None:
+            cache.close()
+
+    def get(self, gr: GroupResource) -> ResourceCache | None:
+        return self._caches.get(gr)
+
+    def tenancy_moved(self) -> None:
+        for cache in self._caches.values():
+            cache.tenancy_moved()
+
+    async def reach(self, gr: GroupResource, rv: int, within: float) -> bool:
+        """Whether `gr`'s cache has heard its upstream stream up to `rv` (an event or a
+        bookmark at `rv` or later) within `within` seconds. Only its own stream counts: another
+        resource's bookmark says nothing of events of this one still on their way."""
+        cache = self._caches.get(gr)
+
+        def reached() -> bool:
+            return cache is not None and cache.timeline is not None and cache.timeline.head.rv >= rv
+
+        try:
+            async with asyncio.timeout(within):
+                while not reached():
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _note_progress(self) -> None:
+        woken, self._progress = self._progress, asyncio.Event()
+        woken.set()
+
+    def stats(self) -> dict[str, Any]:
+        """Entries and objects held per resource (for metrics and benchmarks)."""
+        return {
+            str(gr): (len(c.timeline), len(c.timeline.objects))
+            for gr, c in self._caches.items()
+            if c.timeline is not None
+        }

@@ -1,0 +1,136 @@
+"""What one watch sends for one timeline entry: entries and judges in, client events out. Pure.
+
+Like kube-apiserver's cacheWatcher (cache_watcher.go, convertToWatchEvent), a watch keeps no
+copy of what its client holds: whether the client has an object follows from the object's
+state and the tenancy in force, so each entry is judged on both sides. An object change is
+ADDED when the object enters the caller's view, MODIFIED while it stays, DELETED when it
+leaves (with the state the client last saw, stamped with the resourceVersion of the change, as
+the cacher sends a selector transition). A tenancy change turns into ADDED / DELETED for every
+object whose side it flips; which objects flip for a pair of views is computed once per entry
+and shared by every watch with the same views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from tenant_proxy.filtering.forms import Keep, judged
+from tenant_proxy.watchcache.timeline import Change, Entry, Obj
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """One event for the client: `obj` as held, its resourceVersion replaced by `stamp`."""
+
+    type: str
+    obj: Obj
+    stamp: int | None = None
+
+
+class Side(NamedTuple):
+    """How a caller's view judges a resource: `rules` (hashable, equal rules judge alike) and
+    the compiled test. A caller in no tenant has no side (None): it sees nothing."""
+
+    rules: Hashable
+    keep: Keep
+
+
+def visible(side: Side | None, selected: Keep, obj: Obj | None) -> bool:
+    """Whether a client with this side and selectors has `obj`."""
+    return obj is not None and side is not None and judged(side.keep, obj) and selected(obj)
+
+
+def moved(before: Side | None, after: Side | None) -> bool:
+    """Whether going from `before` to `after` can change what a client sees."""
+    if before is None or after is None:
+        return before is not after
+    return before is not after and before.rules != after.rules
+
+
+def initial(state: Mapping[str, Obj], side: Side | None, selected: Keep) -> list[Out]:
+    """ADDED for everything the client sees in `state`, in name order (a list's order)."""
+    if side is None:
+        return []
+    return [Out(ADDED, state[k]) for k in sorted(state) if visible(side, selected, state[k])]
+
+
+def events_for(
+    entry: Entry[T],
+    before: Side | None,
+    after: Side | None,
+    selected: Keep,
+    state_before: Callable[[], Mapping[str, Obj]],
+) -> list[Out]:
+    """The client's events for `entry`, judged with `before` (tenancy in force before it) and
+    `after` (after it: the same side unless the entry moved tenancy). `state_before` gives
+    the objects as they stood before the entry; it is read only when the rules moved."""
+    out: list[Out] = []
+    body = entry.body
+    if moved(before, after):
+        skip = body.key if isinstance(body, Change) else None
+        for obj, now in _flips(entry, before, after, state_before, skip):
+            if selected(obj):
+                out.append(Out(ADDED, obj) if now else Out(DELETED, obj, entry.order.rv))
+    if isinstance(body, Change):
+        was = visible(before, selected, body.prev)
+        now = visible(after, selected, body.cur)
+        if was and now:
+            assert body.cur is not None
+            out.append(Out(MODIFIED, body.cur))
+        elif now:
+            assert body.cur is not None
+            out.append(Out(ADDED, body.cur))
+        elif was:
+            assert body.prev is not None
+            out.append(Out(DELETED, body.prev, body.rv))
+    return out
+
+
+def _flips(
+    entry: Entry[T],
+    before: Side | None,
+    after: Side | None,
+    state_before: Callable[[], Mapping[str, Obj]],
+    skip: str | None,
+) -> list[tuple[Obj, bool]]:
+    """Objects (but `skip`) whose side the move from `before` to `after` flips, with their new
+    side; memoised on the entry: every watch with these rules shares one computation."""
+    memo_key = (
+        before.rules if before is not None else None,
+        after.rules if after is not None else None,
+    )
+    found: list[tuple[Obj, bool]] | None = entry.memo.get(memo_key)
+    if found is None:
+        found = list(flipped(state_before(), before, after, skip))
+        entry.memo[memo_key] = found
+    return found
+
+
+def flipped(
+    state: Mapping[str, Obj], before: Side | None, after: Side | None, skip: str | None = None
+) -> Iterable[tuple[Obj, bool]]:
+    """(object, visible now) for each object of `state` whose visibility differs."""
+    for key in sorted(state):
+        if key == skip:
+            continue
+        obj = state[key]
+        was = before is not None and judged(before.keep, obj)
+        now = after is not None and judged(after.keep, obj)
+        if was != now:
+            yield obj, now
+
+
+def stamped(obj: Obj, rv: int | None) -> dict[str, Any]:
+    """`obj` with its resourceVersion replaced (a shallow copy; the stored object is shared)."""
+    copy = dict(obj)
+    if rv is not None:
+        meta = dict(copy.get("metadata") or {})
+        meta["resourceVersion"] = str(rv)
+        copy["metadata"] = meta
+    return copy

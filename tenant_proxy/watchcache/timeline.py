@@ -1,0 +1,234 @@
+"""One filtered resource as the proxy's watch cache holds it: the current objects and a bounded
+window of recent entries, in the order the proxy learned them. Pure: no I/O, no clock.
+
+This is kube-apiserver's watchCache (k8s.io/apiserver/pkg/storage/cacher/watch_cache.go) with
+one addition: tenancy. What a tenant sees depends on the object *and* on tenancy (its
+namespaces, its rules), which changes through other resources' events (a namespace relabelled,
+a Tenant CR edited, a config reload). So the window holds two kinds of entry: an object
+`Change`, and a `Retarget` (tenancy moved on; the snapshot in force from there). A change of a
+tenancy input that is itself this resource (a namespace relabelled, for the namespaces
+timeline) is one `Change` carrying its new tenancy, so the two happen at once, as a selector
+transition does in the cacher.
+
+Ordering. Entries are kept in the order they arrive; each has an `Order` (rv, sub). etcd
+revisions are global, but each upstream watch stream is ordered on its own: an entry whose rv
+is not above the head (a tenancy change that reached the proxy after a later change of this
+resource, a config reload, a re-list's difference) is ordered just after the head, (head.rv,
+head.sub + 1). A client that holds resourceVersion N has seen every entry up to (N, 0), so it
+resumes at the first entry ordered after (N, 0): an entry that came late is sent again rather
+than missed (a duplicate a client applies as an update, never a lost transition).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, NamedTuple, TypeVar
+
+Obj = Mapping[str, Any]
+"""A decoded object as the API server sent it; never changed once stored (shared by entries)."""
+
+T = TypeVar("T")
+
+
+class Order(NamedTuple):
+    rv: int
+    sub: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change(Generic[T]):
+    """An object's state moved from `prev` to `cur` (None: absent) at resourceVersion `rv`.
+
+    `tenancy`: the tenancy this very event put in force (a namespace relabelled), if any.
+    """
+
+    key: str
+    prev: Obj | None
+    cur: Obj | None
+    rv: int
+    tenancy: T | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retarget(Generic[T]):
+    """Tenancy moved on: `tenancy` is in force from here."""
+
+    tenancy: T
+
+
+@dataclass(slots=True)
+class Entry(Generic[T]):
+    seq: int
+    order: Order
+    body: Change[T] | Retarget[T]
+    tenancy_after: T
+    size: int
+    memo: dict[Any, Any] = field(default_factory=dict)
+    """Per-entry results shared by every watch that replays it (tenancy flips)."""
+
+
+class TooOld(Exception):
+    """The window no longer reaches back to that resourceVersion: the client must re-list."""
+
+    def __init__(self, asked: int, oldest: int) -> None:
+        super().__init__(f"too old resource version: {asked} ({oldest})")
+        self.asked, self.oldest = asked, oldest
+
+
+class Timeline(Generic[T]):
+    """Current objects (by name) and the last entries, bounded by count and by bytes."""
+
+    def __init__(
+        self,
+        objects: dict[str, Obj],
+        rv: int,
+        tenancy: T,
+        *,
+        max_entries: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.objects = objects
+        self.tenancy = tenancy
+        self._base_tenancy = tenancy
+        self._entries: deque[Entry[T]] = deque()
+        self._next_seq = 0
+        # Everything up to `floor` is folded into the objects: no watch can start before it.
+        self.floor = Order(rv, 0)
+        self.head = self.floor
+        self._bytes = 0
+        self._max_entries, self._max_bytes = max_entries, max_bytes
+
+    # -- writing -------------------------------------------------------------------------------
+    def change(
+        self, key: str, cur: Obj | None, rv: int, size: int = 0, tenancy: T | None = None
+    ) -> Entry[T] | None:
+        """Record `key`'s new state (None: deleted) at `rv`; None when nothing changed."""
+        prev = self.objects.get(key)
+        if prev is None and cur is None and tenancy is None:
+            return None
+        if cur is None:
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = cur
+        if tenancy is not None:
+            self.tenancy = tenancy
+        return self._append(Change(key, prev, cur, rv, tenancy), rv, size)
+
+    def retarget(self, tenancy: T, cause_rv: int | None = None) -> Entry[T] | None:
+        """Tenancy moved on, caused by an event at `cause_rv` (None: not an API event)."""
+        if tenancy is self.tenancy:
+            return None
+        self.tenancy = tenancy
+        if not self._entries and cause_rv is not None and cause_rv <= self.head.rv:
+            # Nothing recorded since the list this timeline started from, and the change is
+            # from before it (informers list at one moment on start-up): tenancy as known at
+            # that version is the list's own.
+            self._base_tenancy = tenancy
+            return None
+        return self._append(Retarget(tenancy), cause_rv or 0, 0)
+
+    def replace_all(self, fresh: Mapping[str, Obj], rv: int, versions: Mapping[str, int]) -> int:
+        """A re-list at `rv`: its difference from what is held, as changes; how many.
+
+        `versions` gives each fresh object's resourceVersion (a deletion is stamped `rv`).
+        """
+        count = 0
+        for key in sorted(self.objects.keys() - fresh.keys()):
+            count += self.change(key, None, rv) is not None
+        for key in sorted(fresh):
+            if self.objects.get(key) != fresh[key]:
+                count += self.change(key, fresh[key], versions.get(key, rv)) is not None
+        if Order(rv, 0) > self.head:
+            self.head = Order(rv, 0)
+        return count
+
+    def progress(self, rv: int) -> None:
+        """The resource is known unchanged up to `rv` (a bookmark): later watches start there."""
+        if rv > self.head.rv:
+            self.head = Order(rv, 0)
+
+    def _append(self, body: Change[T] | Retarget[T], rv: int, size: int) -> Entry[T]:
+        head = self.head
+        order = Order(rv, 0) if rv > head.rv else Order(head.rv, head.sub + 1)
+        entry = Entry(self._next_seq, order, body, self.tenancy, size)
+        self._next_seq += 1
+        self._entries.append(entry)
+        self.head = order
+        self._bytes += size
+        while self._entries and (
+            len(self._entries) > self._max_entries or self._bytes > self._max_bytes
+        ):
+            old = self._entries.popleft()
+            self._bytes -= old.size
+            self.floor = old.order
+            self._base_tenancy = old.tenancy_after
+        return entry
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def end(self) -> int:
+        """The seq the next entry will have: a watch at `end` has seen everything."""
+        return self._next_seq
+
+    @property
+    def first_seq(self) -> int:
+        return self._entries[0].seq if self._entries else self._next_seq
+
+    def start_after(self, rv: int) -> int:
+        """Where a client holding resourceVersion `rv` resumes: the first entry ordered after
+        (rv, 0). TooOld when entries after it have left the window."""
+        asked = Order(rv, 0)
+        if asked < self.floor:
+            raise TooOld(rv, self.floor.rv)
+        # Entries are in non-decreasing order: the first one past `asked`, from the end
+        # (clients resume near the head).
+        seq = self._next_seq
+        for entry in reversed(self._entries):
+            if entry.order <= asked:
+                break
+            seq = entry.seq
+        return seq
+
+    def entries_from(self, seq: int) -> Iterator[Entry[T]]:
+        """The entries from `seq` on; TooOld when `seq` has left the window."""
+        first = self.first_seq
+        if seq < first:
+            raise TooOld(0, self.floor.rv)
+        for i in range(seq - first, len(self._entries)):
+            yield self._entries[i]
+
+    def tenancy_at(self, seq: int) -> T:
+        """The tenancy in force just before entry `seq`."""
+        first = self.first_seq
+        if seq < first:
+            raise TooOld(0, self.floor.rv)
+        return self._entries[seq - first - 1].tenancy_after if seq > first else self._base_tenancy
+
+    def state_at(self, seq: int) -> dict[str, Obj]:
+        """The objects as they stood just before entry `seq` (a copy)."""
+        first = self.first_seq
+        if seq < first:
+            raise TooOld(0, self.floor.rv)
+        state = dict(self.objects)
+        for i in range(len(self._entries) - 1, seq - first - 1, -1):
+            body = self._entries[i].body
+            if isinstance(body, Change):
+                if body.prev is None:
+                    state.pop(body.key, None)
+                else:
+                    state[body.key] = body.prev
+        return state
+
+    def rv_before(self, seq: int) -> int:
+        """The resourceVersion a client that has seen everything before `seq` holds."""
+        if seq >= self._next_seq:
+            return self.head.rv
+        first = self.first_seq
+        if seq <= first:
+            return self.floor.rv
+        return self._entries[seq - first - 1].order.rv
+
+    def __len__(self) -> int:
+        return len(self._entries)

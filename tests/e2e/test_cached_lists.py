@@ -1,0 +1,185 @@
+"""Filtered lists answered from the watch cache, through the real proxy.
+
+The cache answers with the API server's consistency rules (a consistent read waits until the
+cache has caught up with the API server), pages with the proxy's own tokens from one snapshot,
+in every form (JSON, PartialObjectMetadataList, Table, YAML), and its list's resourceVersion is
+one a watch resumes from exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from cluster import Cluster
+from conftest import kubectl
+from watching import TABLE, Watch, is_, name_of, session_as
+
+from tenant_proxy.demo import Demo
+from tenant_proxy.tenancy.model import NAMESPACES, GroupResource
+from tenant_proxy.tenancy.model import PERSISTENT_VOLUMES as PVS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
+
+ALICE = ("alice", ["tenant-a-devs"])
+BOB = ("bob", ["tenant-b-devs"])
+NS = ("v1", "Namespace")
+
+
+def namespace(name: str, tenant: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"tenant-proxy.io/tenant": tenant}},
+    }
+
+
+def upstream_collection_reads(demo: Demo, path: str) -> list[str]:
+    """Reads of the whole collection the proxy made upstream (freshness probes excepted)."""
+    return [
+        r.path
+        for r in demo.emulator.received
+        if r.path.split("?")[0] == path
+        and "watch" not in r.path
+        and not r.path.endswith("?limit=1")
+    ]
+
+
+async def test_a_consistent_list_sees_a_write_made_just_before(
+    demo: Demo, cluster: Cluster
+) -> None:
+    async with session_as(demo, *ALICE) as alice:
+        for i in range(3):
+            await cluster.create(namespace(f"team-a-rw-{i}", "team-a"))
+            async with alice.get("/api/v1/namespaces") as resp:
+                names = {i["metadata"]["name"] for i in (await resp.json())["items"]}
+            assert f"team-a-rw-{i}" in names
+
+
+async def caught_up(demo: Demo, gr: GroupResource) -> None:
+    """Until the proxy's cache of `gr` has heard up to the API server's current version (a
+    consistent read is answered from the cache from then on; the emulator's bookmarks bring a
+    quiet resource there), so a test knows which path answers."""
+    assert demo.proxy is not None
+    cache = demo.proxy.index.caches.get(gr)
+    assert cache is not None
+    current = demo.emulator.store.resource_version
+
+    async def poll() -> None:
+        while cache.timeline is None or cache.timeline.head.rv < current:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), 15)
+
+
+async def test_lists_come_from_the_cache_not_the_collection(demo: Demo) -> None:
+    await caught_up(demo, PVS)
+    before = len(upstream_collection_reads(demo, "/api/v1/persistentvolumes"))
+    async with session_as(demo, *ALICE) as alice:
+        for params in ({}, {"resourceVersion": "0"}, {}):
+            async with alice.get("/api/v1/persistentvolumes", params=params) as resp:
+                assert resp.status == 200
+                body = await resp.json()
+            assert [i["metadata"]["name"] for i in body["items"]] == ["pv-a-data"]
+    assert body["kind"] == "PersistentVolumeList"
+    assert "kind" not in body["items"][0]  # list items carry no kind, as the API server's
+    after = upstream_collection_reads(demo, "/api/v1/persistentvolumes")
+    assert len(after) == before  # only the cheap freshness probes went upstream
+
+
+async def test_limit_pages_from_one_snapshot_with_tokens_bound_to_the_caller(
+    demo: Demo, cluster: Cluster
+) -> None:
+    for i in range(5):
+        await cluster.create(namespace(f"team-a-page-{i}", "team-a"))
+    await caught_up(demo, NAMESPACES)
+    async with session_as(demo, *ALICE) as alice, session_as(demo, *BOB) as bob:
+        async with alice.get("/api/v1/namespaces", params={"limit": "2"}) as resp:
+            page = await resp.json()
+        snapshot = page["metadata"]["resourceVersion"]
+        names = [i["metadata"]["name"] for i in page["items"]]
+        assert len(names) == 2
+        # Created after the first page, sorting into a later one: not in this list.
+        await cluster.create(namespace("team-a-page-9-late", "team-a"))
+        token = page["metadata"]["continue"]
+        async with bob.get("/api/v1/namespaces", params={"limit": "2", "continue": token}) as r:
+            assert r.status == 400  # another caller's token
+        while token:
+            async with alice.get(
+                "/api/v1/namespaces", params={"limit": "2", "continue": token}
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+                page = await resp.json()
+            assert page["metadata"]["resourceVersion"] == snapshot
+            assert len(page["items"]) <= 2
+            names += [i["metadata"]["name"] for i in page["items"]]
+            token = page["metadata"].get("continue")
+    assert names == sorted(names)
+    assert set(names) == {"team-a-dev", "team-a-prod", *(f"team-a-page-{i}" for i in range(5))}
+    assert "remainingItemCount" not in page["metadata"]
+
+
+async def test_a_watch_from_a_cached_lists_version_gets_exactly_what_came_after(
+    demo: Demo, cluster: Cluster
+) -> None:
+    async with session_as(demo, *ALICE) as alice:
+        async with alice.get("/api/v1/namespaces") as resp:
+            listed = await resp.json()
+        rv = listed["metadata"]["resourceVersion"]
+        await cluster.patch(*NS, "team-a-prod", {"metadata": {"labels": {"x": "1"}}})
+        await cluster.create(namespace("team-b-between", "team-b"))
+        await cluster.create(namespace("team-a-between", "team-a"))
+        params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true"}
+        async with alice.get("/api/v1/namespaces", params=params) as resp:
+            watch = Watch(resp)
+            await watch.until(is_("ADDED", "team-a-between"))
+    changes = [(e["type"], name_of(e)) for e in watch.events if e["type"] != "BOOKMARK"]
+    assert changes == [("MODIFIED", "team-a-prod"), ("ADDED", "team-a-between")]
+
+
+async def test_every_form_of_a_cached_list(demo: Demo) -> None:
+    async with session_as(demo, *ALICE) as alice:
+        partial = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+        async with alice.get("/api/v1/nodes", headers={"Accept": partial}) as resp:
+            meta = await resp.json()
+        async with alice.get("/api/v1/nodes", headers={"Accept": TABLE}) as resp:
+            table = await resp.json()
+        async with alice.get("/api/v1/nodes", headers={"Accept": "application/yaml"}) as resp:
+            assert resp.headers["Content-Type"].startswith("application/yaml")
+            as_yaml = yaml.safe_load(await resp.text())
+        async with alice.get(
+            "/api/v1/nodes", headers={"Accept": "application/vnd.kubernetes.protobuf"}
+        ) as resp:
+            assert resp.status == 406
+            assert (await resp.json())["reason"] == "NotAcceptable"
+    assert meta["kind"] == "PartialObjectMetadataList"
+    assert {i["kind"] for i in meta["items"]} == {"PartialObjectMetadata"}
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]][:2] == ["Name", "Status"]
+    assert [r["cells"][0] for r in table["rows"]] == [i["metadata"]["name"] for i in meta["items"]]
+    assert all(r["object"]["kind"] == "PartialObjectMetadata" for r in table["rows"])
+    assert as_yaml["kind"] == "NodeList"
+    assert [i["metadata"]["name"] for i in as_yaml["items"]] == [
+        i["metadata"]["name"] for i in meta["items"]
+    ]
+
+
+async def test_kubectl_chunked_get_pages_through_the_cache(demo: Demo, cluster: Cluster) -> None:
+    for i in range(4):
+        await cluster.create(namespace(f"team-a-chunk-{i}", "team-a"))
+    result = await kubectl(
+        demo.kubeconfig(*ALICE), "get", "namespaces", "--chunk-size=1", "-o", "name"
+    )
+    assert result.code == 0, result.err
+    assert result.names() == {
+        "team-a-dev",
+        "team-a-prod",
+        *(f"team-a-chunk-{i}" for i in range(4)),
+    }
+    shown = orjson.loads(
+        (await kubectl(demo.kubeconfig(*ALICE), "get", "namespaces", "-o", "json")).out
+    )
+    assert shown["kind"] == "List"
