@@ -270,9 +270,14 @@ def upstream_kubeconfig(directory: Path, emulator: EmulatorProcess) -> Path:
 
 
 def start_proxy(
-    workdir: Path, emulator: EmulatorProcess, tenants: list[dict[str, Any]]
+    workdir: Path,
+    emulator: EmulatorProcess,
+    tenants: list[dict[str, Any]],
+    *,
+    limits: dict[str, Any] | None = None,
+    name: str = "proxy",
 ) -> ProxyProcess:
-    directory = workdir / "proxy"
+    directory = workdir / name
     directory.mkdir(parents=True, exist_ok=True)
     client_ca = pki.new_ca("bench-client-ca")
     client_ca.write(directory / "ca.crt", directory / "ca.key")
@@ -297,6 +302,7 @@ def start_proxy(
             "audit_file": str(directory / "audit.log"),
         },
         "drain_seconds": 1,
+        "limits": limits or {},
     }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -316,7 +322,7 @@ def start_proxy(
             "tenant_proxy.cli",
             *argv[1:],
         ]
-    process = Process("proxy", argv, workdir)
+    process = Process(name, argv, workdir)
     progress("proxy: starting")
     match = process.wait_line(r"tenant-proxy ready: tenant (\S+)", timeout=60)
     return ProxyProcess(

@@ -261,11 +261,35 @@ class MembersSettings(_Strict):
     all_serviceaccounts_of_own_namespaces: bool = False
 
 
+class OwnersSettings(_Strict):
+    """Who may create and delete the tenant's namespaces through the proxy (namespace
+    self-service). Owners are members too."""
+
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+    serviceaccounts: list[str] = Field(
+        default_factory=list, description="'namespace:name' or 'system:serviceaccount:ns:name'."
+    )
+
+
 class TenantSettings(_Strict):
     """One tenant from the config file."""
 
     name: str = Field(min_length=1)
     members: MembersSettings = Field(default_factory=MembersSettings)
+    owners: OwnersSettings = Field(default_factory=OwnersSettings)
+    namespace_prefix: str | None = Field(
+        None, description="Self-service names must start with this (default '<tenant>-')."
+    )
+    namespace_regex: str | None = Field(
+        None, description="Self-service names must match this whole (instead of the prefix)."
+    )
+    namespace_quota: int | None = Field(
+        None, ge=0, description="Most namespaces the tenant may hold (None: no limit)."
+    )
+    owner_cluster_role: str = Field(
+        "admin", min_length=1, description="ClusterRole the owners get in a namespace they create."
+    )
     namespaces: list[str] = Field(default_factory=list, description="Explicit namespaces.")
     node_selector: SelectorSettings | None = None
     storageclasses: ClassRuleSettings | None = None
@@ -276,6 +300,16 @@ class TenantSettings(_Strict):
     volumesnapshotclasses: ClassRuleSettings | None = None
     crd_api_groups: list[str] = Field(default_factory=list)
     resources: list[GenericRuleSettings] = Field(default_factory=list)
+
+    @field_validator("namespace_regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
 
 class TenancySettings(_Strict):
@@ -290,6 +324,12 @@ class TenancySettings(_Strict):
     )
     sync_timeout_seconds: float = Field(
         10.0, gt=0, description="How long a filtered request waits for the first sync (then 503)."
+    )
+    namespace_creator: str = Field(
+        "system:serviceaccount:tenant-proxy:namespace-creator",
+        min_length=1,
+        description="Who the proxy impersonates to create and delete tenants' namespaces "
+        "(deploy/clusterrole-namespace-creator.yaml grants it exactly that); read at start.",
     )
 
 

@@ -2,7 +2,8 @@
 kubeconfigs for each kind of caller. The end-to-end tests start the same environment.
 
 team-a (user alice, group tenant-a-devs) and team-b (user bob, group tenant-b-devs) come from
-the proxy's config; team-c (OIDC group tenant-c-devs, user carol) from a Tenant custom resource.
+the proxy's config (alice and bob own them: they create namespaces `team-a-*` / `team-b-*`);
+team-c (OIDC group tenant-c-devs, user carol) from a Tenant custom resource.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ TENANTS: list[dict[str, Any]] = [
     {
         "name": "team-a",
         "members": {"users": ["alice"], "groups": ["tenant-a-devs"]},
+        "owners": {"users": ["alice"]},  # creates namespaces named team-a-*
         "node_selector": {"matchLabels": {"pool": "team-a"}},
         "storageclasses": {"names": ["gold"]},
         "ingressclasses": {"names": ["nginx-a"]},
@@ -45,6 +47,7 @@ TENANTS: list[dict[str, Any]] = [
     {
         "name": "team-b",
         "members": {"users": ["bob"], "groups": ["tenant-b-devs"]},
+        "owners": {"users": ["bob"]},  # creates namespaces named team-b-*
         "node_selector": {
             "matchExpressions": [{"key": "pool", "operator": "In", "values": ["team-b", "shared"]}]
         },
@@ -235,6 +238,7 @@ class Demo:
                 f"  {k}/carol.kubeconfig get namespaces    # an OIDC token, tenant team-c",
                 f"  {k}/alice.kubeconfig get namespace team-b-dev    # NotFound",
                 f"  {k}/alice.kubeconfig get namespaces --watch",
+                f"  {k}/alice.kubeconfig create namespace team-a-new    # self-service",
                 f"  {k}/alice.kubeconfig top node    # metrics of her node only",
                 f"  {k}/alice.kubeconfig describe node node-a1    # with its Lease",
                 f"  {k}/alice.kubeconfig -n team-a-dev port-forward pod/web 8080:8080"

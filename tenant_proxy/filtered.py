@@ -35,7 +35,7 @@ from tenant_proxy.filtering.pages import (
     upstream_continue,
 )
 from tenant_proxy.filtering.selectors import SelectorError
-from tenant_proxy.filtering.shape import Shape, shape_for, single_object, watch_shape
+from tenant_proxy.filtering.shape import Shape, shape_for, watch_shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Metrics
@@ -89,8 +89,6 @@ class FilteredReads:
         self._list_page = list_page
         self._body_timeout = body_timeout
         self._tokens = tokens if tokens is not None else continuation.ContinueTokens(os.urandom(32))
-        self._shared_generation = -1
-        self._shared: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = {}
         self._sync_timeout = sync_timeout
         self.max_event_bytes = max_event_bytes
         self._max_list = max_list_bytes
@@ -134,9 +132,9 @@ class FilteredReads:
         if info.verb == "list" and self._cached_lists is not None:
             # The cache holds whole objects: any form can be made of them.
             whole = shape_for(request.headers.get("Accept"), info, full_object=True)
-            cached = await self._cached_lists.serve(request, info, gr, whole, view, identity)
+            cached = await self._cached_lists.serve(request, info, gr, whole, identity)
             if cached is not None:
-                return cached, 0
+                return cached
             # Tenancy may have moved on while the cache was waited for: read with today's.
             view = self.index.view_for(identity) or view
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
@@ -144,31 +142,6 @@ class FilteredReads:
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         return await self._list(request, info, gr, shape, view, keep, identity)
-
-    async def read_shared(
-        self, path: str, query: str, accept: str, generation: int
-    ) -> dict[str, Any] | None:
-        """One object read as the proxy, shared by every watch that needs it after the same
-        tenancy change (a namespace joining a tenant must not cost one read per open watch)."""
-        if generation != self._shared_generation:
-            self._shared_generation, self._shared = generation, {}
-        key = (path, query, accept)
-        if key not in self._shared:
-            self._shared[key] = asyncio.ensure_future(self._read_one(path, query, accept))
-        shared = self._shared[key]
-        try:
-            return await asyncio.shield(shared)
-        except Exception:
-            if self._shared.get(key) is shared:
-                del self._shared[key]  # a failure is never shared with later readers
-            raise
-
-    async def _read_one(self, path: str, query: str, accept: str) -> dict[str, Any] | None:
-        resp = await self.upstream.send("GET", self.upstream.url(path, query), [("Accept", accept)])
-        async with resp:
-            if resp.status != 200:
-                return None
-            return single_object(orjson.loads(await resp.read()))
 
     # -- requests as the proxy ----------------------------------------------------------------
     def _headers(self, request: web.Request, shape: Shape) -> list[tuple[str, str]]:
@@ -235,14 +208,14 @@ class FilteredReads:
             )
             if dropped or not orjson.loads(filtered).get("rows"):
                 raise _not_found(gr, info.name)
-            return passthrough.json_response(filtered), 0
+            return _answer(filtered, shape), 0
         if not keep(doc):
             # Exactly the API server's answer for a missing object: existence never leaks.
             raise _not_found(gr, info.name)
         if shape.partial and doc.get("kind") != "PartialObjectMetadata":
             doc = partial_metadata(doc)
             body = orjson.dumps(doc)
-        return passthrough.json_response(body), 0
+        return _answer(body, shape), 0
 
     # -- list ---------------------------------------------------------------------------------
     async def _list(
@@ -267,7 +240,7 @@ class FilteredReads:
         else:
             selector = decision.label_selector if isinstance(decision, pushdown.PushDown) else None
             query = self._query(info, shape, selector)
-            if selector is not None and not shape.partial and not shape.strip_objects:
+            if selector is not None and not (shape.partial or shape.strip_objects or shape.yaml):
                 # The API server applies the rule itself: its answer is already the tenant's,
                 # and so are the objects its continue tokens name.
                 url = self.upstream.url(info.path, query)
@@ -394,7 +367,7 @@ class FilteredReads:
                 _cancel(task)
         token = self._tokens.issue(resume, bound_to) if resume is not None else None
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
-        return passthrough.json_response(answer), withheld
+        return _answer(answer, shape), withheld
 
     async def _split(self, body: bytes, keep: Judge) -> Page:
         """The page split, a slice at a time: between slices the event loop reads the page
@@ -457,6 +430,10 @@ class FilteredReads:
             if resp.status != 200:
                 return await passthrough.relay(request, resp)
         raise status.method_not_allowed()
+
+
+def _answer(body: bytes, shape: Shape) -> web.Response:
+    return passthrough.json_response(body, as_yaml=shape.yaml)
 
 
 def _split_some(splitting: Splitting) -> bool:

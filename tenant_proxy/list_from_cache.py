@@ -21,13 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import yaml
 from aiohttp import web
 
 from tenant_proxy import passthrough, status
 from tenant_proxy.filtering import continuation
 from tenant_proxy.filtering.forms import partial_metadata
-from tenant_proxy.filtering.shape import Shape, media_ranges
+from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.tenancy.index import TenancyIndex
@@ -67,9 +66,9 @@ class CachedLists:
         info: RequestInfo,
         gr: GroupResource,
         shape: Shape,
-        view: TenantView,
         identity: Identity,
-    ) -> web.StreamResponse | None:
+    ) -> tuple[web.StreamResponse, int] | None:
+        """The answer and how many objects it withheld, or None: not from the cache."""
         cache = self._caches.get(gr)
         if cache is None or cache.timeline is None:
             return None
@@ -90,21 +89,24 @@ class CachedLists:
         found = await self._state(cache, info, gr, identity, position)
         if found is None:
             return None
-        state, names, rv, side = found
+        state, names, rv, seq, side = found
+        # What tenancy hid from the caller (the index's owned names are all it may see).
+        withheld = len(state) - len(names) if position is None and len(names) < len(state) else 0
         selected = client_selector(q.label_selector, q.field_selector, info.name)
         limit = q.limit if q.limit and q.limit > 0 else None
         after = position.after if position is not None else ""
         items, last = page_of(state, names, side, selected, after, limit)
         token = None
         if last is not None:
-            token = self._tokens.issue(
-                continuation.Position("", 0, str(rv), 1, after=last), bound_to
+            position = continuation.Position(
+                "", 0, str(rv), 1, after=last, seq=seq, cache=self._caches.instance
             )
+            token = self._tokens.issue(position, bound_to)
         if shape.table:
             body = await self._table(cache, shape, items, rv, token)
         else:
             body = list_body(cache.kind, cache.api_version, items, rv, token, shape.partial)
-        return _answer(request, body)
+        return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml), withheld
 
     def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
         if not token:
@@ -124,9 +126,10 @@ class CachedLists:
         gr: GroupResource,
         identity: Identity,
         position: continuation.Position | None,
-    ) -> tuple[Mapping[str, Obj], list[str], int, Side | None] | None:
+    ) -> tuple[Mapping[str, Obj], list[str], int, int, Side | None] | None:
         """The state to answer from (objects, the names to consider in order, its
-        resourceVersion, the caller's side then), or None when the cache may not answer."""
+        resourceVersion, its place in the timeline, the caller's side then), or None when the
+        cache may not answer."""
         timeline = cache.timeline
         assert timeline is not None
         q = info.query
@@ -138,14 +141,19 @@ class CachedLists:
             if not rv_text.isdigit():
                 raise status.bad_request(f"invalid resource version: {rv_text}")
             try:
-                seq = timeline.start_after(int(rv_text))
+                if position is not None and position.cache == self._caches.instance:
+                    # The very point of the first page (a version may span several entries).
+                    seq = position.seq
+                else:
+                    seq = timeline.start_after(int(rv_text))
                 state = timeline.state_at(seq)
+                tenancy = timeline.tenancy_at(seq)
             except TooOld:
                 if position is not None:
                     raise status.expired(_CONTINUE_EXPIRED) from None
                 return None
-            tenancy = timeline.tenancy_at(seq)
-            return state, sorted(state), int(rv_text), _side(tenancy.view_for(identity), gr)
+            side = _side(tenancy.view_for(identity), gr)
+            return state, sorted(state), int(rv_text), seq, side
         if q.resource_version not in (None, "", "0"):
             rv_text = q.resource_version or ""
             if not rv_text.isdigit():
@@ -163,16 +171,28 @@ class CachedLists:
         # only those are looked at, not the whole collection.
         owned = self._index.owned(gr, view_now) if view_now is not None else {}
         names = sorted(owned)
-        return timeline.objects, names, timeline.rv_before(timeline.end), side
+        return timeline.objects, names, timeline.rv_before(timeline.end), timeline.end, side
 
     async def _current_version(self, path: str) -> int | None:
+        """The API server's current resourceVersion, from the cheapest consistent list; None
+        when it cannot be had (the read then goes upstream and meets the failure there).
+        A refusal meant for the client (flow control, overload) is the client's answer."""
         try:
-            code, doc = await self._upstream.json_call("GET", f"{path}?limit=1")
+            resp = await self._upstream.send(
+                "GET", self._upstream.url(path, "limit=1"), [("Accept", "application/json")]
+            )
         except UpstreamError:
             return None
-        if code != 200 or not isinstance(doc, dict):
+        async with resp:
+            body = await resp.read()
+            if resp.status in _RELAYED:
+                raise _refusal(resp.status, body, resp.headers.get("Retry-After"))
+            if resp.status != 200:
+                return None
+        try:
+            rv = (orjson.loads(body).get("metadata") or {}).get("resourceVersion")
+        except (orjson.JSONDecodeError, AttributeError):
             return None
-        rv = (doc.get("metadata") or {}).get("resourceVersion")
         return int(rv) if isinstance(rv, str) and rv.isdigit() else None
 
     async def _table(
@@ -187,10 +207,16 @@ class CachedLists:
         gate = asyncio.Semaphore(_ROW_READS)
 
         async def cells(obj: Obj) -> list[Any]:
+            held = rows_of.held(obj)  # most are: a coroutine per row would cost more
+            if held is not None:
+                return held
             async with gate:
                 return await rows_of.cells(obj)
 
-        printed = await asyncio.gather(*(cells(o) for o in items))
+        missing = [o for o in items if rows_of.held(o) is None]
+        if missing:
+            await asyncio.gather(*(cells(o) for o in missing))
+        printed = [rows_of.held(o) or await rows_of.cells(o) for o in items]
         if rows_of.columns is None and not items:
             await rows_of.columns_only()
         ages = age_columns(rows_of.columns or [])
@@ -212,17 +238,19 @@ def _side(view: TenantView | None, gr: GroupResource) -> Side | None:
     return Side(view.rules[gr], view.judge(gr))
 
 
-def _answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-    """JSON, or YAML when the client prefers it (the API server serves both for lists)."""
-    accept = request.headers.get("Accept", "")
-    for media in media_ranges(accept):
-        kind = media.split(";")[0].strip().lower()
-        if kind in ("application/yaml",):
-            text = yaml.safe_dump(body, sort_keys=False)
-            return web.Response(body=text.encode(), content_type="application/yaml")
-        if kind in ("application/json", "*/*", "application/*"):
-            break
-    return passthrough.json_response(orjson.dumps(body))
+# What the API server answers when it sheds load: the client would get it direct too.
+_RELAYED = frozenset({429, 503})
+
+
+def _refusal(code: int, body: bytes, retry_after: str | None) -> status.ApiError:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = {}
+    reason = str(doc.get("reason") or ("TooManyRequests" if code == 429 else "ServiceUnavailable"))
+    message = str(doc.get("message") or "the API server is busy")
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return status.ApiError(code, reason, message, doc.get("details"), headers)
 
 
 _CONTINUE_EXPIRED = (

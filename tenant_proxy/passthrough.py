@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiohttp
+import orjson
+import yaml
 from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 
@@ -59,8 +61,12 @@ def check_declared_length(request: web.Request, limit: int) -> None:
         raise status.too_large(limit)
 
 
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    """An answer the proxy composed itself (rewritten lists, amended reviews, Statuses)."""
+def json_response(body: bytes, status: int = 200, *, as_yaml: bool = False) -> web.Response:
+    """An answer the proxy composed itself (rewritten lists, amended reviews, Statuses), in
+    JSON, or in YAML for a client that prefers it (the API server serves reads both ways)."""
+    if as_yaml:
+        text = yaml.safe_dump(orjson.loads(body), sort_keys=False)
+        return web.Response(status=status, body=text.encode(), content_type="application/yaml")
     return web.Response(status=status, body=body, content_type="application/json")
 
 

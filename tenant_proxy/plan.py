@@ -6,6 +6,8 @@ Filter       -- a read (get / list / watch) of a resource a tenancy rule governs
                 the proxy's own credentials and answer only what the caller's view owns.
 ReadNodeLease -- a get of the Lease of a node the caller's tenant owns (`kubectl describe node`
                 reads it from kube-node-lease, where tenants have no RBAC): read it as the proxy.
+CreateNamespace / DeleteNamespace -- a tenant owner's namespace create or delete: checked by
+                tenancy/self_service.py, made with the proxy's namespace-creator identity.
 Deny         -- answered by the proxy itself with a Status.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from tenant_proxy import status
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.reviews import is_review, is_whoami
-from tenant_proxy.tenancy.model import NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
+from tenant_proxy.tenancy.model import NAMESPACES, NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 
 FILTERED_VERBS = frozenset({"get", "list", "watch"})
 
@@ -55,23 +57,46 @@ class ReadNodeLease:
 
 
 @dataclass(frozen=True)
+class CreateNamespace:
+    """A tenant owner creates a namespace: self-service, made as the namespace creator."""
+
+
+@dataclass(frozen=True)
+class DeleteNamespace:
+    """A tenant owner deletes a namespace: its own as the namespace creator, others 404."""
+
+
+@dataclass(frozen=True)
 class Deny:
     error: status.ApiError
 
 
-Plan = PassThrough | Filter | AmendReview | ListAcrossNamespaces | WhoAmI | ReadNodeLease | Deny
+Plan = (
+    PassThrough
+    | Filter
+    | AmendReview
+    | ListAcrossNamespaces
+    | WhoAmI
+    | ReadNodeLease
+    | CreateNamespace
+    | DeleteNamespace
+    | Deny
+)
 
 
 def plan_request(
     info: RequestInfo,
     filters: Callable[[GroupResource], bool] | None,
     owns_node: Callable[[str], bool] = lambda _name: False,
+    owner: Callable[[], bool] = lambda: False,
 ) -> Plan:
     """Decide how to serve `info`.
 
     `filters` says which resources a tenancy rule governs for this caller; None when nothing is
     filtered for it (the admin listener, or a caller in no tenant). `owns_node` says whether a
-    node of that name is the caller's (asked only for a node Lease read).
+    node of that name is the caller's (asked only for a node Lease read). `owner` says whether
+    the caller owns a tenant (asked only for a namespace create or delete: self-service); other
+    members' writes pass through as before.
     """
     if not info.is_resource:
         return PassThrough()
@@ -86,6 +111,11 @@ def plan_request(
     gr = GroupResource(info.api_group, info.resource)
     if info.subresource:
         return PassThrough()
+    if gr == NAMESPACES and info.verb in ("create", "delete") and owner():
+        if info.verb == "create" and not info.name:
+            return CreateNamespace()
+        if info.verb == "delete" and info.name:
+            return DeleteNamespace()
     if not filters(gr):
         cluster_wide = info.verb == "list" and not info.namespace
         return ListAcrossNamespaces() if cluster_wide else PassThrough()

@@ -29,9 +29,12 @@ from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
+from tenant_proxy.namespace_requests import NamespaceRequests
 from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
 from tenant_proxy.plan import (
     AmendReview,
+    CreateNamespace,
+    DeleteNamespace,
     Deny,
     Filter,
     ListAcrossNamespaces,
@@ -79,6 +82,7 @@ class Pipeline:
     index: TenancyIndex | None = None
     reads: FilteredReads | None = None
     across: AcrossNamespaces | None = None
+    namespaces: NamespaceRequests | None = None
     streams: OpenStreams = field(default_factory=OpenStreams)
     sync_timeout: float = 10.0
     auditor: Auditor = field(default_factory=Auditor)
@@ -149,7 +153,10 @@ class Pipeline:
             entry.user = identity.user
         view = await self._view(identity)
         entry.tenants = ",".join(sorted(view.tenants)) if view is not None else ""
-        plan = plan_request(info, view.filters if view is not None else None, self._owns_node(view))
+        ns = self.namespaces
+        owner = (lambda: ns.is_owner(identity)) if ns is not None else (lambda: False)
+        filters = view.filters if view is not None else None
+        plan = plan_request(info, filters, self._owns_node(view), owner)
         match plan:
             case Deny(error):
                 raise error
@@ -167,6 +174,13 @@ class Pipeline:
                 return await self.amend_review(request, Call(identity=identity, info=info), view)
             case ReadNodeLease():
                 return await self.read_node_lease(request, info)
+            case CreateNamespace() if ns is not None:
+                return await ns.create(request, info, identity)
+            case DeleteNamespace() if ns is not None and view is not None:
+                answer = await ns.delete(request, info, identity, view)
+                if answer is not None:
+                    return answer
+                return await self.forward(request, Call(identity=identity, info=info))
             case _:
                 return await self.forward(request, Call(identity=identity, info=info))
 

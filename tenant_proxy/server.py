@@ -23,9 +23,11 @@ from tenant_proxy.config import ConfigError, ListenerSettings, Settings, load_se
 from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
+from tenant_proxy.namespace_requests import NamespaceRequests
 from tenant_proxy.observability import Auditor, Metrics
 from tenant_proxy.proxy import Pipeline
 from tenant_proxy.streams import OpenStreams
+from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tls import ReloadingTLS
 from tenant_proxy.upstream import Upstream
@@ -112,6 +114,7 @@ class ProxyServer:
         tenant = self._pipeline("tenant", self._anyone)
         tenant.index, tenant.reads = self.index, self.reads
         tenant.across = AcrossNamespaces(self.upstream)
+        tenant.namespaces = self._namespace_requests()
         admin = self._pipeline("admin", self._is_admin)
         await self._listen("tenant", self._app(tenant), self.settings.listener, tls=True)
         await self._listen("admin", self._app(admin), self.settings.admin.listener, tls=True)
@@ -155,6 +158,19 @@ class ProxyServer:
         log.info("reloaded", extra={"fields": {"tenants_changed": changed}})
 
     # -- pieces ------------------------------------------------------------------------------
+    def _namespace_requests(self) -> NamespaceRequests:
+        tenancy = self.settings.tenancy
+        # Capsule's label even when Capsule is not read here: it may be elsewhere.
+        keys = [tenancy.namespace_label, sources.CAPSULE_NAMESPACE_LABEL]
+        return NamespaceRequests(
+            self.upstream,
+            self.index,
+            Identity(tenancy.namespace_creator),
+            tenancy_keys=keys,
+            max_body_bytes=self.settings.limits.max_body_bytes,
+            settle_seconds=tenancy.sync_timeout_seconds,
+        )
+
     def _is_admin(self, identity: Identity) -> bool:
         admin = self.settings.admin
         return identity.user in admin.users or any(g in admin.groups for g in identity.groups)

@@ -46,9 +46,9 @@ def rendered() -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
-def one(objs: list[Obj], kind: str) -> Obj:
-    found = [o for o in objs if o["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+def one(objs: list[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [o for o in objs if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
     return found[0]
 
 
@@ -87,11 +87,7 @@ def test_base_renders_the_whole_product(rendered: list[Obj]) -> None:
         [
             "Namespace",
             "CustomResourceDefinition",
-            "ServiceAccount",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "Role",
-            "RoleBinding",
+            *["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] * 2,
             "ConfigMap",
             "Deployment",
             "Service",
@@ -123,10 +119,10 @@ def test_strict_validation_rejects_an_unknown_field(rendered: list[Obj]) -> None
 
 def test_namespaced_objects_land_in_the_proxy_namespace(rendered: list[Obj]) -> None:
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
-    node_leases = {"Role", "RoleBinding"}  # where the kubelets' Leases are
+    node_leases = {"tenant-proxy-node-leases"}  # Role and binding where the kubelets' Leases are
     for obj in rendered:
         expected = None if obj["kind"] in cluster_scoped else NAMESPACE
-        if obj["kind"] in node_leases:
+        if obj["metadata"]["name"] in node_leases:
             expected = "kube-node-lease"
         assert obj["metadata"].get("namespace") == expected, obj["kind"]
     assert one(rendered, "Namespace")["metadata"]["name"] == NAMESPACE
@@ -273,7 +269,7 @@ def demo_world_clusterrole() -> Obj:
 def test_clusterrole_equals_the_demo_worlds_copy(rendered: list[Obj]) -> None:
     # The end-to-end tests run the proxy with the demo world's copy: passing them proves the
     # deployed role is enough only while the two are the same.
-    deployed = one(rendered, "ClusterRole")
+    deployed = one(rendered, "ClusterRole", "tenant-proxy")
     demo = demo_world_clusterrole()
     assert deployed["metadata"]["name"] == demo["metadata"]["name"]
     assert deployed["rules"] == demo["rules"]
@@ -284,7 +280,7 @@ def test_clusterrole_equals_the_demo_worlds_copy(rendered: list[Obj]) -> None:
 def test_clusterrole_reads_every_resource_the_proxy_filters(rendered: list[Obj]) -> None:
     # The built-in filtered resources, and those the tenancy model derives from them (a nodes
     # rule brings nodes.metrics.k8s.io): the proxy reads each of them with its own credentials.
-    rules = one(rendered, "ClusterRole")["rules"]
+    rules = one(rendered, "ClusterRole", "tenant-proxy")["rules"]
     for gr in [*BUILTIN_PATHS, NODE_METRICS]:
         granted = {
             verb
@@ -297,7 +293,7 @@ def test_clusterrole_reads_every_resource_the_proxy_filters(rendered: list[Obj])
 
 def test_clusterrole_never_grants_writes_beyond_reviews(rendered: list[Obj]) -> None:
     reviews = {"tokenreviews", "subjectaccessreviews"}
-    for rule in one(rendered, "ClusterRole")["rules"]:
+    for rule in one(rendered, "ClusterRole", "tenant-proxy")["rules"]:
         verbs = set(rule["verbs"])
         assert "*" not in verbs
         assert "*" not in rule["resources"]
@@ -309,7 +305,7 @@ def test_clusterrole_never_grants_writes_beyond_reviews(rendered: list[Obj]) -> 
 def test_node_lease_role_equals_the_demo_worlds_copy_and_only_gets_leases(
     rendered: list[Obj],
 ) -> None:
-    deployed = one(rendered, "Role")
+    deployed = one(rendered, "Role", "tenant-proxy-node-leases")
     demo = demo_world_role("Role", deployed["metadata"]["name"])
     assert demo["metadata"]["namespace"] == deployed["metadata"]["namespace"] == "kube-node-lease"
     assert deployed["rules"] == demo["rules"]
@@ -318,22 +314,79 @@ def test_node_lease_role_equals_the_demo_worlds_copy_and_only_gets_leases(
     ]
 
 
-@pytest.mark.parametrize("role_kind", ["ClusterRole", "Role"])
-def test_each_role_is_bound_to_the_pods_serviceaccount(rendered: list[Obj], role_kind: str) -> None:
-    binding, role = one(rendered, f"{role_kind}Binding"), one(rendered, role_kind)
+@pytest.mark.parametrize(
+    ("role_kind", "name"),
+    [
+        ("ClusterRole", "tenant-proxy"),
+        ("Role", "tenant-proxy-node-leases"),
+        ("Role", "tenant-proxy-impersonate-namespace-creator"),
+    ],
+)
+def test_each_role_is_bound_to_the_pods_serviceaccount(
+    rendered: list[Obj], role_kind: str, name: str
+) -> None:
+    binding, role = one(rendered, f"{role_kind}Binding", name), one(rendered, role_kind, name)
     assert binding["metadata"].get("namespace") == role["metadata"].get("namespace")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": role_kind,
         "name": role["metadata"]["name"],
     }
-    account = one(rendered, "ServiceAccount")["metadata"]
+    account = one(rendered, "ServiceAccount", "tenant-proxy")["metadata"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
     ]
     assert pod_spec(rendered)["serviceAccountName"] == account["name"]
     # in_cluster reads the mounted token: it must not be switched off.
     assert pod_spec(rendered)["automountServiceAccountToken"] is True
+
+
+def test_namespace_creator_may_create_and_delete_namespaces_and_bind_admin_only(
+    rendered: list[Obj],
+) -> None:
+    role = one(rendered, "ClusterRole", "tenant-proxy-namespace-creator")
+    granted = {
+        (group, resource, verb, name)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames", ["*"])
+    }
+    rbac = "rbac.authorization.k8s.io"
+    assert granted == {
+        ("", "namespaces", "create", "*"),
+        ("", "namespaces", "delete", "*"),
+        (rbac, "rolebindings", "create", "*"),
+        (rbac, "clusterroles", "bind", "admin"),
+    }
+    assert (
+        role["rules"] == demo_world_role("ClusterRole", "tenant-proxy-namespace-creator")["rules"]
+    )
+    binding = one(rendered, "ClusterRoleBinding", "tenant-proxy-namespace-creator")
+    creator = Settings.model_fields["tenancy"].default_factory().namespace_creator  # type: ignore[misc]
+    _, namespace, name = creator.rsplit(":", 2)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
+    assert (
+        demo_world_role("ClusterRoleBinding", "tenant-proxy-namespace-creator")["subjects"]
+        == (binding["subjects"])
+    )
+    account = one(rendered, "ServiceAccount", name)
+    assert account["metadata"]["namespace"] == namespace
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_proxy_may_impersonate_exactly_the_namespace_creator(rendered: list[Obj]) -> None:
+    role = one(rendered, "Role", "tenant-proxy-impersonate-namespace-creator")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "verbs": ["impersonate"],
+            "resourceNames": ["namespace-creator"],
+        }
+    ]
 
 
 # --- the Deployment -------------------------------------------------------------------------------

@@ -150,14 +150,19 @@ def _service_defaults(obj: KubeObject, serial: int) -> None:
     obj.setdefault("status", {}).setdefault("loadBalancer", {})
 
 
-def _crd_defaults(obj: KubeObject) -> None:
+def _crd_defaults(obj: KubeObject, creating: bool) -> None:
     spec = obj.setdefault("spec", {})
     names = spec.setdefault("names", {})
     names.setdefault("singular", str(names.get("kind", "")).lower())
     names.setdefault("listKind", f"{names.get('kind', '')}List")
+    # The naming and establishing controllers' conditions, at once on creation; later they are
+    # what was last written (through /status, as those controllers write them).
+    kept = (obj.get("status") or {}).get("conditions")
     obj["status"] = {
         "acceptedNames": dict(names),
-        "conditions": [
+        "conditions": kept
+        if kept and not creating
+        else [
             {"type": t, "status": "True", "reason": r, "message": m}
             for t, r, m in (
                 ("NamesAccepted", "NoConflicts", "no conflicts found"),
@@ -196,4 +201,4 @@ def apply_defaults(
     elif key == ("scheduling.k8s.io", "priorityclasses"):
         obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
     elif key == ("apiextensions.k8s.io", "customresourcedefinitions"):
-        _crd_defaults(obj)
+        _crd_defaults(obj, creating)

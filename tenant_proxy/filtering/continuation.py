@@ -43,6 +43,8 @@ class Position:
     resource_version: str  # the list's snapshot: every page answers from it
     page: int  # the upstream page size the position counts in
     after: str = ""  # served from the watch cache: the last name answered (upstream is "")
+    seq: int = -1  # ...and where in the cache's timeline the first page stood,
+    cache: str = ""  # in the cache of this process (another one finds it by resource_version)
 
 
 class TokenExpired(Exception):

@@ -9,8 +9,8 @@ every namespace and keeps equal to its name, capsule-proxy's trick). Above `MAX_
 the selector would risk the API server's and intermediaries' URL limits (8 KiB request line is a
 common proxy default), so it falls back to rewriting.
 
-For watches, pushdown freezes the tenant's set at watch start; use filtering.watch.WatchFilter
-when tenancy changes must reach open watches.
+Watches are never pushed down (that would freeze the tenant's set at watch start): they are
+served from the watch cache, which follows tenancy changes.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ class Shape:
     partial: bool  # PartialObjectMetadata(List) or Table rows reduced to metadata
     include_object: str | None  # upstream includeObject for Tables (None: leave the query as is)
     strip_objects: bool  # client asked includeObject=None
+    yaml: bool = False  # the client prefers YAML: read JSON, answer YAML
 
 
 def media_ranges(accept: str) -> list[str]:
@@ -41,6 +42,10 @@ def shape_for(accept_header: str | None, info: RequestInfo, full_object: bool) -
             "application/json;as=Table;v=v1;g=meta.k8s.io"
         )
     first = usable[0].replace(" ", "").lower()
+    if first.split(";")[0] == "application/yaml":
+        # The API server serves lists and objects as YAML; the proxy reads JSON to judge them.
+        json_shape = shape_for(ACCEPT_JSON, info, full_object)
+        return Shape(ACCEPT_JSON, False, json_shape.partial, None, False, yaml=True)
     table = "as=table" in first
     partial = "as=partialobjectmetadata" in first
     client_include = info.query.include_object or "Metadata"

@@ -313,20 +313,6 @@ class TenancyIndex:
             self._owned[key] = {k: p for k, p in store.items() if owns(view, gr, p)}
         return self._owned[key]
 
-    def observe(self, gr: GroupResource, kind: str, obj: Mapping[str, Any]) -> bool:
-        """Fast-forward the index with an object a watch stream just carried.
-
-        A watch and the index's informer see the same change in no fixed order; judging a
-        namespace's own event with a stale index would show a tenant, for one event, a namespace
-        that just left it. Returns whether tenancy changed.
-        """
-        informer = self._informers.get(gr)
-        if informer is None:
-            return False
-        before = self.generation
-        informer.offer(kind, obj)
-        return self.generation != before
-
     async def wait_change(self, generation: int) -> int:
         """Return once `generation` is stale (tenancy changed), with the new generation."""
         while self.generation == generation:

@@ -91,7 +91,6 @@ class Informer(Generic[T]):
         self.path = path
         self._whole = whole
         self.store: dict[str, T] = {}
-        self._revisions: dict[str, int | None] = {}
         self.synced = asyncio.Event()
         self.resource_version = ""
         self._upstream, self._project, self._on_change = upstream, project, on_change
@@ -185,7 +184,6 @@ class Informer(Generic[T]):
             if not token:
                 self.resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
                 break
-        self._revisions = revisions
         self._replace(fresh)
         if self._whole is not None:
             versions = {k: v for k, v in revisions.items() if v is not None}
@@ -236,31 +234,14 @@ class Informer(Generic[T]):
         finally:
             resp.close()  # a watch is never reused: drop its connection at once
 
-    def offer(self, kind: str, obj: Mapping[str, Any]) -> None:
-        """Apply a change seen elsewhere (another watch of the same resource) if it is newer.
-
-        Only a strictly newer resourceVersion is applied: the informer's own stream may already
-        be ahead. resourceVersions of one API server are etcd revisions; one that is not a
-        number is never compared and the offer is ignored.
-        """
-        key = object_key(obj)
-        offered, known = _revision(obj), self._revisions.get(key)
-        if offered is None or (known is not None and offered <= known):
-            return
-        if key not in self.store and kind == "DELETED":
-            return
-        self._store_change(key, None if kind == "DELETED" else obj)
-
     def _store_change(self, key: str, obj: Mapping[str, Any] | None) -> None:
         """Record an object's new state (None: deleted) and report it if the projection moved."""
         old = self.store.get(key)
         new: T | None = None
         if obj is None:
             self.store.pop(key, None)
-            self._revisions.pop(key, None)
         else:
             new = self.store[key] = self._project(obj)
-            self._revisions[key] = _revision(obj)
         if old != new:
             self._notify(key, old, new)
 

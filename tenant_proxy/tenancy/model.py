@@ -227,13 +227,31 @@ class Members:
 
 
 @dataclass(frozen=True)
+class NamespaceOptions:
+    """Namespace self-service: which names the tenant's owners may create, how many namespaces
+    the tenant may hold, and what the owners get in a namespace they create.
+
+    `label_key` is the label the index reads this tenant's namespaces by (ours, or Capsule's
+    for a Capsule tenant): a created namespace carries it. With neither `prefix` nor `regex`,
+    names must start with `<tenant>-`.
+    """
+
+    label_key: str
+    prefix: str = ""
+    regex: str = ""
+    quota: int | None = None
+    owner_role: str = "admin"
+
+
+@dataclass(frozen=True)
 class Tenant:
     """One tenant. Its namespaces: `namespaces` (explicit) plus those the index assigns to it.
 
     `namespace_selector_value` is the label value (key configured on the index) that marks a
     namespace as this tenant's; empty means the tenant's name. The namespaces resource is always
     filtered by NamespaceRule, and a nodes rule brings nodes.metrics.k8s.io with it
-    (NodeMetricsRule), unless `rules` says otherwise.
+    (NodeMetricsRule), unless `rules` says otherwise. `owners` (members too) may create and
+    delete its namespaces through the proxy, as `namespace_options` allow.
     """
 
     name: str
@@ -241,6 +259,8 @@ class Tenant:
     namespace_selector_value: str = ""
     namespaces: frozenset[str] = frozenset()
     rules: Mapping[GroupResource, Rule] = field(default_factory=dict)
+    owners: Members = field(default_factory=Members)
+    namespace_options: NamespaceOptions | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -281,11 +301,21 @@ def is_member(caller: Caller, tenant: Tenant, own_namespaces: frozenset[str]) ->
     members = tenant.members
     if caller.user in members.users or caller.user in members.service_accounts:
         return True
+    if is_owner(caller, tenant):
+        return True
     if not members.groups.isdisjoint(caller.groups):
         return True
     if members.all_service_accounts_of_own_namespaces:
         return service_account_namespace(caller.user) in own_namespaces
     return False
+
+
+def is_owner(caller: Caller, tenant: Tenant) -> bool:
+    """Whether `caller` is one of the tenant's owners (by user, ServiceAccount or group)."""
+    owners = tenant.owners
+    if caller.user in owners.users or caller.user in owners.service_accounts:
+        return True
+    return not owners.groups.isdisjoint(caller.groups)
 
 
 def service_account_namespace(user: str) -> str | None:

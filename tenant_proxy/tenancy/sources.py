@@ -25,6 +25,7 @@ from tenant_proxy.tenancy.model import (
     GenericRule,
     GroupResource,
     Members,
+    NamespaceOptions,
     NodeRule,
     Rule,
     Tenant,
@@ -89,6 +90,44 @@ def _members(spec: Mapping[str, Any]) -> Members:
             for s in _strings(m.get("serviceAccounts"), "spec.members.serviceAccounts")
         ),
         all_service_accounts_of_own_namespaces=bool(m.get("allServiceAccountsOfOwnNamespaces")),
+    )
+
+
+def _owners(spec: Mapping[str, Any]) -> Members:
+    o = _mapping(spec.get("owners"), "spec.owners")
+    return Members(
+        users=_strings(o.get("users"), "spec.owners.users"),
+        groups=_strings(o.get("groups"), "spec.owners.groups"),
+        service_accounts=frozenset(
+            _service_account(s)
+            for s in _strings(o.get("serviceAccounts"), "spec.owners.serviceAccounts")
+        ),
+    )
+
+
+def _namespace_options(spec: Mapping[str, Any], label_key: str) -> NamespaceOptions:
+    o = _mapping(spec.get("namespaceOptions"), "spec.namespaceOptions")
+    texts = {}
+    for key in ("prefix", "regex", "ownerClusterRole"):
+        value = o.get(key)
+        if value is not None and not isinstance(value, str):
+            raise TenantSpecError(f"spec.namespaceOptions.{key}: must be a string")
+        texts[key] = value or ""
+    if texts["regex"]:
+        try:
+            re.compile(texts["regex"])
+        except re.error as exc:
+            raise TenantSpecError(f"spec.namespaceOptions.regex: {exc}") from None
+    quota = o.get("quota")
+    # bool is an int in Python; a YAML `true` is not a quota.
+    if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
+        raise TenantSpecError("spec.namespaceOptions.quota: must be a non-negative integer")
+    return NamespaceOptions(
+        label_key=label_key,
+        prefix=texts["prefix"],
+        regex=texts["regex"],
+        quota=quota,
+        owner_role=texts["ownerClusterRole"] or "admin",
     )
 
 
@@ -158,6 +197,8 @@ def tenant_from_spec(name: str, spec: Mapping[str, Any], label_key: str = DEFAUL
             namespace_selector_value=str(label_value),
             namespaces=_strings(spec.get("namespaces"), "spec.namespaces"),
             rules=rules,
+            owners=_owners(spec),
+            namespace_options=_namespace_options(spec, label_key),
         )
     except (ValueError, re.error, SelectorError) as exc:
         raise TenantSpecError(str(exc)) from None
@@ -192,6 +233,17 @@ def spec_from_settings(t: TenantSettings) -> dict[str, Any]:
             "groups": list(t.members.groups),
             "serviceAccounts": list(t.members.serviceaccounts),
             "allServiceAccountsOfOwnNamespaces": t.members.all_serviceaccounts_of_own_namespaces,
+        },
+        "owners": {
+            "users": list(t.owners.users),
+            "groups": list(t.owners.groups),
+            "serviceAccounts": list(t.owners.serviceaccounts),
+        },
+        "namespaceOptions": {
+            **({"prefix": t.namespace_prefix} if t.namespace_prefix is not None else {}),
+            **({"regex": t.namespace_regex} if t.namespace_regex else {}),
+            **({"quota": t.namespace_quota} if t.namespace_quota is not None else {}),
+            "ownerClusterRole": t.owner_cluster_role,
         },
         "namespaces": list(t.namespaces),
         "crdApiGroups": list(t.crd_api_groups),
@@ -263,7 +315,13 @@ def spec_from_capsule(obj: Mapping[str, Any]) -> dict[str, Any]:
             raise TenantSpecError(
                 f"spec.owners.{i}.kind: {kind!r} is not User/Group/ServiceAccount"
             )
-    out: dict[str, Any] = {"members": {"users": users, "groups": groups, "serviceAccounts": sas}}
+    owners = {"users": users, "groups": groups, "serviceAccounts": sas}
+    # Capsule's owners are the tenant's members and its namespace owners alike; its
+    # namespaceOptions.quota caps the tenant's namespaces (names keep our default prefix rule).
+    out: dict[str, Any] = {"members": owners, "owners": owners}
+    quota = _mapping(spec.get("namespaceOptions"), "spec.namespaceOptions").get("quota")
+    if quota is not None:
+        out["namespaceOptions"] = {"quota": quota}
     if spec.get("nodeSelector"):
         out["nodeSelector"] = {
             "matchLabels": dict(_mapping(spec["nodeSelector"], "spec.nodeSelector"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -147,6 +148,8 @@ class WatchCaches:
         self._cause_version: CauseVersion = lambda: None
         self._max_entries, self._max_bytes = max_entries, max_bytes
         self._progress = asyncio.Event()
+        # Positions in these timelines mean something only to this process.
+        self.instance = secrets.token_hex(8)
 
     def bind(self, tenancy: Tenancy, cause_version: CauseVersion) -> None:
         """Where tenancy comes from (the index, which is built after the caches)."""

@@ -39,6 +39,14 @@ class Rows:
         self._rows: OrderedDict[str, _Row] = OrderedDict()
         self._reads: dict[str, asyncio.Future[_Row | None]] = {}
 
+    def held(self, obj: Mapping[str, Any]) -> list[Any] | None:
+        """The cells of `obj`'s state (or a newer one) if already read, without waiting."""
+        meta = obj.get("metadata") or {}
+        held = self._rows.get(str(meta.get("name", "")))
+        if held is None or held[0] < _number(meta.get("resourceVersion")):
+            return None
+        return held[1]
+
     async def cells(self, obj: Mapping[str, Any]) -> list[Any]:
         """The cells of `obj`'s row: of its state or a newer one (the object changed since;
         its own event follows), else the last printed, else its name alone."""

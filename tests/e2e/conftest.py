@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from realcluster import RealClusterDemo
+from realcluster import RealClusterDemo, remove_shared_worlds
 
 from tenant_proxy.demo import Demo
 from tenant_proxy.emulator.testing import kubectl_binary
@@ -75,6 +75,12 @@ def pod_on_node(name: str, namespace: str, node: str) -> str:
 REAL_CLUSTER = os.environ.get("TENANT_PROXY_E2E_KUBECONFIG")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The real cluster's world is made once per session (realcluster.py), and removed here,
+    # however the tests ended.
+    remove_shared_worlds()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if not REAL_CLUSTER:
         return
@@ -107,8 +113,12 @@ async def cluster(demo: Demo) -> AsyncIterator[Cluster]:
     try:
         yield connected
     finally:
-        await connected.remove_created()
-        await connected.close()
+        try:
+            await connected.remove_created()
+            if isinstance(demo, RealClusterDemo):
+                await demo.world.restore(connected, connected.patched)
+        finally:
+            await connected.close()
 
 
 @pytest.fixture

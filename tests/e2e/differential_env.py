@@ -245,8 +245,15 @@ def manifests(world: World) -> Manifests:
 
 
 def seed_objects() -> list[dict[str, Any]]:
-    """deploy/'s Tenant CRD and ClusterRole, and the fixtures (which bind it to the proxy)."""
-    paths = (DEPLOY / "crd-tenant.yaml", DEPLOY / "clusterrole.yaml", FIXTURES)
+    """deploy/'s Tenant CRD and ClusterRoles (the base's and those of the capsule and
+    rolebinding-namespaces components), and the fixtures (which bind them to the proxy)."""
+    paths = (
+        DEPLOY / "crd-tenant.yaml",
+        DEPLOY / "clusterrole.yaml",
+        DEPLOY / "components" / "capsule" / "clusterrole.yaml",
+        DEPLOY / "components" / "rolebinding-namespaces" / "clusterrole.yaml",
+        FIXTURES,
+    )
     return [d for path in paths for d in yaml.safe_load_all(path.read_text()) if d]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cluster import Cluster
 from conftest import kubectl
 from realcluster import RealClusterDemo
@@ -362,3 +363,23 @@ async def test_a_tenant_owning_nothing_gets_an_empty_list_in_the_form_it_asked(
     assert body["kind"] == kind
     assert not body.get("items")
     assert not body.get("rows")
+
+
+async def test_a_rewritten_list_answers_yaml_and_honours_limit_on_a_whole_answer(
+    demo: Demo, cluster: Cluster, volumes: dict[str, str | None]
+) -> None:
+    """The API server serves YAML; the proxy reads JSON to judge and answers YAML. A limit is
+    a limit even when the API server answered whole (resourceVersion=0, its watch cache)."""
+    async with session_as(demo, *ALICE) as alice:
+        headers = {"Accept": "application/yaml"}
+        async with alice.get("/api/v1/persistentvolumes", headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            assert resp.headers["Content-Type"].startswith("application/yaml")
+            listed = yaml.safe_load(await resp.text())
+        params = {"limit": "1", "resourceVersion": "0"}
+        async with alice.get("/api/v1/persistentvolumes", params=params) as resp:
+            one = await resp.json()
+    assert listed["kind"] == "PersistentVolumeList"
+    assert {i["metadata"]["name"] for i in listed["items"]} == await owned_by(cluster, "team-a")
+    assert len(one["items"]) == 1
+    assert one["metadata"]["continue"]

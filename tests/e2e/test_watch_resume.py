@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from cluster import Cluster
 from reflector import Reflector
+from test_websocket_watches import SocketWatch, connect, tenant
+from watching import Watch, is_, name_of, session_as
 
 from tenant_proxy.demo import Demo
 from tenant_proxy.emulator.testing import kubectl_binary
@@ -200,3 +202,42 @@ async def test_kubectl_get_watch_shows_each_transition_once(demo: Demo, cluster:
     # Nothing foreign, and team-a-dev was not re-added when team-a-prod came back.
     assert [n for _, n in lines if not n.startswith("team-a")] == []
     assert lines.count(("ADDED", "team-a-dev")) == 1
+
+
+@pytest.mark.parametrize("form", ["metadata", "websocket"])
+async def test_a_watch_from_a_lists_version_follows_tenancy_in_every_form(
+    demo: Demo, cluster: Cluster, form: str
+) -> None:
+    """List, then watch from the list's resourceVersion as PartialObjectMetadata or over a
+    WebSocket; a namespace relabelled out and back before and after the watch opened."""
+    partial = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
+    async with session_as(demo, *ALICE) as alice:
+        async with alice.get("/api/v1/namespaces") as resp:
+            rv = (await resp.json())["metadata"]["resourceVersion"]
+        # Between the list and the watch: team-a-prod leaves.
+        await cluster.patch(*NS, "team-a-prod", relabel("team-a-prod", "team-b"))
+        path = f"/api/v1/namespaces?watch=1&resourceVersion={rv}"
+        if form == "metadata":
+            async with alice.get(path, headers={"Accept": partial}) as resp:
+                watch = Watch(resp)
+                gone = await watch.until(lambda e: e["type"] != "BOOKMARK")
+                await cluster.patch(*NS, "team-a-prod", relabel("team-a-prod", "team-a"))
+                back = await watch.until(lambda e: e["type"] != "BOOKMARK")
+            events = [gone, back]
+        else:
+            async with connect(alice, tenant(demo, path)) as ws:
+                socket = SocketWatch(ws)
+                gone = await socket.until(lambda e: e["type"] != "BOOKMARK")
+                await cluster.patch(*NS, "team-a-prod", relabel("team-a-prod", "team-a"))
+                back = await socket.until(lambda e: e["type"] != "BOOKMARK")
+            events = [gone, back]
+    assert [(e["type"], name_of(e)) for e in events] == [
+        ("DELETED", "team-a-prod"),
+        ("ADDED", "team-a-prod"),
+    ]
+    assert is_("DELETED", "team-a-prod")(events[0])
+    if form == "metadata":
+        assert {e["object"]["kind"] for e in events} == {"PartialObjectMetadata"}
+    # The DELETED carries the last state alice saw (still team-a's), at the change's version.
+    assert events[0]["object"]["metadata"]["labels"][TENANT_LABEL] == "team-a"
+    assert int(events[0]["object"]["metadata"]["resourceVersion"]) > int(rv)
