@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import ssl
 import tempfile
@@ -38,6 +39,18 @@ _SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Content-Type")
 
 Observe = Callable[[str, str, str, float], None]
 """Told of each request sent: verb, resource, code ("error" when none came) and seconds."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels(method: str, path: str, watch: bool) -> tuple[str, str]:
+    """Verb and resource of a request to the API server, for its duration metric (cached: the
+    same few paths recur, and only `watch` of the query changes the verb)."""
+    try:
+        info = classify(method, path, "watch=1" if watch else "")
+    except status.ApiError:
+        return "other", "-"
+    resource = str(GroupResource(info.api_group, info.resource)) if info.is_resource else "-"
+    return info.verb, resource
 
 
 class UpstreamError(Exception):
@@ -209,13 +222,9 @@ class Upstream:
             return
         seconds = time.monotonic() - started
         path = url.raw_path[len(self.base.raw_path.rstrip("/")) :]
-        try:
-            info = classify(method, path, url.raw_query_string)
-        except status.ApiError:
-            self._observe("other", "-", code, seconds)
-            return
-        resource = str(GroupResource(info.api_group, info.resource)) if info.is_resource else "-"
-        self._observe(info.verb, resource, code, seconds)
+        watch = url.query.get("watch", "").lower() in ("1", "true")
+        verb, resource = _labels(method, path, watch)
+        self._observe(verb, resource, code, seconds)
 
     async def _send(
         self,
