@@ -218,3 +218,23 @@ async def test_config_reloads_are_counted_by_outcome(demo: Demo, tmp_path: Path)
     metrics = await scrape(demo)
     assert metrics[("tenant_proxy_config_reloads_total", (("outcome", "applied"),))] == 1
     assert metrics[("tenant_proxy_config_reloads_total", (("outcome", "refused"),))] == 2
+
+
+async def test_kubectl_as_is_the_impersonated_user_of_the_event(
+    demo: Demo, audit_lines: Lines
+) -> None:
+    # A cluster admin on the tenant listener acting as bob (as `kubectl --as bob --as-group
+    # tenant-b-devs` sends it): bob's view is served, the admin stays the authenticated user.
+    async with session_as(demo, "root", ["system:masters"]) as root:
+        headers = {"Impersonate-User": "bob", "Impersonate-Group": "tenant-b-devs"}
+        async with root.get("/api/v1/namespaces", headers=headers) as resp:
+            assert resp.status == 200
+            assert {i["metadata"]["name"] for i in (await resp.json())["items"]} == {"team-b-dev"}
+            audit_id = resp.headers["Audit-Id"]
+    event = await audit_lines.until(of(audit_id, "ResponseComplete"))
+    validate_event(event)
+    assert event["user"] == {"username": "root", "groups": ["system:masters"]}
+    assert event["impersonatedUser"] == {"username": "bob", "groups": ["tenant-b-devs"]}
+    assert event["annotations"]["tenant-proxy.io/tenants"] == "team-b"
+    received = await audit_lines.until(of(audit_id, "RequestReceived"))
+    assert "impersonatedUser" not in received  # known once the impersonation is authorised
