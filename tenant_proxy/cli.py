@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
 
 from tenant_proxy import pki
-from tenant_proxy.config import ConfigError, load_settings, masked
+from tenant_proxy.config import ConfigError, Settings, load_settings, masked
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
+from tenant_proxy.startup import StartupError, check_files, check_ports, check_tls
 
 EXIT_CONFIG = 2
+EXIT_CHECK_FAILED = 1
+
+
+def fail(message: str) -> int:
+    """A start-up fault: one line, exit 2, no traceback."""
+    print(f"tenant-proxy: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = load_settings(Path(args.config))
+    if args.context:
+        upstream = settings.upstream.model_copy(update={"context": args.context})
+        settings = settings.model_copy(update={"upstream": upstream})
+    return settings
+
+
+async def _credentials_usable(settings: Settings) -> None:
+    from tenant_proxy.upstream import Upstream
+
+    upstream = Upstream(settings.upstream)
+    try:
+        await upstream.start()
+    finally:
+        await upstream.close()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -27,10 +55,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from tenant_proxy.workers import run_workers
 
     try:
-        settings = load_settings(Path(args.config))
+        settings = settings_from(args)
     except ConfigError as exc:
-        print(f"tenant-proxy: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"config error: {exc}")
+    workers = args.workers or settings.workers
+    try:
+        check_files(settings)
+        check_tls(settings)
+        check_ports(settings, reuse_port=workers > 1)
+        if workers > 1:
+            # Each worker would fail alone, in its own process: find out here, once.
+            asyncio.run(_credentials_usable(settings))
+    except StartupError as exc:
+        return fail(str(exc))
     setup_logging(settings.observability.log_level, settings.observability.audit_file)
     if inherited_metrics_dir is not None:
         logging.getLogger("tenant_proxy.cli").warning(
@@ -38,18 +75,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
             shared_metrics.ENV,
             inherited_metrics_dir,
         )
-    workers = args.workers or settings.workers
-    return run_workers(settings, workers, Path(args.config))
+    try:
+        return run_workers(settings, workers, Path(args.config))
+    except StartupError as exc:
+        return fail(str(exc))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(Path(args.config))
+        settings = settings_from(args)
     except ConfigError as exc:
-        print(f"tenant-proxy: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(yaml.safe_dump(masked(settings), sort_keys=False), end="")
-    return 0
+        return fail(f"config error: {exc}")
+    if args.offline:
+        print(yaml.safe_dump(masked(settings), sort_keys=False), end="")
+        return 0
+    try:
+        check_files(settings)
+        check_tls(settings)
+        return asyncio.run(_check_upstream(settings))
+    except StartupError as exc:
+        return fail(str(exc))
+
+
+async def _check_upstream(settings: Settings) -> int:
+    """Credentials, an answer from the API server, and the RBAC the proxy lacks (one line each)."""
+    from tenant_proxy import rbac_check
+    from tenant_proxy.upstream import Upstream, UpstreamError
+
+    upstream = Upstream(settings.upstream)
+    try:
+        await upstream.start()
+        print(f"ok: files; upstream credential from {upstream.credentials.where}")
+        try:
+            identity = await rbac_check.whoami(upstream)
+            print(f"ok: {upstream.base} answers; the proxy is {identity}")
+            lacking = await rbac_check.missing(
+                upstream, rbac_check.permissions(rbac_check.deployed_roles())
+            )
+        except UpstreamError as exc:
+            print(f"upstream: {exc}")
+            return EXIT_CHECK_FAILED
+    finally:
+        await upstream.close()
+    for permission in lacking:
+        print(f"missing: {permission.describe()} (deploy/clusterrole.yaml)")
+    if not lacking:
+        print("ok: RBAC: every right of deploy/clusterrole.yaml and role-node-leases.yaml")
+    return EXIT_CHECK_FAILED if lacking else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -100,15 +172,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tenant-proxy",
         description="Tenant-aware reverse proxy for kube-apiserver.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"tenant-proxy {version('tenant-proxy')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
+    context_help = "context of the upstream kubeconfig (overrides upstream.context)"
 
     p = sub.add_parser("serve", help="run the proxy")
     p.add_argument("--config", required=True, help="YAML settings file")
     p.add_argument("--workers", type=int, default=0, help="processes sharing the port")
+    p.add_argument("--context", help=context_help)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("check", help="validate a config file and print it, secrets masked")
+    p = sub.add_parser(
+        "check",
+        help="check files, upstream credentials, the API server's answer and the proxy's RBAC",
+    )
     p.add_argument("--config", required=True)
+    p.add_argument("--context", help=context_help)
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="only validate the config file and print it, secrets masked",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="emulator + proxy + kubeconfigs for three tenants")

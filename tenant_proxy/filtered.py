@@ -126,15 +126,20 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         """The response and how many objects were withheld."""
         if not await self.index.wait_synced(self._sync_timeout, gr):
-            raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
+            raise self.index.not_synced_error(gr)
         if info.verb == "watch":
             return await self._watch(request, info, gr, identity)
-        if info.verb == "list" and self._cached_lists is not None:
+        if self._cached_lists is not None:
             # The cache holds whole objects: any form can be made of them.
             whole = shape_for(request.headers.get("Accept"), info, full_object=True)
-            cached = await self._cached_lists.serve(request, info, gr, whole, identity)
-            if cached is not None:
-                return cached
+            if info.verb == "get":
+                got = await self._cached_lists.serve_get(request, info, gr, whole, identity)
+                if got is not None:
+                    return got, 0
+            else:
+                cached = await self._cached_lists.serve(request, info, gr, whole, identity)
+                if cached is not None:
+                    return cached
             # Tenancy may have moved on while the cache was waited for: read with today's.
             view = self.index.view_for(identity) or view
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
@@ -415,9 +420,13 @@ class FilteredReads:
     ) -> tuple[web.StreamResponse, int]:
         # Served from the watch cache, which holds whole objects: any form can be made of them.
         shape = watch_shape(request.headers.get("Accept"), info)
-        if self.index.caches.get(gr) is None and gr not in self.index.indexed():
-            # Filtered but never informed on (metrics-server's NodeMetrics cannot be watched):
-            # the API server's refusal is the answer; a stream the proxy cannot judge is not.
+        cache = self.index.caches.get(gr)
+        if (cache is None and gr not in self.index.indexed()) or (
+            cache is not None and not cache.serves(info.api_version)
+        ):
+            # Filtered but never informed on (metrics-server's NodeMetrics cannot be watched),
+            # or at a version the cache does not hold: the API server's refusal is the answer;
+            # a stream the proxy cannot judge is not.
             return await self._unwatchable(request, info, shape), 0
         return await self._watches.serve(request, info, gr, shape, identity), 0
 

@@ -1,6 +1,9 @@
 """Write and read kubeconfig files (client certificates or bearer tokens, CA data embedded).
 
-A leaf module shared by the proxy CLI, the demo, the emulator and the tests.
+A leaf module shared by the proxy CLI, the demo, the emulator and the tests. `read_credentials`
+reads only the simple files these write (tests and tools use it); the proxy's own upstream
+identity is read by kubernetes_asyncio's loader (upstream_credentials.py: exec plugins, auth
+providers, `KUBECONFIG` lists), which this leaf must not import.
 """
 
 from __future__ import annotations

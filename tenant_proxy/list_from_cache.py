@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -36,7 +37,7 @@ from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.ages import age_columns, with_ages
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.listing import list_body, page_of, table_body
-from tenant_proxy.watchcache.replay import Side
+from tenant_proxy.watchcache.replay import Side, visible
 from tenant_proxy.watchcache.rows import RowBook
 from tenant_proxy.watchcache.timeline import Obj, TooOld
 
@@ -70,7 +71,7 @@ class CachedLists:
     ) -> tuple[web.StreamResponse, int] | None:
         """The answer and how many objects it withheld, or None: not from the cache."""
         cache = self._caches.get(gr)
-        if cache is None or cache.timeline is None:
+        if cache is None or cache.timeline is None or not cache.serves(info.api_version):
             return None
         q = info.query
         bound_to = continuation.binding(
@@ -107,6 +108,35 @@ class CachedLists:
         else:
             body = list_body(cache.kind, cache.api_version, items, rv, token, shape.partial)
         return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml), withheld
+
+    async def serve_get(
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        shape: Shape,
+        identity: Identity,
+    ) -> web.StreamResponse | None:
+        """One object by name, with a list's consistency rules; None: not from the cache.
+        An object the caller may not see is exactly the API server's 404 for a missing one."""
+        cache = self._caches.get(gr)
+        if cache is None or cache.timeline is None or not cache.serves(info.api_version):
+            return None
+        found = await self._state(cache, info, gr, identity, None)
+        if found is None:
+            return None
+        state, _names, _rv, _seq, side = found
+        obj = state.get(info.name)
+        if obj is None or not visible(side, lambda _o: True, obj):
+            raise status.not_found(gr.resource, info.name, gr.group)
+        rv = int(str((obj.get("metadata") or {}).get("resourceVersion", "0")) or 0)
+        if shape.table:
+            body = await self._table(cache, shape, [obj], rv, None)
+        elif shape.partial:
+            body = partial_metadata(obj)
+        else:
+            body = dict(obj)
+        return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml)
 
     def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
         if not token:
@@ -171,7 +201,7 @@ class CachedLists:
         # only those are looked at, not the whole collection.
         owned = self._index.owned(gr, view_now) if view_now is not None else {}
         names = sorted(owned)
-        return timeline.objects, names, timeline.rv_before(timeline.end), timeline.end, side
+        return timeline.objects, names, timeline.hand_out(timeline.end), timeline.end, side
 
     async def _current_version(self, path: str) -> int | None:
         """The API server's current resourceVersion, from the cheapest consistent list; None
@@ -181,14 +211,14 @@ class CachedLists:
             resp = await self._upstream.send(
                 "GET", self._upstream.url(path, "limit=1"), [("Accept", "application/json")]
             )
-        except UpstreamError:
+            async with resp:
+                body = await resp.read()
+        except (UpstreamError, aiohttp.ClientError, TimeoutError):
+            return None  # broke off or stalled: the upstream read meets it and says so
+        if resp.status in _RELAYED:
+            raise _refusal(resp.status, body, resp.headers.get("Retry-After"))
+        if resp.status != 200:
             return None
-        async with resp:
-            body = await resp.read()
-            if resp.status in _RELAYED:
-                raise _refusal(resp.status, body, resp.headers.get("Retry-After"))
-            if resp.status != 200:
-                return None
         try:
             rv = (orjson.loads(body).get("metadata") or {}).get("resourceVersion")
         except (orjson.JSONDecodeError, AttributeError):

@@ -190,7 +190,7 @@ class Pipeline:
         if self.index is None:
             return None
         if not self.index.synced and not await self.index.wait_synced(self.sync_timeout):
-            raise status.service_unavailable("the tenancy index is not synced yet", retry_after=1)
+            raise self.index.not_synced_error()
         return self.index.view_for(identity)
 
     def _owns_node(self, view: TenantView | None) -> Callable[[str], bool]:

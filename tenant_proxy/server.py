@@ -26,6 +26,7 @@ from tenant_proxy.identity import Identity
 from tenant_proxy.namespace_requests import NamespaceRequests
 from tenant_proxy.observability import Auditor, Metrics
 from tenant_proxy.proxy import Pipeline
+from tenant_proxy.startup import check_files, check_tls, listen_error
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.index import TenancyIndex
@@ -34,6 +35,16 @@ from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.cache import WatchCaches
 
 log = logging.getLogger("tenant_proxy.server")
+
+# While the API server refuses the informers' reads, readiness is looked at again this often.
+READY_RECHECK_SECONDS = 1.0
+
+# The setting each listener comes from, to name it when it cannot bind.
+LISTENER_FIELDS = {
+    "tenant": "listener.address",
+    "admin": "admin.listener.address",
+    "metrics": "observability.metrics.address",
+}
 
 
 @dataclass
@@ -108,6 +119,7 @@ class ProxyServer:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.upstream.start()
         self.auth = Authentication(self.settings.authentication, self.upstream)
         await self.index.start()
         self.tls.start()
@@ -129,7 +141,8 @@ class ProxyServer:
         tenant_admin = [self._listeners[n] for n in ("tenant", "admin") if n in self._listeners]
         # Watches first: one that opens after this is ended as it registers (draining).
         ended = self.streams.end_all()
-        log.info("draining", extra={"fields": {"watches_ended": ended}})
+        if tenant_admin:  # else a start that failed: nothing was served, nothing drains
+            log.info("draining", extra={"fields": {"watches_ended": ended}})
         for listener in tenant_admin:
             # Stops accepting, then waits up to drain_seconds for in-flight requests.
             await listener.runner.cleanup()
@@ -156,6 +169,18 @@ class ProxyServer:
         if restart_only:
             log.warning("reload: %s changed; those apply at the next restart", restart_only)
         log.info("reloaded", extra={"fields": {"tenants_changed": changed}})
+
+    def readiness(self) -> list[tuple[str, str | None]]:
+        """kube-apiserver's readyz checks, each with why it fails (None: passes)."""
+        missing = [n for n in ("tenant", "admin") if n not in self._listeners]
+        errors = self.index.access_errors()
+        return [
+            ("ping", None),
+            ("listeners", f"not bound: {', '.join(missing)}" if missing else None),
+            ("informer-sync", None if self.index.synced else "the informers have not listed"),
+            ("upstream-access", "; ".join(errors) if errors else None),
+            ("shutdown", "draining" if self._draining else None),
+        ]
 
     # -- pieces ------------------------------------------------------------------------------
     def _namespace_requests(self) -> NamespaceRequests:
@@ -216,12 +241,22 @@ class ProxyServer:
         async def live(_request: web.Request) -> web.Response:
             return web.Response(text="ok")
 
-        async def ready(_request: web.Request) -> web.Response:
-            if self._draining:
-                return web.Response(status=503, text="draining")
-            if not self.index.synced:
-                return web.Response(status=503, text="tenancy index not synced")
-            return web.Response(text="ok")
+        async def ready(request: web.Request) -> web.Response:
+            # As kube-apiserver's /readyz: "ok", or one line per check; a failure's reason
+            # only with ?verbose (the port is plain HTTP).
+            checks = self.readiness()
+            failed = any(reason is not None for _, reason in checks)
+            verbose = "verbose" in request.query
+            if not failed and not verbose:
+                return web.Response(text="ok")
+            lines = [
+                f"[+]{name} ok"
+                if reason is None
+                else f"[-]{name} failed: {reason if verbose else 'reason withheld'}"
+                for name, reason in checks
+            ]
+            lines.append(f"readyz check {'failed' if failed else 'passed'}")
+            return web.Response(status=503 if failed else 200, text="\n".join(lines) + "\n")
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
@@ -250,7 +285,11 @@ class ProxyServer:
             reuse_port=self._reuse_port or None,
             backlog=1024,
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise listen_error(LISTENER_FIELDS[name], where.address, exc) from None
         self._listeners[name] = _Listener(runner, site, "https" if tls else "http")
         log.info(
             "listening", extra={"fields": {"listener": name, "url": self._listeners[name].url}}
@@ -267,26 +306,63 @@ async def serve_forever(
 
     `metrics_dir`: where the workers of `--workers N` share their metrics (None: one process).
     """
+    # Files first: each fault is one line naming its field (StartupError), not a traceback.
+    check_files(settings)
+    check_tls(settings)
     server = ProxyServer(settings, reuse_port=reuse_port, metrics_dir=metrics_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
     watcher = ConfigWatcher(config_path, server) if config_path is not None else None
     if watcher is not None:
         loop.add_signal_handler(signal.SIGHUP, watcher.reload)
         watcher.start(settings.tls.reload_interval_seconds)
     else:
         loop.add_signal_handler(signal.SIGHUP, server.tls.reload_if_changed)
-    if await server.index.wait_synced(settings.tenancy.sync_timeout_seconds):
+    if await _ready_or_stopped(server, stop, settings.tenancy.sync_timeout_seconds):
         # The index is long-lived: keep it out of every future full collection.
         gc.freeze()
-    print(f"tenant-proxy ready: tenant {server.tenant_url} admin {server.admin_url}", flush=True)
-    await stop.wait()
+        urls = f"tenant {server.tenant_url} admin {server.admin_url}"
+        print(f"tenant-proxy ready: {urls}", flush=True)
+        await stop.wait()
     if watcher is not None:
         await watcher.stop()
     await server.stop()
+
+
+async def _ready_or_stopped(server: ProxyServer, stop: asyncio.Event, period: float) -> bool:
+    """Wait until the listeners are bound and the informers have listed (True), or a stop.
+
+    Until then a warning says why not, each time the reason changes: while the API server
+    refuses a read the wait can last for ever, and the operator must see the reason.
+    """
+    stopping = asyncio.ensure_future(stop.wait())
+    said = ""
+    try:
+        while True:
+            synced = asyncio.ensure_future(server.index.wait_synced(period))
+            await asyncio.wait({stopping, synced}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                synced.cancel()
+                return False
+            failing = [(n, r) for n, r in server.readiness() if r is not None]
+            if synced.result() and not failing:
+                return True
+            reasons = "; ".join(f"{n}: {r}" for n, r in failing)
+            if reasons != said:
+                log.warning("not ready: %s", reasons)
+                said = reasons
+            if server.index.access_errors():
+                # A refused read makes wait_synced answer at once: look again in a while.
+                await asyncio.wait({stopping}, timeout=READY_RECHECK_SECONDS)
+    finally:
+        stopping.cancel()
 
 
 class ConfigWatcher:

@@ -11,15 +11,9 @@ aiohttp's client defaults are wrong for a Kubernetes proxy, each deliberately ov
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import os
-import ssl
-import tempfile
 import time
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,11 +22,10 @@ from yarl import URL
 
 from tenant_proxy import status
 from tenant_proxy.config import UpstreamSettings
-from tenant_proxy.kubeconfig import Credentials, read_credentials
 from tenant_proxy.requestinfo import classify
 from tenant_proxy.tenancy.model import GroupResource
+from tenant_proxy.upstream_credentials import UpstreamCredentials
 
-IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Content-Type")
@@ -61,115 +54,29 @@ class UpstreamError(Exception):
         self.timeout = timeout
 
 
-@dataclass(frozen=True)
-class _Material:
-    server: str
-    ca_pem: bytes | None
-    cert_pem: bytes | None
-    key_pem: bytes | None
-    token: str | None
-    token_file: Path | None
-    insecure: bool
-
-
-def _in_cluster() -> _Material:
-    host = os.environ.get("KUBERNETES_SERVICE_HOST")
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if not host:
-        raise UpstreamError("in_cluster is set but KUBERNETES_SERVICE_HOST is not")
-    host = f"[{host}]" if ":" in host else host
-    return _Material(
-        server=f"https://{host}:{port}",
-        ca_pem=(IN_CLUSTER_DIR / "ca.crt").read_bytes(),
-        cert_pem=None,
-        key_pem=None,
-        token=None,
-        token_file=IN_CLUSTER_DIR / "token",
-        insecure=False,
-    )
-
-
-def _material(settings: UpstreamSettings) -> _Material:
-    if settings.in_cluster:
-        return _in_cluster()
-    if settings.kubeconfig is not None:
-        creds: Credentials = read_credentials(settings.kubeconfig, settings.context)
-        return _Material(
-            creds.server,
-            creds.ca_pem,
-            creds.client_cert_pem,
-            creds.client_key_pem,
-            creds.token,
-            settings.token_file,
-            creds.insecure,
-        )
-    if not settings.server:
-        raise UpstreamError("upstream needs kubeconfig, in_cluster or server")
-
-    def read(p: Path | None) -> bytes | None:
-        return p.read_bytes() if p else None
-
-    return _Material(
-        settings.server.rstrip("/"),
-        read(settings.ca_file),
-        read(settings.client_cert_file),
-        read(settings.client_key_file),
-        None,
-        settings.token_file,
-        False,
-    )
-
-
-def _ssl_context(m: _Material) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cadata=m.ca_pem.decode() if m.ca_pem else None)
-    if m.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if m.cert_pem and m.key_pem:
-        # The ssl module loads keys from files only: a private temp dir, removed at once.
-        with tempfile.TemporaryDirectory() as tmp:
-            cert, key = Path(tmp) / "c.pem", Path(tmp) / "k.pem"
-            cert.write_bytes(m.cert_pem)
-            key.touch(mode=0o600)
-            key.write_bytes(m.key_pem)
-            ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-class TokenSource:
-    """The proxy's bearer token, re-read from its file so rotated ServiceAccount tokens work."""
-
-    def __init__(self, token: str | None, path: Path | None, max_age: float = 60.0) -> None:
-        self._token, self._path, self._max_age = token, path, max_age
-        self._read_at = -max_age
-
-    def header(self) -> str | None:
-        if self._path is not None:
-            now = asyncio.get_running_loop().time()
-            if now - self._read_at >= self._max_age:
-                with contextlib.suppress(OSError):
-                    self._token = self._path.read_text().strip()
-                self._read_at = now
-        return f"Bearer {self._token}" if self._token else None
-
-
 class Upstream:
     """kube-apiserver as seen with the proxy's own credentials."""
 
     def __init__(self, settings: UpstreamSettings, observe: Observe | None = None) -> None:
-        material = _material(settings)
+        self.credentials = UpstreamCredentials(settings)
+        self.base = URL(self.credentials.server)
         self._observe = observe
-        self.base = URL(material.server)
         self._settings = settings
-        self._ssl = _ssl_context(material)
-        self._tokens = TokenSource(material.token, material.token_file)
         self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Load the proxy's credentials (an exec plugin runs here): `CredentialError` if they
+        cannot be used. Otherwise the first request does it."""
+        await self.credentials.load()
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            tls = self.credentials.ssl_context
+            if tls is None:
+                raise RuntimeError("the upstream credentials are not loaded (await start())")
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=0, ssl=self._ssl, enable_cleanup_closed=True
+                limit=0, limit_per_host=0, ssl=tls, enable_cleanup_closed=True
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -192,11 +99,6 @@ class Upstream:
         target = raw_path + (f"?{raw_query}" if raw_query else "")
         return URL(str(self.base) + target, encoded=True)
 
-    def own_headers(self) -> list[tuple[str, str]]:
-        """The proxy's own Authorization (client certificates need none)."""
-        header = self._tokens.header()
-        return [("Authorization", header)] if header else []
-
     async def send(
         self,
         method: str,
@@ -207,10 +109,13 @@ class Upstream:
         """Send one request; the response's body is left for the caller to stream.
 
         Only the time to the response head is bounded: watch and log bodies may stream for hours.
+        A 401 means the proxy's own credential was refused (callers are impersonated, never
+        authenticated upstream): it is renewed once and a request whose body can be sent again
+        is retried with the new one.
         """
         started = time.monotonic()
         try:
-            resp = await self._send(method, url, headers, body)
+            resp = await self._authorized(method, url, headers, body)
         except UpstreamError:
             self._timed(method, url, "error", started)
             raise
@@ -226,15 +131,34 @@ class Upstream:
         verb, resource = _labels(method, path, watch)
         self._observe(verb, resource, code, seconds)
 
-    async def _send(
+    async def _authorized(
         self,
         method: str,
         url: URL,
         headers: Sequence[tuple[str, str]],
         body: bytes | AsyncIterable[bytes] | None,
     ) -> aiohttp.ClientResponse:
+        authorization = await self.credentials.authorization()
+        resp = await self._send(method, url, headers, body, authorization)
+        if resp.status != 401:
+            return resp
+        renewed = await self.credentials.renew(authorization)
+        if not renewed or not (body is None or isinstance(body, bytes)):
+            return resp
+        resp.close()
+        return await self._send(method, url, headers, body, await self.credentials.authorization())
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes] | None,
+        authorization: str | None,
+    ) -> aiohttp.ClientResponse:
         attempts = 1 + (self._settings.connect_retries if method in IDEMPOTENT and not body else 0)
-        all_headers = [*headers, *self.own_headers()]
+        own = [("Authorization", authorization)] if authorization else []
+        all_headers = [*headers, *own]
         for attempt in range(attempts):
             try:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
@@ -247,6 +171,7 @@ class Upstream:
                         data=body,
                         allow_redirects=False,
                         compress=False,
+                        server_hostname=self.credentials.server_hostname,
                     )
                 if resp.status in REDIRECTS:
                     # Never followed, never relayed: a client following it would send its

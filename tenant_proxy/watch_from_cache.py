@@ -286,7 +286,7 @@ class _Watch:
             for out in initial(state, self._current, self.asked.selected):
                 await self._emit(await self.line(out))
             if self.asked.initial_events_end:
-                await self._emit(self.bookmark(timeline.rv_before(cursor), initial_end=True))
+                await self._emit(self.bookmark(timeline.hand_out(cursor), initial_end=True))
         else:
             try:
                 cursor = timeline.start_after(self.asked.resume_from)
@@ -298,7 +298,7 @@ class _Watch:
                 # reach it later with a version it already holds are in its list already.
                 skip_upto = self.asked.resume_from
         if self.asked.bookmarks and not self.asked.initial_events_end:
-            start = max(timeline.rv_before(cursor), self.asked.resume_from or 0)
+            start = max(timeline.hand_out(cursor), self.asked.resume_from or 0)
             await self._emit(self.bookmark(start))
         while not self._stopped.is_set() and not self.cache.closed:
             try:
@@ -312,7 +312,7 @@ class _Watch:
                 continue
             came = await self._wait(cursor, min(left, self.bookmark_seconds))
             if not came and self.asked.bookmarks and deadline - time.monotonic() > 0:
-                await self._emit(self.bookmark(timeline.rv_before(cursor)))
+                await self._emit(self.bookmark(timeline.hand_out(cursor)))
 
     async def _replay(self, cursor: int, skip_upto: int | None) -> int:
         """Send the events of the entries from `cursor` on; the cursor after them."""
@@ -334,7 +334,7 @@ class _Watch:
                     await self._emit(await self.line(out))
             cursor = entry.seq + 1
         if shown_older and self.asked.bookmarks:
-            await self._emit(self.bookmark(timeline.rv_before(cursor)))
+            await self._emit(self.bookmark(timeline.hand_out(cursor)))
         return cursor
 
     async def _wait(self, cursor: int, seconds: float) -> bool:

@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tenant_proxy import pki
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.testing import kubectl_binary
-from tenant_proxy.kubeconfig import read_credentials
+from tenant_proxy.kubeconfig import read_credentials, write_kubeconfig
 
 
 def cli() -> str:
@@ -275,3 +276,166 @@ async def test_kubectl_authenticates_with_the_minted_kubeconfig(
     )
     code, _, stderr = await kubectl_async(out, "get", "pods", "-n", "default")
     assert code == 0, stderr
+
+
+# --- check: files, credentials, the API server's answer, the proxy's RBAC -----------------------
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Emulator]:
+    """The demo world's API server: user tenant-proxy holds deploy/clusterrole.yaml's rights."""
+    from tenant_proxy.demo import demo_world
+
+    em = Emulator(seed_objects=demo_world())
+    await em.start()
+    try:
+        yield em
+    finally:
+        await em.stop()
+
+
+def check_config(directory: Path, upstream: Path | None) -> Path:
+    ca = pki.new_ca()
+    ca.write(directory / "ca.crt", directory / "ca.key")
+    pki.issue_server_cert(ca, ["127.0.0.1"]).write(directory / "s.crt", directory / "s.key")
+    doc: dict[str, object] = {
+        "tls": {
+            "cert_file": str(directory / "s.crt"),
+            "key_file": str(directory / "s.key"),
+            "client_ca_file": str(directory / "ca.crt"),
+        },
+        "upstream": {"kubeconfig": str(upstream)} if upstream else {},
+    }
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    return config
+
+
+async def check(config: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TENANT_PROXY_", "KUBECONF"))}
+    proc = await asyncio.create_subprocess_exec(
+        cli(),
+        "check",
+        "--config",
+        str(config),
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**base, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+def missing_lines(output: str) -> set[str]:
+    return {line for line in output.splitlines() if line.startswith("missing: ")}
+
+
+async def test_check_passes_with_the_deployed_rights(cluster: Emulator, tmp_path: Path) -> None:
+    upstream = cluster.write_kubeconfig(tmp_path / "upstream.kubeconfig", "tenant-proxy")
+    code, output = await check(check_config(tmp_path, upstream))
+    assert code == 0, output
+    assert f"upstream credential from kubeconfig {upstream}, context 'emulator'" in output
+    # A v1.24 API server (as the emulator) lets only admins ask who they are.
+    assert f"ok: {cluster.url} answers; the proxy is unnamed (SelfSubjectReview" in output
+    assert missing_lines(output) == set()
+    assert "ok: RBAC" in output
+
+
+async def test_check_names_each_missing_permission_and_exits_1(
+    cluster: Emulator, tmp_path: Path
+) -> None:
+    role = cluster.get(RBAC, "ClusterRole", "tenant-proxy")
+    assert role is not None
+    for rule in role["rules"]:
+        rule["resources"] = [r for r in rule["resources"] if r != "persistentvolumes"]
+    await cluster.apply(role)
+    upstream = cluster.write_kubeconfig(tmp_path / "upstream.kubeconfig", "tenant-proxy")
+    code, output = await check(check_config(tmp_path, upstream))
+    assert code == 1, output
+    assert missing_lines(output) == {
+        f"missing: the proxy may not {verb} persistentvolumes (deploy/clusterrole.yaml)"
+        for verb in ("get", "list", "watch")
+    }
+
+
+async def test_check_merges_a_kubeconfig_list_and_honours_context(
+    cluster: Emulator, tmp_path: Path
+) -> None:
+    # a: cluster, user tenant-proxy, current-context "proxy". b: user someone, a context
+    # "other" on a's cluster, and its own current-context, which must not win (client-go's
+    # rule: the first file that sets it).
+    a = cluster.kubeconfig("tenant-proxy")
+    a["contexts"] = [{"name": "proxy", "context": {"cluster": "emulator", "user": "tenant-proxy"}}]
+    a["current-context"] = "proxy"
+    b = cluster.kubeconfig("someone")
+    b["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # a's "emulator" wins
+    b["contexts"] = [{"name": "other", "context": {"cluster": "emulator", "user": "someone"}}]
+    b["current-context"] = "other"
+    first = write_kubeconfig(tmp_path / "a.kubeconfig", a)
+    second = write_kubeconfig(tmp_path / "b.kubeconfig", b)
+    config = check_config(tmp_path, None)
+    env = {"KUBECONFIG": f"{first}:{tmp_path / 'absent'}:{second}"}
+
+    code, output = await check(config, env=env)
+    assert code == 0, output
+    assert "context 'proxy', user 'tenant-proxy'" in output
+
+    code, output = await check(config, "--context", "other", env=env)
+    assert code == 1, output
+    assert "context 'other', user 'someone'" in output
+    assert f"ok: {cluster.url} answers" in output
+    assert "missing: the proxy may not list namespaces (deploy/clusterrole.yaml)" in output
+
+
+async def test_check_of_an_unusable_credential_is_one_line_exit_2(tmp_path: Path) -> None:
+    code, output = await check(check_config(tmp_path, tmp_path / "absent.kubeconfig"))
+    assert code == 2
+    assert output.strip().splitlines() == [
+        f"tenant-proxy: upstream.kubeconfig: {tmp_path / 'absent.kubeconfig'}: "
+        "No such file or directory"
+    ]
+
+
+def test_required_rights_are_every_rule_of_the_deployed_roles() -> None:
+    from tenant_proxy.rbac_check import Permission, deployed_roles, permissions
+
+    wanted = permissions(deployed_roles())
+    assert Permission("list", "", "persistentvolumes") in wanted
+    assert Permission("create", "authorization.k8s.io", "subjectaccessreviews") in wanted
+    assert Permission("impersonate", "authentication.k8s.io", "userextras", "scopes") in wanted
+    lease = Permission("get", "coordination.k8s.io", "leases", namespace="kube-node-lease")
+    assert lease in wanted
+    assert lease.describe() == (
+        "the proxy may not get leases.coordination.k8s.io in namespace kube-node-lease"
+    )
+    assert len(wanted) == len(set(wanted))
+    clusterrole = yaml.safe_load(
+        (Path(__file__).resolve().parent.parent / "deploy" / "clusterrole.yaml").read_text()
+    )
+    assert set(permissions([clusterrole])) <= set(wanted)
+
+
+def test_every_file_setting_is_named_by_its_field() -> None:
+    from tenant_proxy.config import parse_settings
+    from tenant_proxy.startup import file_fields
+
+    settings = parse_settings(
+        {
+            "tls": {"cert_file": "/s.crt", "key_file": "/s.key"},
+            "upstream": {"kubeconfig": "/k"},
+            "authentication": {
+                "oidc": [{"issuer_url": "https://i", "audiences": ["a"], "jwks_file": "/j"}]
+            },
+        },
+        environ={},
+    )
+    assert file_fields(settings) == [
+        ("tls.cert_file", Path("/s.crt")),
+        ("tls.key_file", Path("/s.key")),
+        ("upstream.kubeconfig", Path("/k")),
+        ("authentication.oidc.0.jwks_file", Path("/j")),
+    ]

@@ -40,7 +40,7 @@ def check(config: Path, env: dict[str, str] | None = None) -> subprocess.Complet
     # Only this test's overrides: a TENANT_PROXY_* variable in the caller's shell must not leak in.
     base = {k: v for k, v in os.environ.items() if not k.startswith("TENANT_PROXY_")}
     return subprocess.run(
-        [cli(), "check", "--config", str(config)],
+        [cli(), "check", "--offline", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -23,6 +23,7 @@ from typing import Any
 from tenant_proxy.config import TenancySettings, TenantSettings
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Metrics
+from tenant_proxy.status import ApiError, service_unavailable
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.grants import Grant, GrantTable, binding_grants, grant_matters
 from tenant_proxy.tenancy.informer import Informer
@@ -153,6 +154,7 @@ class TenancyIndex:
         self._owned: dict[tuple[GroupResource, tuple[Criteria, ...]], dict[str, Any]] = {}
         self.generation = 0
         self._next_change = asyncio.Event()
+        self._denials = asyncio.Event()  # set (and replaced) when an informer is refused
         self.grant_wake = Coalescer(self._bump, GRANT_QUIET_SECONDS, GRANT_LONGEST_SECONDS)
         # With Capsule, its label is the one its webhook enforces on tenant-created namespaces:
         # it wins over ours, which a Capsule tenant owner could otherwise set on its own
@@ -173,6 +175,7 @@ class TenancyIndex:
                     lambda o: o,
                     self._on_tenant_cr,
                     on_listed=self._note_ready,
+                    on_denied=self._on_denied,
                 )
             )
         if self.settings.capsule:
@@ -183,6 +186,7 @@ class TenancyIndex:
                     lambda o: o,
                     self._on_capsule_tenant,
                     on_listed=self._note_ready,
+                    on_denied=self._on_denied,
                 )
             )
         if self.settings.rolebinding_namespaces:
@@ -193,6 +197,7 @@ class TenancyIndex:
                     binding_grants,
                     self._on_rolebinding,
                     on_listed=self._note_ready,
+                    on_denied=self._on_denied,
                 )
             )
         for informer in self._meta_informers:
@@ -217,7 +222,55 @@ class TenancyIndex:
         """
         return self._ready
 
+    def access_errors(self, gr: GroupResource | None = None) -> list[str]:
+        """Why the API server refuses the informers' reads (401/403): all of them, or with
+        `gr` those a read of `gr` relies on (tenancy sources, namespaces, `gr`)."""
+        informers = [*self._meta_informers]
+        if gr is None:
+            informers.extend(self._informers.values())
+        else:
+            informers.extend(i for g in {NAMESPACES, gr} if (i := self._informers.get(g)))
+        return [i.access_error for i in informers if i.access_error is not None]
+
+    def not_synced_error(self, gr: GroupResource | None = None) -> ApiError:
+        """The 503 of a read `wait_synced` let down: naming the refusal if there is one, and
+        then without Retry-After (client-go would retry it for ten seconds in vain)."""
+        errors = self.access_errors(gr)
+        if errors:
+            return service_unavailable("; ".join(errors))
+        return service_unavailable("the tenancy index is not synced yet", retry_after=1)
+
+    def _on_denied(self) -> None:
+        woken, self._denials = self._denials, asyncio.Event()
+        woken.set()
+
     async def wait_synced(self, within: float, gr: GroupResource | None = None) -> bool:
+        """As `_wait_current`, but False at once while the API server refuses a read it
+        relies on: waiting would not help, and the caller says why (`not_synced_error`)."""
+        if self.access_errors(gr):
+            return False
+        if self._current(gr):
+            return True
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    current = asyncio.ensure_future(self._wait_current(within, gr))
+                    refused = asyncio.ensure_future(self._denials.wait())
+                    try:
+                        await asyncio.wait({current, refused}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        refused.cancel()
+                        finished = current.done()
+                        if not finished:
+                            current.cancel()
+                    if finished:
+                        return current.result()
+                    if self.access_errors(gr):
+                        return False
+        except TimeoutError:
+            return False
+
+    async def _wait_current(self, within: float, gr: GroupResource | None = None) -> bool:
         """Whether the index is current, waiting up to `within` seconds for it: every informer
         has listed, and every resource the rules read is indexed with the fields they read
         (after the first sync, a resource is waited for at most `sync_timeout_seconds`).
@@ -444,6 +497,7 @@ class TenancyIndex:
             _projector(self._held[gr]),
             self._on_namespace if gr == NAMESPACES else None,
             on_listed=lambda: self._listed(gr, informer),
+            on_denied=self._on_denied,
             whole=self.caches.open(gr, path),
         )
         self._informers[gr] = informer

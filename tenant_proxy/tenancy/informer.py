@@ -65,10 +65,30 @@ class _Expired(Exception):
     """The resourceVersion we watch from is gone: relist."""
 
 
+def _resource(path: str) -> str:
+    """`persistentvolumes`, `storageclasses.storage.k8s.io`: as kubectl names a resource."""
+    parts = path.strip("/").split("/")
+    return f"{parts[-1]}.{parts[1]}" if parts[0] == "apis" and len(parts) > 3 else parts[-1]
+
+
+def denial(verb: str, path: str, status: int, doc: Any) -> str:
+    """Why the API server refused the proxy's read, in one line (its Status message if any)."""
+    message = doc.get("message") if isinstance(doc, dict) else None
+    return f"the proxy may not {verb} {_resource(path)}: {message or f'HTTP {status}'}"
+
+
 def object_key(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
     return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+async def _status(resp: aiohttp.ClientResponse) -> Any:
+    """The Status a refusal carries, if it can be read (it names who may not do what)."""
+    try:
+        return orjson.loads(await resp.read())
+    except (aiohttp.ClientError, orjson.JSONDecodeError):
+        return None
 
 
 class Informer(Generic[T]):
@@ -86,6 +106,7 @@ class Informer(Generic[T]):
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
         on_listed: Callable[[], None] | None = None,
+        on_denied: Callable[[], None] | None = None,
         whole: Whole | None = None,
     ) -> None:
         self.path = path
@@ -99,6 +120,10 @@ class Informer(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._on_listed = on_listed
         self.relists = 0
+        # Why the API server refuses this informer's reads (401/403), None once it lists or
+        # watches again: readiness and filtered reads report it instead of waiting.
+        self.access_error: str | None = None
+        self._on_denied = on_denied
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -170,6 +195,8 @@ class Informer(Generic[T]):
                 whole.clear()
                 continue
             elif status != 200:
+                if status in (401, 403):
+                    self._denied(denial("list", self.path, status, doc))
                 raise UpstreamError(f"list {self.path}: HTTP {status}")
             list_kind = str(doc.get("kind") or "")
             kind = list_kind.removesuffix("List") or kind
@@ -184,6 +211,7 @@ class Informer(Generic[T]):
             if not token:
                 self.resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
                 break
+        self.access_error = None
         self._replace(fresh)
         if self._whole is not None:
             versions = {k: v for k, v in revisions.items() if v is not None}
@@ -225,14 +253,22 @@ class Informer(Generic[T]):
         try:
             if resp.status == 410:
                 raise _Expired
+            if resp.status in (401, 403):
+                self._denied(denial("watch", self.path, resp.status, await _status(resp)))
             if resp.status != 200:
                 raise UpstreamError(f"watch {self.path}: HTTP {resp.status}")
+            self.access_error = None
             framer = LineFramer(self._max_event)
             async for chunk in resp.content.iter_any():
                 for line in framer.feed(chunk):
                     self._apply(orjson.loads(line), len(line))
         finally:
             resp.close()  # a watch is never reused: drop its connection at once
+
+    def _denied(self, reason: str) -> None:
+        self.access_error = reason
+        if self._on_denied is not None:
+            self._on_denied()
 
     def _store_change(self, key: str, obj: Mapping[str, Any] | None) -> None:
         """Record an object's new state (None: deleted) and report it if the projection moved."""

@@ -52,6 +52,12 @@ class ResourceCache:
         self._moved = asyncio.Event()
         self.closed = False
 
+    def serves(self, api_version: str) -> bool:
+        """Whether requests at `api_version` may be answered from this cache: it holds the
+        objects in the version its informer reads (another version is the API server's to
+        serve, or to refuse)."""
+        return self.path.rstrip("/").split("/")[-2] == api_version
+
     # -- fed by the informer ------------------------------------------------------------------
     def listed(
         self, items: Mapping[str, Obj], rv: int, versions: Mapping[str, int], kind: str, api: str

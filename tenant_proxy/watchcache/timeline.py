@@ -99,6 +99,9 @@ class Timeline(Generic[T]):
         self.head = self.floor
         self._bytes = 0
         self._max_entries, self._max_bytes = max_entries, max_bytes
+        # Versions handed out (lists, bookmarks) just after entries ordered behind a real
+        # version: where each one stood, so that a watch from it starts there.
+        self._handed: dict[int, int] = {}
 
     # -- writing -------------------------------------------------------------------------------
     def change(
@@ -164,6 +167,7 @@ class Timeline(Generic[T]):
             self._bytes -= old.size
             self.floor = old.order
             self._base_tenancy = old.tenancy_after
+            self._handed.pop(old.order.rv, None)
         return entry
 
     # -- reading -------------------------------------------------------------------------------
@@ -178,7 +182,8 @@ class Timeline(Generic[T]):
 
     def start_after(self, rv: int) -> int:
         """Where a client holding resourceVersion `rv` resumes: the first entry ordered after
-        (rv, 0). TooOld when entries after it have left the window."""
+        (rv, 0), or where `rv` was handed out past entries ordered behind it. TooOld when
+        entries after it have left the window."""
         asked = Order(rv, 0)
         if asked < self.floor:
             raise TooOld(rv, self.floor.rv)
@@ -189,7 +194,17 @@ class Timeline(Generic[T]):
             if entry.order <= asked:
                 break
             seq = entry.seq
-        return seq
+        return max(seq, self._handed.get(rv, seq))
+
+    def hand_out(self, seq: int) -> int:
+        """The resourceVersion to give a client that has seen everything before `seq` (a list
+        answered at `seq`, a bookmark). When entries ordered behind a real version (late
+        tenancy changes) end there, the version alone cannot tell where: remember it."""
+        rv = self.rv_before(seq)
+        first = self.first_seq
+        if first < seq <= self._next_seq and self._entries[seq - first - 1].order.sub > 0:
+            self._handed[rv] = max(self._handed.get(rv, seq), seq)
+        return rv
 
     def entries_from(self, seq: int) -> Iterator[Entry[T]]:
         """The entries from `seq` on; TooOld when `seq` has left the window."""

@@ -183,3 +183,15 @@ async def test_kubectl_chunked_get_pages_through_the_cache(demo: Demo, cluster: 
         (await kubectl(demo.kubeconfig(*ALICE), "get", "namespaces", "-o", "json")).out
     )
     assert shown["kind"] == "List"
+
+
+@pytest.mark.parametrize("query", ["", "?watch=1"], ids=["list", "watch"])
+async def test_a_version_the_cache_does_not_hold_is_the_api_servers_to_answer(
+    demo: Demo, query: str
+) -> None:
+    """StorageClasses are cached as storage.k8s.io/v1; v1beta1 is not served (since 1.22): the
+    API server's 404, not the cache's v1 objects under another version."""
+    async with session_as(demo, *ALICE) as alice:
+        async with alice.get(f"/apis/storage.k8s.io/v1beta1/storageclasses{query}") as resp:
+            assert resp.status == 404, await resp.text()
+            assert (await resp.json())["reason"] == "NotFound"

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from differential_env import ACCEPT_ONE, KINDS, Answer, Environment, Request
+from differential_env import ACCEPT_LIST, ACCEPT_ONE, KINDS, Answer, Environment, Request
 from differential_strategies import Transition, requests, transitions, worlds
 from hypothesis import HealthCheck, Phase, assume, currently_in_test_context, event, given, note
 from hypothesis import settings as hypothesis_settings
@@ -193,15 +193,17 @@ def test_tenant_reads_through_proxy_equal_the_oracle(
 class OpenWatch:
     """A watch held open across a world change: what its client believes exists, by name."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, present: frozenset[str] = frozenset()):
         self.response = response
-        self.present: set[str] = set()
+        self.present: set[str] = set(present)
         self.log: list[str] = []
+        self.rv = ""  # the last resourceVersion seen, as a reflector keeps it
 
     def feed(self, event: Mapping[str, Any]) -> None:
         """Apply one event as a client does, refusing what no correct stream sends."""
         kind, obj = event["type"], event["object"]
         assert kind != "ERROR", f"the watch sent an error: {obj}"
+        self.rv = (obj.get("metadata") or {}).get("resourceVersion") or self.rv
         if kind == "BOOKMARK":
             return
         seen = Answer(200)
@@ -294,6 +296,63 @@ def watch_through_change(env: Environment, before: World, after: World, req: Req
         env.run(watch.close())
 
 
+async def watch_from(
+    env: Environment, req: Request, rv: str, present: frozenset[str]
+) -> OpenWatch | int:
+    """A watch resumed after `rv` by a client holding `present` (no initial events)."""
+    params = [("watch", "1"), ("allowWatchBookmarks", "true"), ("resourceVersion", rv)]
+    params += [*req.form_params(), *req.selector_params()]
+    url = env.url(KINDS[req.resource].path, params)
+    resp = await env.session(req.caller).get(url, headers={"Accept": ACCEPT_ONE[req.form]})
+    if resp.status != 200:
+        resp.close()
+        return resp.status
+    watch = OpenWatch(resp, present)
+    watch.rv = rv
+    return watch
+
+
+async def list_for_watch(env: Environment, req: Request) -> tuple[frozenset[str], str]:
+    """What a reflector lists first: the names and the list's resourceVersion."""
+    url = env.url(KINDS[req.resource].path, [*req.form_params(), *req.selector_params()])
+    headers = {"Accept": ACCEPT_LIST[req.form]}
+    async with env.session(req.caller).get(url, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        doc = orjson.loads(await resp.read())
+    answer = Answer(200)
+    answer.record(doc)
+    return frozenset(answer.names), str(doc["metadata"]["resourceVersion"])
+
+
+def resume_through_change(env: Environment, before: World, after: World, req: Request) -> None:
+    """List in `before`, watch from the list's resourceVersion until its first bookmark, cut
+    the connection, change the cluster to `after`, resume from the last resourceVersion seen:
+    the client's set must become the oracle's for `after`, each transition once."""
+    env.apply(before)
+    initial = listed(env.full(before), req.caller, req.resource, req.selector, req.fields)
+    names, rv = env.run(list_for_watch(env, req))
+    assert names == initial
+    watch = env.run(watch_from(env, req, rv, names))
+    assert not isinstance(watch, int), f"watch refused: {watch}"
+    try:
+        env.run(watch.settle(initial, within=5.0))  # past a bookmark or two: the client's rv
+    finally:
+        env.run(watch.close())
+    env.apply(after)
+    target = listed(env.full(after), req.caller, req.resource, req.selector, req.fields)
+    if currently_in_test_context():
+        note(f"{req}: {sorted(initial or ())} -> cut -> {sorted(target or ())}")
+    resumed = env.run(watch_from(env, req, watch.rv, frozenset(watch.present)))
+    if isinstance(resumed, int):
+        # A caller no longer in any tenant passes through to RBAC, as the API server would.
+        assert target is None, f"resume refused: {resumed}"
+        return
+    try:
+        env.run(resumed.settle(target, within=5.0))
+    finally:
+        env.run(resumed.close())
+
+
 def filtered_in(env: Environment, world: World, req: Request) -> bool:
     return listed(env.full(world), req.caller, req.resource, req.selector, req.fields) is not None
 
@@ -308,6 +367,19 @@ def test_open_watch_follows_the_world_into_the_next(env: Environment, change: Tr
     event(f"transition: {change.how}")
     assume(filtered_in(env, change.before, change.req))
     watch_through_change(env, change.before, change.after, change.req)
+
+
+@TRANSITIONS
+@given(change=transitions())
+@pytest.mark.timeout(600)
+def test_a_resumed_watch_catches_up_with_what_changed_while_it_was_cut(
+    env: Environment, change: Transition
+) -> None:
+    """As client-go's reflector: list, watch from the list's resourceVersion, lose the
+    connection, resume from the last resourceVersion seen after any change of the world."""
+    event(f"transition: {change.how}")
+    assume(filtered_in(env, change.before, change.req))
+    resume_through_change(env, change.before, change.after, change.req)
 
 
 # --- regressions the properties found (minimal examples; fixed in 133b1b1, f3d1a6f, 4c99e0b,

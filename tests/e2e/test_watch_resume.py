@@ -20,8 +20,10 @@ from reflector import Reflector
 from test_websocket_watches import SocketWatch, connect, tenant
 from watching import Watch, is_, name_of, session_as
 
+from tenant_proxy.config import Settings
 from tenant_proxy.demo import Demo
 from tenant_proxy.emulator.testing import kubectl_binary
+from tenant_proxy.tenancy.model import NAMESPACES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 
@@ -241,3 +243,54 @@ async def test_a_watch_from_a_lists_version_follows_tenancy_in_every_form(
     # The DELETED carries the last state alice saw (still team-a's), at the change's version.
     assert events[0]["object"]["metadata"]["labels"][TENANT_LABEL] == "team-a"
     assert int(events[0]["object"]["metadata"]["resourceVersion"]) > int(rv)
+
+
+class SmallWindowDemo(Demo):
+    """The demo whose watch cache keeps only the last three changes per resource."""
+
+    def settings(self, upstream: Path) -> Settings:
+        settings = super().settings(upstream)
+        limits = settings.limits.model_copy(update={"watch_cache_events": 3})
+        return settings.model_copy(update={"limits": limits})
+
+
+async def test_a_reflector_behind_the_window_gets_410_and_relists(tmp_path: Path) -> None:
+    demo = SmallWindowDemo(tmp_path)
+    await demo.start()
+    namespaces, api = await Reflector.for_kubeconfig(demo.kubeconfig(*ALICE), "list_namespace")
+    try:
+        await namespaces.list()
+        namespaces.start()
+        await namespaces.until(lambda r: r.rv != "")
+        await namespaces.stop()
+        # More changes than the window holds while the client is away.
+        for i in range(5):
+            await demo.emulator.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": f"team-a-w{i}", "labels": {TENANT_LABEL: "team-a"}},
+                }
+            )
+        # ...until the proxy's window no longer reaches back to where the client stands.
+        assert demo.proxy is not None
+        cache = demo.proxy.index.caches.get(NAMESPACES)
+        assert cache is not None
+
+        async def moved_past() -> None:
+            while cache.timeline is None or cache.timeline.floor.rv <= int(namespaces.rv):
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(moved_past(), 15)
+        namespaces.start()
+        await namespaces.until(lambda r: len(r.store) == 7)
+        assert namespaces.relists == 2  # the 410 made it list again, as client-go does
+        assert set(namespaces.store) == {
+            "team-a-dev",
+            "team-a-prod",
+            *(f"team-a-w{i}" for i in range(5)),
+        }
+    finally:
+        await namespaces.stop()
+        await api.close()
+        await demo.stop()

@@ -45,9 +45,12 @@ async def upstream(tmp_path: Path) -> AsyncIterator[Upstream]:
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
     await site.start()
     port = runner.addresses[0][1]
+    (tmp_path / "token").write_text("proxy-token")
     client = Upstream(
         UpstreamSettings(
-            server=f"https://127.0.0.1:{port}", ca_file=tmp_path / "ca.crt", token_file=None
+            server=f"https://127.0.0.1:{port}",
+            ca_file=tmp_path / "ca.crt",
+            token_file=tmp_path / "token",
         )
     )
     try:
@@ -72,10 +75,12 @@ async def test_redirects_are_never_followed(upstream: Upstream) -> None:
         await upstream.send("GET", upstream.url("/redirect"), [])
 
 
-async def test_no_connection_limit_and_no_total_timeout() -> None:
+async def test_no_connection_limit_and_no_total_timeout(tmp_path: Path) -> None:
     """The settings themselves: 0 means unlimited connections; None means no total timeout
     (a 300 s total would cut every watch)."""
-    client = Upstream(UpstreamSettings(server="https://127.0.0.1:1"))
+    (tmp_path / "token").write_text("proxy-token")
+    client = Upstream(UpstreamSettings(server="https://127.0.0.1:1", token_file=tmp_path / "token"))
+    await client.start()
     try:
         session = client.session
         assert session.connector is not None

@@ -77,7 +77,7 @@ def build(history: list[tuple[Any, ...]], list_at: int) -> tuple[Timeline[Tenanc
     list_point = (timeline.end, timeline.head.rv)
     for i, op in enumerate(history):
         if i == list_at:
-            list_point = (timeline.end, timeline.rv_before(timeline.end))
+            list_point = (timeline.end, timeline.hand_out(timeline.end))
         if op[0] == "tenancy":
             if op[2] == INLINE:
                 pending = Tenancy(op[1])
@@ -95,7 +95,7 @@ def build(history: list[tuple[Any, ...]], list_at: int) -> tuple[Timeline[Tenanc
         timeline.change(name, cur, rv, tenancy=pending)
         pending = None
     if list_at >= len(history):
-        list_point = (timeline.end, timeline.rv_before(timeline.end))
+        list_point = (timeline.end, timeline.hand_out(timeline.end))
     return timeline, list_point[0], list_point[1]
 
 
@@ -145,7 +145,7 @@ def serve(timeline: Timeline[Tenancy], client: Client, stop_after: int | None) -
             client.apply(out.type, out.obj, out.stamp)
             older = older or (out.type == ADDED and out.stamp is None)
         if older:  # the server's bookmark after objects with older resourceVersions
-            client.rv = timeline.rv_before(entry.seq + 1)
+            client.rv = timeline.hand_out(entry.seq + 1)
     return True
 
 
@@ -196,6 +196,16 @@ def test_tenancy_changes_without_their_own_version_are_never_missed(
     """A config reload (no resourceVersion) or a change whose stream lagged is ordered just
     after the head: a client that listed or stopped right there may get it twice, never not."""
     list_watch_reconnect(history, list_at, cuts, strict=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(history=ops([INLINE, OTHER, UNORDERED]), list_at=st.integers(0, 30))
+def test_a_watch_from_a_lists_version_gets_each_event_once_whatever_came_late(
+    history: list[tuple[Any, ...]], list_at: int
+) -> None:
+    """A list answered just after late entries hands out a version that remembers where it
+    stood: the watch from it neither repeats them nor misses what follows."""
+    list_watch_reconnect(history, list_at, [], strict=True)
 
 
 @settings(max_examples=200, deadline=None)
