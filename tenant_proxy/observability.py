@@ -1,17 +1,22 @@
 """Metrics, request logs and the audit trail.
 
-One JSON line per request on the `tenant_proxy.access` logger (user, verb, resource, namespace,
-name, status, latency, bytes, whether filtered) and, for filtered reads, an audit line naming
-the end user: the API server's own audit log sees only the proxy's identity for those reads.
+One JSON line per request on the `tenant_proxy.access` logger (ISO-8601 time, request id,
+source address, path, user, verb, resource, namespace, name, status, latency, whether
+filtered) and audit lines on `tenant_proxy.audit`: by default one per filtered read naming the
+end user and the tenants (the API server's own audit log sees only the proxy's identity for
+those reads), or kube-apiserver's `audit.k8s.io/v1` Events under a policy (see audit.py).
 Never a token, key or certificate body: only the fields below are ever logged.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +24,12 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tenant_proxy import shared_metrics
+from tenant_proxy import audit, shared_metrics
 from tenant_proxy.tenancy.model import GroupResource
 
 if TYPE_CHECKING:
+    from tenant_proxy.config import AuditSettings
+    from tenant_proxy.identity import Identity
     from tenant_proxy.requestinfo import RequestInfo
 
 access_log = logging.getLogger("tenant_proxy.access")
@@ -33,12 +40,47 @@ _VERBS = frozenset(
 )
 
 
+# What of a RequestLog goes on the access line (the rest serves the audit events).
+_ACCESS_FIELDS = (
+    "listener",
+    "method",
+    "request_id",
+    "source",
+    "path",
+    "user",
+    "auth_method",
+    "auth_failure",
+    "verb",
+    "resource",
+    "subresource",
+    "namespace",
+    "name",
+    "filtered",
+    "dropped",
+    "tenants",
+)
+_AUDIT_ID_MAX = 128
+
+
+def request_id(client_sent: str | None) -> str:
+    """The request's id: the client's `Audit-Id` if it sent a sane one (kube-apiserver keeps a
+    caller's, and the proxy sends it on so both audit logs name the request alike), else a new
+    UUID as kube-apiserver makes."""
+    sent = client_sent or ""
+    if 0 < len(sent) <= _AUDIT_ID_MAX and all(c.isalnum() or c in "-_.:" for c in sent):
+        return sent if sent.isascii() else str(uuid.uuid4())
+    return str(uuid.uuid4())
+
+
 @dataclass
 class RequestLog:
-    """The fields of one request's log line (and its metric labels)."""
+    """The fields of one request's log line, its metric labels and its audit events."""
 
     listener: str
     method: str
+    request_id: str = ""
+    source: str = ""
+    path: str = ""
     user: str = ""
     auth_method: str = ""
     auth_failure: str = ""
@@ -52,8 +94,18 @@ class RequestLog:
     filtered: bool = False
     dropped: int = 0
     tenants: str = ""
+    # For the audit events only.
+    query: str = ""
+    user_agent: str = ""
+    received: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    authenticated: Identity | None = None
+    impersonated: Identity | None = None
+    info: RequestInfo | None = None
+    reason: str = ""
+    message: str = ""
 
     def describe(self, info: RequestInfo) -> None:
+        self.info = info
         self.verb = info.verb
         self.resource = (
             str(GroupResource(info.api_group, info.resource)) if info.is_resource else ""
@@ -63,27 +115,111 @@ class RequestLog:
         self.name = info.name
 
     def emit(self) -> None:
-        # vars(), not dataclasses.asdict: this runs for every request, and the fields are flat.
-        fields = {k: v for k, v in vars(self).items() if v not in ("", 0, False)}
+        fields: dict[str, Any] = {
+            k: v for k in _ACCESS_FIELDS if (v := getattr(self, k)) not in ("", 0, False)
+        }
         fields["code"] = self.code
         fields["ms"] = round(self.seconds * 1000, 2)
-        fields.pop("seconds", None)
         access_log.info("request", extra={"fields": fields})
-        if self.filtered:
-            audit_log.info(
-                "filtered read",
-                extra={
-                    "fields": {
-                        "user": self.user,
-                        "verb": self.verb,
-                        "resource": self.resource,
-                        "name": self.name,
-                        "code": self.code,
-                        "dropped": self.dropped,
-                        "decision": "filtered",
-                    }
-                },
-            )
+
+
+def _user(identity: Identity) -> dict[str, Any]:
+    return audit.user_info(identity.user, identity.groups, identity.uid, identity.extra)
+
+
+def audit_facts(entry: RequestLog) -> audit.Facts:
+    """What the audit events of `entry` say."""
+    info = entry.info
+    facts = audit.Facts(
+        audit_id=entry.request_id,
+        request_uri=entry.path + (f"?{entry.query}" if entry.query else ""),
+        verb=entry.verb or entry.method.lower(),
+        received=entry.received,
+        source_ips=[entry.source] if entry.source else [],
+        user_agent=entry.user_agent,
+        user=_user(entry.authenticated) if entry.authenticated is not None else {},
+        code=entry.code,
+        reason=entry.reason,
+        message=entry.message,
+    )
+    if entry.impersonated is not None:
+        facts.impersonated_user = _user(entry.impersonated)
+    if info is not None and info.is_resource:
+        facts.object_ref = audit.object_ref(
+            info.resource,
+            info.namespace,
+            info.name,
+            info.api_group,
+            info.api_version,
+            info.subresource,
+        )
+    notes = {
+        audit.ANNOTATION_TENANTS: entry.tenants,
+        audit.ANNOTATION_AUTHENTICATION: entry.auth_method,
+        audit.ANNOTATION_DECISION: "filtered" if entry.filtered else "",
+        audit.ANNOTATION_HIDDEN: str(entry.dropped) if entry.filtered else "",
+    }
+    facts.annotations = {k: v for k, v in notes.items() if v}
+    return facts
+
+
+class Auditor:
+    """Writes the audit lines of requests, in the configured format and under its policy."""
+
+    def __init__(self, settings: AuditSettings | None = None) -> None:
+        self.kubernetes = settings is not None and settings.format == "audit.k8s.io/v1"
+        rules = settings.rules if settings is not None else []
+        self.policy = audit.Policy(
+            tuple(audit.Rule(r.level, frozenset(r.verbs), frozenset(r.resources)) for r in rules),
+            settings.default_level if settings is not None else "Metadata",
+        )
+
+    def _wanted(self, entry: RequestLog) -> bool:
+        verb = entry.verb or entry.method.lower()
+        return self.kubernetes and self.policy.level(verb, entry.resource) != "None"
+
+    def _write(self, entry: RequestLog, stage: audit.Stage) -> None:
+        doc = audit.event(audit_facts(entry), stage, dt.datetime.now(dt.UTC))
+        audit_log.info("audit event", extra={"audit_event": doc})
+
+    def received(self, entry: RequestLog) -> None:
+        """The caller is authenticated and the request classified."""
+        if self._wanted(entry):
+            self._write(entry, "RequestReceived")
+
+    def started(self, entry: RequestLog) -> None:
+        """A long-running answer (watch, upgrade) starts."""
+        if audit.long_running(entry.verb, entry.code) and self._wanted(entry):
+            self._write(entry, "ResponseStarted")
+
+    def completed(self, entry: RequestLog) -> None:
+        if not self.kubernetes:
+            if entry.filtered:
+                self._filtered_read(entry)
+            return
+        if self._wanted(entry):
+            # Refused before anyone was authenticated: one event, as kube-apiserver writes it.
+            authenticated = entry.authenticated is not None
+            self._write(entry, "ResponseComplete" if authenticated else "ResponseStarted")
+
+    @staticmethod
+    def _filtered_read(entry: RequestLog) -> None:
+        audit_log.info(
+            "filtered read",
+            extra={
+                "fields": {
+                    "request_id": entry.request_id,
+                    "user": entry.user,
+                    "tenants": entry.tenants,
+                    "verb": entry.verb,
+                    "resource": entry.resource,
+                    "name": entry.name,
+                    "code": entry.code,
+                    "dropped": entry.dropped,
+                    "decision": "filtered",
+                }
+            },
+        )
 
 
 class Metrics:
@@ -158,6 +294,28 @@ class Metrics:
             # Across workers: 1 only when every live worker's informer has listed.
             multiprocess_mode="livemin",
         )
+        self.build_info = Gauge(
+            "tenant_proxy_build_info",
+            "Always 1; the labels say which tenant-proxy and Python serve.",
+            ["version", "python"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(_version(), sys.version.split()[0]).set(1)
+        self.upstream_latency = Histogram(
+            "tenant_proxy_upstream_request_seconds",
+            "Time from sending a request to the API server to its response head (watches "
+            "included: their head comes at once), by verb, resource and code.",
+            ["verb", "resource", "code"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.config_reloads = Counter(
+            "tenant_proxy_config_reloads_total",
+            "Config file reloads (SIGHUP or file change) by outcome: applied or refused.",
+            ["outcome"],
+            registry=r,
+        )
 
         self.connections_open = Gauge(
             "tenant_proxy_connections_open",
@@ -193,6 +351,14 @@ class Metrics:
     def auth_failure(self, reason: str) -> None:
         self.auth_failures.labels(reason[:64]).inc()
 
+    def upstream_request(self, verb: str, resource: str, code: str, seconds: float) -> None:
+        """One request to the API server answered (`code` "error" when none came)."""
+        verb = verb if verb in _VERBS else "other"
+        # A resource the API server does not serve (404) would only grow the label set.
+        self.upstream_latency.labels(verb, resource if code != "404" else "-", code).observe(
+            seconds
+        )
+
     def exposition(self) -> bytes:
         """The text a scrape of /metrics answers."""
         return generate_latest(self._exposed)
@@ -209,12 +375,32 @@ def _aggregate_of(shared_dir: Path) -> CollectorRegistry:
     return aggregate
 
 
+def _version() -> str:
+    try:
+        return metadata.version("tenant-proxy")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def iso_time(created: float) -> str:
+    """A log record's time as ISO-8601 UTC with milliseconds (`2026-01-02T03:04:05.678Z`)."""
+    moment = dt.datetime.fromtimestamp(created, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the record's fields."""
+    """One JSON object per line: time, level, logger, message and the record's fields.
+
+    An audit event record (`audit_event`) is written as the Event alone, as kube-apiserver's
+    log backend writes its lines.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
+        event = getattr(record, "audit_event", None)
+        if isinstance(event, dict):
+            return orjson.dumps(event).decode()
         doc: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": iso_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

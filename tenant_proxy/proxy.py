@@ -8,6 +8,7 @@ sends can crash the process or reach the API server unauthenticated or un-impers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.namespace_requests import NamespaceRequests
-from tenant_proxy.observability import Metrics, RequestLog
+from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
 from tenant_proxy.plan import (
     AmendReview,
     CreateNamespace,
@@ -51,6 +52,8 @@ log = logging.getLogger("tenant_proxy.proxy")
 
 # The client's WebSocket subprotocols once a bearer-token one is taken out.
 WS_PROTOCOLS = web.RequestKey("ws_protocols", str)
+# What the pipeline learned of the request, for its log line and audit events.
+REQUEST_LOG = web.RequestKey("request_log", RequestLog)
 
 Delegate = Callable[[Identity, CIMultiDictProxy[str]], Awaitable[Identity]]
 
@@ -82,31 +85,59 @@ class Pipeline:
     namespaces: NamespaceRequests | None = None
     streams: OpenStreams = field(default_factory=OpenStreams)
     sync_timeout: float = 10.0
+    auditor: Auditor = field(default_factory=Auditor)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
-        entry = RequestLog(listener=self.listener, method=request.method)
+        entry = _request_log(request, self.listener)
+        request[REQUEST_LOG] = entry
         in_flight = self.metrics.in_flight.labels(self.listener)
         in_flight.inc()
         try:
             response = await self._serve(request, entry)
         except status.ApiError as err:
-            response = _status_response(err)
+            response = self._failed(entry, err)
         except UpstreamError as exc:
-            response = _status_response(
-                status.gateway_timeout(str(exc)) if exc.timeout else status.bad_gateway(str(exc))
+            response = self._failed(
+                entry,
+                status.gateway_timeout(str(exc)) if exc.timeout else status.bad_gateway(str(exc)),
             )
+        except asyncio.CancelledError:
+            # The client left (a watch it closed, most often): the request still ends here,
+            # with the status its answer started with (0 if none had).
+            self._finished(entry, started)
+            raise
         finally:
             in_flight.dec()
         entry.code = response.status
+        self._finished(entry, started)
+        return response
+
+    def _finished(self, entry: RequestLog, started: float) -> None:
         entry.seconds = time.monotonic() - started
         self.metrics.observe(entry)
         entry.emit()
-        return response
+        self.auditor.completed(entry)
+
+    @staticmethod
+    def _failed(entry: RequestLog, err: status.ApiError) -> web.Response:
+        entry.reason, entry.message = err.reason, err.message
+        return _status_response(err)
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """As the answer's head goes out: the request id for the client (the API server's
+        echo of it when relayed, else the proxy's), and a long-running answer's audit stage."""
+        entry = request.get(REQUEST_LOG)
+        if entry is None:
+            return
+        if "Audit-Id" not in response.headers:
+            response.headers["Audit-Id"] = entry.request_id
+        entry.code = response.status
+        self.auditor.started(entry)
 
     async def _serve(self, request: web.Request, entry: RequestLog) -> web.StreamResponse:
         identity = await self._authenticate(request, entry)
-        entry.user = identity.user
+        entry.user, entry.authenticated = identity.user, identity
         if not self.admit(identity):
             raise status.forbidden(
                 f'User "{identity.user}" may not use the {self.listener} listener'
@@ -114,8 +145,11 @@ class Pipeline:
         raw_path, _, raw_query = request.raw_path.partition("?")
         info = classify(request.method, raw_path, raw_query)
         entry.describe(info)
+        self.auditor.received(entry)
         if self.delegate is not None:
-            identity = await self.delegate(identity, request.headers)
+            delegated = await self.delegate(identity, request.headers)
+            if delegated != identity:
+                identity = entry.impersonated = delegated
             entry.user = identity.user
         view = await self._view(identity)
         entry.tenants = ",".join(sorted(view.tenants)) if view is not None else ""
@@ -280,13 +314,29 @@ class Pipeline:
         headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
         headers += impersonation_headers(identity)
         # The subprotocols go on without a bearer-token one, upgrade or not: a token never
-        # travels upstream.
-        headers = [h for h in headers if h[0].lower() != "sec-websocket-protocol"]
+        # travels upstream. The request id goes as Audit-Id: the API server adopts it, so its
+        # audit log, its answer's Audit-Id and the proxy's logs all name the request alike.
+        headers = [h for h in headers if h[0].lower() not in ("sec-websocket-protocol", "audit-id")]
+        headers.append(("Audit-Id", request[REQUEST_LOG].request_id))
         if request[WS_PROTOCOLS]:
             headers.append(("Sec-WebSocket-Protocol", request[WS_PROTOCOLS]))
         if is_upgrade:
             headers += [("Connection", "Upgrade"), ("Upgrade", request.headers.get("Upgrade", ""))]
         return headers
+
+
+def _request_log(request: web.Request, listener: str) -> RequestLog:
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return RequestLog(
+        listener=listener,
+        method=request.method,
+        request_id=request_id(request.headers.get("Audit-Id")),
+        source=str(peer[0]) if peer else "",
+        path=raw_path,
+        query=raw_query,
+        user_agent=request.headers.get("User-Agent", "")[:256],
+    )
 
 
 def _credentials(request: web.Request) -> tuple[Credentials, str]:

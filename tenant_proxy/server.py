@@ -32,7 +32,7 @@ from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
 from tenant_proxy.namespace_requests import NamespaceRequests
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability import Auditor, Metrics
 from tenant_proxy.proxy import Pipeline
 from tenant_proxy.startup import check_files, check_tls, listen_error
 from tenant_proxy.streams import OpenStreams
@@ -95,7 +95,7 @@ class ProxyServer:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(metrics_dir)
-        self.upstream = Upstream(settings.upstream)
+        self.upstream = Upstream(settings.upstream, observe=self.metrics.upstream_request)
         self.tls = ReloadingTLS(settings.tls)
         limits = settings.limits
         caches = WatchCaches(
@@ -243,6 +243,7 @@ class ProxyServer:
             delegate=self.auth.delegate,
             streams=self.streams,
             sync_timeout=self.settings.tenancy.sync_timeout_seconds,
+            auditor=Auditor(self.settings.observability.audit),
         )
 
     def _app(self, pipeline: Pipeline) -> web.Application:
@@ -273,6 +274,7 @@ class ProxyServer:
             pipeline.handle,
             expect_handler=_expect_within(self.settings.limits.max_body_bytes),
         )
+        app.on_response_prepare.append(pipeline.on_prepare)
         return app
 
     def _health_app(self) -> web.Application:
@@ -440,9 +442,11 @@ class ConfigWatcher:
         try:
             settings = load_settings(self._path)
         except ConfigError as exc:
+            self._server.metrics.config_reloads.labels("refused").inc()
             log.error("config reload refused, keeping the running configuration: %s", exc)
             return
         self._server.reload(settings)
+        self._server.metrics.config_reloads.labels("applied").inc()
 
     def start(self, interval: float) -> None:
         async def poll() -> None:

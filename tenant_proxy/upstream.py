@@ -11,19 +11,39 @@ aiohttp's client defaults are wrong for a Kubernetes proxy, each deliberately ov
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Mapping, Sequence
+import functools
+import time
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 from yarl import URL
 
+from tenant_proxy import status
 from tenant_proxy.config import UpstreamSettings
+from tenant_proxy.requestinfo import classify
+from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.upstream_credentials import UpstreamCredentials
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SKIP_AUTO = ("Accept-Encoding", "User-Agent", "Content-Type")
+
+Observe = Callable[[str, str, str, float], None]
+"""Told of each request sent: verb, resource, code ("error" when none came) and seconds."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels(method: str, path: str, watch: bool) -> tuple[str, str]:
+    """Verb and resource of a request to the API server, for its duration metric (cached: the
+    same few paths recur, and only `watch` of the query changes the verb)."""
+    try:
+        info = classify(method, path, "watch=1" if watch else "")
+    except status.ApiError:
+        return "other", "-"
+    resource = str(GroupResource(info.api_group, info.resource)) if info.is_resource else "-"
+    return info.verb, resource
 
 
 class UpstreamError(Exception):
@@ -37,9 +57,10 @@ class UpstreamError(Exception):
 class Upstream:
     """kube-apiserver as seen with the proxy's own credentials."""
 
-    def __init__(self, settings: UpstreamSettings) -> None:
+    def __init__(self, settings: UpstreamSettings, observe: Observe | None = None) -> None:
         self.credentials = UpstreamCredentials(settings)
         self.base = URL(self.credentials.server)
+        self._observe = observe
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
 
@@ -92,6 +113,31 @@ class Upstream:
         authenticated upstream): it is renewed once and a request whose body can be sent again
         is retried with the new one.
         """
+        started = time.monotonic()
+        try:
+            resp = await self._authorized(method, url, headers, body)
+        except UpstreamError:
+            self._timed(method, url, "error", started)
+            raise
+        self._timed(method, url, str(resp.status), started)
+        return resp
+
+    def _timed(self, method: str, url: URL, code: str, started: float) -> None:
+        if self._observe is None:
+            return
+        seconds = time.monotonic() - started
+        path = url.raw_path[len(self.base.raw_path.rstrip("/")) :]
+        watch = url.query.get("watch", "").lower() in ("1", "true")
+        verb, resource = _labels(method, path, watch)
+        self._observe(verb, resource, code, seconds)
+
+    async def _authorized(
+        self,
+        method: str,
+        url: URL,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes] | None,
+    ) -> aiohttp.ClientResponse:
         authorization = await self.credentials.authorization()
         resp = await self._send(method, url, headers, body, authorization)
         if resp.status != 401:

@@ -31,6 +31,7 @@ from tenant_proxy.emulator import (
     negotiation,
     nonresource,
     paths,
+    portforward,
     protobuf,
     rbac,
     review_protobuf,
@@ -151,6 +152,7 @@ class Emulator:
         )
         self.authorizer = rbac.Authorizer(self.store)
         self.logs = streams.LogBook()
+        self.echo = portforward.EchoServer()  # what port-forward reaches in every pod
         self.cluster.on_removed.append(self._pod_gone)
         self._bootstrap(list(seed_objects))
 
@@ -209,6 +211,7 @@ class Emulator:
         return app
 
     async def start(self, port: int = 0) -> None:
+        await self.echo.start()
         runner = web.AppRunner(
             self._app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5
         )
@@ -225,6 +228,7 @@ class Emulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.echo.stop()
 
     async def restart(self) -> None:
         """A new listener on the same port; state is kept, open watches are cut."""
@@ -403,6 +407,9 @@ class Emulator:
         rt = self.registry.lookup(attrs.api_group, attrs.api_version, attrs.resource)
         if rt is None or (attrs.namespace and not rt.namespaced and rt.plural != "namespaces"):
             raise errors.resource_not_found()
+        if (rt.group, rt.plural, attrs.subresource) == ("", "pods", "portforward"):
+            pod = self.cluster.get(rt, attrs.namespace, attrs.name)
+            return await streams.pod_portforward(request, pod, self.echo)
         if request.headers.get("Upgrade", "").lower().startswith("spdy"):
             return await streams.portforward_or_spdy(request, attrs)
         if attrs.subresource:
@@ -474,8 +481,6 @@ class Emulator:
             pod = self.cluster.get(rt, ns, attrs.name)
             if sub == "log":
                 return await streams.pod_log(request, attrs, pod, self.logs)
-            if sub == "portforward":
-                return await streams.portforward_or_spdy(request, attrs)
             return await streams.exec_or_attach(request, attrs, pod)
         if sub == "token" and attrs.verb == "create":
             doc = decode_body(request, body) if body else {}
@@ -626,7 +631,8 @@ class Emulator:
 
 
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault("Audit-Id", str(uuid.uuid4()))
+    # A caller's Audit-Id is kept and echoed, else one is made (apiserver's WithAuditID filter).
+    response.headers.setdefault("Audit-Id", request.headers.get("Audit-Id") or str(uuid.uuid4()))
     response.headers.setdefault("Cache-Control", "no-cache, private")
 
 

@@ -44,31 +44,32 @@ def _sc_defaults(obj: KubeObject) -> None:
     obj.setdefault("volumeBindingMode", "Immediate")
 
 
+_NODE_INFO = (
+    "machineID",
+    "systemUUID",
+    "bootID",
+    "kernelVersion",
+    "osImage",
+    "containerRuntimeVersion",
+    "kubeletVersion",
+    "kubeProxyVersion",
+    "operatingSystem",
+    "architecture",
+)
+
+
 def _node_defaults(obj: KubeObject) -> None:
-    # The node lifecycle controller's TTL annotation and an empty kubelet report, as a node
-    # object created without a kubelet looks on a real cluster.
+    # The node lifecycle controller's TTL annotation, and what the API server serialises of a
+    # node no kubelet has reported on: NodeSystemInfo's fields have no omitempty, so each is
+    # there, empty, unless given (clients such as the Python client require every one).
     obj["metadata"].setdefault("annotations", {}).setdefault("node.alpha.kubernetes.io/ttl", "0")
     obj.setdefault("spec", {})
     status = obj.setdefault("status", {})
     status.setdefault("daemonEndpoints", {"kubeletEndpoint": {"Port": 0}})
-    status.setdefault(
-        "nodeInfo",
-        {
-            k: ""
-            for k in (
-                "machineID",
-                "systemUUID",
-                "bootID",
-                "kernelVersion",
-                "osImage",
-                "containerRuntimeVersion",
-                "kubeletVersion",
-                "kubeProxyVersion",
-                "operatingSystem",
-                "architecture",
-            )
-        },
-    )
+    info = status.setdefault("nodeInfo", {})
+    if isinstance(info, dict):
+        for key in _NODE_INFO:
+            info.setdefault(key, "")
 
 
 def _container_defaults(container: dict[str, Any]) -> None:

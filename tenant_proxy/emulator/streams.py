@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tenant_proxy.emulator import errors
+from tenant_proxy.emulator import errors, portforward
 from tenant_proxy.emulator.identity import WEBSOCKET_BEARER_PREFIX
 from tenant_proxy.emulator.types import Attributes, KubeObject
 
@@ -503,33 +503,86 @@ async def _websocket_echo(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _raw_echo(request: web.Request) -> web.StreamResponse:
+async def _upgrade_raw(
+    request: web.Request, version: str | None
+) -> tuple[web.StreamResponse, _RawReader | None]:
+    """Answer 101 and take the connection's bytes from aiohttp's HTTP parser."""
     headers = {"Connection": "Upgrade", "Upgrade": request.headers.get("Upgrade", "SPDY/3.1")}
-    versions = request.headers.getall("X-Stream-Protocol-Version", [])
-    if versions:
-        headers["X-Stream-Protocol-Version"] = versions[0]
+    if version:
+        headers["X-Stream-Protocol-Version"] = version
     response = web.StreamResponse(status=101, headers=headers)
     response.force_close()
     await response.prepare(request)
-    transport, protocol = request.transport, request.protocol
-    if transport is None:
+    if request.transport is None:
+        return response, None
+    reader = _RawReader(request.transport)
+    request.protocol.set_parser(reader)  # type: ignore[arg-type]
+    return response, reader
+
+
+async def _raw_write(request: web.Request, data: bytes) -> None:
+    if request.transport is None or request.transport.is_closing():
+        raise ConnectionResetError("the client has gone")
+    request.transport.write(data)
+    await request.protocol._drain_helper()  # wait for the reader, as a socket would
+
+
+async def _raw_echo(request: web.Request) -> web.StreamResponse:
+    versions = request.headers.getall("X-Stream-Protocol-Version", [])
+    response, reader = await _upgrade_raw(request, versions[0] if versions else None)
+    if reader is None:
         return response
-    reader = _RawReader(transport)
-    protocol.set_parser(reader)  # type: ignore[arg-type]
     while (data := await reader.get()) is not None:
-        transport.write(data)
         try:
-            await protocol._drain_helper()  # the echo waits for its reader, as a socket would
+            await _raw_write(request, data)
         except ConnectionError:
             break
     return response
 
 
 async def portforward_or_spdy(request: web.Request, attrs: Attributes) -> web.StreamResponse:
-    """`pods/<name>/portforward` (WebSocket) or any `Upgrade: SPDY/3.1` request: 101, then every
-    byte or message is echoed back until the client closes."""
+    """Any other `Upgrade: SPDY/3.1` request (exec, attach): 101, then every byte is echoed back
+    until the client closes; a WebSocket one has its messages echoed."""
     if _is_websocket(request):
         return await _websocket_echo(request)
     if _is_spdy(request):
         return await _raw_echo(request)
     raise errors.bad_request("Upgrade request required")
+
+
+async def pod_portforward(
+    request: web.Request, pod: KubeObject, echo: portforward.EchoServer
+) -> web.StreamResponse:
+    """`pods/<name>/portforward`: portforward.k8s.io over SPDY, on the upgraded connection or
+    tunnelled in WebSocket binary messages (kubectl 1.31+ tries the tunnel first, and falls
+    back to SPDY when the upgrade fails: client-go `tools/portforward/fallback_dialer.go`)."""
+    meta = _meta(pod)
+    session = portforward.Session(
+        f"{meta.get('namespace', '')}/{meta.get('name', '')}",
+        portforward.declared_ports(pod),
+        echo.connect,
+    )
+    if _is_websocket(request):
+        if portforward.TUNNELED not in offered_protocols(request):
+            return await _websocket_echo(request)  # another subprotocol: not emulated
+        ws = web.WebSocketResponse(protocols=(portforward.TUNNELED,))
+        await ws.prepare(request)
+        await session.serve(lambda: _binary_message(ws), ws.send_bytes)
+        await ws.close()
+        return ws
+    if not _is_spdy(request):
+        raise errors.bad_request("Upgrade request required")
+    response, reader = await _upgrade_raw(request, portforward.PROTOCOL)
+    if reader is not None:
+        await session.serve(reader.get, lambda data: _raw_write(request, data))
+    return response
+
+
+async def _binary_message(ws: web.WebSocketResponse) -> bytes | None:
+    """The next binary message's bytes; None once the socket closes."""
+    while True:
+        msg = await ws.receive()
+        if msg.type == WSMsgType.BINARY:
+            return bytes(msg.data)
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return None

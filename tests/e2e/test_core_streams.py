@@ -209,13 +209,16 @@ def upgrade_request(target: str, url: str, extra: list[tuple[str, str]]) -> byte
 
 
 PORTFORWARD = "/api/v1/namespaces/team-a-dev/pods/echo/portforward"
+# The emulator echoes the raw bytes of a SPDY exec (its port-forward speaks SPDY itself: see
+# tests/e2e/test_demo_portforward.py): what a splice must carry, byte for byte.
+SPDY_EXEC = "/api/v1/namespaces/team-a-dev/pods/echo/exec?command=cat&stdin=true"
 
 
-async def test_spdy_portforward_upgrade_is_spliced_both_ways(world: World) -> None:
+async def test_spdy_upgrade_is_spliced_both_ways(world: World) -> None:
     await create_pod(world, "team-a-dev")
     reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
     try:
-        writer.write(upgrade_request(PORTFORWARD, world.tenant_url, []))
+        writer.write(upgrade_request(SPDY_EXEC, world.tenant_url, []))
         head = await asyncio.wait_for(read_response(reader), WAIT)
         assert head.status == 101
         assert (head.header("Upgrade") or "").lower() == "spdy/3.1"
@@ -225,7 +228,7 @@ async def test_spdy_portforward_upgrade_is_spliced_both_ways(world: World) -> No
             assert echoed == payload
     finally:
         writer.close()
-    (seen,) = world.emulator.seen_at(PORTFORWARD)
+    (seen,) = world.emulator.seen_at(SPDY_EXEC)
     assert seen.impersonate_users == ("alice",)
 
 
@@ -439,7 +442,7 @@ async def test_a_spliced_peer_that_never_reads_cannot_make_the_proxy_buffer(worl
     await create_pod(world, "team-a-dev")
     reader, writer = await open_tls(world.tenant_url, world.tls("alice", ("tenant-a-devs",)))
     try:
-        writer.write(upgrade_request(PORTFORWARD, world.tenant_url, []))
+        writer.write(upgrade_request(SPDY_EXEC, world.tenant_url, []))
         assert (await asyncio.wait_for(read_response(reader), WAIT)).status == 101
         before = psutil.Process().memory_info().rss
         sent = await bytes_accepted_until_blocked(writer, limit=100 * 1024 * 1024)

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -83,6 +84,13 @@ async def scrape(served: Served, workers: list[psutil.Process]) -> tuple[int, Sa
             if sample.labels.get("listener") == "tenant":
                 sums[sample.name] += sample.value
     return pid, sums
+
+
+async def scrape_families(served: Served, workers: list[psutil.Process]) -> dict[str, Any]:
+    """One scrape, by metric family name."""
+    async with get(f"{served.metrics_url}/metrics", workers) as (_pid, r):
+        text = await r.text()
+    return {family.name: family for family in text_string_to_metric_families(text)}
 
 
 async def scrapes_from_both(
@@ -154,6 +162,20 @@ async def test_every_worker_answers_the_total_of_all_workers(tmp_path: Path) -> 
                 == (total, total)
             ),
         )
+
+        families = await scrape_families(served, workers)
+        # One build_info for the run, not one per worker; upstream durations of both summed.
+        assert [s.value for s in families["tenant_proxy_build_info"].samples] == [1]
+        upstream = families["tenant_proxy_upstream_request_seconds"].samples
+        listed = [
+            s.value
+            for s in upstream
+            if s.name.endswith("_count")
+            and s.labels["resource"] == "namespaces"
+            and s.labels["verb"] == "list"
+        ]
+        # Each tenant list went upstream once, and each worker's informer listed namespaces.
+        assert sum(listed) >= total + len(workers)
 
         async with open_watch(served, workers):
             await scrapes_from_both(served, workers, lambda s: s["tenant_proxy_open_watches"] == 1)
