@@ -50,6 +50,8 @@ class ResourceCache:
         self._pending = False
         self._moved = asyncio.Event()
         self.closed = False
+        # Set while no informer feeds it (its rule gone): closed when it fires.
+        self.retirement: asyncio.TimerHandle | None = None
 
     def serves(self, api_version: str) -> bool:
         """Whether requests at `api_version` may be answered from this cache: it holds the
@@ -154,8 +156,15 @@ class ResourceCache:
 class WatchCaches:
     """Every filtered resource's cache; the index opens and closes them with its informers."""
 
-    def __init__(self, *, max_entries: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        retired_seconds: float = 60.0,
+    ) -> None:
         self._caches: dict[GroupResource, ResourceCache] = {}
+        self._grace = retired_seconds
         self._tenancy: Tenancy | None = None
         self._cause_version: CauseVersion = lambda: None
         self._max_entries, self._max_bytes = max_entries, max_bytes
@@ -171,22 +180,42 @@ class WatchCaches:
         """The cache of `gr`, served at `path` (its collection), new or kept: a re-projected
         informer lists again into the same cache, and watches see only the difference."""
         cache = self._caches.get(gr)
-        if cache is None or cache.path != path:
-            assert self._tenancy is not None, "bind() the index first"
-            cache = self._caches[gr] = ResourceCache(
-                gr,
-                path,
-                self._tenancy,
-                self._cause_version,
-                max_entries=self._max_entries,
-                max_bytes=self._max_bytes,
-                on_progress=self._note_progress,
-            )
+        if cache is not None and cache.path == path:
+            self._keep(cache)
+            return cache
+        if cache is not None:
+            self._keep(cache)
+            cache.close()  # another version of the resource: its watches re-watch
+        assert self._tenancy is not None, "bind() the index first"
+        cache = self._caches[gr] = ResourceCache(
+            gr,
+            path,
+            self._tenancy,
+            self._cause_version,
+            max_entries=self._max_entries,
+            max_bytes=self._max_bytes,
+            on_progress=self._note_progress,
+        )
         return cache
 
     def close(self, gr: GroupResource) -> None:
-        cache = self._caches.pop(gr, None)
-        if cache is not None:
+        """No rule reads `gr` any more (its informer stops). The cache is kept a while: rules
+        often change in steps (a reload, then a Tenant CR), and a resource read again soon
+        lists into the same timeline, so open and resuming watches go on where they were."""
+        cache = self._caches.get(gr)
+        if cache is not None and cache.retirement is None:
+            cache.retirement = asyncio.get_running_loop().call_later(
+                self._grace, self._expire, gr, cache
+            )
+
+    def _keep(self, cache: ResourceCache) -> None:
+        if cache.retirement is not None:
+            cache.retirement.cancel()
+            cache.retirement = None
+
+    def _expire(self, gr: GroupResource, cache: ResourceCache) -> None:
+        if self._caches.get(gr) is cache:
+            del self._caches[gr]
             cache.close()
 
     def get(self, gr: GroupResource) -> ResourceCache | None:
