@@ -307,9 +307,10 @@ async def test_bytes_after_a_granted_upgrade_never_become_a_request_upstream(
 ) -> None:
     """Once the API server switched protocols, the proxy splices bytes both ways and reads
     none of them: an HTTP request written into the tunnel is the stream's payload (the
-    emulator's SPDY stream echoes it), never a request on the proxy's own upstream connection."""
+    emulator's SPDY exec echoes its raw bytes), never a request on the proxy's own upstream
+    connection."""
     head = (
-        f"POST /api/v1/namespaces/team-a-dev/pods/p/portforward HTTP/1.1\r\n"
+        f"POST /api/v1/namespaces/team-a-dev/pods/p/exec?command=cat&stdin=true HTTP/1.1\r\n"
         f"Host: {host_header(world)}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
         "X-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n"
     ).encode()
