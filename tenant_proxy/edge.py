@@ -103,7 +103,7 @@ class MemoryTrim:
             return
         if self._peak >= self._crowd and total <= self._peak // 4:
             # Soon, not now: the rest of the crowd is usually closing in the same breath.
-            self._pending = asyncio.get_running_loop().call_later(1.0, self._run)
+            self._pending = asyncio.get_running_loop().call_later(0.1, self._run)
 
     def _run(self) -> None:
         self._pending = None
