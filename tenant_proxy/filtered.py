@@ -141,7 +141,11 @@ class FilteredReads:
                 if cached is not None:
                     return cached
             # Tenancy may have moved on while the cache was waited for: read with today's.
-            view = self.index.view_for(identity) or view
+            fresh = self.index.view_for(identity)
+            if fresh is None:
+                # No longer in any tenant: the cluster's RBAC decides now, on a retry.
+                raise status.service_unavailable("the caller's tenancy changed", retry_after=1)
+            view = fresh
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
         keep = view.judge(gr)
         if info.verb == "get":

@@ -182,8 +182,12 @@ class CachedLists:
                 if position is not None:
                     raise status.expired(_CONTINUE_EXPIRED) from None
                 return None
-            side = _side(tenancy.view_for(identity), gr)
-            return state, sorted(state), int(rv_text), seq, side
+            # Judged by tenancy then and now: what a caller may no longer see stays hidden,
+            # however old the version it asks for (the API server's RBAC is today's too).
+            cache.settle()
+            then = _side(tenancy.view_for(identity), gr)
+            now = _side(timeline.tenancy.view_for(identity), gr)
+            return state, sorted(state), int(rv_text), seq, _both(then, now)
         if q.resource_version not in (None, "", "0"):
             rv_text = q.resource_version or ""
             if not rv_text.isdigit():
@@ -237,16 +241,14 @@ class CachedLists:
         gate = asyncio.Semaphore(_ROW_READS)
 
         async def cells(obj: Obj) -> list[Any]:
-            held = rows_of.held(obj)  # most are: a coroutine per row would cost more
-            if held is not None:
-                return held
             async with gate:
                 return await rows_of.cells(obj)
 
+        # Most rows are held already: a coroutine per row would cost more than the rest.
         missing = [o for o in items if rows_of.held(o) is None]
-        if missing:
-            await asyncio.gather(*(cells(o) for o in missing))
-        printed = [rows_of.held(o) or await rows_of.cells(o) for o in items]
+        read = await asyncio.gather(*(cells(o) for o in missing))
+        fetched = {id(o): c for o, c in zip(missing, read, strict=True)}
+        printed = [fetched.get(id(o)) or rows_of.held(o) or [] for o in items]
         if rows_of.columns is None and not items:
             await rows_of.columns_only()
         ages = age_columns(rows_of.columns or [])
@@ -260,6 +262,14 @@ class CachedLists:
                 row["object"] = partial_metadata(obj) if shape.partial else dict(obj)
             rows.append(row)
         return table_body(rows_of.columns, rows, rv, token)
+
+
+def _both(then: Side | None, now: Side | None) -> Side | None:
+    if then is None or now is None:
+        return None
+    if then.rules == now.rules:
+        return now
+    return Side((then.rules, now.rules), lambda obj: then.keep(obj) and now.keep(obj))
 
 
 def _side(view: TenantView | None, gr: GroupResource) -> Side | None:

@@ -260,6 +260,11 @@ class _Watch:
             self.on_cut("too_old")
             self._end(_error_line(status.expired(str(exc))))
             return
+        except Exception:
+            # Never a watch that hangs with no end: the client gets an ERROR and re-watches.
+            log.exception("a cached watch of %s failed", self.cache.gr)
+            self._end(_error_line(status.internal_error("the watch failed in the proxy")))
+            return
         self._end()
 
     async def _emit(self, line: bytes) -> None:
@@ -286,6 +291,7 @@ class _Watch:
     async def _produce(self) -> None:
         timeline = self.cache.timeline
         assert timeline is not None
+        self.cache.settle()  # a tenancy change not yet recorded: judged as a list would be
         deadline = time.monotonic() + self.asked.timeout
         skip_upto = None
         if self.asked.resume_from is None:
@@ -340,7 +346,7 @@ class _Watch:
                 for out in events_for(entry, before, after, self.asked.selected, state):
                     older = out.type == ADDED and _rv(out.obj) < entry.order.rv
                     shown_older = shown_older or older
-                    await self._emit(await self.line(out))
+                    await self._emit(await self.line(out, entry.memo))
             cursor = entry.seq + 1
         if shown_older and self.asked.bookmarks:
             await self._emit(self.bookmark(timeline.hand_out(cursor)))
@@ -356,16 +362,24 @@ class _Watch:
         return True
 
     # -- shaping -------------------------------------------------------------------------------
-    async def line(self, out: Out) -> bytes:
-        obj = stamped(out.obj, out.stamp) if out.stamp is not None else out.obj
-        payload: Any
+    async def line(self, out: Out, shared: dict[Any, Any] | None = None) -> bytes:
+        """The event's line. Object and metadata lines are the same for every watch sending
+        this event: encoded once (`shared`: the entry's memo), not once per watch."""
         if self.rows is not None:
-            payload = await self.table(obj, out.obj)
-        elif self.shape.partial:
-            payload = partial_metadata(obj)
-        else:
-            payload = obj
-        return orjson.dumps({"type": out.type, "object": payload}) + b"\n"
+            obj = stamped(out.obj, out.stamp) if out.stamp is not None else out.obj
+            return (
+                orjson.dumps({"type": out.type, "object": await self.table(obj, out.obj)}) + b"\n"
+            )
+        key = ("line", id(out.obj), out.type, out.stamp, self.shape.partial)
+        if shared is not None and (line := shared.get(key)) is not None:
+            return line  # type: ignore[no-any-return]
+        obj = stamped(out.obj, out.stamp) if out.stamp is not None else out.obj
+        payload = partial_metadata(obj) if self.shape.partial else obj
+        line = orjson.dumps({"type": out.type, "object": payload}) + b"\n"
+        if shared is not None:
+            # Keyed by the object's identity: the entry holds the object, so it cannot be reused.
+            shared[key] = line
+        return line
 
     async def table(self, obj: Mapping[str, Any], printed: Mapping[str, Any]) -> dict[str, Any]:
         assert self.rows is not None

@@ -232,7 +232,7 @@ class WatchCaches:
         cache = self._caches.get(gr)
 
         def reached() -> bool:
-            return cache is not None and cache.timeline is not None and cache.timeline.head.rv >= rv
+            return cache is not None and cache.timeline is not None and cache.timeline.heard >= rv
 
         try:
             async with asyncio.timeout(within):

@@ -31,36 +31,42 @@ _Row = tuple[int, list[Any]]
 
 
 class Rows:
-    """The printed rows of one resource's objects, by name, bounded (least recently used go)."""
+    """The printed rows of one resource's objects, by name and state (resourceVersion),
+    bounded (least recently used go).
+
+    A row is shown only for the very state it printed: the same object in another state may
+    be another tenant's (a PV rebound into another namespace prints that namespace), so a
+    state the API server no longer has is shown by its name alone, never by a newer row.
+    """
 
     def __init__(self, upstream: Upstream, collection: str, max_rows: int = 100_000) -> None:
         self._upstream, self._collection, self._max = upstream, collection, max_rows
         self.columns: list[Any] | None = None
-        self._rows: OrderedDict[str, _Row] = OrderedDict()
+        self._rows: OrderedDict[tuple[str, int], list[Any]] = OrderedDict()
         self._reads: dict[str, asyncio.Future[_Row | None]] = {}
 
     def held(self, obj: Mapping[str, Any]) -> list[Any] | None:
-        """The cells of `obj`'s state (or a newer one) if already read, without waiting."""
+        """The cells of `obj`'s very state if already read, without waiting."""
         meta = obj.get("metadata") or {}
-        held = self._rows.get(str(meta.get("name", "")))
-        if held is None or held[0] < _number(meta.get("resourceVersion")):
-            return None
-        return held[1]
+        key = (str(meta.get("name", "")), _number(meta.get("resourceVersion")))
+        cells = self._rows.get(key)
+        if cells is not None:
+            self._rows.move_to_end(key)
+        return cells
 
     async def cells(self, obj: Mapping[str, Any]) -> list[Any]:
-        """The cells of `obj`'s row: of its state or a newer one (the object changed since;
-        its own event follows), else the last printed, else its name alone."""
+        """The cells of `obj`'s row, read for its very state; its name alone when the API
+        server has moved on from that state (it is leaving the client's view, or its own
+        newer event follows)."""
+        held = self.held(obj)
+        if held is not None:
+            return held
         meta = obj.get("metadata") or {}
         name = str(meta.get("name", ""))
-        rv = _number(meta.get("resourceVersion"))
-        held = self._rows.get(name)
-        if held is None or held[0] < rv:
-            fetched = await self._read_shared(name)
-            held = fetched or held
-        if held is None:
-            return [name, *([""] * (len(self.columns or [None]) - 1))]
-        self._rows.move_to_end(name)
-        return held[1]
+        fetched = await self._read_shared(name)
+        if fetched is not None and fetched[0] == _number(meta.get("resourceVersion")):
+            return fetched[1]
+        return [name, *([""] * (len(self.columns or [None]) - 1))]
 
     async def columns_only(self) -> None:
         """Learn the columns without any object to print (an empty answer has them too)."""
@@ -106,8 +112,7 @@ class Rows:
             return None
         meta = (rows[0].get("object") or {}).get("metadata") or {}
         row = (_number(meta.get("resourceVersion")), list(rows[0].get("cells") or []))
-        self._rows[name] = row
-        self._rows.move_to_end(name)
+        self._rows[(name, row[0])] = row[1]
         while len(self._rows) > self._max:
             self._rows.popitem(last=False)
         return row

@@ -97,6 +97,10 @@ class Timeline(Generic[T]):
         # Everything up to `floor` is folded into the objects: no watch can start before it.
         self.floor = Order(rv, 0)
         self.head = self.floor
+        # How far this resource's own upstream stream is known to have come (its events and
+        # bookmarks): a tenancy change stamped with another stream's version says nothing of
+        # this one's events still on their way.
+        self.heard = rv
         self._bytes = 0
         self._max_entries, self._max_bytes = max_entries, max_bytes
         # Versions handed out (lists, bookmarks) just after entries ordered behind a real
@@ -109,6 +113,7 @@ class Timeline(Generic[T]):
     ) -> Entry[T] | None:
         """Record `key`'s new state (None: deleted) at `rv`; None when nothing changed."""
         prev = self.objects.get(key)
+        self.heard = max(self.heard, rv)
         if prev is None and cur is None and tenancy is None:
             return None
         if cur is None:
@@ -145,12 +150,14 @@ class Timeline(Generic[T]):
                 count += self.change(key, fresh[key], versions.get(key, rv)) is not None
         if Order(rv, 0) > self.head:
             self.head = Order(rv, 0)
+        self.heard = max(self.heard, rv)
         return count
 
     def progress(self, rv: int) -> None:
         """The resource is known unchanged up to `rv` (a bookmark): later watches start there."""
         if rv > self.head.rv:
             self.head = Order(rv, 0)
+        self.heard = max(self.heard, rv)
 
     def _append(self, body: Change[T] | Retarget[T], rv: int, size: int) -> Entry[T]:
         head = self.head

@@ -69,7 +69,7 @@ async def caught_up(demo: Demo, gr: GroupResource) -> None:
     current = demo.emulator.store.resource_version
 
     async def poll() -> None:
-        while cache.timeline is None or cache.timeline.head.rv < current:
+        while cache.timeline is None or cache.timeline.heard < current:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), 15)

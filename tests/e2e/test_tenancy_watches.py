@@ -3,6 +3,7 @@ whether the object changed or the tenancy did, in JSON and in Table form."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -224,3 +225,38 @@ async def test_tenancy_change_respects_the_watch_selectors(demo: Demo, cluster: 
             # A later bookmark proves the stream moved on without adding team-c-dev.
             await watch.until(lambda e: e["type"] == "BOOKMARK")
             assert [name_of(e) for e in watch.events if e["type"] == "ADDED"] == ["platform"]
+
+
+async def test_a_table_row_never_prints_a_state_the_tenant_may_not_see(
+    demo: Demo, cluster: Cluster
+) -> None:
+    """A PV bound into alice's namespace is rebound into bob's, and bob's Table list prints
+    it there. Alice, resuming her Table watch from before, gets its DELETED with the state she
+    saw, or its name alone: never bob's row (its claim names bob's namespace)."""
+    claim = {"spec": {"claimRef": {"name": "x", "namespace": "team-a-prod"}}}
+    await cluster.patch(*PV, "pv-unbound", claim)
+    headers = {"Accept": TABLE}
+    async with (
+        session_as(demo, "alice", ["tenant-a-devs"]) as alice,
+        session_as(demo, "bob", ["tenant-b-devs"]) as bob,
+    ):
+        async with alice.get("/api/v1/persistentvolumes") as resp:
+            listed = await resp.json()
+        assert "pv-unbound" in {i["metadata"]["name"] for i in listed["items"]}
+        claim = {"spec": {"claimRef": {"name": "y", "namespace": "team-b-dev"}}}
+        await cluster.patch(*PV, "pv-unbound", claim)
+
+        async def bob_has_it() -> None:
+            while True:
+                async with bob.get("/api/v1/persistentvolumes", headers=headers) as resp:
+                    rows = (await resp.json())["rows"]
+                if any(r["cells"][0] == "pv-unbound" for r in rows):
+                    return
+
+        await asyncio.wait_for(bob_has_it(), 20)
+        rv = listed["metadata"]["resourceVersion"]
+        path = f"/api/v1/persistentvolumes?watch=1&resourceVersion={rv}"
+        async with alice.get(path, headers=headers) as resp:
+            gone = await Watch(resp).until(is_("DELETED", "pv-unbound"))
+    cells = gone["object"]["rows"][0]["cells"]
+    assert not any("team-b" in str(cell) for cell in cells), cells
