@@ -31,13 +31,13 @@ from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.upstream import Upstream, UpstreamError
 from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.ages import age_columns, with_ages
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.listing import list_body, page_of, table_body
-from tenant_proxy.watchcache.replay import Side, visible
+from tenant_proxy.watchcache.replay import Side, side_of, visible
 from tenant_proxy.watchcache.rows import RowBook
 from tenant_proxy.watchcache.timeline import Obj, TooOld
 
@@ -185,8 +185,8 @@ class CachedLists:
             # Judged by tenancy then and now: what a caller may no longer see stays hidden,
             # however old the version it asks for (the API server's RBAC is today's too).
             cache.settle()
-            then = _side(tenancy.view_for(identity), gr)
-            now = _side(timeline.tenancy.view_for(identity), gr)
+            then = side_of(tenancy.view_for(identity), gr)
+            now = side_of(timeline.tenancy.view_for(identity), gr)
             return state, sorted(state), int(rv_text), seq, _both(then, now)
         if q.resource_version not in (None, "", "0"):
             rv_text = q.resource_version or ""
@@ -200,7 +200,7 @@ class CachedLists:
                 return None
         cache.settle()  # a tenancy change not yet recorded: the answer must be a watch's start
         view_now = timeline.tenancy.view_for(identity)
-        side = _side(view_now, gr)
+        side = side_of(view_now, gr)
         # The index already knows the caller's objects (computed once per tenancy change):
         # only those are looked at, not the whole collection.
         owned = self._index.owned(gr, view_now) if view_now is not None else {}
@@ -270,12 +270,6 @@ def _both(then: Side | None, now: Side | None) -> Side | None:
     if then.rules == now.rules:
         return now
     return Side((then.rules, now.rules), lambda obj: then.keep(obj) and now.keep(obj))
-
-
-def _side(view: TenantView | None, gr: GroupResource) -> Side | None:
-    if view is None or gr not in view.rules:
-        return None
-    return Side(view.rules[gr], view.judge(gr))
 
 
 # What the API server answers when it sheds load: the client would get it direct too.

@@ -42,13 +42,21 @@ from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watch_sinks import EventSink, check_handshake, open_sink, wants_websocket
 from tenant_proxy.watchcache.ages import age_columns, with_ages
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
-from tenant_proxy.watchcache.replay import ADDED, Out, Side, events_for, initial, stamped
+from tenant_proxy.watchcache.listing import META_V1
+from tenant_proxy.watchcache.replay import (
+    ADDED,
+    Out,
+    Side,
+    events_for,
+    initial,
+    side_of,
+    stamped,
+)
 from tenant_proxy.watchcache.rows import RowBook, Rows
 from tenant_proxy.watchcache.timeline import Change, TooOld
 
 log = logging.getLogger("tenant_proxy.watch")
 
-META_V1 = "meta.k8s.io/v1"
 # As kube-apiserver: a watch without timeoutSeconds lasts minRequestTimeout (1800 s) times a
 # random factor in [1, 2), so reconnections spread out.
 _MIN_REQUEST_TIMEOUT = 1800.0
@@ -227,13 +235,7 @@ class _Watch:
     def side(self, tenancy: TenancySnapshot) -> Side | None:
         if tenancy is not self._tenancy:
             self._tenancy = tenancy
-            view = tenancy.view_for(self.identity)
-            gr = self.cache.gr
-            self._side = (
-                Side(view.rules[gr], view.judge(gr))
-                if view is not None and gr in view.rules
-                else None
-            )
+            self._side = side_of(tenancy.view_for(self.identity), self.cache.gr)
         return self._side
 
     async def run(self, sink: EventSink) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from tenant_proxy.filtering.forms import Keep, judged
+from tenant_proxy.tenancy.model import GroupResource, TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -39,6 +40,13 @@ class Side(NamedTuple):
 
     rules: Hashable
     keep: Keep
+
+
+def side_of(view: TenantView | None, gr: GroupResource) -> Side | None:
+    """How `view` judges `gr`; None when the caller sees nothing of it."""
+    if view is None or gr not in view.rules:
+        return None
+    return Side(view.rules[gr], view.judge(gr))
 
 
 def visible(side: Side | None, selected: Keep, obj: Obj | None) -> bool:
