@@ -43,7 +43,6 @@ class ResourceCache:
         self.gr, self.path = gr, path
         self._on_progress = on_progress
         self.timeline: Timeline[TenancySnapshot] | None = None
-        self.synced = asyncio.Event()
         self.kind, self.api_version = "", ""
         self._tenancy, self._cause_version = tenancy, cause_version
         self._max_entries, self._max_bytes = max_entries, max_bytes
@@ -75,7 +74,6 @@ class ResourceCache:
                 max_entries=self._max_entries,
                 max_bytes=self._max_bytes,
             )
-            self.synced.set()
         else:
             self._flush()
             if self.timeline.replace_all(items, rv, versions):

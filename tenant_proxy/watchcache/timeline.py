@@ -251,6 +251,3 @@ class Timeline(Generic[T]):
         if seq <= first:
             return self.floor.rv
         return self._entries[seq - first - 1].order.rv
-
-    def __len__(self) -> int:
-        return len(self._entries)
