@@ -150,6 +150,7 @@ class TenancyIndex:
         self._ready = False
         self._background: set[asyncio.Task[None]] = set()
         self._own: dict[tuple[str, frozenset[str]], frozenset[str]] | None = None
+        self._own_before: dict[tuple[str, frozenset[str]], frozenset[str]] = {}
         self._snapshot: TenancySnapshot | None = None
         self._owned: dict[tuple[GroupResource, tuple[Criteria, ...]], dict[str, Any]] = {}
         self.generation = 0
@@ -401,7 +402,12 @@ class TenancyIndex:
 
     def _own_namespaces(self) -> dict[tuple[str, frozenset[str]], frozenset[str]]:
         if self._own is None:
-            self._own = tenant_namespaces(self.tenants(), self.namespace_owner())
+            fresh = tenant_namespaces(self.tenants(), self.namespace_owner())
+            # Each generation's snapshot lives on in the watch cache's window: a tenant whose
+            # namespaces did not change keeps the very set of the generation before, so a
+            # window of namespace changes holds each set once, not once per change.
+            self._own = {k: _same(v, self._own_before.get(k)) for k, v in fresh.items()}
+            self._own_before = self._own
         return self._own
 
     def _on_tenant_cr(self, key: str, _old: object, new: Mapping[str, Any] | None) -> None:
@@ -586,6 +592,10 @@ class TenancyIndex:
             return None
         version = (doc.get("preferredVersion") or {}).get("version")
         return f"/apis/{gr.group}/{version}/{gr.resource}" if version else None
+
+
+def _same(fresh: frozenset[str], before: frozenset[str] | None) -> frozenset[str]:
+    return before if before is not None and before == fresh else fresh
 
 
 def _projector(paths: frozenset[FieldPath]) -> Callable[[Mapping[str, Any]], Projection]:

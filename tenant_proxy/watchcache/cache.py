@@ -95,7 +95,7 @@ class ResourceCache:
         tenancy = self._tenancy() if self._pending else None
         self._pending = False
         cur = None if kind == "DELETED" else obj
-        timeline.change(name, cur, rv, size, tenancy)
+        timeline.change(name, cur, rv, size + _held_by(tenancy), tenancy)
         self._wake()
 
     def progress(self, rv: int) -> None:
@@ -125,7 +125,9 @@ class ResourceCache:
         if not self._pending or self.timeline is None:
             return False
         self._pending = False
-        return self.timeline.retarget(self._tenancy(), self._cause_version()) is not None
+        tenancy = self._tenancy()
+        entry = self.timeline.retarget(tenancy, self._cause_version(), _held_by(tenancy))
+        return entry is not None
 
     # -- read by watches ----------------------------------------------------------------------
     async def wait_beyond(self, seq: int, stop: Callable[[], bool] = lambda: False) -> None:
@@ -149,6 +151,12 @@ class ResourceCache:
         woken, self._moved = self._moved, asyncio.Event()
         woken.set()
         self._on_progress()
+
+
+def _held_by(tenancy: TenancySnapshot | None) -> int:
+    """About what a tenancy snapshot kept in the window costs: its map of each tenant's
+    namespaces (the sets themselves are shared between generations)."""
+    return 0 if tenancy is None else 128 * (len(tenancy.tenants) + len(tenancy.own))
 
 
 class WatchCaches:

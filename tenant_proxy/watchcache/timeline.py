@@ -124,8 +124,9 @@ class Timeline(Generic[T]):
             self.tenancy = tenancy
         return self._append(Change(key, prev, cur, rv, tenancy), rv, size)
 
-    def retarget(self, tenancy: T, cause_rv: int | None = None) -> Entry[T] | None:
-        """Tenancy moved on, caused by an event at `cause_rv` (None: not an API event)."""
+    def retarget(self, tenancy: T, cause_rv: int | None = None, size: int = 0) -> Entry[T] | None:
+        """Tenancy moved on, caused by an event at `cause_rv` (None: not an API event);
+        `size`: what keeping that tenancy costs (it counts against the window's bytes)."""
         if tenancy is self.tenancy:
             return None
         self.tenancy = tenancy
@@ -135,7 +136,7 @@ class Timeline(Generic[T]):
             # that version is the list's own.
             self._base_tenancy = tenancy
             return None
-        return self._append(Retarget(tenancy), cause_rv or 0, 0)
+        return self._append(Retarget(tenancy), cause_rv or 0, size)
 
     def replace_all(self, fresh: Mapping[str, Obj], rv: int, versions: Mapping[str, int]) -> int:
         """A re-list at `rv`: its difference from what is held, as changes; how many.
