@@ -222,6 +222,10 @@ class Auditor:
         )
 
 
+# Seconds: from a few milliseconds (a cached read) to ten (a large list under load).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
 class Metrics:
     """Prometheus metrics of one process, in their own registry (tests build many).
 
@@ -245,7 +249,7 @@ class Metrics:
             "Time to the end of the response (watches excluded).",
             ["listener", "verb"],
             registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=_LATENCY_BUCKETS,
         )
         self.filtered_out = Counter(
             "tenant_proxy_objects_filtered_total",
@@ -308,7 +312,7 @@ class Metrics:
             "included: their head comes at once), by verb, resource and code.",
             ["verb", "resource", "code"],
             registry=r,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=_LATENCY_BUCKETS,
         )
         self.config_reloads = Counter(
             "tenant_proxy_config_reloads_total",
