@@ -195,3 +195,22 @@ async def test_a_version_the_cache_does_not_hold_is_the_api_servers_to_answer(
         async with alice.get(f"/apis/storage.k8s.io/v1beta1/storageclasses{query}") as resp:
             assert resp.status == 404, await resp.text()
             assert (await resp.json())["reason"] == "NotFound"
+
+
+async def test_client_gos_protobuf_first_accept_gets_json_lists_and_watches(demo: Demo) -> None:
+    """client-go's typed clients accept protobuf first, JSON second: the proxy (which reads
+    and writes JSON) answers JSON, as the API server may; protobuf alone is 406 (above)."""
+    accept = {"Accept": "application/vnd.kubernetes.protobuf, application/json"}
+    async with session_as(demo, *ALICE) as alice:
+        async with alice.get("/api/v1/namespaces", headers=accept) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("application/json")
+            listed = await resp.json()
+        params = {"watch": "1", "resourceVersion": listed["metadata"]["resourceVersion"]}
+        params["allowWatchBookmarks"] = "true"
+        async with alice.get("/api/v1/namespaces", params=params, headers=accept) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("application/json")
+            first = await Watch(resp).next()
+    assert {i["metadata"]["name"] for i in listed["items"]} == {"team-a-dev", "team-a-prod"}
+    assert first["type"] == "BOOKMARK"
