@@ -25,6 +25,16 @@ from pydantic import (
 )
 
 
+def _regex(value: str | None) -> str | None:
+    """A regular expression setting, refused at load time when it does not compile."""
+    if value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
 class _Strict(BaseModel):
     # Unknown keys are mistakes (a typo would otherwise silently disable a setting).
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -260,12 +270,7 @@ class ClassRuleSettings(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+        return _regex(value)
 
 
 class GenericRuleSettings(_Strict):
@@ -333,12 +338,7 @@ class TenantSettings(_Strict):
     @field_validator("namespace_regex")
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
-        if value:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+        return _regex(value)
 
 
 class TenancySettings(_Strict):

@@ -16,7 +16,7 @@ import orjson
 import pytest
 import yaml
 from audit_schema import validate_event
-from prometheus_client.parser import text_string_to_metric_families
+from test_operations import scrape
 from watching import session_as
 
 from tenant_proxy.demo import Demo
@@ -173,17 +173,6 @@ async def test_a_refused_credential_is_one_event_without_a_user(
     assert [e["stage"] for e in audit_lines.lines if e.get("auditID") == audit_id] == [
         "ResponseStarted"
     ]
-
-
-async def scrape(demo: Demo) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    assert demo.proxy is not None
-    async with aiohttp.ClientSession() as s, s.get(f"{demo.proxy.metrics_url}/metrics") as r:
-        text = await r.text()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 async def test_build_info_and_upstream_request_durations(demo: Demo) -> None:
