@@ -17,28 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
-import aiohttp
-import orjson
 from aiohttp import web
 
 from tenant_proxy import passthrough, status
 from tenant_proxy.filtering import continuation
-from tenant_proxy.filtering.forms import partial_metadata
+from tenant_proxy.filtering.forms import Keep
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
-from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource
-from tenant_proxy.upstream import Upstream, UpstreamError
+from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.tenancy.snapshot import TenancySnapshot
+from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_from_cache import client_selector
-from tenant_proxy.watchcache.ages import age_columns, with_ages
+from tenant_proxy.watchcache.ages import age_columns, aged
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
-from tenant_proxy.watchcache.listing import list_body, page_of, table_body
-from tenant_proxy.watchcache.replay import Side, side_of, visible
+from tenant_proxy.watchcache.freshness import CurrentVersions
+from tenant_proxy.watchcache.listing import list_body, object_body, page_of, row_bytes, table_body
+from tenant_proxy.watchcache.replay import Side, Whole, everything, side_of, visible
 from tenant_proxy.watchcache.rows import RowBook
+from tenant_proxy.watchcache.stored import Stored
 from tenant_proxy.watchcache.timeline import Obj, TooOld
 
 # Rows read from the API server at once for one Table answer.
@@ -58,8 +58,13 @@ class CachedLists:
         *,
         fresh_wait: float = 0.25,
     ) -> None:
-        self._caches, self._index, self._upstream = caches, index, upstream
+        self._caches, self._index = caches, index
         self._tokens, self._rows, self._fresh_wait = tokens, rows, fresh_wait
+        self.versions = CurrentVersions(upstream)
+        # Each caller's view at the tenancy last answered with: computing it reads every
+        # tenant's membership, which costs more than the rest of a small page.
+        self._views: dict[Identity, TenantView | None] = {}
+        self._views_of: TenancySnapshot | None = None
 
     async def serve(
         self,
@@ -93,10 +98,10 @@ class CachedLists:
         state, names, rv, seq, side = found
         # What tenancy hid from the caller (the index's owned names are all it may see).
         withheld = len(state) - len(names) if position is None and len(names) < len(state) else 0
-        selected = client_selector(q.label_selector, q.field_selector, info.name)
+        selected, read = _selection(info)
         limit = q.limit if q.limit and q.limit > 0 else None
         after = position.after if position is not None else ""
-        items, last = page_of(state, names, side, selected, after, limit)
+        items, last = page_of(state, names, side, selected, after, limit, read)
         token = None
         if last is not None:
             position = continuation.Position(
@@ -107,7 +112,7 @@ class CachedLists:
             body = await self._table(cache, shape, items, rv, token)
         else:
             body = list_body(cache.kind, cache.api_version, items, rv, token, shape.partial)
-        return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml), withheld
+        return passthrough.json_response(body, as_yaml=shape.yaml), withheld
 
     async def serve_get(
         self,
@@ -127,16 +132,13 @@ class CachedLists:
             return None
         state, _names, _rv, _seq, side = found
         obj = state.get(info.name)
-        if obj is None or not visible(side, lambda _o: True, obj):
+        if obj is None or not visible(side, everything, obj):
             raise status.not_found(gr.resource, info.name, gr.group)
-        rv = int(str((obj.get("metadata") or {}).get("resourceVersion", "0")) or 0)
         if shape.table:
-            body = await self._table(cache, shape, [obj], rv, None)
-        elif shape.partial:
-            body = partial_metadata(obj)
+            body = await self._table(cache, shape, [obj], obj.rv, None)
         else:
-            body = dict(obj)
-        return passthrough.json_response(orjson.dumps(body), as_yaml=shape.yaml)
+            body = object_body(obj, shape.partial)
+        return passthrough.json_response(body, as_yaml=shape.yaml)
 
     def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
         if not token:
@@ -195,11 +197,11 @@ class CachedLists:
             if not await self._caches.reach(gr, int(rv_text), self._fresh_wait):
                 return None
         elif q.resource_version in (None, ""):
-            current = await self._current_version(cache.path)
+            current = await self.versions.current(cache.path)
             if current is None or not await self._caches.reach(gr, current, self._fresh_wait):
                 return None
         cache.settle()  # a tenancy change not yet recorded: the answer must be a watch's start
-        view_now = timeline.tenancy.view_for(identity)
+        view_now = self._view(timeline.tenancy, identity)
         side = side_of(view_now, gr)
         # The index already knows the caller's objects (computed once per tenancy change):
         # only those are looked at, not the whole collection.
@@ -207,27 +209,12 @@ class CachedLists:
         names = sorted(owned)
         return timeline.objects, names, timeline.hand_out(timeline.end), timeline.end, side
 
-    async def _current_version(self, path: str) -> int | None:
-        """The API server's current resourceVersion, from the cheapest consistent list; None
-        when it cannot be had (the read then goes upstream and meets the failure there).
-        A refusal meant for the client (flow control, overload) is the client's answer."""
-        try:
-            resp = await self._upstream.send(
-                "GET", self._upstream.url(path, "limit=1"), [("Accept", "application/json")]
-            )
-            async with resp:
-                body = await resp.read()
-        except (UpstreamError, aiohttp.ClientError, TimeoutError):
-            return None  # broke off or stalled: the upstream read meets it and says so
-        if resp.status in _RELAYED:
-            raise _refusal(resp.status, body, resp.headers.get("Retry-After"))
-        if resp.status != 200:
-            return None
-        try:
-            rv = (orjson.loads(body).get("metadata") or {}).get("resourceVersion")
-        except (orjson.JSONDecodeError, AttributeError):
-            return None
-        return int(rv) if isinstance(rv, str) and rv.isdigit() else None
+    def _view(self, tenancy: TenancySnapshot, identity: Identity) -> TenantView | None:
+        if tenancy is not self._views_of or len(self._views) >= _VIEWS_KEPT:
+            self._views, self._views_of = {}, tenancy
+        if identity not in self._views:
+            self._views[identity] = tenancy.view_for(identity)
+        return self._views[identity]
 
     async def _table(
         self,
@@ -236,32 +223,50 @@ class CachedLists:
         items: list[Obj],
         rv: int,
         token: str | None,
-    ) -> dict[str, Any]:
+    ) -> bytes:
         rows_of = self._rows.rows_for(cache.gr, cache.path)
         gate = asyncio.Semaphore(_ROW_READS)
 
-        async def cells(obj: Obj) -> list[Any]:
+        async def read(obj: Obj) -> None:
             async with gate:
-                return await rows_of.cells(obj)
+                await rows_of.cells(obj.decoded())
 
         # Most rows are held already: a coroutine per row would cost more than the rest.
-        missing = [o for o in items if rows_of.held(o) is None]
-        read = await asyncio.gather(*(cells(o) for o in missing))
-        fetched = {id(o): c for o, c in zip(missing, read, strict=True)}
-        printed = [fetched.get(id(o)) or rows_of.held(o) or [] for o in items]
+        await asyncio.gather(*(read(o) for o in items if rows_of.held_row(o.name, o.rv) is None))
         if rows_of.columns is None and not items:
             await rows_of.columns_only()
         ages = age_columns(rows_of.columns or [])
         now = time.time()
         rows = []
-        for obj, row_cells in zip(items, printed, strict=True):
-            row: dict[str, Any] = {"cells": with_ages(row_cells, ages, obj, now)}
-            if shape.strip_objects:
-                row["object"] = None
-            else:
-                row["object"] = partial_metadata(obj) if shape.partial else dict(obj)
-            rows.append(row)
+        for obj in items:
+            # A state the API server no longer has is shown by its name alone (`Rows.cells`).
+            cells, created = rows_of.held_row(obj.name, obj.rv) or (
+                rows_of.name_only(obj.name),
+                None,
+            )
+            shown = None if shape.strip_objects else obj
+            rows.append(row_bytes(aged(cells, ages, created, now), shown, shape.partial))
         return table_body(rows_of.columns, rows, rv, token)
+
+
+# Callers whose views are kept for the tenancy in force (then all are computed again).
+_VIEWS_KEPT = 10_000
+
+
+def _selection(info: RequestInfo) -> tuple[Keep, Callable[[Stored], Whole]]:
+    """The client's own selectors, and what they read: nothing (no selector), the projection
+    (names and labels), or the whole object (a field selector may read any field)."""
+    q = info.query
+    if not (q.label_selector or q.field_selector or info.name):
+        return everything, Stored.decoded
+    selected = client_selector(q.label_selector, q.field_selector, info.name)
+    if field_terms(q.field_selector):
+        return selected, Stored.decoded
+    return selected, _projection
+
+
+def _projection(obj: Stored) -> Whole:
+    return obj.view
 
 
 def _both(then: Side | None, now: Side | None) -> Side | None:
@@ -270,21 +275,6 @@ def _both(then: Side | None, now: Side | None) -> Side | None:
     if then.rules == now.rules:
         return now
     return Side((then.rules, now.rules), lambda obj: then.keep(obj) and now.keep(obj))
-
-
-# What the API server answers when it sheds load: the client would get it direct too.
-_RELAYED = frozenset({429, 503})
-
-
-def _refusal(code: int, body: bytes, retry_after: str | None) -> status.ApiError:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        doc = {}
-    reason = str(doc.get("reason") or ("TooManyRequests" if code == 429 else "ServiceUnavailable"))
-    message = str(doc.get("message") or "the API server is busy")
-    headers = {"Retry-After": retry_after} if retry_after is not None else None
-    return status.ApiError(code, reason, message, doc.get("details"), headers)
 
 
 _CONTINUE_EXPIRED = (

@@ -45,18 +45,21 @@ def _number(rv: object) -> int:
 
 
 class Whole(Protocol):
-    """Who keeps the whole objects (the watch cache), beside the projections in `store`."""
+    """Who keeps the whole objects (the watch cache), beside the projections in `store`: it
+    is given each object with its projection, which it may share rather than copy."""
 
     def listed(
         self,
-        items: Mapping[str, Mapping[str, Any]],
+        items: Mapping[str, tuple[Mapping[str, Any], Any]],
         rv: int,
         versions: Mapping[str, int],
         kind: str,
         api_version: str,
     ) -> None: ...
 
-    def event(self, kind: str, obj: Mapping[str, Any], rv: int, size: int) -> None: ...
+    def event(
+        self, kind: str, obj: Mapping[str, Any], projection: Any, rv: int, size: int
+    ) -> None: ...
 
     def progress(self, rv: int) -> None: ...
 
@@ -180,7 +183,7 @@ class Informer(Generic[T]):
     async def _list(self) -> None:
         fresh: dict[str, T] = {}
         revisions: dict[str, int | None] = {}
-        whole: dict[str, Mapping[str, Any]] = {}
+        whole: dict[str, tuple[Mapping[str, Any], T]] = {}
         kind = api_version = ""
         token = ""
         while True:
@@ -202,11 +205,11 @@ class Informer(Generic[T]):
             kind = list_kind.removesuffix("List") or kind
             api_version = str(doc.get("apiVersion") or "") or api_version
             for item in doc.get("items") or []:
-                fresh[object_key(item)] = self._project(item)
-                revisions[object_key(item)] = _revision(item)
+                key = object_key(item)
+                fresh[key] = projection = self._project(item)
+                revisions[key] = _revision(item)
                 if self._whole is not None:
-                    # List items lack the kind and apiVersion a watch event's object has.
-                    whole[object_key(item)] = {"kind": kind, "apiVersion": api_version, **item}
+                    whole[key] = (item, projection)
             token = (doc.get("metadata") or {}).get("continue") or ""
             if not token:
                 self.resource_version = (doc.get("metadata") or {}).get("resourceVersion", "")
@@ -270,8 +273,9 @@ class Informer(Generic[T]):
         if self._on_denied is not None:
             self._on_denied()
 
-    def _store_change(self, key: str, obj: Mapping[str, Any] | None) -> None:
-        """Record an object's new state (None: deleted) and report it if the projection moved."""
+    def _store_change(self, key: str, obj: Mapping[str, Any] | None) -> T | None:
+        """Record an object's new state (None: deleted) and report it if the projection
+        moved; its projection now."""
         old = self.store.get(key)
         new: T | None = None
         if obj is None:
@@ -280,6 +284,7 @@ class Informer(Generic[T]):
             new = self.store[key] = self._project(obj)
         if old != new:
             self._notify(key, old, new)
+        return new
 
     def _apply(self, event: Mapping[str, Any], size: int = 0) -> None:
         kind, obj = event.get("type"), event.get("object") or {}
@@ -294,7 +299,7 @@ class Informer(Generic[T]):
             if self._whole is not None:
                 self._whole.progress(_number(rv))
             return
-        self._store_change(object_key(obj), None if kind == "DELETED" else obj)
+        projection = self._store_change(object_key(obj), None if kind == "DELETED" else obj)
         if self._whole is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
             # After the index has heard it: a tenancy change this event causes goes with it.
-            self._whole.event(str(kind), obj, _number(rv), size)
+            self._whole.event(str(kind), obj, projection, _number(rv), size)

@@ -55,14 +55,25 @@ def with_ages(
 ) -> list[Any]:
     """`cells` with each age recomputed for `now` (a POSIX time) from the object's
     creationTimestamp; unchanged when the object has none that parses."""
+    return aged(cells, ages, created_at(obj.get("metadata") or {}), now)
+
+
+def aged(
+    cells: Sequence[Any], ages: tuple[int, ...], created: float | None, now: float
+) -> list[Any]:
+    """`cells` with each age recomputed for `now` from `created` (None: left as printed)."""
     out = list(cells)
-    created = _timestamp((obj.get("metadata") or {}).get("creationTimestamp"))
     if created is None:
         return out
     for i in ages:
         if i < len(out):
             out[i] = human_duration(now - created)
     return out
+
+
+def created_at(metadata: Mapping[str, Any]) -> float | None:
+    """An object's creationTimestamp as a POSIX time; None when it has none that parses."""
+    return _timestamp(metadata.get("creationTimestamp"))
 
 
 def _timestamp(value: object) -> float | None:

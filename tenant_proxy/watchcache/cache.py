@@ -2,6 +2,12 @@
 (one upstream list + watch per resource, whatever the number of tenant watches), with tenancy
 changes folded in as the index reports them.
 
+Each object is kept as bytes plus the projection the index made of it (`stored`), which must
+hold every field the rules read: the cache widens the fields it requires as rules come to read
+more, and projects an object itself when the index's projection lacks one (the index re-lists
+for it later; until then, and for older states in the window, the cache's own projection
+judges).
+
 A tenancy change is recorded at once when it comes from the very event being recorded (a
 namespace relabelled: one entry, as a selector transition), else at the end of the current
 turn of the event loop, so a burst of changes (an informer's re-list) costs one entry.
@@ -13,9 +19,14 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Mapping
+from typing import Any
 
-from tenant_proxy.tenancy.model import GroupResource
+import orjson
+
+from tenant_proxy.tenancy.model import GroupResource, field_value
+from tenant_proxy.tenancy.projection import FieldPath, project, projection_needs
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
+from tenant_proxy.watchcache.stored import NO_HEAD, Head, Stored, View
 from tenant_proxy.watchcache.timeline import Obj, Timeline
 
 log = logging.getLogger("tenant_proxy.watchcache")
@@ -48,6 +59,10 @@ class ResourceCache:
         self._max_entries, self._max_bytes = max_entries, max_bytes
         self._pending = False
         self._moved = asyncio.Event()
+        self._head = NO_HEAD
+        # The fields every kept projection holds: all that any tenancy seen here read.
+        self._paths: frozenset[FieldPath] = frozenset()
+        self._paths_of: TenancySnapshot | None = None
         self.closed = False
         # Set while no informer feeds it (its rule gone): closed when it fires.
         self.retirement: asyncio.TimerHandle | None = None
@@ -60,15 +75,26 @@ class ResourceCache:
 
     # -- fed by the informer ------------------------------------------------------------------
     def listed(
-        self, items: Mapping[str, Obj], rv: int, versions: Mapping[str, int], kind: str, api: str
+        self,
+        items: Mapping[str, tuple[Mapping[str, Any], View]],
+        rv: int,
+        versions: Mapping[str, int],
+        kind: str,
+        api: str,
     ) -> None:
-        """A (re-)list at `rv`: the first one fills the timeline, later ones add their
-        difference from what it holds as changes, so open watches see transitions."""
-        self.kind, self.api_version = kind or self.kind, api or self.api_version
+        """A (re-)list at `rv` (each item with the index's projection of it): the first one
+        fills the timeline, later ones add their difference from what it holds as changes,
+        so open watches see transitions."""
+        self._learn(kind or self.kind, api or self.api_version)
+        self._cover(self._tenancy())
+        kept = {}
+        for item, view in items.values():
+            obj = self._kept(item, view)
+            kept[obj.name] = obj
         if self.timeline is None:
             self._pending = False
             self.timeline = Timeline(
-                dict(items),
+                kept,
                 rv,
                 self._tenancy(),
                 max_entries=self._max_entries,
@@ -76,12 +102,15 @@ class ResourceCache:
             )
         else:
             self._flush()
-            if self.timeline.replace_all(items, rv, versions):
+            if self.timeline.replace_all(kept, rv, versions):
                 log.info("%s re-listed at %d: its difference is replayed to watches", self.gr, rv)
         self._wake()
 
-    def event(self, kind: str, obj: Obj, rv: int, size: int) -> None:
-        """An upstream watch event (ADDED/MODIFIED/DELETED) at `rv`."""
+    def event(
+        self, kind: str, obj: Mapping[str, Any], view: View | None, rv: int, size: int
+    ) -> None:
+        """An upstream watch event (ADDED/MODIFIED/DELETED) at `rv`, with the index's
+        projection of the object (None: deleted)."""
         timeline = self.timeline
         if timeline is None:
             return  # not listed yet: the list will bring it
@@ -89,14 +118,47 @@ class ResourceCache:
         if not isinstance(name, str) or not name:
             return
         if not self.kind:
-            self.kind, self.api_version = str(obj.get("kind", "")), str(obj.get("apiVersion", ""))
+            self._learn(str(obj.get("kind", "")), str(obj.get("apiVersion", "")))
         # A tenancy change still pending was caused by this very event (the index heard it
         # first, in the same step): both take effect at once.
         tenancy = self._tenancy() if self._pending else None
         self._pending = False
-        cur = None if kind == "DELETED" else obj
+        if tenancy is not None:
+            self._cover(tenancy)
+        cur = None if kind == "DELETED" or view is None else self._kept(obj, view)
         timeline.change(name, cur, rv, size + _held_by(tenancy), tenancy)
         self._wake()
+
+    def _learn(self, kind: str, api_version: str) -> None:
+        self.kind, self.api_version = kind, api_version
+        if (kind, api_version) != self._head:
+            self._head = Head(kind, api_version)
+
+    def _kept(self, obj: Mapping[str, Any], view: View) -> Obj:
+        """`obj` as kept: its bytes, and the index's projection when it holds every field the
+        rules read (shared, not copied), else the cache's own."""
+        if any(field_value(view, p) != field_value(obj, p) for p in self._paths):
+            view = project(obj, self._paths)
+        own = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+        rv = (own.get("metadata") or {}).get("resourceVersion")
+        return Stored(orjson.dumps(own), view, _number(rv), self._head)
+
+    def _cover(self, tenancy: TenancySnapshot) -> None:
+        """Widen the fields kept projections hold to what `tenancy`'s rules read; when it
+        reads a new one, project every kept object again (rare: a rule on a new field)."""
+        if tenancy is self._paths_of:
+            return
+        self._paths_of = tenancy
+        needs = projection_needs(tenancy.tenants).get(self.gr, frozenset())
+        if needs <= self._paths:
+            return
+        self._paths |= needs
+        if self.timeline is not None:
+            count = 0
+            for obj in self.timeline.held():
+                obj.view = project(obj.decoded(), self._paths)
+                count += 1
+            log.info("%s: %d objects projected again for a new rule field", self.gr, count)
 
     def progress(self, rv: int) -> None:
         """A bookmark: nothing changed up to `rv`."""
@@ -126,6 +188,7 @@ class ResourceCache:
             return False
         self._pending = False
         tenancy = self._tenancy()
+        self._cover(tenancy)
         entry = self.timeline.retarget(tenancy, self._cause_version(), _held_by(tenancy))
         return entry is not None
 
@@ -151,6 +214,13 @@ class ResourceCache:
         woken, self._moved = self._moved, asyncio.Event()
         woken.set()
         self._on_progress()
+
+
+def _number(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
 
 
 def _held_by(tenancy: TenancySnapshot | None) -> int:

@@ -1,17 +1,21 @@
-"""A tenant's page of a list, from a state the watch cache holds. Pure.
+"""A tenant's page of a list, from a state the watch cache holds, and the answer's body. Pure.
 
 Objects are answered in name order (the API server's key order for cluster-scoped objects),
 at most `limit` of them; when more of the caller's objects follow, the page says after which
-name the next one starts.
+name the next one starts. Bodies are assembled from each object's stored bytes: nothing is
+decoded or encoded again but the envelope (and PartialObjectMetadata, which is a new object).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from tenant_proxy.filtering.forms import Keep, partial_metadata
-from tenant_proxy.watchcache.replay import Side, visible
+from tenant_proxy.watchcache.replay import Side, Whole, visible
 from tenant_proxy.watchcache.timeline import Obj
 
 META_V1 = "meta.k8s.io/v1"
@@ -19,26 +23,32 @@ META_V1 = "meta.k8s.io/v1"
 
 def page_of(
     state: Mapping[str, Obj],
-    names: Iterable[str],
+    names: Sequence[str],
     side: Side | None,
     selected: Keep,
     after: str,
     limit: int | None,
+    read: Callable[[Obj], Whole] = Obj.decoded,
 ) -> tuple[list[Obj], str | None]:
     """The caller's objects of `state` among `names` (sorted) past `after`, at most `limit`,
-    and the last name answered when more follow (None: the list is complete)."""
+    and the last name answered when more follow (None: the list is complete). `read`: what
+    the client's selectors look at (the projection when they read only names and labels)."""
     out: list[Obj] = []
-    for name in names:
-        if name <= after:
-            continue
+    for name in _past(names, after):
         obj = state.get(name)
-        if not visible(side, selected, obj):
+        if not visible(side, selected, obj, read):
             continue
         if limit is not None and len(out) == limit:
-            return out, str(out[-1]["metadata"]["name"])
+            return out, out[-1].name
         assert obj is not None
         out.append(obj)
     return out, None
+
+
+def _past(names: Sequence[str], after: str) -> Iterable[str]:
+    """The names after `after` (a page starts where the last one ended, not from the first)."""
+    start = bisect.bisect_right(names, after) if after else 0
+    return (names[i] for i in range(start, len(names)))
 
 
 def list_body(
@@ -48,36 +58,59 @@ def list_body(
     rv: int,
     continue_token: str | None,
     metadata_only: bool,
-) -> dict[str, Any]:
+) -> bytes:
     """A JSON list as the API server writes it: items without kind and apiVersion (or
     PartialObjectMetadata with them)."""
-    meta: dict[str, Any] = {"resourceVersion": str(rv)}
-    if continue_token:
-        meta["continue"] = continue_token
     if metadata_only:
-        return {
-            "kind": "PartialObjectMetadataList",
-            "apiVersion": META_V1,
-            "metadata": meta,
-            "items": [partial_metadata(o) for o in items],
-        }
-    bare = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
-    return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": bare}
+        kind, api_version = "PartialObjectMetadata", META_V1
+        pieces = [orjson.dumps(partial_metadata(o.decoded())) for o in items]
+    else:
+        pieces = [o.raw for o in items]
+    head = {"kind": f"{kind}List", "apiVersion": api_version, "metadata": _meta(rv, continue_token)}
+    return _with_array(head, "items", pieces)
+
+
+def object_body(obj: Obj, metadata_only: bool) -> bytes:
+    """One object as a GET answers it."""
+    if metadata_only:
+        return orjson.dumps(partial_metadata(obj.decoded()))
+    return obj.whole()
+
+
+def row_bytes(cells: list[Any], obj: Obj | None, metadata_only: bool) -> bytes:
+    """One Table row: its cells and the object as asked (None: `includeObject=None`)."""
+    if obj is None:
+        shown = b"null"
+    elif metadata_only:
+        shown = orjson.dumps(partial_metadata(obj.decoded()))
+    else:
+        shown = obj.whole()
+    return b'{"cells":' + orjson.dumps(cells) + b',"object":' + shown + b"}"
 
 
 def table_body(
     columns: list[Any] | None,
-    rows: list[dict[str, Any]],
+    rows: list[bytes],
     rv: int,
     continue_token: str | None,
-) -> dict[str, Any]:
+) -> bytes:
+    head = {
+        "kind": "Table",
+        "apiVersion": META_V1,
+        "metadata": _meta(rv, continue_token),
+        "columnDefinitions": columns or [],
+    }
+    return _with_array(head, "rows", rows)
+
+
+def _meta(rv: int, continue_token: str | None) -> dict[str, Any]:
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
     if continue_token:
         meta["continue"] = continue_token
-    return {
-        "kind": "Table",
-        "apiVersion": META_V1,
-        "metadata": meta,
-        "columnDefinitions": columns or [],
-        "rows": rows,
-    }
+    return meta
+
+
+def _with_array(head: Mapping[str, Any], key: str, pieces: list[bytes]) -> bytes:
+    """`head` with one more member, an array of already-encoded JSON values."""
+    start = orjson.dumps(head)[:-1]
+    return start + b',"' + key.encode() + b'":[' + b",".join(pieces) + b"]}"

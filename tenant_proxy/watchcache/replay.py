@@ -8,6 +8,9 @@ leaves (with the state the client last saw, stamped with the resourceVersion of 
 the cacher sends a selector transition). A tenancy change turns into ADDED / DELETED for every
 object whose side it flips; which objects flip for a pair of views is computed once per entry
 and shared by every watch with the same views.
+
+Objects are judged on their projections (`Stored.view`); what a watch sends is decoded once per
+entry (kept in its memo, shared by every watch that sends it), never for a judgement alone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from tenant_proxy.filtering.forms import Keep, judged
 from tenant_proxy.tenancy.model import GroupResource, TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj
 
+Whole = Mapping[str, Any]
+"""A decoded object, as a client receives it."""
+
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 T = TypeVar("T")
@@ -30,7 +36,7 @@ class Out:
     """One event for the client: `obj` as held, its resourceVersion replaced by `stamp`."""
 
     type: str
-    obj: Obj
+    obj: Whole
     stamp: int | None = None
 
 
@@ -49,9 +55,22 @@ def side_of(view: TenantView | None, gr: GroupResource) -> Side | None:
     return Side(view.rules[gr], view.judge(gr))
 
 
-def visible(side: Side | None, selected: Keep, obj: Obj | None) -> bool:
-    """Whether a client with this side and selectors has `obj`."""
-    return obj is not None and side is not None and judged(side.keep, obj) and selected(obj)
+def everything(_obj: Whole) -> bool:
+    """No selector of the client's: every object the caller's side keeps."""
+    return True
+
+
+def visible(
+    side: Side | None,
+    selected: Keep,
+    obj: Obj | None,
+    read: Callable[[Obj], Whole] = Obj.decoded,
+) -> bool:
+    """Whether a client with this side and selectors has `obj`: its side judges the projection,
+    its own selectors (field selectors read any field) what `read` gives (the whole object)."""
+    if obj is None or side is None or not judged(side.keep, obj.view):
+        return False
+    return selected is everything or selected(read(obj))
 
 
 def moved(before: Side | None, after: Side | None) -> bool:
@@ -65,7 +84,13 @@ def initial(state: Mapping[str, Obj], side: Side | None, selected: Keep) -> list
     """ADDED for everything the client sees in `state`, in name order (a list's order)."""
     if side is None:
         return []
-    return [Out(ADDED, state[k]) for k in sorted(state) if visible(side, selected, state[k])]
+    out = []
+    for key in sorted(state):
+        if judged(side.keep, state[key].view):
+            obj = state[key].decoded()
+            if selected(obj):
+                out.append(Out(ADDED, obj))
+    return out
 
 
 def events_for(
@@ -86,18 +111,32 @@ def events_for(
             if selected(obj):
                 out.append(Out(ADDED, obj) if now else Out(DELETED, obj, entry.order.rv))
     if isinstance(body, Change):
-        was = visible(before, selected, body.prev)
-        now = visible(after, selected, body.cur)
+
+        def read(obj: Obj) -> Whole:
+            return _decoded(entry, obj)
+
+        was = visible(before, selected, body.prev, read)
+        now = visible(after, selected, body.cur, read)
         if was and now:
             assert body.cur is not None
-            out.append(Out(MODIFIED, body.cur))
+            out.append(Out(MODIFIED, read(body.cur)))
         elif now:
             assert body.cur is not None
-            out.append(Out(ADDED, body.cur))
+            out.append(Out(ADDED, read(body.cur)))
         elif was:
             assert body.prev is not None
-            out.append(Out(DELETED, body.prev, body.rv))
+            out.append(Out(DELETED, read(body.prev), body.rv))
     return out
+
+
+def _decoded(entry: Entry[T], obj: Obj) -> Whole:
+    """`obj` (the entry's own prev or cur) decoded once for every watch replaying the entry:
+    they share its encoded lines too, which are keyed by the decoded object's identity."""
+    key = ("decoded", id(obj))
+    found: Whole | None = entry.memo.get(key)
+    if found is None:
+        found = entry.memo[key] = obj.decoded()
+    return found
 
 
 def _flips(
@@ -106,16 +145,17 @@ def _flips(
     after: Side | None,
     state_before: Callable[[], Mapping[str, Obj]],
     skip: str | None,
-) -> list[tuple[Obj, bool]]:
+) -> list[tuple[Whole, bool]]:
     """Objects (but `skip`) whose side the move from `before` to `after` flips, with their new
-    side; memoised on the entry: every watch with these rules shares one computation."""
+    side; memoised on the entry: every watch with these rules shares one computation (and
+    one decoding of each object)."""
     memo_key = (
         before.rules if before is not None else None,
         after.rules if after is not None else None,
     )
-    found: list[tuple[Obj, bool]] | None = entry.memo.get(memo_key)
+    found: list[tuple[Whole, bool]] | None = entry.memo.get(memo_key)
     if found is None:
-        found = list(flipped(state_before(), before, after, skip))
+        found = [(o.decoded(), now) for o, now in flipped(state_before(), before, after, skip)]
         entry.memo[memo_key] = found
     return found
 
@@ -128,13 +168,13 @@ def flipped(
         if key == skip:
             continue
         obj = state[key]
-        was = before is not None and judged(before.keep, obj)
-        now = after is not None and judged(after.keep, obj)
+        was = before is not None and judged(before.keep, obj.view)
+        now = after is not None and judged(after.keep, obj.view)
         if was != now:
             yield obj, now
 
 
-def stamped(obj: Obj, rv: int | None) -> dict[str, Any]:
+def stamped(obj: Whole, rv: int | None) -> dict[str, Any]:
     """`obj` with its resourceVersion replaced (a shallow copy; the stored object is shared)."""
     copy = dict(obj)
     if rv is not None:

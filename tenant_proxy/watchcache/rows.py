@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 
 from tenant_proxy.upstream import Upstream, UpstreamError
+from tenant_proxy.watchcache.ages import created_at
 
 log = logging.getLogger("tenant_proxy.watchcache")
 
@@ -28,6 +29,8 @@ TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 _Row = tuple[int, list[Any]]
 """(resourceVersion of the state printed, cells)."""
+Held = tuple[list[Any], float | None]
+"""A row's cells and its object's creation time (POSIX: what its ages are computed from)."""
 
 
 class Rows:
@@ -42,17 +45,22 @@ class Rows:
     def __init__(self, upstream: Upstream, collection: str, max_rows: int = 100_000) -> None:
         self._upstream, self._collection, self._max = upstream, collection, max_rows
         self.columns: list[Any] | None = None
-        self._rows: OrderedDict[tuple[str, int], list[Any]] = OrderedDict()
+        self._rows: OrderedDict[tuple[str, int], Held] = OrderedDict()
         self._reads: dict[str, asyncio.Future[_Row | None]] = {}
 
     def held(self, obj: Mapping[str, Any]) -> list[Any] | None:
         """The cells of `obj`'s very state if already read, without waiting."""
         meta = obj.get("metadata") or {}
-        key = (str(meta.get("name", "")), _number(meta.get("resourceVersion")))
-        cells = self._rows.get(key)
-        if cells is not None:
+        held = self.held_row(str(meta.get("name", "")), _number(meta.get("resourceVersion")))
+        return held[0] if held is not None else None
+
+    def held_row(self, name: str, rv: int) -> Held | None:
+        """The cells of `name` at `rv` and its creation time, if already read."""
+        key = (name, rv)
+        held = self._rows.get(key)
+        if held is not None:
             self._rows.move_to_end(key)
-        return cells
+        return held
 
     async def cells(self, obj: Mapping[str, Any]) -> list[Any]:
         """The cells of `obj`'s row, read for its very state; its name alone when the API
@@ -66,6 +74,10 @@ class Rows:
         fetched = await self._read_shared(name)
         if fetched is not None and fetched[0] == _number(meta.get("resourceVersion")):
             return fetched[1]
+        return self.name_only(name)
+
+    def name_only(self, name: str) -> list[Any]:
+        """The row of a state whose printing is not to be had: its name, the rest empty."""
         return [name, *([""] * (len(self.columns or [None]) - 1))]
 
     async def columns_only(self) -> None:
@@ -112,7 +124,7 @@ class Rows:
             return None
         meta = (rows[0].get("object") or {}).get("metadata") or {}
         row = (_number(meta.get("resourceVersion")), list(rows[0].get("cells") or []))
-        self._rows[(name, row[0])] = row[1]
+        self._rows[(name, row[0])] = (row[1], created_at(meta))
         while len(self._rows) > self._max:
             self._rows.popitem(last=False)
         return row

@@ -26,8 +26,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
-Obj = Mapping[str, Any]
-"""A decoded object as the API server sent it; never changed once stored (shared by entries)."""
+from tenant_proxy.watchcache.stored import Stored
+
+Obj = Stored
+"""An object as the API server sent it, kept as bytes and judged on its projection; never
+changed once stored (shared by entries), but for a projection widened to new rules."""
 
 T = TypeVar("T")
 
@@ -109,9 +112,17 @@ class Timeline(Generic[T]):
 
     # -- writing -------------------------------------------------------------------------------
     def change(
-        self, key: str, cur: Obj | None, rv: int, size: int = 0, tenancy: T | None = None
+        self,
+        key: str,
+        cur: Obj | Mapping[str, Any] | None,
+        rv: int,
+        size: int = 0,
+        tenancy: T | None = None,
     ) -> Entry[T] | None:
-        """Record `key`'s new state (None: deleted) at `rv`; None when nothing changed."""
+        """Record `key`'s new state (None: deleted) at `rv`; None when nothing changed. A plain
+        mapping is kept whole, judged on itself."""
+        if cur is not None and not isinstance(cur, Stored):
+            cur = Stored.of(cur)
         prev = self.objects.get(key)
         self.heard = max(self.heard, rv)
         if prev is None and cur is None and tenancy is None:
@@ -147,8 +158,13 @@ class Timeline(Generic[T]):
         for key in sorted(self.objects.keys() - fresh.keys()):
             count += self.change(key, None, rv) is not None
         for key in sorted(fresh):
-            if self.objects.get(key) != fresh[key]:
+            held = self.objects.get(key)
+            if held != fresh[key]:
                 count += self.change(key, fresh[key], versions.get(key, rv)) is not None
+            elif held is not None and held.view is not fresh[key].view:
+                # The same object, projected anew (the index re-listed for a new rule field):
+                # its new projection, shared with the index, replaces the old one.
+                self.objects[key] = fresh[key]
         if Order(rv, 0) > self.head:
             self.head = Order(rv, 0)
         self.heard = max(self.heard, rv)
@@ -228,6 +244,20 @@ class Timeline(Generic[T]):
         if seq < first:
             raise TooOld(0, self.floor.rv)
         return self._entries[seq - first - 1].tenancy_after if seq > first else self._base_tenancy
+
+    def held(self) -> Iterator[Obj]:
+        """Every object kept (current states and the window's), each once."""
+        seen: set[int] = set()
+        for obj in self.objects.values():
+            seen.add(id(obj))
+            yield obj
+        for entry in self._entries:
+            body = entry.body
+            if isinstance(body, Change):
+                for state in (body.prev, body.cur):
+                    if state is not None and id(state) not in seen:
+                        seen.add(id(state))
+                        yield state
 
     def state_at(self, seq: int) -> dict[str, Obj]:
         """The objects as they stood just before entry `seq` (a copy)."""
