@@ -21,12 +21,10 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-
 from tenant_proxy.tenancy.model import GroupResource, field_value
 from tenant_proxy.tenancy.projection import FieldPath, project, projection_needs
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
-from tenant_proxy.watchcache.stored import NO_HEAD, Head, Stored, View
+from tenant_proxy.watchcache.stored import NO_HEAD, Head, Stored, View, compact
 from tenant_proxy.watchcache.timeline import Obj, Timeline
 
 log = logging.getLogger("tenant_proxy.watchcache")
@@ -74,23 +72,22 @@ class ResourceCache:
         return self.path.rstrip("/").split("/")[-2] == api_version
 
     # -- fed by the informer ------------------------------------------------------------------
+    def keep(self, item: Mapping[str, Any], view: View, kind: str, api: str) -> Obj:
+        """A listed item as the cache keeps it, judged on `view` (the index's projection)."""
+        if (kind, api) != self._head:
+            self._learn(kind, api)
+        self._cover(self._tenancy())
+        return self._kept(item, view)
+
     def listed(
-        self,
-        items: Mapping[str, tuple[Mapping[str, Any], View]],
-        rv: int,
-        versions: Mapping[str, int],
-        kind: str,
-        api: str,
+        self, items: Mapping[str, Obj], rv: int, versions: Mapping[str, int], kind: str, api: str
     ) -> None:
-        """A (re-)list at `rv` (each item with the index's projection of it): the first one
-        fills the timeline, later ones add their difference from what it holds as changes,
-        so open watches see transitions."""
+        """A (re-)list at `rv` of items made by `keep`: the first one fills the timeline,
+        later ones add their difference from what it holds as changes, so open watches see
+        transitions."""
         self._learn(kind or self.kind, api or self.api_version)
         self._cover(self._tenancy())
-        kept = {}
-        for item, view in items.values():
-            obj = self._kept(item, view)
-            kept[obj.name] = obj
+        kept = {obj.name: obj for obj in items.values()}
         if self.timeline is None:
             self._pending = False
             self.timeline = Timeline(
@@ -141,7 +138,7 @@ class ResourceCache:
             view = project(obj, self._paths)
         own = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
         rv = (own.get("metadata") or {}).get("resourceVersion")
-        return Stored(orjson.dumps(own), view, _number(rv), self._head)
+        return Stored(compact(own), view, _number(rv), self._head)
 
     def _cover(self, tenancy: TenancySnapshot) -> None:
         """Widen the fields kept projections hold to what `tenancy`'s rules read; when it
