@@ -108,20 +108,22 @@ class Interner:
                 node[key] = self._part(value)
 
     def _part(self, value: Any) -> Any:
-        if isinstance(value, str):
+        if type(value) is str:
             return sys.intern(value)
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             return value
-        self._inside(value)
+        # The API server writes maps with sorted keys: equal parts come in the same order.
+        parts: list[tuple[str, Any]] = []
+        for key, inner in value.items():
+            inner = value[key] = self._part(inner)
+            parts.append((key, id(inner) if type(inner) is _Shared else inner))
         try:
-            key = hash(
-                frozenset((k, id(v) if isinstance(v, dict) else v) for k, v in value.items())
-            )
+            digest = hash(tuple(parts))
         except TypeError:
             return value  # a list or another unhashable value: kept as it is
-        shared = self._parts.get(key)
+        shared = self._parts.get(digest)
         if shared is None:
-            shared = self._parts[key] = _Shared(value)
+            shared = self._parts[digest] = _Shared(value)
         return shared if shared == value else value
 
 
