@@ -35,7 +35,14 @@ from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.ages import age_columns, aged
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.freshness import CurrentVersions
-from tenant_proxy.watchcache.listing import list_body, object_body, page_of, row_bytes, table_body
+from tenant_proxy.watchcache.listing import (
+    list_body,
+    object_body,
+    page_of,
+    row_bytes,
+    shown,
+    table_body,
+)
 from tenant_proxy.watchcache.replay import Side, Whole, everything, side_of, visible
 from tenant_proxy.watchcache.rows import RowBook
 from tenant_proxy.watchcache.stored import Stored
@@ -244,9 +251,9 @@ class CachedLists:
                 rows_of.name_only(obj.name),
                 None,
             )
-            shown = None if shape.strip_objects else obj
-            rows.append(row_bytes(aged(cells, ages, created, now), shown, shape.partial))
-        return table_body(rows_of.columns, rows, rv, token)
+            json = shown(None if shape.strip_objects else obj, shape.partial)
+            rows.append(row_bytes(aged(cells, ages, created, now), json))
+        return table_body(rows_of.columns or [], rows, rv, token)
 
 
 # Callers whose views are kept for the tenancy in force (then all are computed again).

@@ -77,15 +77,19 @@ def object_body(obj: Obj, metadata_only: bool) -> bytes:
     return obj.whole()
 
 
-def row_bytes(cells: list[Any], obj: Obj | None, metadata_only: bool) -> bytes:
-    """One Table row: its cells and the object as asked (None: `includeObject=None`)."""
+def shown(obj: Obj | Mapping[str, Any] | None, metadata_only: bool) -> bytes:
+    """The object of a Table row as asked: whole, PartialObjectMetadata, or none
+    (`includeObject=None`). A kept object's bytes are copied, not encoded again."""
     if obj is None:
-        shown = b"null"
-    elif metadata_only:
-        shown = orjson.dumps(partial_metadata(obj.decoded()))
-    else:
-        shown = obj.whole()
-    return b'{"cells":' + orjson.dumps(cells) + b',"object":' + shown + b"}"
+        return b"null"
+    if metadata_only:
+        return orjson.dumps(partial_metadata(obj.decoded() if isinstance(obj, Obj) else obj))
+    return obj.whole() if isinstance(obj, Obj) else orjson.dumps(obj)
+
+
+def row_bytes(cells: list[Any], object_json: bytes) -> bytes:
+    """One Table row: its cells (ages as of now) and its object's JSON (`shown`)."""
+    return b'{"cells":' + orjson.dumps(cells) + b',"object":' + object_json + b"}"
 
 
 def table_body(
@@ -94,11 +98,13 @@ def table_body(
     rv: int,
     continue_token: str | None,
 ) -> bytes:
+    """A Table of `rows` (`row_bytes`); `columns` None only where the API server leaves them
+    out (a watch's events after its first)."""
     head = {
         "kind": "Table",
         "apiVersion": META_V1,
         "metadata": _meta(rv, continue_token),
-        "columnDefinitions": columns or [],
+        "columnDefinitions": columns,
     }
     return _with_array(head, "rows", rows)
 

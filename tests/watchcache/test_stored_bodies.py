@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tenant_proxy.filtering.forms import partial_metadata
-from tenant_proxy.watchcache.listing import list_body, object_body, page_of, row_bytes, table_body
+from tenant_proxy.watchcache.listing import (
+    list_body,
+    object_body,
+    page_of,
+    row_bytes,
+    shown,
+    table_body,
+)
 from tenant_proxy.watchcache.replay import Side, everything
 from tenant_proxy.watchcache.stored import Stored
 
@@ -90,9 +97,11 @@ def test_a_table_is_assembled_from_rows_with_their_objects_as_asked() -> None:
     obj = pv("pv-1", "red", 7)
     kept = stored(obj)
     rows = [
-        row_bytes(["pv-1", "1Gi"], kept, False),
-        row_bytes(["pv-1", "1Gi"], kept, True),
-        row_bytes(["pv-1", "1Gi"], None, False),
+        row_bytes(["pv-1", "1Gi"], shown(kept, False)),
+        row_bytes(["pv-1", "1Gi"], shown(kept, True)),
+        row_bytes(["pv-1", "1Gi"], shown(None, False)),
+        row_bytes(["pv-1", "1Gi"], shown(obj, False)),  # a decoded object (a watch's)
+        row_bytes(["pv-1", "1Gi"], shown(obj, True)),
     ]
     table = orjson.loads(table_body([{"name": "Name"}], rows, 9, "tok"))
     assert table == {
@@ -104,8 +113,13 @@ def test_a_table_is_assembled_from_rows_with_their_objects_as_asked() -> None:
             {"cells": ["pv-1", "1Gi"], "object": obj},
             {"cells": ["pv-1", "1Gi"], "object": partial_metadata(obj)},
             {"cells": ["pv-1", "1Gi"], "object": None},
+            {"cells": ["pv-1", "1Gi"], "object": obj},
+            {"cells": ["pv-1", "1Gi"], "object": partial_metadata(obj)},
         ],
     }
+    later = orjson.loads(table_body(None, rows[:1], 9, None))  # a watch's later event
+    assert later["columnDefinitions"] is None
+    assert later["metadata"] == {"resourceVersion": "9"}
     assert orjson.loads(object_body(kept, False)) == obj
     assert orjson.loads(object_body(kept, True)) == partial_metadata(obj)
 
