@@ -36,7 +36,7 @@ from tenant_proxy.watchcache.ages import age_columns, aged
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.freshness import CurrentVersions
 from tenant_proxy.watchcache.listing import (
-    list_body,
+    list_bytes,
     object_body,
     page_of,
     row_bytes,
@@ -118,7 +118,7 @@ class CachedLists:
         if shape.table:
             body = await self._table(cache, shape, items, rv, token)
         else:
-            body = list_body(cache.kind, cache.api_version, items, rv, token, shape.partial)
+            body = list_bytes(cache.kind, cache.api_version, items, rv, token, shape.partial)
         return passthrough.json_response(body, as_yaml=shape.yaml), withheld
 
     async def serve_get(

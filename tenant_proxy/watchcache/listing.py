@@ -10,39 +10,47 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from tenant_proxy.filtering.forms import Keep, partial_metadata
-from tenant_proxy.watchcache.replay import Side, Whole, visible
+from tenant_proxy.watchcache.replay import Side, Whole, visible, whole
 from tenant_proxy.watchcache.timeline import Obj
 
 META_V1 = "meta.k8s.io/v1"
 
 
+H = TypeVar("H", Obj, Whole)
+"""Objects as kept (the cache), or decoded (pure callers)."""
+
+
 def page_of(
-    state: Mapping[str, Obj],
+    state: Mapping[str, H],
     names: Sequence[str],
     side: Side | None,
     selected: Keep,
     after: str,
     limit: int | None,
-    read: Callable[[Obj], Whole] = Obj.decoded,
-) -> tuple[list[Obj], str | None]:
+    read: Callable[[Any], Whole] = whole,
+) -> tuple[list[H], str | None]:
     """The caller's objects of `state` among `names` (sorted) past `after`, at most `limit`,
     and the last name answered when more follow (None: the list is complete). `read`: what
     the client's selectors look at (the projection when they read only names and labels)."""
-    out: list[Obj] = []
+    out: list[H] = []
     for name in _past(names, after):
         obj = state.get(name)
         if not visible(side, selected, obj, read):
             continue
         if limit is not None and len(out) == limit:
-            return out, out[-1].name
+            return out, _name(out[-1])
         assert obj is not None
         out.append(obj)
     return out, None
+
+
+def _name(obj: Obj | Whole) -> str:
+    return obj.name if isinstance(obj, Obj) else str(obj["metadata"]["name"])
 
 
 def _past(names: Sequence[str], after: str) -> Iterable[str]:
@@ -54,13 +62,36 @@ def _past(names: Sequence[str], after: str) -> Iterable[str]:
 def list_body(
     kind: str,
     api_version: str,
+    items: Sequence[Obj | Whole],
+    rv: int,
+    continue_token: str | None,
+    metadata_only: bool,
+) -> dict[str, Any]:
+    """A list as the API server writes it, as a value (`list_bytes` writes the same for kept
+    objects without decoding them): items without kind and apiVersion (or
+    PartialObjectMetadata with them)."""
+    meta = _meta(rv, continue_token)
+    decoded = [whole(o) for o in items]
+    if metadata_only:
+        return {
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": META_V1,
+            "metadata": meta,
+            "items": [partial_metadata(o) for o in decoded],
+        }
+    bare = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in decoded]
+    return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": bare}
+
+
+def list_bytes(
+    kind: str,
+    api_version: str,
     items: list[Obj],
     rv: int,
     continue_token: str | None,
     metadata_only: bool,
 ) -> bytes:
-    """A JSON list as the API server writes it: items without kind and apiVersion (or
-    PartialObjectMetadata with them)."""
+    """`list_body`'s JSON, assembled from the kept objects' bytes."""
     if metadata_only:
         kind, api_version = "PartialObjectMetadata", META_V1
         pieces = [orjson.dumps(partial_metadata(o.decoded())) for o in items]

@@ -60,15 +60,25 @@ def everything(_obj: Whole) -> bool:
     return True
 
 
+def judged_on(obj: Obj | Whole) -> Whole:
+    """What tenancy judges: a kept object's projection; a decoded object itself."""
+    return obj.view if isinstance(obj, Obj) else obj
+
+
+def whole(obj: Obj | Whole) -> Whole:
+    """The whole object: a kept one decoded; a decoded one itself."""
+    return obj.decoded() if isinstance(obj, Obj) else obj
+
+
 def visible(
     side: Side | None,
     selected: Keep,
-    obj: Obj | None,
-    read: Callable[[Obj], Whole] = Obj.decoded,
+    obj: Obj | Whole | None,
+    read: Callable[[Any], Whole] = whole,
 ) -> bool:
     """Whether a client with this side and selectors has `obj`: its side judges the projection,
     its own selectors (field selectors read any field) what `read` gives (the whole object)."""
-    if obj is None or side is None or not judged(side.keep, obj.view):
+    if obj is None or side is None or not judged(side.keep, judged_on(obj)):
         return False
     return selected is everything or selected(read(obj))
 

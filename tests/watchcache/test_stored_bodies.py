@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tenant_proxy.filtering.forms import partial_metadata
 from tenant_proxy.watchcache.listing import (
     list_body,
+    list_bytes,
     object_body,
     page_of,
     row_bytes,
@@ -77,14 +78,17 @@ def test_a_list_body_is_the_api_servers_list(specs: list[Any], token: str | None
     items = [stored(o) for o in objs]
     meta: dict[str, Any] = {"resourceVersion": "42", **({"continue": token} if token else {})}
 
-    body = orjson.loads(list_body("PersistentVolume", "v1", items, 42, token, False))
+    body = orjson.loads(list_bytes("PersistentVolume", "v1", items, 42, token, False))
+    assert body == list_body("PersistentVolume", "v1", items, 42, token, False)
+    assert body == list_body("PersistentVolume", "v1", objs, 42, token, False)
     assert body == {
         "kind": "PersistentVolumeList",
         "apiVersion": "v1",
         "metadata": meta,
         "items": [bare(o) for o in objs],
     }
-    partial = orjson.loads(list_body("PersistentVolume", "v1", items, 42, token, True))
+    partial = orjson.loads(list_bytes("PersistentVolume", "v1", items, 42, token, True))
+    assert partial == list_body("PersistentVolume", "v1", objs, 42, token, True)
     assert partial == {
         "kind": "PartialObjectMetadataList",
         "apiVersion": "meta.k8s.io/v1",
