@@ -39,9 +39,9 @@ from tenant_proxy.watchcache.listing import (
     list_bytes,
     object_body,
     page_of,
-    row_bytes,
     shown,
     table_body,
+    table_row,
 )
 from tenant_proxy.watchcache.replay import Side, Whole, everything, side_of, visible
 from tenant_proxy.watchcache.rows import RowBook
@@ -251,8 +251,8 @@ class CachedLists:
                 rows_of.name_only(obj.name),
                 None,
             )
-            json = shown(None if shape.strip_objects else obj, shape.partial)
-            rows.append(row_bytes(aged(cells, ages, created, now), json))
+            value = shown(None if shape.strip_objects else obj, shape.partial)
+            rows.append(table_row(aged(cells, ages, created, now), value))
         return table_body(rows_of.columns or [], rows, rv, token)
 
 

@@ -2,8 +2,9 @@
 
 Objects are answered in name order (the API server's key order for cluster-scoped objects),
 at most `limit` of them; when more of the caller's objects follow, the page says after which
-name the next one starts. Bodies are assembled from each object's stored bytes: nothing is
-decoded or encoded again but the envelope (and PartialObjectMetadata, which is a new object).
+name the next one starts. Bodies are assembled from each object's stored bytes (orjson
+fragments): nothing is decoded or encoded again but the envelope (and PartialObjectMetadata,
+which is a new object).
 """
 
 from __future__ import annotations
@@ -94,11 +95,13 @@ def list_bytes(
     """`list_body`'s JSON, assembled from the kept objects' bytes."""
     if metadata_only:
         kind, api_version = "PartialObjectMetadata", META_V1
-        pieces = [orjson.dumps(partial_metadata(o.decoded())) for o in items]
+        listed: list[Any] = [partial_metadata(o.decoded()) for o in items]
     else:
-        pieces = [o.raw for o in items]
-    head = {"kind": f"{kind}List", "apiVersion": api_version, "metadata": _meta(rv, continue_token)}
-    return _with_array(head, "items", pieces)
+        listed = [orjson.Fragment(o.raw) for o in items]
+    meta = _meta(rv, continue_token)
+    return orjson.dumps(
+        {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": listed}
+    )
 
 
 def object_body(obj: Obj, metadata_only: bool) -> bytes:
@@ -108,36 +111,38 @@ def object_body(obj: Obj, metadata_only: bool) -> bytes:
     return obj.whole()
 
 
-def shown(obj: Obj | Mapping[str, Any] | None, metadata_only: bool) -> bytes:
-    """The object of a Table row as asked: whole, PartialObjectMetadata, or none
-    (`includeObject=None`). A kept object's bytes are copied, not encoded again."""
+def shown(obj: Obj | Mapping[str, Any] | None, metadata_only: bool) -> Any:
+    """The object of a Table row as asked, ready for orjson: whole, PartialObjectMetadata, or
+    none (`includeObject=None`). A kept object's bytes are copied, not encoded again."""
     if obj is None:
-        return b"null"
+        return None
     if metadata_only:
-        return orjson.dumps(partial_metadata(obj.decoded() if isinstance(obj, Obj) else obj))
-    return obj.whole() if isinstance(obj, Obj) else orjson.dumps(obj)
+        return partial_metadata(obj.decoded() if isinstance(obj, Obj) else obj)
+    return orjson.Fragment(obj.whole()) if isinstance(obj, Obj) else obj
 
 
-def row_bytes(cells: list[Any], object_json: bytes) -> bytes:
-    """One Table row: its cells (ages as of now) and its object's JSON (`shown`)."""
-    return b'{"cells":' + orjson.dumps(cells) + b',"object":' + object_json + b"}"
+def table_row(cells: list[Any], shown_object: Any) -> dict[str, Any]:
+    """One Table row: its cells (ages as of now) and its object (`shown`)."""
+    return {"cells": cells, "object": shown_object}
 
 
 def table_body(
     columns: list[Any] | None,
-    rows: list[bytes],
+    rows: list[dict[str, Any]],
     rv: int,
     continue_token: str | None,
 ) -> bytes:
-    """A Table of `rows` (`row_bytes`); `columns` None only where the API server leaves them
+    """A Table of `rows` (`table_row`); `columns` None only where the API server leaves them
     out (a watch's events after its first)."""
-    head = {
-        "kind": "Table",
-        "apiVersion": META_V1,
-        "metadata": _meta(rv, continue_token),
-        "columnDefinitions": columns,
-    }
-    return _with_array(head, "rows", rows)
+    return orjson.dumps(
+        {
+            "kind": "Table",
+            "apiVersion": META_V1,
+            "metadata": _meta(rv, continue_token),
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
+    )
 
 
 def _meta(rv: int, continue_token: str | None) -> dict[str, Any]:
@@ -145,9 +150,3 @@ def _meta(rv: int, continue_token: str | None) -> dict[str, Any]:
     if continue_token:
         meta["continue"] = continue_token
     return meta
-
-
-def _with_array(head: Mapping[str, Any], key: str, pieces: list[bytes]) -> bytes:
-    """`head` with one more member, an array of already-encoded JSON values."""
-    start = orjson.dumps(head)[:-1]
-    return start + b',"' + key.encode() + b'":[' + b",".join(pieces) + b"]}"

@@ -73,7 +73,9 @@ class Stored(Mapping[str, Any]):
         if not self.head.kind:
             return self.raw
         prefix = self.head.prefix()
-        return prefix + b"}" if self.raw == b"{}" else prefix + b"," + self.raw[1:]
+        if self.raw == b"{}":
+            return prefix + b"}"
+        return b"".join((prefix, b",", memoryview(self.raw)[1:]))
 
     def __getitem__(self, key: str) -> Any:
         return self.decoded()[key]

@@ -17,9 +17,9 @@ from tenant_proxy.watchcache.listing import (
     list_bytes,
     object_body,
     page_of,
-    row_bytes,
     shown,
     table_body,
+    table_row,
 )
 from tenant_proxy.watchcache.replay import Side, everything
 from tenant_proxy.watchcache.stored import Stored
@@ -101,11 +101,11 @@ def test_a_table_is_assembled_from_rows_with_their_objects_as_asked() -> None:
     obj = pv("pv-1", "red", 7)
     kept = stored(obj)
     rows = [
-        row_bytes(["pv-1", "1Gi"], shown(kept, False)),
-        row_bytes(["pv-1", "1Gi"], shown(kept, True)),
-        row_bytes(["pv-1", "1Gi"], shown(None, False)),
-        row_bytes(["pv-1", "1Gi"], shown(obj, False)),  # a decoded object (a watch's)
-        row_bytes(["pv-1", "1Gi"], shown(obj, True)),
+        table_row(["pv-1", "1Gi"], shown(kept, False)),
+        table_row(["pv-1", "1Gi"], shown(kept, True)),
+        table_row(["pv-1", "1Gi"], shown(None, False)),
+        table_row(["pv-1", "1Gi"], shown(obj, False)),  # a decoded object (a watch's)
+        table_row(["pv-1", "1Gi"], shown(obj, True)),
     ]
     table = orjson.loads(table_body([{"name": "Name"}], rows, 9, "tok"))
     assert table == {
