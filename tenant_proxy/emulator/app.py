@@ -31,6 +31,7 @@ from tenant_proxy.emulator import (
     negotiation,
     nonresource,
     paths,
+    pod_logs,
     portforward,
     protobuf,
     rbac,
@@ -38,6 +39,7 @@ from tenant_proxy.emulator import (
     reviews,
     streams,
     tables,
+    upgrades,
     watching,
 )
 from tenant_proxy.emulator.errors import StatusError
@@ -151,7 +153,7 @@ class Emulator:
             self._ca.cert_pem, static_tokens or {}, self.issuer, self._sa_exists
         )
         self.authorizer = rbac.Authorizer(self.store)
-        self.logs = streams.LogBook()
+        self.logs = pod_logs.LogBook()
         self.echo = portforward.EchoServer()  # what port-forward reaches in every pod
         self.cluster.on_removed.append(self._pod_gone)
         self._bootstrap(list(seed_objects))
@@ -409,9 +411,9 @@ class Emulator:
             raise errors.resource_not_found()
         if (rt.group, rt.plural, attrs.subresource) == ("", "pods", "portforward"):
             pod = self.cluster.get(rt, attrs.namespace, attrs.name)
-            return await streams.pod_portforward(request, pod, self.echo)
+            return await upgrades.pod_portforward(request, pod, self.echo)
         if request.headers.get("Upgrade", "").lower().startswith("spdy"):
-            return await streams.portforward_or_spdy(request, attrs)
+            return await upgrades.portforward_or_spdy(request, attrs)
         if attrs.subresource:
             return await self._subresource(request, user, attrs, rt, body)
         if (rt.group, rt.plural) in reviews.REVIEWS:
@@ -480,7 +482,7 @@ class Emulator:
         if sub in _STREAM_SUBRESOURCES:
             pod = self.cluster.get(rt, ns, attrs.name)
             if sub == "log":
-                return await streams.pod_log(request, attrs, pod, self.logs)
+                return await pod_logs.pod_log(request, attrs, pod, self.logs)
             return await streams.exec_or_attach(request, attrs, pod)
         if sub == "token" and attrs.verb == "create":
             doc = decode_body(request, body) if body else {}
