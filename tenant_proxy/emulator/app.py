@@ -39,6 +39,7 @@ from tenant_proxy.emulator import (
     reviews,
     streams,
     tables,
+    token_requests,
     upgrades,
     watching,
 )
@@ -486,7 +487,7 @@ class Emulator:
             return await streams.exec_or_attach(request, attrs, pod)
         if sub == "token" and attrs.verb == "create":
             doc = decode_body(request, body) if body else {}
-            token = reviews.token_request(
+            token = token_requests.token_request(
                 self._review_context(request, user, attrs), ns, attrs.name, doc
             )
             return json_response(token, 201)

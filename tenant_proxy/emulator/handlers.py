@@ -18,6 +18,7 @@ import orjson
 import yaml
 
 from tenant_proxy.emulator import errors, kubelet, patch, validation
+from tenant_proxy.emulator.clock import rfc3339
 from tenant_proxy.emulator.defaults import apply_defaults
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.listing import (
@@ -47,10 +48,6 @@ _CONTINUE_EXPIRED = (
     "results in an inconsistent list - objects that were created, modified, or deleted between "
     "the time the first chunk was returned and now may show up in the list."
 )
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def clone(obj: Any) -> Any:

@@ -20,8 +20,8 @@ from tenant_proxy.emulator.reviews import (
     REVIEWS,
     ReviewContext,
     decode_protobuf,
-    token_request,
 )
+from tenant_proxy.emulator.token_requests import token_request
 from tenant_proxy.emulator.types import KubeObject, UserInfo
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
 from tenant_proxy.pki import KeyPair, issue_server_cert, new_ca
