@@ -24,6 +24,7 @@ from aiohttp import web
 
 from tenant_proxy import kubeconfig, pki, pki_verify
 from tenant_proxy.emulator import (
+    bootstrap_policy,
     errors,
     identity,
     impersonation,
@@ -179,7 +180,7 @@ class Emulator:
         assert ns is not None
         for name in SYSTEM_NAMESPACES:
             self.cluster.create(ns, "", {"metadata": {"name": name}})
-        for obj in rbac.bootstrap_objects():
+        for obj in bootstrap_policy.bootstrap_objects():
             self.cluster.apply(obj)
         if self.registry.lookup(metrics.GROUP, metrics.VERSION, "nodes") is not None:
             for obj in metrics.install_objects():

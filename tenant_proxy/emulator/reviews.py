@@ -18,10 +18,10 @@ from tenant_proxy.emulator.clock import rfc3339
 from tenant_proxy.emulator.identity import Authenticator, TokenIssuer
 from tenant_proxy.emulator.rbac import (
     Authorizer,
-    ObjectSource,
     non_resource_rules,
     resource_rules,
 )
+from tenant_proxy.emulator.store import StoreView
 from tenant_proxy.emulator.types import Attributes, KubeObject, UserInfo
 
 AUTHN = "authentication.k8s.io"
@@ -40,7 +40,7 @@ class ReviewContext:
     authenticator: Authenticator
     authorizer: Authorizer
     issuer: TokenIssuer
-    store_view: ObjectSource
+    store_view: StoreView
     namespace: str = ""
     user_agent: str = ""
     now: dt.datetime | None = None

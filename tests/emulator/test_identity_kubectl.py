@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tenant_proxy.emulator.bootstrap_policy import bootstrap_objects
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.identity import Authenticator, TokenIssuer
-from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer, bootstrap_objects
+from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer
 from tenant_proxy.emulator.reviews import (
     PROTOBUF,
     REVIEWS,
