@@ -46,8 +46,9 @@ from tenant_proxy.emulator import (
 )
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.faults import Faults
-from tenant_proxy.emulator.handlers import Cluster, parse_json
+from tenant_proxy.emulator.handlers import Cluster
 from tenant_proxy.emulator.listing import ListOptions, list_body, parse_list_options
+from tenant_proxy.emulator.objects import parse_json
 from tenant_proxy.emulator.resources import BUILTIN, Registry
 from tenant_proxy.emulator.store import Store
 from tenant_proxy.emulator.types import ANONYMOUS, Attributes, KubeObject, ResourceType, UserInfo

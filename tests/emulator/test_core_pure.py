@@ -314,7 +314,7 @@ def test_protobuf_envelope_of_a_self_subject_access_review_decodes() -> None:
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_any_body_parses_or_is_a_400(body: bytes) -> None:
     from tenant_proxy.emulator.errors import StatusError
-    from tenant_proxy.emulator.handlers import parse_json
+    from tenant_proxy.emulator.objects import parse_json
 
     codes = []
     try:
@@ -326,7 +326,7 @@ def test_any_body_parses_or_is_a_400(body: bytes) -> None:
 
 def test_deeply_nested_body_is_a_400() -> None:
     from tenant_proxy.emulator.errors import StatusError
-    from tenant_proxy.emulator.handlers import parse_json
+    from tenant_proxy.emulator.objects import parse_json
 
     with pytest.raises(StatusError) as caught:
         parse_json(b"[" * 100_000)
