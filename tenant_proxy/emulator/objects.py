@@ -116,28 +116,19 @@ def keep_cluster_ip(current: KubeObject, obj: KubeObject) -> None:
 
 
 def check_preconditions(rt: ResourceType, current: KubeObject, options: Mapping[str, Any]) -> None:
+    """A DeleteOptions' uid / resourceVersion preconditions: 409 Conflict when one differs."""
     pre = options.get("preconditions") or {}
     meta = current["metadata"]
-    if pre.get("uid") and pre["uid"] != meta.get("uid"):
-        raise StatusError(
-            409,
-            "Conflict",
-            f'Operation cannot be fulfilled on {rt.group_resource} "{meta["name"]}": '
-            "Precondition failed: "
-            f"UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}",
-            {"name": meta["name"], "kind": rt.plural},
-        )
-    if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
-        raise StatusError(
-            409,
-            "Conflict",
-            f'Operation cannot be fulfilled on {rt.group_resource} "{meta["name"]}": '
-            "Precondition failed: "
-            f"ResourceVersion in precondition: {pre['resourceVersion']}, "
-            "ResourceVersion in object meta: "
-            f"{meta.get('resourceVersion')}",
-            {"name": meta["name"], "kind": rt.plural},
-        )
+    for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+        if pre.get(key) and pre[key] != meta.get(key):
+            raise StatusError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {rt.group_resource} "{meta["name"]}": '
+                f"Precondition failed: {label} in precondition: {pre[key]}, "
+                f"{label} in object meta: {meta.get(key)}",
+                {"name": meta["name"], "kind": rt.plural},
+            )
 
 
 def parse_json(body: bytes) -> Any:
