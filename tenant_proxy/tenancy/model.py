@@ -14,31 +14,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-from tenant_proxy.filtering.selectors import Op, Requirement, Selector
+from tenant_proxy.kube.labels import Op, Requirement, Selector
+from tenant_proxy.kube.resources import (
+    CRDS,
+    NAMESPACES,
+    NODE_METRICS,
+    NODES,
+    PERSISTENT_VOLUMES,
+    GroupResource,
+)
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
 
-class GroupResource(NamedTuple):
-    """An API group ("" for core) and a plural resource name."""
-
-    group: str
-    resource: str
-
-    def __str__(self) -> str:
-        return f"{self.resource}.{self.group}" if self.group else self.resource
-
-
-NAMESPACES = GroupResource("", "namespaces")
-NODES = GroupResource("", "nodes")
-# A node's heartbeat Lease, named after the node (`kubectl describe node` reads it).
-NODE_LEASES = GroupResource("coordination.k8s.io", "leases")
-NODE_LEASE_NAMESPACE = "kube-node-lease"
-NODE_METRICS = GroupResource("metrics.k8s.io", "nodes")
-PERSISTENT_VOLUMES = GroupResource("", "persistentvolumes")
-CRDS = GroupResource("apiextensions.k8s.io", "customresourcedefinitions")
 CLASS_RESOURCES = frozenset(
     {
         GroupResource("storage.k8s.io", "storageclasses"),

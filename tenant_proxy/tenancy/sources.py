@@ -13,17 +13,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tenant_proxy.config import ClassRuleSettings, GenericRuleSettings, TenantSettings
-from tenant_proxy.filtering.selectors import SelectorError, from_label_selector
+from tenant_proxy.kube.labels import SelectorError, from_label_selector
+from tenant_proxy.kube.resources import CRDS, NODES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.tenancy.model import (
     CLASS_RESOURCES,
-    CRDS,
-    NODES,
-    PERSISTENT_VOLUMES,
     ApiGroupRule,
     ClaimNamespaceRule,
     ClassRule,
     GenericRule,
-    GroupResource,
     Members,
     NamespaceOptions,
     NodeRule,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from tenant_proxy.filtering.forms import Keep, judged
-from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.kube.resources import GroupResource
+from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"

@@ -29,17 +29,10 @@ from tenant_proxy.filtering.pages import (
     take,
     upstream_continue,
 )
-from tenant_proxy.filtering.selectors import from_label_selector
 from tenant_proxy.filtering.tables import row_kept
-from tenant_proxy.tenancy.model import (
-    PERSISTENT_VOLUMES,
-    ClaimNamespaceRule,
-    GenericRule,
-    GroupResource,
-    Members,
-    Tenant,
-    view_for,
-)
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.tenancy.model import ClaimNamespaceRule, GenericRule, Members, Tenant, view_for
 
 GADGETS = GroupResource("example.io", "gadgets")
 NAMES = ["a", "b", "c", "d"]

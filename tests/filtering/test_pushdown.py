@@ -18,11 +18,10 @@ from tenant_proxy.filtering.pushdown import (
     pushdown,
     rule_selector,
 )
-from tenant_proxy.filtering.selectors import SelectorError, from_label_selector, parse_selector
+from tenant_proxy.kube.labels import SelectorError, from_label_selector
+from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES
+from tenant_proxy.kube.selector_syntax import parse_selector
 from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
     ClaimNamespaceRule,
     Members,
     NodeRule,

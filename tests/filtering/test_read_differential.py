@@ -33,15 +33,12 @@ from tenant_proxy.filtering.pages import (
     upstream_continue,
 )
 from tenant_proxy.filtering.pushdown import Nothing, PushDown, plan_read
-from tenant_proxy.filtering.selectors import from_label_selector
 from tenant_proxy.filtering.shape import Shape, shape_for
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.requestinfo import classify
 from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
     ClaimNamespaceRule,
-    GroupResource,
     Judge,
     Members,
     NodeRule,

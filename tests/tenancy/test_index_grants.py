@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tenant_proxy.kube.resources import NAMESPACES
 from tenant_proxy.tenancy.grants import (
     Grant,
     GrantTable,
@@ -19,7 +20,6 @@ from tenant_proxy.tenancy.grants import (
     granted_namespaces,
 )
 from tenant_proxy.tenancy.model import (
-    NAMESPACES,
     GenericRule,
     Members,
     Tenant,

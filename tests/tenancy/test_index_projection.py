@@ -8,16 +8,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.selectors import from_label_selector
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import CRDS, NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.tenancy.model import (
-    CRDS,
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
     ApiGroupRule,
     ClassRule,
     GenericRule,
-    GroupResource,
     Members,
     NodeRule,
     Tenant,

@@ -10,17 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.selectors import Op, Requirement, Selector, from_label_selector
+from tenant_proxy.kube.labels import Op, Requirement, Selector, from_label_selector
+from tenant_proxy.kube.resources import CRDS, NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.tenancy.model import (
-    CRDS,
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
     ApiGroupRule,
     ClaimNamespaceRule,
     ClassRule,
     GenericRule,
-    GroupResource,
     Members,
     NodeRule,
     Rule,
