@@ -36,6 +36,7 @@ from tenant_proxy.filtering.pages import (
 )
 from tenant_proxy.filtering.shape import Shape, shape_for, watch_shape
 from tenant_proxy.identity import Identity
+from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.labels import SelectorError
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.list_from_cache import CachedLists
@@ -43,7 +44,6 @@ from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams
-from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import Judge, TenantView
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_from_cache import CachedWatches

@@ -22,12 +22,12 @@ from typing import Any
 
 from tenant_proxy.config import TenancySettings, TenantSettings
 from tenant_proxy.identity import Identity
+from tenant_proxy.informers.informer import Informer
 from tenant_proxy.kube.resources import NAMESPACES, GroupResource
 from tenant_proxy.observability import Metrics
 from tenant_proxy.status import ApiError, service_unavailable
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.grants import Grant, GrantTable, binding_grants, grant_matters
-from tenant_proxy.tenancy.informer import Informer
 from tenant_proxy.tenancy.model import Criteria, Tenant, TenantView, owns, tenant_namespaces
 from tenant_proxy.tenancy.projection import (
     FieldPath,
