@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 
 from tenant_proxy import passthrough, status
-from tenant_proxy.filtering import continuation, pushdown
+from tenant_proxy.filtering import continuation
 from tenant_proxy.filtering.forms import partial_metadata
 from tenant_proxy.filtering.lists import NotAList, filter_response
 from tenant_proxy.filtering.pages import (
@@ -44,6 +44,7 @@ from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams
+from tenant_proxy.tenancy import pushdown
 from tenant_proxy.tenancy.model import Judge, TenantView
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_from_cache import CachedWatches

@@ -32,7 +32,6 @@ from tenant_proxy.filtering.pages import (
     take,
     upstream_continue,
 )
-from tenant_proxy.filtering.pushdown import Nothing, PushDown, plan_read
 from tenant_proxy.filtering.shape import Shape, shape_for
 from tenant_proxy.kube.labels import from_label_selector
 from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
@@ -47,6 +46,7 @@ from tenant_proxy.tenancy.model import (
     TenantView,
     view_for,
 )
+from tenant_proxy.tenancy.pushdown import Nothing, PushDown, plan_read
 from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.listing import list_body, page_of
 from tenant_proxy.watchcache.replay import Side

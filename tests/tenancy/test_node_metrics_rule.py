@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering import pushdown
 from tenant_proxy.kube.labels import Selector, from_label_selector
 from tenant_proxy.kube.resources import NODE_METRICS, NODES
+from tenant_proxy.tenancy import pushdown
 from tenant_proxy.tenancy.model import (
     GenericRule,
     Members,

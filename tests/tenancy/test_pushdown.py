@@ -8,16 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.pushdown import (
-    MAX_SELECTOR_BYTES,
-    NAME_LABEL,
-    Nothing,
-    PushDown,
-    Rewrite,
-    plan_read,
-    pushdown,
-    rule_selector,
-)
 from tenant_proxy.kube.labels import SelectorError, from_label_selector
 from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES
 from tenant_proxy.kube.selector_syntax import parse_selector
@@ -29,6 +19,16 @@ from tenant_proxy.tenancy.model import (
     TenantView,
     owns,
     view_for,
+)
+from tenant_proxy.tenancy.pushdown import (
+    MAX_SELECTOR_BYTES,
+    NAME_LABEL,
+    Nothing,
+    PushDown,
+    Rewrite,
+    plan_read,
+    pushdown,
+    rule_selector,
 )
 
 KEYS = ["a", "b", "pool", NAME_LABEL]
