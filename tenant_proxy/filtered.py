@@ -45,7 +45,8 @@ from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy import pushdown
-from tenant_proxy.tenancy.model import Judge, TenantView
+from tenant_proxy.tenancy.model import TenantView
+from tenant_proxy.tenancy.ownership import Owns
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_from_cache import CachedWatches
 from tenant_proxy.watchcache.rows import RowBook
@@ -149,7 +150,7 @@ class FilteredReads:
                 raise status.service_unavailable("the caller's tenancy changed", retry_after=1)
             view = fresh
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
-        keep = view.judge(gr)
+        keep = view.owns(gr)
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         return await self._list(request, info, gr, shape, view, keep, identity)
@@ -236,7 +237,7 @@ class FilteredReads:
         gr: GroupResource,
         shape: Shape,
         view: TenantView,
-        keep: Judge,
+        keep: Owns,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
         try:
@@ -266,7 +267,7 @@ class FilteredReads:
         request: web.Request,
         info: RequestInfo,
         shape: Shape,
-        keep: Judge,
+        keep: Owns,
         query: str,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
@@ -380,7 +381,7 @@ class FilteredReads:
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
         return _answer(answer, shape), withheld
 
-    async def _split(self, body: bytes, keep: Judge) -> Page:
+    async def _split(self, body: bytes, keep: Owns) -> Page:
         """The page split, a slice at a time: between slices the event loop reads the page
         ahead and serves other clients (a large page is tens of milliseconds of work)."""
         try:

@@ -39,7 +39,7 @@ from tenant_proxy.kube.selector_syntax import parse_selector
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.streams import OpenStreams
-from tenant_proxy.tenancy.model import field_value
+from tenant_proxy.tenancy.ownership import field_value
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watch_sinks import EventSink, check_handshake, open_sink, wants_websocket
 from tenant_proxy.watchcache.ages import age_columns, with_ages

@@ -20,10 +20,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tenant_proxy.config import Settings, TenantSettings, parse_settings
+from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.testing import kubectl_binary
-from tenant_proxy.informers.index import BUILTIN_PATHS
 from tenant_proxy.kube.resources import NODE_METRICS
+from tenant_proxy.tenancy.resource_table import BUILTIN_PATHS
+from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.tenancy.sources import spec_from_settings, tenant_from_cr
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from tenant_proxy.config import TenancySettings, TenantSettings
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.informer import Informer
 from tenant_proxy.kube.resources import NAMESPACES, GroupResource
@@ -28,7 +27,7 @@ from tenant_proxy.observability import Metrics
 from tenant_proxy.status import ApiError, service_unavailable
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.grants import Grant, GrantTable, binding_grants, grant_matters
-from tenant_proxy.tenancy.model import Criteria, Tenant, TenantView, owns, tenant_namespaces
+from tenant_proxy.tenancy.model import Tenant, TenantView, owns, tenant_namespaces
 from tenant_proxy.tenancy.projection import (
     FieldPath,
     Projection,
@@ -36,29 +35,14 @@ from tenant_proxy.tenancy.projection import (
     project,
     projection_needs,
 )
+from tenant_proxy.tenancy.resource_table import BUILTIN_PATHS
+from tenant_proxy.tenancy.rules import Criteria
+from tenant_proxy.tenancy.settings import TenancySettings, TenantSettings
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.upstream import Upstream, UpstreamError
 from tenant_proxy.watchcache.cache import WatchCaches
 
 log = logging.getLogger("tenant_proxy.index")
-
-# Where the built-in filtered resources are served (generic ones are found by discovery).
-BUILTIN_PATHS: dict[GroupResource, str] = {
-    GroupResource("", "namespaces"): "/api/v1/namespaces",
-    GroupResource("", "nodes"): "/api/v1/nodes",
-    GroupResource("", "persistentvolumes"): "/api/v1/persistentvolumes",
-    GroupResource("storage.k8s.io", "storageclasses"): "/apis/storage.k8s.io/v1/storageclasses",
-    GroupResource(
-        "networking.k8s.io", "ingressclasses"
-    ): "/apis/networking.k8s.io/v1/ingressclasses",
-    GroupResource(
-        "scheduling.k8s.io", "priorityclasses"
-    ): "/apis/scheduling.k8s.io/v1/priorityclasses",
-    GroupResource("node.k8s.io", "runtimeclasses"): "/apis/node.k8s.io/v1/runtimeclasses",
-    GroupResource("apiextensions.k8s.io", "customresourcedefinitions"): (
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    ),
-}
 
 # A generic resource not served yet (its CRD not installed) is looked for again, with backoff.
 DISCOVERY_BACKOFF_SECONDS = (0.2, 10.0)

@@ -27,7 +27,8 @@ from tenant_proxy.kube.labels import (
 )
 from tenant_proxy.kube.resources import NAMESPACES, GroupResource
 from tenant_proxy.kube.selector_syntax import parse_selector
-from tenant_proxy.tenancy.model import Criteria, TenantView
+from tenant_proxy.tenancy.model import TenantView
+from tenant_proxy.tenancy.rules import Criteria
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 MAX_SELECTOR_BYTES = 6 * 1024

@@ -47,7 +47,7 @@ def side_of(view: TenantView | None, gr: GroupResource) -> Side | None:
     """How `view` judges `gr`; None when the caller sees nothing of it."""
     if view is None or gr not in view.rules:
         return None
-    return Side(view.rules[gr], view.judge(gr))
+    return Side(view.rules[gr], view.owns(gr))
 
 
 def visible(side: Side | None, selected: Keep, obj: Obj | None) -> bool:

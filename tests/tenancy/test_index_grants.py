@@ -19,14 +19,8 @@ from tenant_proxy.tenancy.grants import (
     grant_matters,
     granted_namespaces,
 )
-from tenant_proxy.tenancy.model import (
-    GenericRule,
-    Members,
-    Tenant,
-    owns,
-    tenant_namespaces,
-    view_for,
-)
+from tenant_proxy.tenancy.model import Members, Tenant, owns, tenant_namespaces, view_for
+from tenant_proxy.tenancy.rules import GenericRule
 
 ALICE = Subject("User", "alice")
 DEVS = Subject("Group", "devs")

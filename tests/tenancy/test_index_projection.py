@@ -10,23 +10,14 @@ from hypothesis import strategies as st
 
 from tenant_proxy.kube.labels import from_label_selector
 from tenant_proxy.kube.resources import CRDS, NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
-from tenant_proxy.tenancy.model import (
-    ApiGroupRule,
-    ClassRule,
-    GenericRule,
-    Members,
-    NodeRule,
-    Tenant,
-    TenantView,
-    owns,
-    view_for,
-)
+from tenant_proxy.tenancy.model import Members, Tenant, TenantView, owns, view_for
 from tenant_proxy.tenancy.projection import (
     covers,
     plan_projections,
     project,
     projection_needs,
 )
+from tenant_proxy.tenancy.rules import ApiGroupRule, ClassRule, GenericRule, NodeRule
 
 WIDGETS = GroupResource("example.com", "widgets")
 GADGETS = GroupResource("example.com", "gadgets")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from tenant_proxy.config import Settings, TenantSettings, parse_settings
+from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
@@ -22,6 +22,7 @@ from tenant_proxy.informers.index import Coalescer, TenancyIndex
 from tenant_proxy.kube.resources import NAMESPACES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.observability import Metrics
 from tenant_proxy.tenancy.model import TenantView
+from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.upstream import Upstream
 
 BACKUPS = GroupResource("example.com", "backups")

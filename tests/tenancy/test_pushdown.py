@@ -11,15 +11,7 @@ from hypothesis import strategies as st
 from tenant_proxy.kube.labels import SelectorError, from_label_selector
 from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES
 from tenant_proxy.kube.selector_syntax import parse_selector
-from tenant_proxy.tenancy.model import (
-    ClaimNamespaceRule,
-    Members,
-    NodeRule,
-    Tenant,
-    TenantView,
-    owns,
-    view_for,
-)
+from tenant_proxy.tenancy.model import Members, Tenant, TenantView, owns, view_for
 from tenant_proxy.tenancy.pushdown import (
     MAX_SELECTOR_BYTES,
     NAME_LABEL,
@@ -30,6 +22,7 @@ from tenant_proxy.tenancy.pushdown import (
     pushdown,
     rule_selector,
 )
+from tenant_proxy.tenancy.rules import ClaimNamespaceRule, NodeRule
 
 KEYS = ["a", "b", "pool", NAME_LABEL]
 VALUES = ["x", "y", "ns1", "ns2"]
