@@ -77,6 +77,7 @@ RESOURCE_TABLE: tuple[FilteredResource, ...] = (
     _class("node.k8s.io", "runtimeclasses", "v1", "runtimeClasses", ("runtimeClasses",)),
     _class("gateway.networking.k8s.io", "gatewayclasses", None, "gatewayClasses", None),
     _class("snapshot.storage.k8s.io", "volumesnapshotclasses", None, "volumeSnapshotClasses", None),
+    _class("storage.k8s.io", "csidrivers", "v1", "csiDrivers", None),
 )
 
 BUILTIN_RULE_KINDS: dict[GroupResource, type[Rule]] = {row.gr: row.rule for row in RESOURCE_TABLE}

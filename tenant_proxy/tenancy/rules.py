@@ -83,7 +83,8 @@ class ClaimNamespaceRule:
 
 @dataclass(frozen=True)
 class ClassRule:
-    """storage/ingress/priority/runtime/gateway/volumesnapshot classes.
+    """Class-like resources (storage/ingress/priority/runtime/gateway/volumesnapshot classes,
+    CSI drivers: the resource table's ClassRule rows).
 
     Allowed by name, by `regex` (matched against the WHOLE name: Capsule's Go MatchString finds
     a match anywhere, which lets `gold` admit `not-gold-at-all`; a full match fails closed), or
