@@ -18,7 +18,8 @@ from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
-from tenant_proxy.informers.index import Coalescer, TenancyIndex
+from tenant_proxy.informers.coalescer import Coalescer
+from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import NAMESPACES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.observability import Metrics
 from tenant_proxy.tenancy.model import TenantView
