@@ -8,7 +8,7 @@ Two production paths are driven with plain values, as the proxy composes them:
 - from the watch cache: `watchcache.listing.page_of` and `list_body`, as `list_from_cache` uses
   them, page after page.
 The upstream is simulated with the emulator's own selector matcher (written separately from
-filtering.selectors), paginated; the oracle is written from the issue's rules.
+kube.labels), paginated; the oracle is written from the issue's rules.
 """
 
 from __future__ import annotations
