@@ -75,6 +75,7 @@ RESOURCE_TABLE: tuple[FilteredResource, ...] = (
     ),
     _class("scheduling.k8s.io", "priorityclasses", "v1", "priorityClasses", ("priorityClasses",)),
     _class("node.k8s.io", "runtimeclasses", "v1", "runtimeClasses", ("runtimeClasses",)),
+    # CRDs' resources (Gateway API, CSI snapshots): served once installed, found by discovery.
     _class("gateway.networking.k8s.io", "gatewayclasses", None, "gatewayClasses", None),
     _class("snapshot.storage.k8s.io", "volumesnapshotclasses", None, "volumeSnapshotClasses", None),
     _class("storage.k8s.io", "csidrivers", "v1", "csiDrivers", None),
