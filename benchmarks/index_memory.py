@@ -26,8 +26,8 @@ from typing import Any
 
 from benchmarks import common
 from tenant_proxy.config import parse_settings
+from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.observability import Metrics
-from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.upstream import Upstream
 
 TARGET = 150 * 2**20

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 
 from tenant_proxy import passthrough, status
-from tenant_proxy.filtering import continuation, pushdown
+from tenant_proxy.filtering import continuation
 from tenant_proxy.filtering.forms import partial_metadata
 from tenant_proxy.filtering.lists import NotAList, filter_response
 from tenant_proxy.filtering.pages import (
@@ -34,16 +34,19 @@ from tenant_proxy.filtering.pages import (
     take,
     upstream_continue,
 )
-from tenant_proxy.filtering.selectors import SelectorError
 from tenant_proxy.filtering.shape import Shape, shape_for, watch_shape
 from tenant_proxy.identity import Identity
+from tenant_proxy.informers.index import TenancyIndex
+from tenant_proxy.kube.labels import SelectorError
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams
-from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView
+from tenant_proxy.tenancy import pushdown
+from tenant_proxy.tenancy.model import TenantView
+from tenant_proxy.tenancy.ownership import Owns
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_from_cache import CachedWatches
 from tenant_proxy.watchcache.rows import RowBook
@@ -147,7 +150,7 @@ class FilteredReads:
                 raise status.service_unavailable("the caller's tenancy changed", retry_after=1)
             view = fresh
         shape = shape_for(request.headers.get("Accept"), info, view.needs_full_object(gr))
-        keep = view.judge(gr)
+        keep = view.owns(gr)
         if info.verb == "get":
             return await self._get(request, info, gr, shape, keep)
         return await self._list(request, info, gr, shape, view, keep, identity)
@@ -234,7 +237,7 @@ class FilteredReads:
         gr: GroupResource,
         shape: Shape,
         view: TenantView,
-        keep: Judge,
+        keep: Owns,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
         try:
@@ -264,7 +267,7 @@ class FilteredReads:
         request: web.Request,
         info: RequestInfo,
         shape: Shape,
-        keep: Judge,
+        keep: Owns,
         query: str,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
@@ -378,7 +381,7 @@ class FilteredReads:
         answer = assemble(first, entries, metadata_only=shape.partial, continue_token=token)
         return _answer(answer, shape), withheld
 
-    async def _split(self, body: bytes, keep: Judge) -> Page:
+    async def _split(self, body: bytes, keep: Owns) -> Page:
         """The page split, a slice at a time: between slices the event loop reads the page
         ahead and serves other clients (a large page is tens of milliseconds of work)."""
         try:

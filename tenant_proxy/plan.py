@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenant_proxy import status
+from tenant_proxy.kube.resources import NAMESPACES, NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.reviews import is_review, is_whoami
-from tenant_proxy.tenancy.model import NAMESPACES, NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 
 FILTERED_VERBS = frozenset({"get", "list", "watch"})
 

@@ -28,6 +28,8 @@ from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
+from tenant_proxy.informers.index import TenancyIndex
+from tenant_proxy.kube.resources import NODES
 from tenant_proxy.namespace_requests import NamespaceRequests
 from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
 from tenant_proxy.plan import (
@@ -43,8 +45,7 @@ from tenant_proxy.plan import (
 )
 from tenant_proxy.requestinfo import RequestInfo, classify
 from tenant_proxy.streams import OpenStreams
-from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import NODES, TenantView
+from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.tls import client_certificate
 from tenant_proxy.upstream import Upstream, UpstreamError
 

@@ -31,13 +31,13 @@ from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
 from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
+from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.namespace_requests import NamespaceRequests
 from tenant_proxy.observability import Auditor, Metrics
 from tenant_proxy.proxy import Pipeline
 from tenant_proxy.startup import check_files, check_tls, listen_error
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy import sources
-from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tls import ReloadingTLS
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.cache import WatchCaches

@@ -14,7 +14,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 
-from tenant_proxy.tenancy.model import GroupResource
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watchcache.timeline import Obj, Timeline
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from tenant_proxy.filtering.forms import Keep, judged
-from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.kube.resources import GroupResource
+from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
@@ -46,7 +47,7 @@ def side_of(view: TenantView | None, gr: GroupResource) -> Side | None:
     """How `view` judges `gr`; None when the caller sees nothing of it."""
     if view is None or gr not in view.rules:
         return None
-    return Side(view.rules[gr], view.judge(gr))
+    return Side(view.rules[gr], view.owns(gr))
 
 
 def visible(side: Side | None, selected: Keep, obj: Obj | None) -> bool:

@@ -29,17 +29,11 @@ from tenant_proxy.filtering.pages import (
     take,
     upstream_continue,
 )
-from tenant_proxy.filtering.selectors import from_label_selector
 from tenant_proxy.filtering.tables import row_kept
-from tenant_proxy.tenancy.model import (
-    PERSISTENT_VOLUMES,
-    ClaimNamespaceRule,
-    GenericRule,
-    GroupResource,
-    Members,
-    Tenant,
-    view_for,
-)
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.tenancy.model import Members, Tenant, view_for
+from tenant_proxy.tenancy.rules import ClaimNamespaceRule, GenericRule
 
 GADGETS = GroupResource("example.io", "gadgets")
 NAMES = ["a", "b", "c", "d"]
@@ -177,7 +171,7 @@ def test_a_page_answers_what_the_whole_filter_keeps_from_its_position(
     table = form != "list"
     doc = as_table(items, form == "table") if table else as_list(items, 3)
     body = orjson.dumps(doc)
-    keep = VIEW.judge(gr)
+    keep = VIEW.owns(gr)
     whole = orjson.loads(
         filter_response(body, keep, strip_objects=strip, metadata_only=metadata_only)[0]
     )["rows" if table else "items"]
@@ -221,11 +215,11 @@ def test_the_judge_sees_only_the_fields_it_reads() -> None:
 
 
 def test_a_judge_reads_labels_only_when_a_selector_needs_them() -> None:
-    assert VIEW.judge(PERSISTENT_VOLUMES).fields == {
+    assert VIEW.owns(PERSISTENT_VOLUMES).fields == {
         ("metadata", "name"),
         ("spec", "claimRef", "namespace"),
     }
-    assert ("metadata", "labels") in VIEW.judge(GADGETS).fields
+    assert ("metadata", "labels") in VIEW.owns(GADGETS).fields
 
 
 def test_the_answer_carries_the_proxy_metadata_only() -> None:
@@ -237,7 +231,7 @@ def test_the_answer_carries_the_proxy_metadata_only() -> None:
     doc["metadata"]["continue"] = "upstream-token-naming-b"
     body = orjson.dumps(doc)
     assert upstream_continue(body) == "upstream-token-naming-b"
-    keep = VIEW.judge(PERSISTENT_VOLUMES)
+    keep = VIEW.owns(PERSISTENT_VOLUMES)
     page = split_page(body, keep, keep.fields)
     assert page.size == 2
     assert [at for at, _ in page.candidates] == [0]
@@ -264,7 +258,7 @@ def test_the_answer_carries_the_proxy_metadata_only() -> None:
 
 
 def test_pages_of_another_shape_are_judged_whole() -> None:
-    keep = VIEW.judge(PERSISTENT_VOLUMES)
+    keep = VIEW.owns(PERSISTENT_VOLUMES)
     body = orjson.dumps({**as_list([{"metadata": {"name": "a"}}], None), "extra": 1})
     page = split_page(body, keep, keep.fields)
     assert page.envelope["extra"] == 1
@@ -300,7 +294,7 @@ def test_pages_resumed_where_they_stopped_add_up_to_the_whole_list(
 ) -> None:
     """The loop of `FilteredReads._rewritten_list`, without I/O: upstream pages of
     `upstream_page`, client pages of at most `limit`, each resumed at `resume_position`."""
-    keep = VIEW.judge(gr)
+    keep = VIEW.owns(gr)
     whole = orjson.loads(filter_response(orjson.dumps(as_list(items, None)), keep)[0])["items"]
     chunks = [items[i : i + upstream_page] for i in range(0, len(items), upstream_page)] or [[]]
 

@@ -8,7 +8,7 @@ Two production paths are driven with plain values, as the proxy composes them:
 - from the watch cache: `watchcache.listing.page_of` and `list_body`, as `list_from_cache` uses
   them, page after page.
 The upstream is simulated with the emulator's own selector matcher (written separately from
-filtering.selectors), paginated; the oracle is written from the issue's rules.
+kube.labels), paginated; the oracle is written from the issue's rules.
 """
 
 from __future__ import annotations
@@ -32,24 +32,14 @@ from tenant_proxy.filtering.pages import (
     take,
     upstream_continue,
 )
-from tenant_proxy.filtering.pushdown import Nothing, PushDown, plan_read
-from tenant_proxy.filtering.selectors import from_label_selector
 from tenant_proxy.filtering.shape import Shape, shape_for
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.requestinfo import classify
-from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
-    ClaimNamespaceRule,
-    GroupResource,
-    Judge,
-    Members,
-    NodeRule,
-    Rule,
-    Tenant,
-    TenantView,
-    view_for,
-)
+from tenant_proxy.tenancy.model import Members, Tenant, TenantView, view_for
+from tenant_proxy.tenancy.ownership import Owns
+from tenant_proxy.tenancy.pushdown import Nothing, PushDown, plan_read
+from tenant_proxy.tenancy.rules import ClaimNamespaceRule, NodeRule, Rule
 from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.listing import list_body, page_of
 from tenant_proxy.watchcache.replay import Side
@@ -201,7 +191,7 @@ def encode(page: list[dict[str, Any]], shape: Shape, following: str | None) -> b
     return orjson.dumps({"kind": "List", "metadata": meta, "items": page})
 
 
-def split(body: bytes, keep: Judge) -> Page:
+def split(body: bytes, keep: Owns) -> Page:
     """`FilteredReads._split`: sliced (a small slice here, so slicing is exercised too)."""
     splitting = Splitting(body, keep, keep.fields)
     while not splitting.step(2):
@@ -210,7 +200,7 @@ def split(body: bytes, keep: Judge) -> Page:
 
 
 def rewritten_list(
-    bodies: list[bytes], keep: Judge, shape: Shape, want: int | None, size: int
+    bodies: list[bytes], keep: Owns, shape: Shape, want: int | None, size: int
 ) -> list[dict[str, Any]]:
     """The tenant's pages, as `FilteredReads._rewritten_list` composes them, one request per
     page, each continuing from the position the one before answered."""
@@ -275,7 +265,7 @@ def cached_list(
     names in order, `page_of` past the last name answered. A Table's rows are printed by the
     API server (RowBook, I/O): for a Table only the objects chosen are compared."""
     state = {o["metadata"]["name"]: o for o in objects}
-    side = Side(view.rules[gr], view.judge(gr)) if gr in view.rules else None
+    side = Side(view.rules[gr], view.owns(gr)) if gr in view.rules else None
     selected = client_selector(client or None, None, "")
     after, answers = "", []
     for _ in range(len(objects) + 2):
@@ -373,5 +363,5 @@ def test_tenant_list_answer_equals_the_oracle(
             encode(page, shape, f"p{i + 1}" if i + 1 < len(pages) else None)
             for i, page in enumerate(pages)
         ]
-        got = check_pages(rewritten_list(bodies, view.judge(gr), shape, want, size), fmt, want)
+        got = check_pages(rewritten_list(bodies, view.owns(gr), shape, want, size), fmt, want)
     assert got == expected
