@@ -24,12 +24,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import status
 from tenant_proxy.filtering import continuation
-from tenant_proxy.filtering.forms import partial_metadata
+from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.serving import passthrough
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.upstream import Upstream, UpstreamError

@@ -18,8 +18,7 @@ from aiohttp import web, web_urldispatcher
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from tenant_proxy import status
-from tenant_proxy.across_namespaces import AcrossNamespaces
-from tenant_proxy.authentication import Authentication
+from tenant_proxy.auth.configured import Authentication
 from tenant_proxy.config import (
     ConfigError,
     LimitSettings,
@@ -28,12 +27,13 @@ from tenant_proxy.config import (
     load_settings,
 )
 from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
-from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
-from tenant_proxy.namespace_requests import NamespaceRequests
 from tenant_proxy.observability import Auditor, Metrics
-from tenant_proxy.proxy import Pipeline
+from tenant_proxy.serving.across_namespaces import AcrossNamespaces
+from tenant_proxy.serving.filtered import FilteredReads
+from tenant_proxy.serving.namespace_requests import NamespaceRequests
+from tenant_proxy.serving.pipeline import Pipeline
 from tenant_proxy.startup import check_files, check_tls, listen_error
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy import sources

@@ -18,8 +18,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.forms import Keep, judged
 from tenant_proxy.filtering.lists import NotAList, filter_response
+from tenant_proxy.filtering.objects import Keep, judged
 from tenant_proxy.filtering.pages import (
     Page,
     Splitting,

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tenant_proxy.emulator.selectors import labels_match, parse_labels
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.forms import partial_metadata
+from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.filtering.pages import (
     Page,
     Splitting,

@@ -21,10 +21,10 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import status
 from tenant_proxy.filtering import continuation, pushdown
-from tenant_proxy.filtering.forms import partial_metadata
 from tenant_proxy.filtering.lists import NotAList, filter_response
+from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.filtering.pages import (
     Page,
     Splitting,
@@ -41,6 +41,7 @@ from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
+from tenant_proxy.serving import passthrough
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource, Judge, TenantView

@@ -8,9 +8,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import status
 from tenant_proxy.filtering.shape import ACCEPT_JSON, media_ranges
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.serving import passthrough
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.upstream import Upstream
 

@@ -19,16 +19,13 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from tenant_proxy import passthrough, reviews, status
-from tenant_proxy.across_namespaces import AcrossNamespaces
+from tenant_proxy import reviews, status
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
-from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
-from tenant_proxy.namespace_requests import NamespaceRequests
 from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
 from tenant_proxy.plan import (
     AmendReview,
@@ -42,13 +39,17 @@ from tenant_proxy.plan import (
     plan_request,
 )
 from tenant_proxy.requestinfo import RequestInfo, classify
+from tenant_proxy.serving import passthrough
+from tenant_proxy.serving.across_namespaces import AcrossNamespaces
+from tenant_proxy.serving.filtered import FilteredReads
+from tenant_proxy.serving.namespace_requests import NamespaceRequests
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import NODES, TenantView
 from tenant_proxy.tls import client_certificate
 from tenant_proxy.upstream import Upstream, UpstreamError
 
-log = logging.getLogger("tenant_proxy.proxy")
+log = logging.getLogger("tenant_proxy.serving.pipeline")
 
 # The client's WebSocket subprotocols once a bearer-token one is taken out.
 WS_PROTOCOLS = web.RequestKey("ws_protocols", str)
