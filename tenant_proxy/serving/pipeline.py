@@ -1,92 +1,50 @@
 """The path of one request, top to bottom.
 
-listener -> authenticate -> classify -> plan -> (pass through | filter | deny) -> client.
+listener -> authenticate -> admit -> classify -> delegate -> routes (plan -> executor) -> client.
 
 Everything that can go wrong becomes a Kubernetes Status here, in one place; nothing a client
 sends can crash the process or reach the API server unauthenticated or un-impersonated.
 """
 
-from __future__ import annotations
-
 import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import aiohttp
-import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from tenant_proxy import reviews, status
+from tenant_proxy import status
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
-from tenant_proxy.filtering.shape import only_params
-from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
+from tenant_proxy.headers import websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
-from tenant_proxy.plan import (
-    AmendReview,
-    CreateNamespace,
-    DeleteNamespace,
-    Deny,
-    Filter,
-    ListAcrossNamespaces,
-    ReadNodeLease,
-    WhoAmI,
-    plan_request,
-)
-from tenant_proxy.requestinfo import RequestInfo, classify
+from tenant_proxy.requestinfo import classify
 from tenant_proxy.serving import passthrough
-from tenant_proxy.serving.across_namespaces import AcrossNamespaces
-from tenant_proxy.serving.filtered import FilteredReads
-from tenant_proxy.serving.namespace_requests import NamespaceRequests
-from tenant_proxy.streams import OpenStreams
-from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import NODES, TenantView
+from tenant_proxy.serving.caller import REQUEST_LOG, WS_PROTOCOLS, Call
+from tenant_proxy.serving.routes import Routes
 from tenant_proxy.tls import client_certificate
-from tenant_proxy.upstream import Upstream, UpstreamError
+from tenant_proxy.upstream import UpstreamError
 
-log = logging.getLogger("tenant_proxy.serving.pipeline")
-
-# The client's WebSocket subprotocols once a bearer-token one is taken out.
-WS_PROTOCOLS = web.RequestKey("ws_protocols", str)
-# What the pipeline learned of the request, for its log line and audit events.
-REQUEST_LOG = web.RequestKey("request_log", RequestLog)
+log = logging.getLogger("tenant_proxy.proxy")
 
 Delegate = Callable[[Identity, CIMultiDictProxy[str]], Awaitable[Identity]]
-
-# What of the client's request a read made as the proxy carries.
-
-
-@dataclass(frozen=True)
-class Call:
-    """What the pipeline learned about one request."""
-
-    identity: Identity
-    info: RequestInfo
 
 
 @dataclass
 class Pipeline:
-    """The dependencies of one listener's request path."""
+    """One listener's request path: what every request goes through, then its `routes`."""
 
-    upstream: Upstream
     auth: AuthChain
     metrics: Metrics
     listener: str  # "tenant" | "admin"
-    max_body_bytes: int
-    admit: Callable[[Identity], bool] = lambda _identity: True
-    delegate: Delegate | None = None
-    index: TenancyIndex | None = None
-    reads: FilteredReads | None = None
-    across: AcrossNamespaces | None = None
-    namespaces: NamespaceRequests | None = None
-    streams: OpenStreams = field(default_factory=OpenStreams)
-    sync_timeout: float = 10.0
-    auditor: Auditor = field(default_factory=Auditor)
+    admit: Callable[[Identity], bool]
+    delegate: Delegate  # `kubectl --as`
+    routes: Routes
+    auditor: Auditor
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
@@ -147,59 +105,11 @@ class Pipeline:
         info = classify(request.method, raw_path, raw_query)
         entry.describe(info)
         self.auditor.received(entry)
-        if self.delegate is not None:
-            delegated = await self.delegate(identity, request.headers)
-            if delegated != identity:
-                identity = entry.impersonated = delegated
-            entry.user = identity.user
-        view = await self._view(identity)
-        entry.tenants = ",".join(sorted(view.tenants)) if view is not None else ""
-        ns = self.namespaces
-        owner = (lambda: ns.is_owner(identity)) if ns is not None else (lambda: False)
-        filters = view.filters if view is not None else None
-        plan = plan_request(info, filters, self._owns_node(view), owner)
-        match plan:
-            case Deny(error):
-                raise error
-            case WhoAmI():
-                await passthrough.read_body(request, self.max_body_bytes)  # a review; unused
-                review = reviews.self_subject_review(identity, info.api_version)
-                return passthrough.json_response(orjson.dumps(review), 201)
-            case Filter(gr) if self.reads is not None and view is not None:
-                entry.filtered = True
-                response, entry.dropped = await self.reads.serve(request, info, gr, view, identity)
-                return response
-            case ListAcrossNamespaces() if view is not None and self.across is not None:
-                return await self.forward(request, Call(identity, info), across=view)
-            case AmendReview() if view is not None:
-                return await self.amend_review(request, Call(identity=identity, info=info), view)
-            case ReadNodeLease():
-                return await self.read_node_lease(request, info)
-            case CreateNamespace() if ns is not None:
-                return await ns.create(request, info, identity)
-            case DeleteNamespace() if ns is not None and view is not None:
-                answer = await ns.delete(request, info, identity, view)
-                if answer is not None:
-                    return answer
-                return await self.forward(request, Call(identity=identity, info=info))
-            case _:
-                return await self.forward(request, Call(identity=identity, info=info))
-
-    async def _view(self, identity: Identity) -> TenantView | None:
-        """The caller's tenancy view, once the index has synced (bounded wait, then 503):
-        a view from a half-synced index would pass a member through, or filter wrongly."""
-        if self.index is None:
-            return None
-        if not self.index.synced and not await self.index.wait_synced(self.sync_timeout):
-            raise self.index.not_synced_error()
-        return self.index.view_for(identity)
-
-    def _owns_node(self, view: TenantView | None) -> Callable[[str], bool]:
-        """Whether the index says the caller's tenants own a node of that name."""
-        index = self.index
-        if index is None or view is None:
-            return lambda _name: False
-        return lambda name: name in index.owned(NODES, view)
+        delegated = await self.delegate(identity, request.headers)
+        if delegated != identity:
+            identity = entry.impersonated = delegated
+        entry.user = identity.user
+        return await self.routes.serve(request, Call(identity, info), entry)
 
     async def _authenticate(self, request: web.Request, entry: RequestLog) -> Identity:
         creds, ws_protocols = _credentials(request)
@@ -221,109 +131,6 @@ class Pipeline:
             raise status.forbidden(exc.reason) from None
         entry.auth_method = identity.method
         return identity
-
-    async def amend_review(
-        self, request: web.Request, call: Call, view: TenantView
-    ) -> web.StreamResponse:
-        """Ask the API server as the caller, then allow what the proxy serves filtered.
-
-        The review goes as the client wrote it (a protobuf body with its Content-Type), but
-        the answer is asked in JSON, which the proxy reads, amends and answers: a client that
-        accepts only protobuf is 406."""
-        if not reviews.accepts_json(request.headers.get("Accept")):
-            raise status.not_acceptable(reviews.NOT_ACCEPTABLE)
-        body = await passthrough.read_body(request, self.max_body_bytes)
-        headers = [
-            h
-            for h in self._upstream_headers(request, call.identity, is_upgrade=False)
-            if h[0].lower() != "accept"
-        ]
-        headers.append(("Accept", reviews.UPSTREAM_ACCEPT))
-        url = self.upstream.url(call.info.path, call.info.query.raw)
-        upstream = await self.upstream.send(request.method, url, headers, body)
-        async with upstream:
-            answer = await upstream.read()
-            code, content_type = upstream.status, upstream.content_type
-        try:
-            review = orjson.loads(answer) if code in (200, 201) else None
-        except orjson.JSONDecodeError:
-            review = None
-        if not isinstance(review, dict):
-            return web.Response(status=code, body=answer, content_type=content_type)
-        if call.info.resource == reviews.ACCESS:
-            review = reviews.amend_access_review(review, view.filters, self._owns_node(view))
-        else:
-            review = reviews.amend_rules_review(review, view.rules.keys())
-        return passthrough.json_response(orjson.dumps(review), code)
-
-    async def read_node_lease(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
-        """The Lease of a node the caller owns, read with the proxy's own credentials (tenants
-        have no RBAC in kube-node-lease) and relayed as the API server answered it. Only the
-        client's Accept and resourceVersion go along: nothing else may shape the proxy's read."""
-        headers = passthrough.read_headers(request)
-        query = only_params(info.query.raw, ("resourceVersion",))
-        upstream = await self.upstream.send("GET", self.upstream.url(info.path, query), headers)
-        async with upstream:
-            return await passthrough.relay(request, upstream)
-
-    async def forward(
-        self, request: web.Request, call: Call, across: TenantView | None = None
-    ) -> web.StreamResponse:
-        """Pass the request through as the caller: streamed both ways, upgrades spliced."""
-        info = call.info
-        is_upgrade = "upgrade" in request.headers.get("Connection", "").lower()
-        headers = self._upstream_headers(request, call.identity, is_upgrade)
-        passthrough.check_declared_length(request, self.max_body_bytes)
-        body = None
-        if request.body_exists and not is_upgrade:
-            body = passthrough.RequestBody(request, self.max_body_bytes)
-        url = self.upstream.url(info.path, info.query.raw)
-        try:
-            upstream = await self.upstream.send(request.method, url, headers, body)
-        except (UpstreamError, aiohttp.ClientError):
-            if body is not None and body.overflowed:
-                raise status.too_large(self.max_body_bytes) from None
-            raise
-        if across is not None and upstream.status == 403 and self.across is not None:
-            async with upstream:
-                denial = await upstream.read()
-            merged = await self.across.serve(request, info, across, headers)
-            if merged is not None:
-                return merged
-            return web.Response(status=403, body=denial, content_type=upstream.content_type)
-        if is_upgrade and upstream.status == 101:
-            return await passthrough.splice_upgrade(request, upstream)
-        async with upstream:
-            if is_upgrade:
-                # Refused upgrade: relay the answer, then never reuse this connection.
-                return await passthrough.relay(request, upstream, close=True)
-            if info.verb != "watch":
-                return await passthrough.relay(request, upstream)
-            forget = self.streams.add(upstream.close)
-            open_watches = self.metrics.open_watches.labels(self.listener, "false")
-            open_watches.inc()
-            try:
-                return await passthrough.relay(request, upstream, lambda: self.streams.draining)
-            finally:
-                open_watches.dec()
-                forget()
-
-    def _upstream_headers(
-        self, request: web.Request, identity: Identity, is_upgrade: bool
-    ) -> list[tuple[str, str]]:
-        """The client's headers less credentials and hop-by-hop ones, plus impersonation."""
-        headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
-        headers += impersonation_headers(identity)
-        # The subprotocols go on without a bearer-token one, upgrade or not: a token never
-        # travels upstream. The request id goes as Audit-Id: the API server adopts it, so its
-        # audit log, its answer's Audit-Id and the proxy's logs all name the request alike.
-        headers = [h for h in headers if h[0].lower() not in ("sec-websocket-protocol", "audit-id")]
-        headers.append(("Audit-Id", request[REQUEST_LOG].request_id))
-        if request[WS_PROTOCOLS]:
-            headers.append(("Sec-WebSocket-Protocol", request[WS_PROTOCOLS]))
-        if is_upgrade:
-            headers += [("Connection", "Upgrade"), ("Upgrade", request.headers.get("Upgrade", ""))]
-        return headers
 
 
 def _request_log(request: web.Request, listener: str) -> RequestLog:
