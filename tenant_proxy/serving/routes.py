@@ -69,6 +69,19 @@ class UnfilteredRoutes:
                 assert_never(plan)
 
 
+# The executor field serving each arm of a tenant's Plan (Deny needs none: the proxy answers it).
+ARMS: dict[type, str] = {
+    PassThrough: "forward",
+    WhoAmI: "whoami",
+    Filter: "filtered",
+    ListAcrossNamespaces: "across",
+    AmendReview: "reviews",
+    ReadNodeLease: "node_lease",
+    CreateNamespace: "namespaces",
+    DeleteNamespace: "namespaces",
+}
+
+
 @dataclass(frozen=True)
 class TenantExecutors:
     """One executor per arm of a tenant's Plan (Deny needs none: the proxy answers it)."""
@@ -84,9 +97,10 @@ class TenantExecutors:
     def __post_init__(self) -> None:
         # The start-up check behind the type checker's: a record built from untyped code
         # (or with a None slipped in) fails here, not on the first request of that arm.
-        missing = [f.name for f in fields(self) if getattr(self, f.name) is None]
+        missing = {f.name for f in fields(self) if getattr(self, f.name) is None}
         if missing:
-            raise ValueError(f"the tenant listener has no executor for: {', '.join(missing)}")
+            arms = sorted(arm.__name__ for arm, name in ARMS.items() if name in missing)
+            raise ValueError(f"the tenant listener has no executor for {', '.join(arms)}")
 
 
 class TenantRoutes:
