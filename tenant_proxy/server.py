@@ -24,6 +24,7 @@ from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Auditor, Metrics
 from tenant_proxy.serving.across_namespaces import AcrossNamespaces
 from tenant_proxy.serving.bodies import BodyLimits
+from tenant_proxy.serving.caller import Routes
 from tenant_proxy.serving.config_watcher import ConfigWatcher
 from tenant_proxy.serving.filtered import FilteredReads
 from tenant_proxy.serving.filtered_get import FilteredGet
@@ -37,7 +38,6 @@ from tenant_proxy.serving.node_lease import NodeLeases
 from tenant_proxy.serving.pipeline import Pipeline
 from tenant_proxy.serving.reviews import ReviewAmendment
 from tenant_proxy.serving.routes import (
-    Routes,
     TenantExecutors,
     TenantRoutes,
     UnfilteredRoutes,

@@ -36,7 +36,7 @@ class AcrossNamespaces:
         max_list_bytes: int = 64 * 1024 * 1024,
         parallel: int = 8,
     ) -> None:
-        self._forward, self.upstream, self._max = forward, upstream, max_list_bytes
+        self._forward, self._upstream, self._max = forward, upstream, max_list_bytes
         self._parallel = parallel
 
     async def serve(self, request: web.Request, call: Call, view: TenantView) -> web.StreamResponse:
@@ -89,7 +89,7 @@ class AcrossNamespaces:
     async def _one(
         self, path: str, query: str, headers: list[tuple[str, str]]
     ) -> dict[str, Any] | None:
-        resp = await self.upstream.send("GET", self.upstream.url(path, query), headers)
+        resp = await self._upstream.send("GET", self._upstream.url(path, query), headers)
         async with resp:
             if resp.status != 200:
                 return None

@@ -4,6 +4,7 @@ request made upstream as the caller."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -25,6 +26,14 @@ class Call:
 
     identity: Identity
     info: RequestInfo
+
+
+class Routes(Protocol):
+    """What a listener does with an authenticated, classified request (`serving/routes.py`)."""
+
+    async def serve(
+        self, request: web.Request, call: Call, entry: RequestLog
+    ) -> web.StreamResponse: ...
 
 
 def caller_headers(

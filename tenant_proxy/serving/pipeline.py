@@ -6,8 +6,9 @@ Everything that can go wrong becomes a Kubernetes Status here, in one place; not
 sends can crash the process or reach the API server unauthenticated or un-impersonated.
 """
 
+from __future__ import annotations
+
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,12 +25,9 @@ from tenant_proxy.identity import Identity
 from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
 from tenant_proxy.requestinfo import classify
 from tenant_proxy.serving import passthrough
-from tenant_proxy.serving.caller import REQUEST_LOG, WS_PROTOCOLS, Call
-from tenant_proxy.serving.routes import Routes
+from tenant_proxy.serving.caller import REQUEST_LOG, WS_PROTOCOLS, Call, Routes
 from tenant_proxy.tls import client_certificate
 from tenant_proxy.upstream import UpstreamError
-
-log = logging.getLogger("tenant_proxy.proxy")
 
 Delegate = Callable[[Identity, CIMultiDictProxy[str]], Awaitable[Identity]]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Protocol, assert_never
+from typing import assert_never
 
 from aiohttp import web
 
@@ -39,14 +39,6 @@ from tenant_proxy.serving.reviews import ReviewAmendment
 from tenant_proxy.serving.whoami import SelfReview
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import NODES, TenantView
-
-
-class Routes(Protocol):
-    """What a listener does with an authenticated, classified request."""
-
-    async def serve(
-        self, request: web.Request, call: Call, entry: RequestLog
-    ) -> web.StreamResponse: ...
 
 
 class UnfilteredRoutes:
