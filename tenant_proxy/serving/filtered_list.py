@@ -116,23 +116,11 @@ class FilteredList:
         )
         headers = passthrough.read_headers(request, shape.accept)
         ahead = _ReadAhead(functools.partial(self._read_page, pager, info.path, headers))
-        read = pager.start()
-        resp = await self._upstream.send("GET", self._upstream.url(info.path, read.query), headers)
-        async with resp:
-            if resp.status != 200:
-                refusal = pager.refused(read, resp.status)
-                if refusal is not None:
-                    raise refusal
-                return await passthrough.relay(request, resp), 0
-
-            def on_head(head: bytes) -> None:
-                # Page 2 is asked for as soon as page 1's first bytes name it.
-                if pager.reads_ahead and (following := continue_in_head(head)) is not None:
-                    ahead.start(pager.read_of(following))
-
-            body = await read_bounded(resp, self._limits, on_head)
         try:
-            while True:
+            body = await self._first_page(request, info.path, headers, pager, ahead)
+            if isinstance(body, web.StreamResponse):
+                return body, 0
+            while True:  # each page is dropped once judged: at most two are held
                 following = upstream_continue(body)
                 ahead.keep_only(following)  # a head misread: never used
                 if pager.reads_ahead and following is not None:
@@ -148,6 +136,31 @@ class FilteredList:
             ahead.cancel()
         token = self._tokens.issue(step.resume, bound_to) if step.resume is not None else None
         return answer(step.body(token), shape), step.withheld
+
+    async def _first_page(
+        self,
+        request: web.Request,
+        path: str,
+        headers: list[tuple[str, str]],
+        pager: ListPager,
+        ahead: _ReadAhead,
+    ) -> bytes | web.StreamResponse:
+        """The first page the pager asks for, or the API server's refusal of it, relayed."""
+        read = pager.start()
+        resp = await self._upstream.send("GET", self._upstream.url(path, read.query), headers)
+        async with resp:
+            if resp.status != 200:
+                refusal = pager.refused(read, resp.status)
+                if refusal is not None:
+                    raise refusal
+                return await passthrough.relay(request, resp)
+
+            def on_head(head: bytes) -> None:
+                # Page 2 is asked for as soon as page 1's first bytes name it.
+                if pager.reads_ahead and (following := continue_in_head(head)) is not None:
+                    ahead.start(pager.read_of(following))
+
+            return await read_bounded(resp, self._limits, on_head)
 
     def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
         if not token:
