@@ -24,14 +24,15 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import status
 from tenant_proxy.filtering import continuation
-from tenant_proxy.filtering.forms import partial_metadata
+from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.serving import passthrough
 from tenant_proxy.upstream import Upstream, UpstreamError
 from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.ages import age_columns, with_ages

@@ -30,7 +30,7 @@ import orjson
 from aiohttp import web
 
 from tenant_proxy import status
-from tenant_proxy.filtering.forms import Keep, partial_metadata
+from tenant_proxy.filtering.objects import Keep, partial_metadata
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.kube.labels import SelectorError

@@ -23,8 +23,8 @@ import msgspec
 import orjson
 
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.forms import META_API_VERSION, Keep, judged, partial_metadata
 from tenant_proxy.filtering.lists import NotAList, decode_object
+from tenant_proxy.filtering.objects import META_API_VERSION, Keep, judged, partial_metadata
 from tenant_proxy.filtering.tables import row_kept, shape_row
 
 FieldPath = tuple[str, ...]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tenant_proxy.filtering.forms import Keep, partial_metadata
+from tenant_proxy.filtering.objects import Keep, partial_metadata
 from tenant_proxy.watchcache.replay import Side, visible
 from tenant_proxy.watchcache.timeline import Obj
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from tenant_proxy.filtering.forms import Keep, judged
+from tenant_proxy.filtering.objects import Keep, judged
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj

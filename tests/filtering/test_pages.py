@@ -18,20 +18,22 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.forms import Keep, judged
 from tenant_proxy.filtering.lists import NotAList, filter_response
+from tenant_proxy.filtering.objects import Keep, judged
+from tenant_proxy.filtering.pager import Answer, ListPager, Read
 from tenant_proxy.filtering.pages import (
     Page,
     Splitting,
     assemble,
     continue_in_head,
-    resume_position,
     take,
     upstream_continue,
 )
+from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.filtering.tables import row_kept
 from tenant_proxy.kube.labels import from_label_selector
 from tenant_proxy.kube.resources import PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.requestinfo import parse_query
 from tenant_proxy.tenancy.model import Members, Tenant, view_for
 from tenant_proxy.tenancy.rules import ClaimNamespaceRule, GenericRule
 
@@ -41,7 +43,7 @@ NAMESPACES = ["ns1", "ns2", "ns3"]
 
 
 def split_page(body: bytes, judge: Keep, fields: frozenset[tuple[str, ...]]) -> Page:
-    """A page split as `FilteredReads._split` splits it: a slice of entries at a time."""
+    """A page split as `serving.bodies.split_page` splits it: a slice of entries at a time."""
     splitting = Splitting(body, judge, fields)
     while not splitting.step(3):
         pass
@@ -292,43 +294,31 @@ def test_the_head_of_a_page_names_its_continue_token_when_it_can() -> None:
 def test_pages_resumed_where_they_stopped_add_up_to_the_whole_list(
     items: list[Any], gr: GroupResource, upstream_page: int, limit: int
 ) -> None:
-    """The loop of `FilteredReads._rewritten_list`, without I/O: upstream pages of
-    `upstream_page`, client pages of at most `limit`, each resumed at `resume_position`."""
+    """The production pager (`filtering.pager.ListPager`) over upstream pages of
+    `upstream_page`, client pages of at most `limit`, each resumed where the one before
+    stopped, adds up to the whole-body filter's answer."""
     keep = VIEW.owns(gr)
     whole = orjson.loads(filter_response(orjson.dumps(as_list(items, None)), keep)[0])["items"]
     chunks = [items[i : i + upstream_page] for i in range(0, len(items), upstream_page)] or [[]]
 
-    def upstream(index: int) -> Page:
+    def upstream(index: int) -> tuple[Page, str | None]:
         following = str(index + 1) if index + 1 < len(chunks) else None
         doc = as_list(chunks[index], None)
         if following is not None:
             doc["metadata"]["continue"] = following
-        return split_page(orjson.dumps(doc), keep, keep.fields)
+        return split_page(orjson.dumps(doc), keep, keep.fields), following
 
+    shape = Shape("application/json", False, False, None, False)
     answered: list[Any] = []
     position: Position | None = None
     for _ in range(len(items) + 2):  # every client page moves on, so this bounds the loop
-        index, skip = (0, 0) if position is None else (int(position.upstream or 0), position.skip)
-        got: list[Any] = []
-        while True:
-            page = upstream(index)
-            taken = take(page, keep, skip=skip, want=limit - len(got))
-            got += taken.entries
-            following = str(index + 1) if index + 1 < len(chunks) else None
-            position = resume_position(
-                page,
-                taken,
-                fetched_with=str(index) if index else "",
-                following=following,
-                limit_reached=len(got) >= limit,
-                snapshot="7",
-                page_size=upstream_page,
-            )
-            if position is not None or following is None:
-                break
-            index, skip = index + 1, 0
-        assert len(got) <= limit
-        answered += got
+        pager = ListPager(parse_query(""), keep, shape, position, upstream_page, limit, 1 << 30)
+        step: Read | Answer = pager.start()
+        while isinstance(step, Read):
+            step = pager.feed(*upstream(int(step.following or 0)))
+        assert len(step.entries) <= limit
+        answered += step.entries
+        position = step.resume
         if position is None:
             break
     assert answered == whole
