@@ -27,9 +27,9 @@ from typing import Any
 
 from benchmarks import common
 from tenant_proxy.config import parse_settings
+from tenant_proxy.informers.index import TenancyIndex
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.observability import Metrics
-from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.upstream import Upstream
 
 TARGET = 150 * 2**20

@@ -48,7 +48,7 @@ def owned_namespaces(sizes: Sizes) -> list[str]:
 
 
 def name_selector(names: list[str]) -> str:
-    """The selector the proxy pushes down for a tenant's namespaces (filtering.pushdown)."""
+    """The selector the proxy pushes down for a tenant's namespaces (tenancy.pushdown)."""
     return f"kubernetes.io/metadata.name in ({','.join(sorted(names))})"
 
 

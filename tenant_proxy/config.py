@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,15 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-
-def _regex(value: str | None) -> str | None:
-    """A regular expression setting, refused at load time when it does not compile."""
-    if value:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-    return value
+from tenant_proxy.tenancy.settings import TenancySettings
 
 
 class _Strict(BaseModel):
@@ -251,115 +242,6 @@ class AdminSettings(_Strict):
     )
     users: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=lambda: ["system:masters"])
-
-
-class SelectorSettings(_Strict):
-    """A Kubernetes LabelSelector."""
-
-    matchLabels: dict[str, str] = Field(default_factory=dict)
-    matchExpressions: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class ClassRuleSettings(_Strict):
-    """Which objects of a class-like resource a tenant sees."""
-
-    names: list[str] = Field(default_factory=list)
-    regex: str | None = Field(None, description="Matched against the whole name.")
-    selector: SelectorSettings | None = None
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        return _regex(value)
-
-
-class GenericRuleSettings(_Strict):
-    """A rule for any other cluster-scoped resource."""
-
-    group: str = ""
-    resource: str
-    names: list[str] = Field(default_factory=list)
-    selector: SelectorSettings | None = None
-    field_path: str | None = Field(
-        None,
-        description="A field compared with the tenant's namespaces, e.g. spec.claimRef.namespace.",
-    )
-
-
-class MembersSettings(_Strict):
-    users: list[str] = Field(default_factory=list)
-    groups: list[str] = Field(default_factory=list)
-    serviceaccounts: list[str] = Field(
-        default_factory=list, description="'namespace:name' or 'system:serviceaccount:ns:name'."
-    )
-    all_serviceaccounts_of_own_namespaces: bool = False
-
-
-class OwnersSettings(_Strict):
-    """Who may create and delete the tenant's namespaces through the proxy (namespace
-    self-service). Owners are members too."""
-
-    users: list[str] = Field(default_factory=list)
-    groups: list[str] = Field(default_factory=list)
-    serviceaccounts: list[str] = Field(
-        default_factory=list, description="'namespace:name' or 'system:serviceaccount:ns:name'."
-    )
-
-
-class TenantSettings(_Strict):
-    """One tenant from the config file."""
-
-    name: str = Field(min_length=1)
-    members: MembersSettings = Field(default_factory=MembersSettings)
-    owners: OwnersSettings = Field(default_factory=OwnersSettings)
-    namespace_prefix: str | None = Field(
-        None, description="Self-service names must start with this (default '<tenant>-')."
-    )
-    namespace_regex: str | None = Field(
-        None, description="Self-service names must match this whole (instead of the prefix)."
-    )
-    namespace_quota: int | None = Field(
-        None, ge=0, description="Most namespaces the tenant may hold (None: no limit)."
-    )
-    owner_cluster_role: str = Field(
-        "admin", min_length=1, description="ClusterRole the owners get in a namespace they create."
-    )
-    namespaces: list[str] = Field(default_factory=list, description="Explicit namespaces.")
-    node_selector: SelectorSettings | None = None
-    storageclasses: ClassRuleSettings | None = None
-    ingressclasses: ClassRuleSettings | None = None
-    priorityclasses: ClassRuleSettings | None = None
-    runtimeclasses: ClassRuleSettings | None = None
-    gatewayclasses: ClassRuleSettings | None = None
-    volumesnapshotclasses: ClassRuleSettings | None = None
-    crd_api_groups: list[str] = Field(default_factory=list)
-    resources: list[GenericRuleSettings] = Field(default_factory=list)
-
-    @field_validator("namespace_regex")
-    @classmethod
-    def _regex_compiles(cls, value: str | None) -> str | None:
-        return _regex(value)
-
-
-class TenancySettings(_Strict):
-    """Where tenants come from and how namespaces are tied to them."""
-
-    namespace_label: str = "tenant-proxy.io/tenant"
-    tenants: list[TenantSettings] = Field(default_factory=list)
-    watch_tenant_crds: bool = Field(True, description="Read tenancy.tenant-proxy.io Tenants.")
-    capsule: bool = Field(False, description="Read capsule.clastix.io/v1beta2 Tenants too.")
-    rolebinding_namespaces: bool = Field(
-        False, description="Also show namespaces where a RoleBinding names the caller."
-    )
-    sync_timeout_seconds: float = Field(
-        10.0, gt=0, description="How long a filtered request waits for the first sync (then 503)."
-    )
-    namespace_creator: str = Field(
-        "system:serviceaccount:tenant-proxy:namespace-creator",
-        min_length=1,
-        description="Who the proxy impersonates to create and delete tenants' namespaces "
-        "(deploy/clusterrole-namespace-creator.yaml grants it exactly that); read at start.",
-    )
 
 
 class AuditRuleSettings(_Strict):

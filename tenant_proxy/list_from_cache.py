@@ -21,14 +21,16 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import status
 from tenant_proxy.filtering import continuation
-from tenant_proxy.filtering.forms import Keep
+from tenant_proxy.filtering.objects import Keep
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
+from tenant_proxy.informers.index import TenancyIndex
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import RequestInfo, field_terms
-from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.serving import passthrough
+from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watch_from_cache import client_selector

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tenant_proxy import audit, shared_metrics
-from tenant_proxy.tenancy.model import GroupResource
+from tenant_proxy.kube.resources import GroupResource
 
 if TYPE_CHECKING:
     from tenant_proxy.config import AuditSettings

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenant_proxy import status
+from tenant_proxy.kube.resources import NAMESPACES, NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.reviews import is_review, is_whoami
-from tenant_proxy.tenancy.model import NAMESPACES, NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 
 FILTERED_VERBS = frozenset({"get", "list", "watch"})
 
@@ -98,12 +98,12 @@ def plan_request(
     the caller owns a tenant (asked only for a namespace create or delete: self-service); other
     members' writes pass through as before.
     """
+    if filters is None:
+        return plan_unfiltered(info)
     if not info.is_resource:
         return PassThrough()
     if is_whoami(info.api_group, info.resource, info.verb):
         return WhoAmI()
-    if filters is None:
-        return PassThrough()
     if is_node_lease_get(info) and owns_node(info.name):
         return ReadNodeLease()
     if is_review(info.api_group, info.resource, info.verb):
@@ -123,6 +123,14 @@ def plan_request(
         # Namespaced reads of a filtered resource name ("list PVs in ns x") do not exist for
         # cluster-scoped kinds; a namespace in the path of one is the API server's 404 to give.
         return Filter(gr) if not _namespaced_path(info) else PassThrough()
+    return PassThrough()
+
+
+def plan_unfiltered(info: RequestInfo) -> PassThrough | WhoAmI:
+    """Decide for a caller nothing is filtered for (the admin listener, or a caller in no
+    tenant): the proxy answers `kubectl auth whoami`, everything else passes through."""
+    if info.is_resource and is_whoami(info.api_group, info.resource, info.verb):
+        return WhoAmI()
     return PassThrough()
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tenant_proxy.identity import Identity
-from tenant_proxy.tenancy.model import NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
+from tenant_proxy.kube.resources import NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
 
 GROUP = "authorization.k8s.io"
 ACCESS = "selfsubjectaccessreviews"

@@ -1,7 +1,8 @@
 """Wires listeners to pipelines: the tenant and admin HTTPS listeners, and plain-HTTP metrics.
 
-Only wiring lives here (what each listener serves is in proxy.py). `ProxyServer` is used both
-by `tenant-proxy serve` and, in-process, by the tests and the demo.
+Only wiring lives here (the request path is `serving/pipeline.py`, its executors the rest of
+`serving/`). `ProxyServer` is used both by `tenant-proxy serve` and, in-process, by the tests
+and the demo.
 """
 
 from __future__ import annotations
@@ -10,81 +11,53 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import web, web_urldispatcher
-from prometheus_client import CONTENT_TYPE_LATEST
+from aiohttp import web
 
-from tenant_proxy import status
-from tenant_proxy.across_namespaces import AcrossNamespaces
-from tenant_proxy.authentication import Authentication
-from tenant_proxy.config import (
-    ConfigError,
-    LimitSettings,
-    ListenerSettings,
-    Settings,
-    load_settings,
-)
-from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
-from tenant_proxy.filtered import FilteredReads
+from tenant_proxy.auth.configured import Authentication
+from tenant_proxy.config import ListenerSettings, Settings
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
-from tenant_proxy.namespace_requests import NamespaceRequests
+from tenant_proxy.informers.index import TenancyIndex
+from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Auditor, Metrics
-from tenant_proxy.proxy import Pipeline
-from tenant_proxy.startup import check_files, check_tls, listen_error
+from tenant_proxy.serving.across_namespaces import AcrossNamespaces
+from tenant_proxy.serving.bodies import BodyLimits
+from tenant_proxy.serving.caller import Routes
+from tenant_proxy.serving.config_watcher import ConfigWatcher
+from tenant_proxy.serving.filtered import FilteredReads
+from tenant_proxy.serving.filtered_get import FilteredGet
+from tenant_proxy.serving.filtered_list import FilteredList
+from tenant_proxy.serving.filtered_watch import FilteredWatch
+from tenant_proxy.serving.forward import Forward
+from tenant_proxy.serving.health import health_app
+from tenant_proxy.serving.listeners import Binding, Bound, bind, pipeline_app
+from tenant_proxy.serving.namespace_requests import NamespaceRequests
+from tenant_proxy.serving.node_lease import NodeLeases
+from tenant_proxy.serving.pipeline import Pipeline
+from tenant_proxy.serving.reviews import ReviewAmendment
+from tenant_proxy.serving.routes import (
+    TenantExecutors,
+    TenantRoutes,
+    UnfilteredRoutes,
+    owned_node,
+)
+from tenant_proxy.serving.whoami import SelfReview
+from tenant_proxy.startup import check_files, check_tls
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy import sources
-from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tls import ReloadingTLS
 from tenant_proxy.upstream import Upstream
+from tenant_proxy.watch_from_cache import CachedWatches
 from tenant_proxy.watchcache.cache import WatchCaches
+from tenant_proxy.watchcache.rows import RowBook
 
 log = logging.getLogger("tenant_proxy.server")
 
 # While the API server refuses the informers' reads, readiness is looked at again this often.
 READY_RECHECK_SECONDS = 1.0
-
-# The setting each listener comes from, to name it when it cannot bind.
-LISTENER_FIELDS = {
-    "tenant": "listener.address",
-    "admin": "admin.listener.address",
-    "metrics": "observability.metrics.address",
-}
-
-
-@dataclass
-class _Listener:
-    runner: web.AppRunner
-    site: web.BaseSite
-    scheme: str
-
-    @property
-    def url(self) -> str:
-        host, port = self.runner.addresses[0][:2]
-        host = f"[{host}]" if ":" in host else host
-        return f"{self.scheme}://{host}:{port}"
-
-
-def _expect_within(limit: int) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
-    """`Expect: 100-continue` answered as Go's server does in effect: a body declared over the
-    limit gets its 413 at once, never a `100 Continue` inviting it (aiohttp's default sends
-    100 before the handler sees the length)."""
-
-    async def expect(request: web.Request) -> web.StreamResponse | None:
-        if request.content_length is not None and request.content_length > limit:
-            err = status.too_large(limit)
-            response = web.Response(
-                status=err.code, body=status.encode(err), content_type="application/json"
-            )
-            response.force_close()
-            return response
-        await web_urldispatcher._default_expect_handler(request)
-        return None
-
-    return expect
 
 
 class ProxyServer:
@@ -108,27 +81,10 @@ class ProxyServer:
         key_file = settings.tls.key_file
         tokens = ContinueTokens(key_file.read_bytes())
         self.tls.on_reload.append(lambda: tokens.rotate(key_file.read_bytes()))
-        self.reads = FilteredReads(
-            self.index,
-            self.upstream,
-            self.metrics,
-            sync_timeout=settings.tenancy.sync_timeout_seconds,
-            max_event_bytes=settings.limits.max_watch_event_bytes,
-            watch_buffer_events=settings.limits.watch_buffer_events,
-            bookmark_seconds=settings.limits.watch_bookmark_seconds,
-            slow_client_seconds=settings.limits.watch_slow_client_seconds,
-            lists_from_cache=settings.limits.lists_from_cache,
-            list_freshness_seconds=settings.limits.list_freshness_seconds,
-            streams=self.streams,
-            max_list_bytes=settings.limits.max_filtered_list_bytes,
-            list_reads=settings.limits.filtered_list_reads,
-            list_page=settings.limits.filtered_list_page,
-            body_timeout=settings.upstream.response_timeout_seconds,
-            tokens=tokens,
-        )
+        self._tokens = tokens
         self.auth: Authentication | None = None
         self._reuse_port = reuse_port
-        self._listeners: dict[str, _Listener] = {}
+        self._listeners: dict[str, Bound] = {}
         self._draining = False
 
     # -- URLs, for tests and the demo -------------------------------------------------------
@@ -150,17 +106,18 @@ class ProxyServer:
         self.auth = Authentication(self.settings.authentication, self.upstream)
         await self.index.start()
         self.tls.start()
-        tenant = self._pipeline("tenant", self._anyone)
-        tenant.index, tenant.reads = self.index, self.reads
-        tenant.across = AcrossNamespaces(self.upstream)
-        tenant.namespaces = self._namespace_requests()
-        admin = self._pipeline("admin", self._is_admin)
-        await self._listen("tenant", self._app(tenant), self.settings.listener, tls=True)
-        await self._listen("admin", self._app(admin), self.settings.admin.listener, tls=True)
-        if self.settings.observability.metrics is not None:
-            await self._listen(
-                "metrics", self._health_app(), self.settings.observability.metrics, tls=False
-            )
+        tenant = self._pipeline("tenant", self._anyone, self._tenant_routes())
+        admin = self._pipeline("admin", self._is_admin, self._admin_routes())
+        settings = self.settings
+        await self._listen(
+            "tenant", pipeline_app(tenant, settings.limits), settings.listener, tls=True
+        )
+        await self._listen(
+            "admin", pipeline_app(admin, settings.limits), settings.admin.listener, tls=True
+        )
+        if settings.observability.metrics is not None:
+            health = health_app(self.metrics.exposition, self.readiness)
+            await self._listen("metrics", health, settings.observability.metrics, tls=False)
 
     async def stop(self) -> None:
         """Drain: stop accepting, end watches cleanly, give in-flight requests the deadline."""
@@ -210,6 +167,72 @@ class ProxyServer:
         ]
 
     # -- pieces ------------------------------------------------------------------------------
+    def _forward(self, listener: str) -> Forward:
+        max_body = self.settings.limits.max_body_bytes
+        return Forward(self.upstream, self.streams, self.metrics, listener, max_body)
+
+    def _tenant_routes(self) -> TenantRoutes:
+        forward, max_body = self._forward("tenant"), self.settings.limits.max_body_bytes
+        index = self.index
+        executors = TenantExecutors(
+            forward=forward,
+            whoami=SelfReview(max_body),
+            filtered=self._filtered_reads(),
+            across=AcrossNamespaces(forward, self.upstream),
+            reviews=ReviewAmendment(self.upstream, lambda view: owned_node(index, view), max_body),
+            node_lease=NodeLeases(self.upstream),
+            namespaces=self._namespace_requests(),
+        )
+        return TenantRoutes(index, executors, self.settings.tenancy.sync_timeout_seconds)
+
+    def _admin_routes(self) -> UnfilteredRoutes:
+        # Nothing is filtered there: the cluster's RBAC decides, as for a caller in no tenant.
+        return UnfilteredRoutes(
+            self._forward("admin"), SelfReview(self.settings.limits.max_body_bytes)
+        )
+
+    def _filtered_reads(self) -> FilteredReads:
+        limits, index, upstream = self.settings.limits, self.index, self.upstream
+        bodies = BodyLimits(
+            limits.max_filtered_list_bytes, self.settings.upstream.response_timeout_seconds
+        )
+        rows = RowBook(upstream)
+        cached = (
+            CachedLists(
+                index.caches,
+                index,
+                upstream,
+                self._tokens,
+                rows,
+                fresh_wait=limits.list_freshness_seconds,
+            )
+            if limits.lists_from_cache
+            else None
+        )
+        watches = CachedWatches(
+            index.caches,
+            rows,
+            self.metrics,
+            self.streams,
+            bookmark_seconds=limits.watch_bookmark_seconds,
+            buffer_events=limits.watch_buffer_events,
+            slow_seconds=limits.watch_slow_client_seconds,
+        )
+        return FilteredReads(
+            index,
+            self.settings.tenancy.sync_timeout_seconds,
+            FilteredGet(upstream, bodies),
+            FilteredList(
+                upstream,
+                bodies,
+                self._tokens,
+                page_size=limits.filtered_list_page,
+                parallel=limits.filtered_list_reads,
+            ),
+            FilteredWatch(upstream, index.caches, index.indexed, watches),
+            cached,
+        )
+
     def _namespace_requests(self) -> NamespaceRequests:
         tenancy = self.settings.tenancy
         # Capsule's label even when Capsule is not read here: it may be elsewhere.
@@ -231,127 +254,28 @@ class ProxyServer:
     def _anyone(_identity: Identity) -> bool:
         return True
 
-    def _pipeline(self, listener: str, admit: Callable[[Identity], bool]) -> Pipeline:
+    def _pipeline(
+        self, listener: str, admit: Callable[[Identity], bool], routes: Routes
+    ) -> Pipeline:
         assert self.auth is not None
         return Pipeline(
-            upstream=self.upstream,
             auth=self.auth.chain,
             metrics=self.metrics,
             listener=listener,
-            max_body_bytes=self.settings.limits.max_body_bytes,
             admit=admit,
             delegate=self.auth.delegate,
-            streams=self.streams,
-            sync_timeout=self.settings.tenancy.sync_timeout_seconds,
+            routes=routes,
             auditor=Auditor(self.settings.observability.audit),
         )
-
-    def _app(self, pipeline: Pipeline) -> web.Application:
-        limits = self.settings.limits
-        # Bodies are streamed by the pipeline; client_max_size bounds only what aiohttp reads.
-        app = web.Application(
-            client_max_size=limits.max_body_bytes,
-            middlewares=[requests_tracked],
-            handler_args={
-                "max_line_size": limits.max_line_bytes,
-                "max_field_size": limits.max_header_bytes,
-                "max_headers": limits.max_header_count,
-                # Never inflate a request body (on the loop, in one go: a 10 MiB gzip bomb
-                # stalled every tenant for seconds); encoded bodies are refused with 415.
-                "auto_decompress": False,
-                # A body the proxy refused (413, 415, 401...) is not read to its end: the
-                # connection closes after the answer (Go's server reads at most 256 KiB of it),
-                # so a client cannot make the proxy decrypt megabytes it will throw away.
-                "lingering_time": 0,
-                # The edge keeps the idle clock (and counts what it closes); aiohttp's own,
-                # an hour by default, is only a backstop behind it.
-                "keepalive_timeout": limits.idle_timeout_seconds + limits.header_timeout_seconds,
-            },
-        )
-        app.router.add_route(
-            "*",
-            "/{tail:.*}",
-            pipeline.handle,
-            expect_handler=_expect_within(self.settings.limits.max_body_bytes),
-        )
-        app.on_response_prepare.append(pipeline.on_prepare)
-        return app
-
-    def _health_app(self) -> web.Application:
-        async def metrics(_request: web.Request) -> web.Response:
-            body = self.metrics.exposition()
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-        async def live(_request: web.Request) -> web.Response:
-            return web.Response(text="ok")
-
-        async def ready(request: web.Request) -> web.Response:
-            # As kube-apiserver's /readyz: "ok", or one line per check; a failure's reason
-            # only with ?verbose (the port is plain HTTP).
-            checks = self.readiness()
-            failed = any(reason is not None for _, reason in checks)
-            verbose = "verbose" in request.query
-            if not failed and not verbose:
-                return web.Response(text="ok")
-            lines = [
-                f"[+]{name} ok"
-                if reason is None
-                else f"[-]{name} failed: {reason if verbose else 'reason withheld'}"
-                for name, reason in checks
-            ]
-            lines.append(f"readyz check {'failed' if failed else 'passed'}")
-            return web.Response(status=503 if failed else 200, text="\n".join(lines) + "\n")
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", live)
-        app.router.add_get("/livez", live)
-        app.router.add_get("/readyz", ready)
-        return app
 
     async def _listen(
         self, name: str, app: web.Application, where: ListenerSettings, *, tls: bool
     ) -> None:
-        # handler_cancellation: a client that leaves must cancel its handler (and so its
-        # upstream watch); aiohttp's production runner leaves it off by default.
-        runner = web.AppRunner(
-            app,
-            handler_cancellation=True,
-            access_log=None,
-            shutdown_timeout=self.settings.drain_seconds,
+        binding = Binding(
+            self.settings.limits, self.metrics, self.settings.drain_seconds, self._reuse_port
         )
-        await runner.setup()
-        site: web.BaseSite
-        if tls:
-            assert runner.server is not None
-            edge = Listener(
-                name, self.tls.listener_context, _edge_limits(self.settings.limits),
-                self.metrics, runner.server,
-            )  # fmt: skip
-            site = EdgeSite(runner, where.host, where.port, edge, reuse_port=self._reuse_port)
-        else:
-            site = web.TCPSite(
-                runner, where.host, where.port, reuse_port=self._reuse_port or None, backlog=1024
-            )
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise listen_error(LISTENER_FIELDS[name], where.address, exc) from None
-        self._listeners[name] = _Listener(runner, site, "https" if tls else "http")
-        log.info(
-            "listening", extra={"fields": {"listener": name, "url": self._listeners[name].url}}
-        )
-
-
-def _edge_limits(limits: LimitSettings) -> EdgeLimits:
-    return EdgeLimits(
-        handshake_timeout=limits.tls_handshake_timeout_seconds,
-        header_timeout=limits.header_timeout_seconds,
-        idle_timeout=limits.idle_timeout_seconds,
-        max_connections=limits.max_connections,
-        max_per_address=limits.max_connections_per_address,
-    )
+        context = self.tls.listener_context if tls else None
+        self._listeners[name] = await bind(name, app, where, binding, context)
 
 
 async def serve_forever(
@@ -421,43 +345,3 @@ async def _ready_or_stopped(server: ProxyServer, stop: asyncio.Event, period: fl
                 await asyncio.wait({stopping}, timeout=READY_RECHECK_SECONDS)
     finally:
         stopping.cancel()
-
-
-class ConfigWatcher:
-    """Re-reads the config file on SIGHUP or when it changes; a broken file changes nothing."""
-
-    def __init__(self, path: Path, server: ProxyServer) -> None:
-        self._path, self._server = path, server
-        self._stamp = self._mtime()
-        self._task: asyncio.Task[None] | None = None
-
-    def _mtime(self) -> int:
-        try:
-            return self._path.stat().st_mtime_ns
-        except OSError:
-            return -1
-
-    def reload(self) -> None:
-        self._stamp = self._mtime()
-        try:
-            settings = load_settings(self._path)
-        except ConfigError as exc:
-            self._server.metrics.config_reloads.labels("refused").inc()
-            log.error("config reload refused, keeping the running configuration: %s", exc)
-            return
-        self._server.reload(settings)
-        self._server.metrics.config_reloads.labels("applied").inc()
-
-    def start(self, interval: float) -> None:
-        async def poll() -> None:
-            while True:
-                await asyncio.sleep(interval)  # polling period for file changes
-                if self._mtime() != self._stamp:
-                    self.reload()
-
-        self._task = asyncio.get_running_loop().create_task(poll())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])

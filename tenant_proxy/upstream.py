@@ -22,8 +22,8 @@ from yarl import URL
 
 from tenant_proxy import status
 from tenant_proxy.config import UpstreamSettings
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import classify
-from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.upstream_credentials import UpstreamCredentials
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -30,14 +30,16 @@ import orjson
 from aiohttp import web
 
 from tenant_proxy import status
-from tenant_proxy.filtering.forms import Keep, partial_metadata
-from tenant_proxy.filtering.selectors import SelectorError, parse_selector
+from tenant_proxy.filtering.objects import Keep, partial_metadata
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
+from tenant_proxy.kube.labels import SelectorError
+from tenant_proxy.kube.resources import GroupResource
+from tenant_proxy.kube.selector_syntax import parse_selector
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.streams import OpenStreams
-from tenant_proxy.tenancy.model import GroupResource, field_value
+from tenant_proxy.tenancy.ownership import field_value
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watch_sinks import EventSink, check_handshake, open_sink, wants_websocket
 from tenant_proxy.watchcache.ages import age_columns, with_ages

@@ -20,10 +20,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tenant_proxy.config import Settings, TenantSettings, parse_settings
+from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.testing import kubectl_binary
-from tenant_proxy.tenancy.index import BUILTIN_PATHS
-from tenant_proxy.tenancy.model import NODE_METRICS
+from tenant_proxy.kube.resources import NODE_METRICS
+from tenant_proxy.tenancy.resource_table import BUILTIN_PATHS, CLASS_SETTINGS_KEYS
+from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.tenancy.sources import spec_from_settings, tenant_from_cr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,14 +200,9 @@ FULL_TENANT = TenantSettings.model_validate(
         },
         **{
             key: {"names": ["gold"], "regex": "^a-", "selector": {"matchLabels": {"t": "a"}}}
-            for key in (
-                "storageclasses",
-                "ingressclasses",
-                "priorityclasses",
-                "runtimeclasses",
-                "gatewayclasses",
-                "volumesnapshotclasses",
-            )
+            # Every class rule the resource table knows: a new row fails here until the CRD
+            # declares its key.
+            for key in CLASS_SETTINGS_KEYS
         },
         "crd_api_groups": ["team-a.example.com"],
         "resources": [

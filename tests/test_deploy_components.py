@@ -30,9 +30,9 @@ from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.testing import kubectl_async, kubectl_binary
 from tenant_proxy.emulator.types import Attributes, UserInfo
+from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
 from tenant_proxy.observability import Metrics
-from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import logging
 import ssl
 import tempfile
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,76 +22,37 @@ from aiohttp import web
 
 from tenant_proxy import kubeconfig, pki, pki_verify
 from tenant_proxy.emulator import (
+    bootstrap_policy,
     errors,
     identity,
     impersonation,
     metrics,
-    negotiation,
     nonresource,
     paths,
+    pod_logs,
     portforward,
-    protobuf,
     rbac,
-    review_protobuf,
-    reviews,
-    streams,
-    tables,
-    watching,
 )
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.faults import Faults
-from tenant_proxy.emulator.handlers import Cluster, parse_json
-from tenant_proxy.emulator.listing import ListOptions, list_body, parse_list_options
+from tenant_proxy.emulator.handlers import Cluster
 from tenant_proxy.emulator.resources import BUILTIN, Registry
+from tenant_proxy.emulator.responses import (
+    MAX_BODY,
+    common_headers,
+    cut_off,
+    json_response,
+    read_body,
+    status_response,
+)
+from tenant_proxy.emulator.routes import Routes
 from tenant_proxy.emulator.store import Store
 from tenant_proxy.emulator.types import ANONYMOUS, Attributes, KubeObject, ResourceType, UserInfo
 
 log = logging.getLogger("tenant_proxy.emulator")
 
-MAX_BODY = 3 * 1024 * 1024
 ISSUER_URL = "https://kubernetes.default.svc"
 SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
-_STREAM_SUBRESOURCES = ("log", "exec", "attach", "portforward")
-
-
-def json_response(
-    body: Any,
-    status: int = 200,
-    headers: Mapping[str, str] | None = None,
-    content_type: str = "application/json",
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, headers=headers, content_type=content_type
-    )
-
-
-def decode_body(request: web.Request, body: bytes) -> Any:
-    """A request body as JSON: JSON or YAML, or one of the protobuf kinds kubectl sends."""
-    if request.headers.get("Content-Type", "").startswith(protobuf.MEDIA_TYPE):
-        try:
-            return protobuf.decode(body)
-        except protobuf.ProtobufError as exc:
-            raise StatusError(415, "UnsupportedMediaType", str(exc), {}) from None
-    return parse_json(body)
-
-
-def status_response(err: StatusError) -> web.Response:
-    return json_response(err.status(), err.code, err.headers)
-
-
-async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise errors.too_large()
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise errors.too_large()
-        chunks.append(chunk)
 
 
 def _server_ssl(cert: pki.KeyPair) -> ssl.SSLContext:
@@ -139,7 +98,6 @@ class Emulator:
         self.registry = Registry(BUILTIN + metrics.RESOURCE_TYPES if metrics_server else BUILTIN)
         self.store = Store(history_window=history_window, watch_queue=watch_queue)
         self.cluster = Cluster(self.store, self.registry)
-        self.bookmark_interval = bookmark_interval
         self.faults = Faults()
         # The latest requests, for tests that check what a client or the proxy really sent.
         self.received: collections.deque[Received] = collections.deque(maxlen=1000)
@@ -151,9 +109,20 @@ class Emulator:
             self._ca.cert_pem, static_tokens or {}, self.issuer, self._sa_exists
         )
         self.authorizer = rbac.Authorizer(self.store)
-        self.logs = streams.LogBook()
+        self.logs = pod_logs.LogBook()
         self.echo = portforward.EchoServer()  # what port-forward reaches in every pod
         self.cluster.on_removed.append(self._pod_gone)
+        self.routes = Routes(
+            registry=self.registry,
+            store=self.store,
+            cluster=self.cluster,
+            authenticator=self.authenticator,
+            authorizer=self.authorizer,
+            issuer=self.issuer,
+            logs=self.logs,
+            echo=self.echo,
+            bookmark_interval=bookmark_interval,
+        )
         self._bootstrap(list(seed_objects))
 
     # --- state ----------------------------------------------------------------------------------
@@ -176,7 +145,7 @@ class Emulator:
         assert ns is not None
         for name in SYSTEM_NAMESPACES:
             self.cluster.create(ns, "", {"metadata": {"name": name}})
-        for obj in rbac.bootstrap_objects():
+        for obj in bootstrap_policy.bootstrap_objects():
             self.cluster.apply(obj)
         if self.registry.lookup(metrics.GROUP, metrics.VERSION, "nodes") is not None:
             for obj in metrics.install_objects():
@@ -207,7 +176,7 @@ class Emulator:
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY + 1)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        app.on_response_prepare.append(_common_headers)
+        app.on_response_prepare.append(common_headers)
         return app
 
     async def start(self, port: int = 0) -> None:
@@ -346,7 +315,7 @@ class Emulator:
             if failure is not None:
                 raise failure
             upgrade = "upgrade" in request.headers.get("Connection", "").lower()
-            body = b"" if upgrade else await _read_body(request)
+            body = b"" if upgrade else await read_body(request)
             user = self._authenticate(request)
             user = self._impersonate(user, request)
             attrs = paths.parse(request.method, request.raw_path, request.query)
@@ -354,9 +323,9 @@ class Emulator:
                 raise errors.forbidden(user, attrs)
             if not attrs.resource_request:
                 return self._non_resource(request, attrs)
-            response = await self._resource(request, user, attrs, body)
+            response = await self.routes.resource(request, user, attrs, body)
             if self.faults.take_cut(attrs.verb) and isinstance(response, web.Response):
-                return await _cut_off(request, response)
+                return await cut_off(request, response)
             return response
         except StatusError as err:
             response = status_response(err)
@@ -398,251 +367,3 @@ class Emulator:
                 doc, headers={"Cache-Control": "public, max-age=3600"}, content_type=ctype
             )
         return json_response(doc)
-
-    # --- resources ------------------------------------------------------------------------------
-
-    async def _resource(
-        self, request: web.Request, user: UserInfo, attrs: Attributes, body: bytes
-    ) -> web.StreamResponse:
-        rt = self.registry.lookup(attrs.api_group, attrs.api_version, attrs.resource)
-        if rt is None or (attrs.namespace and not rt.namespaced and rt.plural != "namespaces"):
-            raise errors.resource_not_found()
-        if (rt.group, rt.plural, attrs.subresource) == ("", "pods", "portforward"):
-            pod = self.cluster.get(rt, attrs.namespace, attrs.name)
-            return await streams.pod_portforward(request, pod, self.echo)
-        if request.headers.get("Upgrade", "").lower().startswith("spdy"):
-            return await streams.portforward_or_spdy(request, attrs)
-        if attrs.subresource:
-            return await self._subresource(request, user, attrs, rt, body)
-        if (rt.group, rt.plural) in reviews.REVIEWS:
-            return self._review(request, user, attrs, rt, body)
-        if rt.group == metrics.GROUP:
-            return self._metrics(request, attrs, rt)
-        return await self._verb(request, attrs, rt, body)
-
-    def _metrics(self, request: web.Request, attrs: Attributes, rt: ResourceType) -> web.Response:
-        ns, now = attrs.namespace if rt.namespaced else "", dt.datetime.now(dt.UTC)
-        if attrs.verb == "get":
-            return self._render(request, rt, metrics.get(self.store, rt, ns, attrs.name, now))
-        if attrs.verb != "list":
-            raise metrics.refuse(rt, attrs)
-        fmt = self._format(request, rt, is_list=True, is_watch=False)
-        opts = parse_list_options(rt, request.query)
-        items = metrics.list_items(self.store, rt, ns, opts, now)
-        return self._render_items(request, rt, fmt, items, {})
-
-    def _review(
-        self,
-        request: web.Request,
-        user: UserInfo,
-        attrs: Attributes,
-        rt: ResourceType,
-        body: bytes,
-    ) -> web.Response:
-        if attrs.verb != "create":
-            raise errors.method_not_allowed()
-        answer = negotiation.negotiate_review(
-            request.headers.get("Accept"), protobuf=rt.kind in review_protobuf.KINDS
-        )
-        obj = decode_body(request, body)
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the body of the request must be an object")
-        handler = reviews.REVIEWS[(rt.group, rt.plural)]
-        result = handler(self._review_context(request, user, attrs), obj)
-        if answer == "protobuf":
-            return web.Response(
-                body=review_protobuf.encode(result),
-                status=201,
-                content_type=review_protobuf.MEDIA_TYPE,
-            )
-        return json_response(result, 201)
-
-    def _review_context(
-        self, request: web.Request, user: UserInfo, attrs: Attributes
-    ) -> reviews.ReviewContext:
-        return reviews.ReviewContext(
-            user,
-            self.authenticator,
-            self.authorizer,
-            self.issuer,
-            self.store,
-            namespace=attrs.namespace,
-            user_agent=request.headers.get("User-Agent", ""),
-        )
-
-    async def _subresource(
-        self, request: web.Request, user: UserInfo, attrs: Attributes, rt: ResourceType, body: bytes
-    ) -> web.StreamResponse:
-        sub = attrs.subresource
-        if sub not in rt.subresources:
-            raise errors.resource_not_found()
-        ns = attrs.namespace if rt.namespaced else ""
-        if sub in _STREAM_SUBRESOURCES:
-            pod = self.cluster.get(rt, ns, attrs.name)
-            if sub == "log":
-                return await streams.pod_log(request, attrs, pod, self.logs)
-            return await streams.exec_or_attach(request, attrs, pod)
-        if sub == "token" and attrs.verb == "create":
-            doc = decode_body(request, body) if body else {}
-            token = reviews.token_request(
-                self._review_context(request, user, attrs), ns, attrs.name, doc
-            )
-            return json_response(token, 201)
-        if sub == "status":
-            if attrs.verb == "get":
-                return self._render(request, rt, self.cluster.get(rt, ns, attrs.name))
-            if attrs.verb == "update":
-                return json_response(
-                    self.cluster.update(rt, ns, attrs.name, decode_body(request, body), "status")
-                )
-            if attrs.verb == "patch":
-                ctype = request.headers.get("Content-Type", "")
-                return json_response(self.cluster.patch(rt, ns, attrs.name, ctype, body, "status"))
-        if sub == "scale":
-            return self._scale(request, attrs, rt, ns, body)
-        raise errors.method_not_allowed()
-
-    def _scale(
-        self, request: web.Request, attrs: Attributes, rt: ResourceType, ns: str, body: bytes
-    ) -> web.Response:
-        if attrs.verb == "get":
-            return json_response(self.cluster.get_scale(rt, ns, attrs.name))
-        if attrs.verb == "update":
-            return json_response(
-                self.cluster.update_scale(rt, ns, attrs.name, decode_body(request, body))
-            )
-        if attrs.verb == "patch":
-            ctype = request.headers.get("Content-Type", "")
-            return json_response(self.cluster.patch_scale(rt, ns, attrs.name, ctype, body))
-        raise errors.method_not_allowed()
-
-    async def _verb(
-        self, request: web.Request, attrs: Attributes, rt: ResourceType, body: bytes
-    ) -> web.StreamResponse:
-        verb, ns, name = attrs.verb, attrs.namespace if rt.namespaced else "", attrs.name
-        if verb not in rt.verbs:
-            raise errors.method_not_allowed()
-        dry_run = bool(request.query.getall("dryRun", []))
-        if verb == "get":
-            return self._render(request, rt, self.cluster.get(rt, ns, name))
-        if verb in ("list", "watch"):
-            opts = parse_list_options(rt, request.query)
-            if verb == "watch" or opts.watch:
-                return await self._watch(request, attrs, rt, opts)
-            return self._render_list(request, rt, ns, opts)
-        if verb == "create":
-            if name:
-                raise errors.method_not_allowed()
-            return json_response(
-                self.cluster.create(rt, ns, decode_body(request, body), dry_run), 201
-            )
-        if verb == "update":
-            return json_response(
-                self.cluster.update(rt, ns, name, decode_body(request, body), "", dry_run)
-            )
-        if verb == "patch":
-            ctype = request.headers.get("Content-Type", "")
-            return json_response(self.cluster.patch(rt, ns, name, ctype, body, "", dry_run))
-        if verb == "delete":
-            options = decode_body(request, body) if body.strip() else {}
-            if not isinstance(options, dict):
-                raise errors.bad_request("DeleteOptions must be an object")
-            return json_response(self.cluster.delete(rt, ns, name, options, dry_run))
-        if verb == "deletecollection":
-            opts = parse_list_options(rt, request.query)
-            return json_response(self.cluster.delete_collection(rt, ns, opts, dry_run))
-        raise errors.method_not_allowed()
-
-    # --- formats --------------------------------------------------------------------------------
-
-    def _format(
-        self, request: web.Request, rt: ResourceType, *, is_list: bool, is_watch: bool
-    ) -> negotiation.Format:
-        return negotiation.negotiate(
-            request.headers.get("Accept"), is_list=is_list, is_watch=is_watch, rt=rt
-        )
-
-    def _render(self, request: web.Request, rt: ResourceType, obj: KubeObject) -> web.Response:
-        fmt = self._format(request, rt, is_list=False, is_watch=False)
-        if fmt.kind == "json":
-            return json_response(obj)
-        if fmt.kind == "table":
-            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
-            return json_response(self._table(request, rt, [obj], fmt.version, meta, True))
-        return json_response(tables.partial_metadata(obj, fmt.version))
-
-    def _render_list(
-        self, request: web.Request, rt: ResourceType, ns: str, opts: ListOptions
-    ) -> web.Response:
-        fmt = self._format(request, rt, is_list=True, is_watch=False)
-        items, meta = self.cluster.list_page(rt, ns, opts)
-        return self._render_items(request, rt, fmt, items, meta)
-
-    def _render_items(
-        self,
-        request: web.Request,
-        rt: ResourceType,
-        fmt: negotiation.Format,
-        items: list[KubeObject],
-        meta: dict[str, Any],
-    ) -> web.Response:
-        if fmt.kind == "json":
-            return json_response(list_body(rt, items, meta, self.registry.is_custom(rt)))
-        if fmt.kind == "table":
-            return json_response(self._table(request, rt, items, fmt.version, meta, True))
-        return json_response(tables.partial_metadata_list(items, fmt.version, meta))
-
-    def _table(
-        self,
-        request: web.Request,
-        rt: ResourceType,
-        objs: list[KubeObject],
-        version: str,
-        meta: dict[str, Any],
-        with_columns: bool,
-    ) -> Any:
-        return tables.table_for(
-            rt,
-            objs,
-            include_object=request.query.get("includeObject", ""),
-            version=version,
-            list_meta=meta,
-            with_columns=with_columns,
-            now=dt.datetime.now(dt.UTC),
-            printer_columns=self.registry.printer_columns(rt),
-        )
-
-    # --- watch ----------------------------------------------------------------------------------
-
-    async def _watch(
-        self, request: web.Request, attrs: Attributes, rt: ResourceType, opts: ListOptions
-    ) -> web.StreamResponse:
-        fmt = self._format(request, rt, is_list=True, is_watch=True)
-
-        def table(objs: list[KubeObject], meta: dict[str, Any], columns: bool) -> Any:
-            return self._table(request, rt, objs, fmt.version, meta, columns)
-
-        if fmt.kind == "table":
-            table([], {}, False)  # a bad includeObject is a 400 before the stream starts
-        encoder = watching.EventEncoder(rt, fmt, table)
-        return await watching.serve(
-            request, self.store, rt, attrs, opts, encoder, self.bookmark_interval
-        )
-
-
-async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    # A caller's Audit-Id is kept and echoed, else one is made (apiserver's WithAuditID filter).
-    response.headers.setdefault("Audit-Id", request.headers.get("Audit-Id") or str(uuid.uuid4()))
-    response.headers.setdefault("Cache-Control", "no-cache, private")
-
-
-async def _cut_off(request: web.Request, response: web.Response) -> web.StreamResponse:
-    """Half of `response`'s body, then the connection dropped."""
-    body = bytes(response.body) if isinstance(response.body, bytes | bytearray) else b""
-    cut = web.StreamResponse(status=response.status, headers=response.headers)
-    cut.headers.pop("Content-Length", None)
-    await cut.prepare(request)
-    await cut.write(body[: len(body) // 2])
-    if request.transport is not None:
-        request.transport.abort()
-    return cut

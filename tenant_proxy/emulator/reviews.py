@@ -1,4 +1,4 @@
-"""The review APIs (TokenReview, SubjectAccessReview and the self-reviews) and TokenRequest.
+"""The review APIs: TokenReview, SubjectAccessReview and the self-reviews (TokenRequest apart).
 
 Each handler takes the decoded request body and returns the object the server answers with
 (201 Created), shaped as the reference transcripts show: the request echoed with
@@ -13,21 +13,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_proxy.emulator import errors
-from tenant_proxy.emulator.identity import Authenticator, BoundObject, TokenIssuer
+from tenant_proxy.emulator import errors, protobuf
+from tenant_proxy.emulator.clock import rfc3339
+from tenant_proxy.emulator.identity import Authenticator, TokenIssuer
 from tenant_proxy.emulator.rbac import (
     Authorizer,
-    ObjectSource,
     non_resource_rules,
     resource_rules,
 )
+from tenant_proxy.emulator.store import StoreView
 from tenant_proxy.emulator.types import Attributes, KubeObject, UserInfo
 
 AUTHN = "authentication.k8s.io"
 AUTHZ = "authorization.k8s.io"
-DEFAULT_TOKEN_SECONDS = 3600
-MIN_TOKEN_SECONDS = 600
-MAX_TOKEN_SECONDS = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class ReviewContext:
     authenticator: Authenticator
     authorizer: Authorizer
     issuer: TokenIssuer
-    store_view: ObjectSource
+    store_view: StoreView
     namespace: str = ""
     user_agent: str = ""
     now: dt.datetime | None = None
@@ -55,10 +53,6 @@ ReviewHandler = Callable[[ReviewContext, KubeObject], KubeObject]
 
 
 # --- shaping ------------------------------------------------------------------------------
-
-
-def _rfc3339(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _compact(value: Any) -> Any:
@@ -84,7 +78,7 @@ def _managed_fields(ctx: ReviewContext, api_version: str, spec: KubeObject) -> l
             "manager": ctx.user_agent.split("/")[0] or "unknown",
             "operation": "Update",
             "apiVersion": api_version,
-            "time": _rfc3339(ctx.time()),
+            "time": rfc3339(ctx.time()),
             "fieldsType": "FieldsV1",
             "fieldsV1": {"f:spec": _fields_v1(spec, True)},
         }
@@ -108,7 +102,7 @@ def _echo(
     }
 
 
-def _invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> errors.StatusError:
+def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str]]) -> errors.StatusError:
     """NewInvalid for (field, message) pairs, group and kind as the real Status carries."""
     details: dict[str, Any] = (
         {"name": name, "group": group, "kind": kind}
@@ -229,7 +223,7 @@ def subject_access_review(ctx: ReviewContext, body: KubeObject) -> KubeObject:
             ("spec.user", 'Invalid value: "": at least one of user or group must be specified')
         )
     if problems:
-        raise _invalid("SubjectAccessReview", AUTHZ, "", problems)
+        raise invalid("SubjectAccessReview", AUTHZ, "", problems)
     status = _access_status(ctx, _spec_user(spec), _attributes(spec))
     return _echo(ctx, body, "SubjectAccessReview", f"{AUTHZ}/v1", status)
 
@@ -240,7 +234,7 @@ def local_subject_access_review(ctx: ReviewContext, body: KubeObject) -> KubeObj
         raise errors.bad_request("namespace is required on this type: ")
     res_ns = (spec.get("resourceAttributes") or {}).get("namespace", "")
     if spec.get("nonResourceAttributes") or res_ns != ctx.namespace:
-        raise _invalid(
+        raise invalid(
             "LocalSubjectAccessReview",
             AUTHZ,
             "",
@@ -254,7 +248,7 @@ def self_subject_access_review(ctx: ReviewContext, body: KubeObject) -> KubeObje
     spec = body.get("spec") or {}
     problems = _attribute_errors(spec)
     if problems:
-        raise _invalid("SelfSubjectAccessReview", AUTHZ, "", problems)
+        raise invalid("SelfSubjectAccessReview", AUTHZ, "", problems)
     status = _access_status(ctx, ctx.user, _attributes(spec))
     return _echo(ctx, body, "SelfSubjectAccessReview", f"{AUTHZ}/v1", status)
 
@@ -307,206 +301,23 @@ REVIEWS: dict[tuple[str, str], ReviewHandler] = {
 
 # --- protobuf request bodies --------------------------------------------------------------
 # kubectl's typed clients send these kinds as `application/vnd.kubernetes.protobuf` (answers may
-# be JSON: they accept both). Only the fields the reviews read are decoded.
+# be JSON: they accept both).
 
-PROTOBUF = "application/vnd.kubernetes.protobuf"
-_MAGIC = b"k8s\x00"
-Schema = dict[int, tuple[str, Any]]
-_META: Schema = {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str")}
-_RESOURCE: Schema = {
-    1: ("namespace", "str"),
-    2: ("verb", "str"),
-    3: ("group", "str"),
-    4: ("version", "str"),
-    5: ("resource", "str"),
-    6: ("subresource", "str"),
-    7: ("name", "str"),
-}
-_NON_RESOURCE: Schema = {1: ("path", "str"), 2: ("verb", "str")}
-_SAR_SPEC: Schema = {
-    1: ("resourceAttributes", _RESOURCE),
-    2: ("nonResourceAttributes", _NON_RESOURCE),
-    3: ("user", "str"),
-    4: ("groups", "strs"),
-    5: ("extra", "extra"),
-    6: ("uid", "str"),
-}
-_BOUND: Schema = {
-    1: ("kind", "str"),
-    2: ("apiVersion", "str"),
-    3: ("name", "str"),
-    4: ("uid", "str"),
-}
-_SPECS: dict[str, Schema] = {
-    "TokenReview": {1: ("token", "str"), 2: ("audiences", "strs")},
-    "TokenRequest": {
-        1: ("audiences", "strs"),
-        4: ("expirationSeconds", "int"),
-        3: ("boundObjectRef", _BOUND),
-    },
-    "SubjectAccessReview": _SAR_SPEC,
-    "LocalSubjectAccessReview": _SAR_SPEC,
-    "SelfSubjectAccessReview": {k: v for k, v in _SAR_SPEC.items() if k in (1, 2)},
-    "SelfSubjectRulesReview": {1: ("namespace", "str")},
-    "SelfSubjectReview": {},
-}
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        value |= (byte & 0x7F) << shift
-        pos, shift = pos + 1, shift + 7
-        if not byte & 0x80:
-            return value, pos
-
-
-def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
-    """(field number, value) pairs: ints for varints, bytes for length-delimited fields."""
-    out: list[tuple[int, int | bytes]] = []
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-            out.append((number, value))
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            if pos + size > len(buf):
-                raise ValueError("truncated field")
-            out.append((number, buf[pos : pos + size]))
-            pos += size
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    return out
-
-
-def _message(buf: bytes, schema: Schema) -> KubeObject:
-    obj: KubeObject = {}
-    for number, value in _fields(buf):
-        if number not in schema:
-            continue
-        name, kind = schema[number]
-        if kind == "int" and isinstance(value, int):
-            obj[name] = value
-        elif isinstance(value, int):
-            raise ValueError(f"field {name}: unexpected varint")
-        elif kind == "str":
-            obj[name] = value.decode()
-        elif kind == "strs":
-            obj.setdefault(name, []).append(value.decode())
-        elif kind == "extra":
-            entry = dict(_fields(value))
-            key = entry.get(1, b"")
-            items = [
-                v.decode()
-                for n, v in _fields(_as_bytes(entry.get(2, b"")))
-                if n == 1 and isinstance(v, bytes)
-            ]
-            obj.setdefault(name, {})[_as_bytes(key).decode()] = items
-        elif isinstance(kind, dict):
-            obj[name] = _message(value, kind)
-    return obj
-
-
-def _as_bytes(value: int | bytes) -> bytes:
-    if not isinstance(value, bytes):
-        raise ValueError("expected a length-delimited field")
-    return value
+PROTOBUF = protobuf.MEDIA_TYPE
+_PROTOBUF_KINDS = frozenset(
+    (*(kind for kind in protobuf.SCHEMAS if kind.endswith("Review")), "TokenRequest")
+)
 
 
 def decode_protobuf(body: bytes) -> KubeObject:
     """A review or TokenRequest sent as Kubernetes protobuf, as its JSON object; raises 400
     for anything else or a malformed body."""
     try:
-        if not body.startswith(_MAGIC):
-            raise ValueError("missing the k8s protobuf magic")
-        envelope = dict(_fields(body[len(_MAGIC) :]))
-        type_meta = {n: _as_bytes(v).decode() for n, v in _fields(_as_bytes(envelope[1]))}
-        kind = type_meta.get(2, "")
-        if kind not in _SPECS:
-            raise ValueError(f"kind {kind!r} is not decoded here")
-        raw = _message(
-            _as_bytes(envelope.get(2, b"")), {1: ("metadata", _META), 2: ("spec", _SPECS[kind])}
-        )
-    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        doc = protobuf.decode(body)
+    except protobuf.ProtobufError as exc:
         raise errors.bad_request(f"error decoding protobuf body: {exc}") from None
-    return {"kind": kind, "apiVersion": type_meta.get(1, ""), **raw}
-
-
-# --- TokenRequest -------------------------------------------------------------------------
-
-
-def _expiration(spec: Mapping[str, Any], name: str) -> int:
-    seconds = spec.get("expirationSeconds")
-    if seconds is None:
-        return DEFAULT_TOKEN_SECONDS
-    if not isinstance(seconds, int) or seconds < MIN_TOKEN_SECONDS:
-        message = f"Invalid value: {seconds}: may not specify a duration less than 10 minutes"
-    elif seconds > MAX_TOKEN_SECONDS:
-        message = f"Invalid value: {seconds}: may not specify a duration larger than 2^32 seconds"
-    else:
-        return seconds
-    raise _invalid("TokenRequest", AUTHN, name, [("spec.expirationSeconds", message)])
-
-
-def _bound_object(
-    ctx: ReviewContext, namespace: str, sa_name: str, ref: Mapping[str, Any]
-) -> BoundObject:
-    kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
-    plural = {"Pod": "pods", "Secret": "secrets"}.get(kind)
-    if plural is None or ref.get("apiVersion", "v1") != "v1":
-        gvk = f"{ref.get('apiVersion', '')}, Kind={kind}"
-        raise errors.bad_request(f"cannot bind token to object of type {gvk}")
-    obj = ctx.store_view.get_object("", plural, namespace, name)
-    if obj is None:
-        raise errors.not_found(plural, name)
-    if kind == "Pod" and (obj.get("spec") or {}).get("serviceAccountName", "default") != sa_name:
+    if doc.get("kind") not in _PROTOBUF_KINDS:
         raise errors.bad_request(
-            f'cannot bind token for serviceaccount "{sa_name}" to pod running with different '
-            "serviceaccount name."
+            f"error decoding protobuf body: kind {doc.get('kind')!r} is not decoded here"
         )
-    uid = str((obj.get("metadata") or {}).get("uid", ""))
-    if ref.get("uid") and ref["uid"] != uid:
-        raise errors.StatusError(
-            409,
-            "Conflict",
-            f'Operation cannot be fulfilled on {kind} "{name}": the UID in the bound object '
-            f"reference ({ref['uid']}) does not match the UID in record. The object might have "
-            "been deleted and then recreated",
-            {"name": name, "kind": kind},
-        )
-    return BoundObject(kind, name, uid)
-
-
-def token_request(ctx: ReviewContext, namespace: str, sa_name: str, body: KubeObject) -> KubeObject:
-    """`serviceaccounts/<name>/token` create: a signed token for an existing ServiceAccount."""
-    account = ctx.store_view.get_object("", "serviceaccounts", namespace, sa_name)
-    if account is None:
-        raise errors.not_found("serviceaccounts", sa_name)
-    spec = body.get("spec") or {}
-    seconds = _expiration(spec, sa_name)
-    audiences = list(spec.get("audiences") or ctx.issuer.api_audiences)
-    ref = spec.get("boundObjectRef")
-    bound = _bound_object(ctx, namespace, sa_name, ref) if ref else None
-    sa_uid = str((account.get("metadata") or {}).get("uid", ""))
-    token, expiry = ctx.issuer.issue(
-        namespace, sa_name, sa_uid, audiences, seconds, bound, now=ctx.time()
-    )
-    return {
-        "kind": "TokenRequest",
-        "apiVersion": f"{AUTHN}/v1",
-        "metadata": {"name": sa_name, "namespace": namespace, "creationTimestamp": None},
-        "spec": {
-            "audiences": audiences,
-            "expirationSeconds": seconds,
-            "boundObjectRef": dict(ref) if ref else None,
-        },
-        "status": {"token": token, "expirationTimestamp": _rfc3339(expiry)},
-    }
+    return doc

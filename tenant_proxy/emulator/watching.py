@@ -21,8 +21,8 @@ from aiohttp import WSMsgType, web
 from tenant_proxy.emulator import errors, negotiation, tables
 from tenant_proxy.emulator.listing import ListOptions, matcher, translate
 from tenant_proxy.emulator.store import CUT, Event, Store, TooOld, Watcher
-from tenant_proxy.emulator.streams import offered_protocols
 from tenant_proxy.emulator.types import Attributes, KubeObject, ResourceType
+from tenant_proxy.emulator.upgrades import offered_protocols
 
 TableRenderer = Callable[[list[KubeObject], dict[str, Any], bool], Any]
 """(objects, list metadata, with columns) -> a Table in the negotiated version."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from tenant_proxy.filtering.forms import META_API_VERSION, Keep, judged, partial_metadata
+from tenant_proxy.filtering.objects import META_API_VERSION, Keep, judged, partial_metadata
 from tenant_proxy.filtering.tables import filter_table, list_metadata
 
 

@@ -4,7 +4,7 @@ Pure.
 A tenant's list of a rewritten resource (PVs by claim namespace, classes by name...) reads the
 whole collection, page by page, and building every object as Python dicts would cost more than
 the API server took to send it. So a page is first *split*: msgspec cuts it into raw entries and
-decodes of each only the fields ownership reads (`Judge.fields`) into sparse dicts, in C; what
+decodes of each only the fields ownership reads (`Owns.fields`) into sparse dicts, in C; what
 the judge rejects on those is dropped undecoded. An entry that fails that shallow reading stays
 a candidate for the full judgement, so splitting only ever removes what the full judgement would
 remove too. The candidates are then judged whole and shaped as the client asked (`take`), and
@@ -23,8 +23,8 @@ import msgspec
 import orjson
 
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.forms import META_API_VERSION, Keep, judged, partial_metadata
 from tenant_proxy.filtering.lists import NotAList, decode_object
+from tenant_proxy.filtering.objects import META_API_VERSION, Keep, judged, partial_metadata
 from tenant_proxy.filtering.tables import row_kept, shape_row
 
 FieldPath = tuple[str, ...]

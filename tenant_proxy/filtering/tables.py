@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tenant_proxy.filtering.forms import Keep, judged, partial_metadata
+from tenant_proxy.filtering.objects import Keep, judged, partial_metadata
 
 
 def filter_table(

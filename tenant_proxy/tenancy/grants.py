@@ -13,14 +13,9 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    SERVICE_ACCOUNT_PREFIX,
-    NamespaceRule,
-    Tenant,
-    TenantNamespaces,
-    is_member,
-)
+from tenant_proxy.kube.resources import NAMESPACES
+from tenant_proxy.tenancy.model import SERVICE_ACCOUNT_PREFIX, Tenant, TenantNamespaces, is_member
+from tenant_proxy.tenancy.rules import NamespaceRule
 
 
 class Subject(NamedTuple):

@@ -1,9 +1,5 @@
-"""Tenants and their rules as data, and what one caller may see (a TenantView).
-
-Every rule, built-in or generic, compiles to the same `Criteria` value: an object is the tenant's
-when ANY of its alternatives holds (labels match a selector, the name is listed or matches a
-pattern, or a field holds one of a set of strings). `owns()` and pushdown both read only Criteria,
-so the built-in rules and the generic rule share one code path.
+"""Tenants, who belongs to them, and what one caller may see (a TenantView): the union of its
+tenants' rules (`rules`) as Criteria, which `owns()` applies to an object.
 
 Pure: no I/O. Namespace ownership comes in as a mapping computed by the index from admin-owned
 sources; nothing here reads an object a tenant could write to decide who belongs to a tenant.
@@ -11,206 +7,16 @@ sources; nothing here reads an object a tenant could write to decide who belongs
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from tenant_proxy.filtering.selectors import Op, Requirement, Selector
+from tenant_proxy.kube.resources import NAMESPACES, NODE_METRICS, NODES, GroupResource
+from tenant_proxy.tenancy.ownership import Owns
+from tenant_proxy.tenancy.resource_table import BUILTIN_RULE_KINDS
+from tenant_proxy.tenancy.rules import Criteria, GenericRule, NamespaceRule, NodeMetricsRule, Rule
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
-
-
-class GroupResource(NamedTuple):
-    """An API group ("" for core) and a plural resource name."""
-
-    group: str
-    resource: str
-
-    def __str__(self) -> str:
-        return f"{self.resource}.{self.group}" if self.group else self.resource
-
-
-NAMESPACES = GroupResource("", "namespaces")
-NODES = GroupResource("", "nodes")
-# A node's heartbeat Lease, named after the node (`kubectl describe node` reads it).
-NODE_LEASES = GroupResource("coordination.k8s.io", "leases")
-NODE_LEASE_NAMESPACE = "kube-node-lease"
-NODE_METRICS = GroupResource("metrics.k8s.io", "nodes")
-PERSISTENT_VOLUMES = GroupResource("", "persistentvolumes")
-CRDS = GroupResource("apiextensions.k8s.io", "customresourcedefinitions")
-CLASS_RESOURCES = frozenset(
-    {
-        GroupResource("storage.k8s.io", "storageclasses"),
-        GroupResource("networking.k8s.io", "ingressclasses"),
-        GroupResource("scheduling.k8s.io", "priorityclasses"),
-        GroupResource("node.k8s.io", "runtimeclasses"),
-        GroupResource("gateway.networking.k8s.io", "gatewayclasses"),
-        GroupResource("snapshot.storage.k8s.io", "volumesnapshotclasses"),
-    }
-)
-
-
-@dataclass(frozen=True)
-class Criteria:
-    """An object matches when any alternative holds. All-empty criteria match nothing."""
-
-    selector: Selector | None = None
-    names: frozenset[str] = frozenset()
-    name_pattern: re.Pattern[str] | None = None
-    field_path: tuple[str, ...] = ()
-    field_values: frozenset[str] = frozenset()
-
-    def matches_nothing(self) -> bool:
-        no_field = not self.field_path or not self.field_values
-        return self.selector is None and not self.names and self.name_pattern is None and no_field
-
-    def selector_only(self) -> bool:
-        """True when the selector alone decides (so it can be pushed down to the API server)."""
-        return self.selector is not None and self._no_name_or_field()
-
-    def names_only(self) -> bool:
-        return self.selector is None and self._no_name_or_field(names=False)
-
-    def _no_name_or_field(self, names: bool = True) -> bool:
-        no_field = not self.field_path or not self.field_values
-        return (not names or not self.names) and self.name_pattern is None and no_field
-
-
-# --- rules ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NamespaceRule:
-    """namespaces: the tenant's own namespaces, by name."""
-
-    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
-        return Criteria(names=namespaces)
-
-
-@dataclass(frozen=True)
-class NodeRule:
-    """nodes: the tenant's nodeSelector. An empty selector matches every node, as in kube."""
-
-    selector: Selector
-
-    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
-        return Criteria(selector=self.selector)
-
-
-@dataclass(frozen=True)
-class ClaimNamespaceRule:
-    """persistentvolumes: bound into one of the tenant's namespaces, or labelled for the tenant.
-
-    `label_key` set: a PV labelled `<label_key>=<the tenant's label value>` is the tenant's too
-    (the value that marks its namespaces: its name unless configured otherwise).
-    """
-
-    field_path: str = "spec.claimRef.namespace"
-    label_key: str | None = None
-
-    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
-        selector = None
-        if self.label_key is not None:
-            selector = Selector((Requirement(self.label_key, Op.EQUALS, (tenant_label,)),))
-        return Criteria(
-            selector=selector, field_path=_path(self.field_path), field_values=namespaces
-        )
-
-
-@dataclass(frozen=True)
-class ClassRule:
-    """storage/ingress/priority/runtime/gateway/volumesnapshot classes.
-
-    Allowed by name, by `regex` (matched against the WHOLE name: Capsule's Go MatchString finds
-    a match anywhere, which lets `gold` admit `not-gold-at-all`; a full match fails closed), or
-    by label selector.
-    """
-
-    names: frozenset[str] = frozenset()
-    regex: str | None = None
-    selector: Selector | None = None
-
-    def __post_init__(self) -> None:
-        # Refuse a bad pattern when the config is loaded, not on every request.
-        if self.regex:
-            try:
-                re.compile(self.regex)
-            except re.error as err:
-                raise ValueError(f"invalid class name regex {self.regex!r}: {err}") from None
-
-    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
-        pattern = re.compile(self.regex) if self.regex else None
-        return Criteria(selector=self.selector, names=self.names, name_pattern=pattern)
-
-
-@dataclass(frozen=True)
-class ApiGroupRule:
-    """customresourcedefinitions: those whose `spec.group` is on the allowlist."""
-
-    groups: frozenset[str]
-
-    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
-        return Criteria(field_path=("spec", "group"), field_values=self.groups)
-
-
-@dataclass(frozen=True)
-class GenericRule:
-    """Any cluster-scoped resource: by selector, by name, or a field naming a tenant namespace."""
-
-    selector: Selector | None = None
-    names: frozenset[str] = frozenset()
-    field_path: str | None = None
-
-    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
-        path = _path(self.field_path) if self.field_path else ()
-        return Criteria(
-            selector=self.selector, names=self.names, field_path=path, field_values=namespaces
-        )
-
-
-@dataclass(frozen=True)
-class NodeMetricsRule:
-    """nodes.metrics.k8s.io, derived from the tenant's nodes rule: its nodes' NodeMetrics.
-
-    metrics-server names each NodeMetrics after its node and copies the node's labels onto it,
-    so the nodes rule's selector and names judge it as they judge the node (and a selector still
-    pushes down: metrics-server filters by labels). Node fields (spec, status) are not on a
-    NodeMetrics: a field alternative is dropped, granting no metrics rather than guessing.
-    """
-
-    nodes: Rule
-
-    def criteria(self, tenant_label: str, namespaces: frozenset[str]) -> Criteria:
-        nodes = self.nodes.criteria(tenant_label, namespaces)
-        return replace(nodes, field_path=(), field_values=frozenset())
-
-
-Rule = (
-    NamespaceRule
-    | NodeRule
-    | ClaimNamespaceRule
-    | ClassRule
-    | ApiGroupRule
-    | GenericRule
-    | NodeMetricsRule
-)
-
-BUILTIN_RULE_KINDS: dict[GroupResource, type[Rule]] = {
-    NAMESPACES: NamespaceRule,
-    NODES: NodeRule,
-    PERSISTENT_VOLUMES: ClaimNamespaceRule,
-    CRDS: ApiGroupRule,
-    **{gr: ClassRule for gr in CLASS_RESOURCES},
-}
-"""The rule type each built-in resource takes; GenericRule is accepted for any resource."""
-
-
-def _path(dotted: str) -> tuple[str, ...]:
-    parts = tuple(dotted.split("."))
-    if not all(parts):
-        raise ValueError(f"invalid field path {dotted!r}")
-    return parts
 
 
 # --- tenants ----------------------------------------------------------------------------------
@@ -336,7 +142,7 @@ class TenantView:
     tenants: frozenset[str]
     namespaces: frozenset[str]
     rules: Mapping[GroupResource, tuple[Criteria, ...]]
-    _judges: dict[GroupResource, Judge] = field(
+    _owns: dict[GroupResource, Owns] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
 
@@ -353,12 +159,12 @@ class TenantView:
         """
         return any(c.field_path for c in self.rules.get(gr, ()))
 
-    def judge(self, gr: GroupResource) -> Judge:
+    def owns(self, gr: GroupResource) -> Owns:
         """`owns` for `gr`, compiled on first use (views live as long as a tenancy generation)."""
-        judge = self._judges.get(gr)
-        if judge is None:
-            judge = self._judges[gr] = Judge(self.rules.get(gr, ()))
-        return judge
+        compiled = self._owns.get(gr)
+        if compiled is None:
+            compiled = self._owns[gr] = Owns(self.rules.get(gr, ()))
+        return compiled
 
 
 TenantNamespaces = Mapping[tuple[str, frozenset[str]], frozenset[str]]
@@ -432,89 +238,4 @@ def owns(view: TenantView, gr: GroupResource, obj: Mapping[str, Any]) -> bool:
     Fails closed: unreadable metadata, a resource without a rule, or a field that is not a
     string all mean False.
     """
-    return view.judge(gr)(obj)
-
-
-class Judge:
-    """`owns` for one view and resource, compiled once: every criterion of the view merged by
-    kind (one name set, one value set per field path) and tried cheapest first. It runs once per
-    item of a tenant's list, tens of thousands of times per request."""
-
-    __slots__ = ("_fields", "_names", "_patterns", "_ruled", "_selectors")
-
-    def __init__(self, criteria: tuple[Criteria, ...]) -> None:
-        self._ruled = bool(criteria)
-        self._names = frozenset().union(*(c.names for c in criteria))
-        by_path: dict[tuple[str, ...], set[str]] = {}
-        for c in criteria:
-            if c.field_path and c.field_values:
-                by_path.setdefault(c.field_path, set()).update(c.field_values)
-        self._fields = tuple((path, frozenset(values)) for path, values in by_path.items())
-        self._selectors = tuple(label_test(c.selector) for c in criteria if c.selector is not None)
-        self._patterns = tuple(c.name_pattern for c in criteria if c.name_pattern is not None)
-
-    @property
-    def fields(self) -> frozenset[tuple[str, ...]]:
-        """The fields a decision rests on: judged on an object holding only these, the answer
-        is the full object's, or True where only the full object can tell (labels that are not
-        strings, when no selector reads them)."""
-        paths = {("metadata", "name"), *(path for path, _ in self._fields)}
-        if self._selectors:
-            paths.add(("metadata", "labels"))
-        return frozenset(paths)
-
-    def __call__(self, obj: Mapping[str, Any]) -> bool:
-        # Objects are decoded JSON: only real dicts count (a `dict` check is several times
-        # cheaper than an ABC check).
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        if not self._ruled or not isinstance(meta, dict):
-            return False
-        name = meta.get("name")
-        labels = _labels(meta.get("labels"))
-        if not isinstance(name, str) or not name or labels is None:
-            return False
-        if name in self._names:
-            return True
-        for path, values in self._fields:
-            value: object = obj
-            for step in path:
-                value = value.get(step) if isinstance(value, dict) else None
-            if isinstance(value, str) and value in values:
-                return True
-        # Tested before use: building a generator costs more than most checks here.
-        if self._selectors and any(matches(labels) for matches in self._selectors):
-            return True
-        return bool(self._patterns) and any(p.fullmatch(name) for p in self._patterns)
-
-
-def label_test(selector: Selector) -> Callable[[Mapping[str, str]], bool]:
-    """`selector.matches`, or for the common all-equality selector (a tenant label) the same
-    test as a few dict lookups: it runs once per object of a tenant's list."""
-    exact = (Op.EQUALS, Op.DOUBLE_EQUALS, Op.IN)
-    if not selector.requirements or any(r.op not in exact for r in selector.requirements):
-        return selector.matches
-    wanted = tuple((r.key, frozenset(r.values)) for r in selector.requirements)
-    if len(wanted) == 1:
-        ((key, values),) = wanted
-        return lambda labels: labels.get(key) in values
-    return lambda labels: all(labels.get(key) in values for key, values in wanted)
-
-
-def _labels(value: object) -> Mapping[str, str] | None:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        return None
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        return None
-    return value
-
-
-def field_value(obj: Mapping[str, Any], path: tuple[str, ...]) -> object:
-    """The value at a dotted path, or None when any step is missing or not an object."""
-    current: object = obj
-    for step in path:
-        if not isinstance(current, dict):
-            return None
-        current = current.get(step)
-    return current
+    return view.owns(gr)(obj)

@@ -12,13 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    GroupResource,
-    NodeMetricsRule,
-    Tenant,
-    field_value,
-)
+from tenant_proxy.kube.resources import NAMESPACES, GroupResource
+from tenant_proxy.tenancy.model import Tenant
+from tenant_proxy.tenancy.ownership import field_value
+from tenant_proxy.tenancy.rules import NodeMetricsRule
 
 FieldPath = tuple[str, ...]
 Projection = dict[str, Any]

@@ -9,43 +9,29 @@ A spec that cannot be read is refused whole (logged by the caller), never half-a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tenant_proxy.config import ClassRuleSettings, GenericRuleSettings, TenantSettings
-from tenant_proxy.filtering.selectors import SelectorError, from_label_selector
-from tenant_proxy.tenancy.model import (
-    CLASS_RESOURCES,
-    CRDS,
-    NODES,
-    PERSISTENT_VOLUMES,
+from pydantic import BaseModel
+
+from tenant_proxy.kube.labels import SelectorError, from_label_selector
+from tenant_proxy.kube.resources import PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.tenancy.model import Members, NamespaceOptions, Tenant
+from tenant_proxy.tenancy.resource_table import RESOURCE_TABLE
+from tenant_proxy.tenancy.rules import (
     ApiGroupRule,
     ClaimNamespaceRule,
     ClassRule,
     GenericRule,
-    GroupResource,
-    Members,
-    NamespaceOptions,
     NodeRule,
     Rule,
-    Tenant,
 )
+from tenant_proxy.tenancy.settings import ClassRuleSettings, GenericRuleSettings, TenantSettings
 
 TENANT_GROUP, TENANT_VERSION, TENANT_PLURAL = "tenancy.tenant-proxy.io", "v1alpha1", "tenants"
 CAPSULE_GROUP, CAPSULE_VERSION, CAPSULE_PLURAL = "capsule.clastix.io", "v1beta2", "tenants"
 CAPSULE_NAMESPACE_LABEL = "capsule.clastix.io/tenant"
 SA_PREFIX = "system:serviceaccount:"
-
-# spec key -> the class resource it governs
-_CLASS_KEYS: dict[str, GroupResource] = {
-    "storageClasses": GroupResource("storage.k8s.io", "storageclasses"),
-    "ingressClasses": GroupResource("networking.k8s.io", "ingressclasses"),
-    "priorityClasses": GroupResource("scheduling.k8s.io", "priorityclasses"),
-    "runtimeClasses": GroupResource("node.k8s.io", "runtimeclasses"),
-    "gatewayClasses": GroupResource("gateway.networking.k8s.io", "gatewayclasses"),
-    "volumeSnapshotClasses": GroupResource("snapshot.storage.k8s.io", "volumesnapshotclasses"),
-}
-assert frozenset(_CLASS_KEYS.values()) == CLASS_RESOURCES
 
 
 class TenantSpecError(ValueError):
@@ -167,6 +153,22 @@ def _generic_rule(value: object, where: str) -> tuple[GroupResource, GenericRule
     return GroupResource(str(spec.get("group") or ""), resource), rule
 
 
+def _node_rule(value: object, where: str) -> NodeRule:
+    return NodeRule(_selector(value, where))
+
+
+def _api_group_rule(value: object, where: str) -> ApiGroupRule | None:
+    # An empty allowlist is no rule at all: the tenant's CRD reads pass through (RBAC decides).
+    return ApiGroupRule(_strings(value, where)) if value else None
+
+
+# How a Tenant CR spec's value becomes each kind of rule the resource table names.
+_PARSERS: dict[type[Rule], Callable[[object, str], Rule | None]] = {
+    NodeRule: _node_rule,
+    ClassRule: _class_rule,
+    ApiGroupRule: _api_group_rule,
+}
+
 DEFAULT_LABEL = "tenant-proxy.io/tenant"
 
 
@@ -177,13 +179,12 @@ def tenant_from_spec(name: str, spec: Mapping[str, Any], label_key: str = DEFAUL
     `<label_key>=<tenant>`, unless its spec gives persistentvolumes a rule of its own.
     """
     rules: dict[GroupResource, Rule] = {PERSISTENT_VOLUMES: ClaimNamespaceRule(label_key=label_key)}
-    if spec.get("nodeSelector") is not None:
-        rules[NODES] = NodeRule(_selector(spec["nodeSelector"], "spec.nodeSelector"))
-    for key, gr in _CLASS_KEYS.items():
-        if spec.get(key) is not None:
-            rules[gr] = _class_rule(spec[key], f"spec.{key}")
-    if spec.get("crdApiGroups"):
-        rules[CRDS] = ApiGroupRule(_strings(spec["crdApiGroups"], "spec.crdApiGroups"))
+    for row in RESOURCE_TABLE:
+        value = spec.get(row.cr_key) if row.cr_key else None
+        if value is not None:
+            rule = _PARSERS[row.rule](value, f"spec.{row.cr_key}")
+            if rule is not None:
+                rules[row.gr] = rule
     for i, generic in enumerate(spec.get("resources") or []):
         gr, rule = _generic_rule(generic, f"spec.resources.{i}")
         rules[gr] = rule
@@ -225,6 +226,16 @@ def _generic_spec(g: GenericRuleSettings) -> dict[str, Any]:
     return out
 
 
+def _spec_value(value: object) -> object:
+    """A config-file rule setting as the Tenant CR spec writes it."""
+    if isinstance(value, ClassRuleSettings):
+        return _class_spec(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    assert isinstance(value, list)
+    return list(value)
+
+
 def spec_from_settings(t: TenantSettings) -> dict[str, Any]:
     """The config file's snake_case tenant as a Tenant CR spec."""
     spec: dict[str, Any] = {
@@ -246,21 +257,14 @@ def spec_from_settings(t: TenantSettings) -> dict[str, Any]:
             "ownerClusterRole": t.owner_cluster_role,
         },
         "namespaces": list(t.namespaces),
-        "crdApiGroups": list(t.crd_api_groups),
         "resources": [_generic_spec(g) for g in t.resources],
     }
-    if t.node_selector is not None:
-        spec["nodeSelector"] = t.node_selector.model_dump()
-    for key, value in (
-        ("storageClasses", t.storageclasses),
-        ("ingressClasses", t.ingressclasses),
-        ("priorityClasses", t.priorityclasses),
-        ("runtimeClasses", t.runtimeclasses),
-        ("gatewayClasses", t.gatewayclasses),
-        ("volumeSnapshotClasses", t.volumesnapshotclasses),
-    ):
+    for row in RESOURCE_TABLE:
+        if row.settings_key is None or row.cr_key is None:
+            continue
+        value = getattr(t, row.settings_key)
         if value is not None:
-            spec[key] = _class_spec(value)
+            spec[row.cr_key] = _spec_value(value)
     return spec
 
 
@@ -296,6 +300,31 @@ def _capsule_allowed(value: object, where: str) -> dict[str, Any]:
     return out
 
 
+def _capsule_node_selector(value: object, where: str) -> dict[str, Any] | None:
+    """Capsule's nodeSelector is a map of labels; an empty one gives no nodes rule at all."""
+    return {"matchLabels": dict(_mapping(value, where))} if value else None
+
+
+# How a Capsule Tenant's value becomes our spec's, for each kind of rule it can give.
+_CAPSULE: dict[type[Rule], Callable[[object, str], dict[str, Any] | None]] = {
+    NodeRule: _capsule_node_selector,
+    ClassRule: _capsule_allowed,
+}
+
+
+def _where(path: tuple[str, ...]) -> str:
+    return ".".join(("spec", *path))
+
+
+def _capsule_value(spec: Mapping[str, Any], path: tuple[str, ...]) -> object:
+    """The value at `path` in a Capsule spec (None when absent); a step that is there but not
+    a mapping is refused, as every other malformed field."""
+    node: Mapping[str, Any] = spec
+    for i, step in enumerate(path[:-1]):
+        node = _mapping(node.get(step), _where(path[: i + 1]))
+    return node.get(path[-1])
+
+
 def spec_from_capsule(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A Capsule v1beta2 Tenant's spec in our shape: owners become members."""
     spec = _mapping(obj.get("spec"), "spec")
@@ -322,22 +351,13 @@ def spec_from_capsule(obj: Mapping[str, Any]) -> dict[str, Any]:
     quota = _mapping(spec.get("namespaceOptions"), "spec.namespaceOptions").get("quota")
     if quota is not None:
         out["namespaceOptions"] = {"quota": quota}
-    if spec.get("nodeSelector"):
-        out["nodeSelector"] = {
-            "matchLabels": dict(_mapping(spec["nodeSelector"], "spec.nodeSelector"))
-        }
-    for capsule_key, our_key in (
-        ("storageClasses", "storageClasses"),
-        ("priorityClasses", "priorityClasses"),
-        ("runtimeClasses", "runtimeClasses"),
-    ):
-        if spec.get(capsule_key) is not None:
-            out[our_key] = _capsule_allowed(spec[capsule_key], f"spec.{capsule_key}")
-    ingress = _mapping(spec.get("ingressOptions"), "spec.ingressOptions")
-    if ingress.get("allowedClasses") is not None:
-        out["ingressClasses"] = _capsule_allowed(
-            ingress["allowedClasses"], "spec.ingressOptions.allowedClasses"
-        )
+    for row in RESOURCE_TABLE:
+        if row.capsule_field is None or row.cr_key is None:
+            continue
+        value = _capsule_value(spec, row.capsule_field)
+        allowed = None if value is None else _CAPSULE[row.rule](value, _where(row.capsule_field))
+        if allowed is not None:
+            out[row.cr_key] = allowed
     return out
 
 

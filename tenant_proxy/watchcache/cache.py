@@ -21,7 +21,8 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tenant_proxy.tenancy.model import GroupResource, field_value
+from tenant_proxy.kube.resources import GroupResource
+from tenant_proxy.tenancy.ownership import field_value
 from tenant_proxy.tenancy.projection import FieldPath, project, projection_needs
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watchcache.stored import NO_HEAD, Head, Stored, View, compact

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tenant_proxy.filtering.forms import Keep, partial_metadata
+from tenant_proxy.filtering.objects import Keep, partial_metadata
 from tenant_proxy.watchcache.replay import Side, Whole, visible, whole
 from tenant_proxy.watchcache.timeline import Obj
 

@@ -19,8 +19,9 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from tenant_proxy.filtering.forms import Keep, judged
-from tenant_proxy.tenancy.model import GroupResource, TenantView
+from tenant_proxy.filtering.objects import Keep, judged
+from tenant_proxy.kube.resources import GroupResource
+from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj
 
 Whole = Mapping[str, Any]
@@ -52,7 +53,7 @@ def side_of(view: TenantView | None, gr: GroupResource) -> Side | None:
     """How `view` judges `gr`; None when the caller sees nothing of it."""
     if view is None or gr not in view.rules:
         return None
-    return Side(view.rules[gr], view.judge(gr))
+    return Side(view.rules[gr], view.owns(gr))
 
 
 def everything(_obj: Whole) -> bool:

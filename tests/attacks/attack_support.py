@@ -55,8 +55,7 @@ from e2e.core_support import (
 from tenant_proxy import pki
 from tenant_proxy.demo import OIDC_AUDIENCE, Demo, demo_world
 from tenant_proxy.emulator import errors
-from tenant_proxy.emulator.app import _cut_off as cut_off
-from tenant_proxy.emulator.app import status_response
+from tenant_proxy.emulator.responses import cut_off, status_response
 from tenant_proxy.emulator.testing import client_ssl
 from tenant_proxy.emulator.types import UserInfo
 from tenant_proxy.headers import name_key

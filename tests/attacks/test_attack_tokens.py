@@ -32,7 +32,7 @@ from attack_support import (
 )
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import load_pem_x509_certificate
-from e2e.core_support import assert_status
+from e2e.core_support import UNAUTHORIZED, assert_status
 
 from tenant_proxy import pki
 from tenant_proxy.demo import OIDC_ISSUER
@@ -40,15 +40,6 @@ from tenant_proxy.demo import OIDC_ISSUER
 pytestmark = [pytest.mark.e2e]
 
 TEAM_C_PODS = "/api/v1/namespaces/team-c-dev/pods"
-UNAUTHORIZED = {
-    "kind": "Status",
-    "apiVersion": "v1",
-    "metadata": {},
-    "status": "Failure",
-    "message": "Unauthorized",
-    "reason": "Unauthorized",
-    "code": 401,
-}
 
 
 def b64url(data: bytes) -> str:

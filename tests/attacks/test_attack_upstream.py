@@ -26,21 +26,12 @@ from attack_support import (
     exchange,
     probe,
 )
-from e2e.core_support import assert_status
+from e2e.core_support import UNAUTHORIZED, assert_status
 
 pytestmark = [pytest.mark.e2e]
 
 JSON = [("Accept", "application/json")]
 TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
-UNAUTHORIZED = {
-    "kind": "Status",
-    "apiVersion": "v1",
-    "metadata": {},
-    "status": "Failure",
-    "message": "Unauthorized",
-    "reason": "Unauthorized",
-    "code": 401,
-}
 
 
 # --- authentication's dependencies ---------------------------------------------------------------

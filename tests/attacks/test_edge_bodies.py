@@ -14,7 +14,7 @@ import pytest
 from edge_support import EdgeDemo, closed_by_peer, edge_demo, gzip_bomb, read_response
 
 from tenant_proxy import status
-from tenant_proxy.passthrough import refuse_encoded_body
+from tenant_proxy.serving.passthrough import refuse_encoded_body
 
 CONFIGMAPS = "/api/v1/namespaces/team-a-dev/configmaps"
 HELD = 64 * 1024  # the bomb's tail, held back by its client until the probes are answered

@@ -352,6 +352,18 @@ async def raw_exchange(
         writer.close()
 
 
+# The real server's answer to a bad bearer token (k8s-reference/authn-401-bad-token.txt).
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
+
+
 def assert_status(body: Any, code: int, reason: str) -> None:
     """`body` is a Kubernetes Status for `code`/`reason`."""
     assert isinstance(body, dict), body

@@ -56,8 +56,8 @@ from tenant_proxy import pki
 from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.server import ProxyServer
-from tenant_proxy.tenancy.model import GroupResource
 
 T = TypeVar("T")
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

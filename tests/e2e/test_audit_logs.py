@@ -21,7 +21,7 @@ from watching import session_as
 
 from tenant_proxy.demo import Demo
 from tenant_proxy.observability import JSONFormatter
-from tenant_proxy.server import ConfigWatcher
+from tenant_proxy.serving.config_watcher import ConfigWatcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 

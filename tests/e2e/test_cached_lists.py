@@ -19,8 +19,8 @@ from conftest import kubectl
 from watching import TABLE, Watch, is_, name_of, session_as
 
 from tenant_proxy.demo import Demo
-from tenant_proxy.tenancy.model import NAMESPACES, GroupResource
-from tenant_proxy.tenancy.model import PERSISTENT_VOLUMES as PVS
+from tenant_proxy.kube.resources import NAMESPACES, GroupResource
+from tenant_proxy.kube.resources import PERSISTENT_VOLUMES as PVS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import kubectl
-from core_support import World, assert_status, core_world
+from core_support import UNAUTHORIZED, World, assert_status, core_world
 
 from tenant_proxy import pki
 from tenant_proxy.emulator.testing import client_ssl
@@ -26,16 +26,6 @@ pytestmark = [pytest.mark.e2e]
 
 TEAM_A_PODS = "/api/v1/namespaces/team-a-dev/pods"
 TEAM_C_PODS = "/api/v1/namespaces/team-c-dev/pods"
-# The real server's answer to a bad bearer token (k8s-reference/authn-401-bad-token.txt).
-UNAUTHORIZED = {
-    "kind": "Status",
-    "apiVersion": "v1",
-    "metadata": {},
-    "status": "Failure",
-    "message": "Unauthorized",
-    "reason": "Unauthorized",
-    "code": 401,
-}
 
 
 SERVICE_ACCOUNT = """

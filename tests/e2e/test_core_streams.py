@@ -32,7 +32,7 @@ from core_support import (
     request_bytes,
 )
 
-from tenant_proxy.emulator import streams
+from tenant_proxy.emulator import exec_channels as streams
 from tenant_proxy.emulator.testing import client_ssl, kubectl_binary
 
 pytestmark = [pytest.mark.e2e]

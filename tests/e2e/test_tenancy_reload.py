@@ -20,9 +20,10 @@ from conftest import REAL_CLUSTER, kubectl
 from realcluster import RealClusterDemo
 from watching import Watch, name_of, session_as
 
-from tenant_proxy.config import GenericRuleSettings, Settings
+from tenant_proxy.config import Settings
 from tenant_proxy.demo import Demo
 from tenant_proxy.server import ProxyServer
+from tenant_proxy.tenancy.settings import GenericRuleSettings
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from watching import Watch, is_, name_of, session_as
 from tenant_proxy.config import Settings
 from tenant_proxy.demo import Demo
 from tenant_proxy.emulator.testing import kubectl_binary
-from tenant_proxy.tenancy.model import NAMESPACES
+from tenant_proxy.kube.resources import NAMESPACES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 

@@ -314,7 +314,7 @@ def test_protobuf_envelope_of_a_self_subject_access_review_decodes() -> None:
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_any_body_parses_or_is_a_400(body: bytes) -> None:
     from tenant_proxy.emulator.errors import StatusError
-    from tenant_proxy.emulator.handlers import parse_json
+    from tenant_proxy.emulator.objects import parse_json
 
     codes = []
     try:
@@ -326,8 +326,47 @@ def test_any_body_parses_or_is_a_400(body: bytes) -> None:
 
 def test_deeply_nested_body_is_a_400() -> None:
     from tenant_proxy.emulator.errors import StatusError
-    from tenant_proxy.emulator.handlers import parse_json
+    from tenant_proxy.emulator.objects import parse_json
 
     with pytest.raises(StatusError) as caught:
         parse_json(b"[" * 100_000)
     assert caught.value.code == 400
+
+
+# --- delete preconditions (k8s.io/apiserver/pkg/storage Preconditions.Check) ----------------
+
+
+@pytest.mark.parametrize(
+    ("preconditions", "message"),
+    [
+        ({}, None),
+        ({"uid": "u-1", "resourceVersion": "7"}, None),
+        (
+            {"uid": "u-2"},
+            'Operation cannot be fulfilled on namespaces "team-a": Precondition failed: '
+            "UID in precondition: u-2, UID in object meta: u-1",
+        ),
+        (
+            {"uid": "u-1", "resourceVersion": "6"},
+            'Operation cannot be fulfilled on namespaces "team-a": Precondition failed: '
+            "ResourceVersion in precondition: 6, ResourceVersion in object meta: 7",
+        ),
+    ],
+)
+def test_delete_preconditions_conflict_as_the_api_server_words_it(
+    preconditions: dict[str, str], message: str | None
+) -> None:
+    from tenant_proxy.emulator.errors import StatusError
+    from tenant_proxy.emulator.objects import check_preconditions
+    from tenant_proxy.emulator.resources import Registry
+
+    namespaces = Registry().lookup("", "v1", "namespaces")
+    assert namespaces is not None
+    current = {"metadata": {"name": "team-a", "uid": "u-1", "resourceVersion": "7"}}
+    if message is None:
+        check_preconditions(namespaces, current, {"preconditions": preconditions})
+        return
+    with pytest.raises(StatusError) as caught:
+        check_preconditions(namespaces, current, {"preconditions": preconditions})
+    assert (caught.value.code, caught.value.message) == (409, message)
+    assert caught.value.details == {"name": "team-a", "kind": "namespaces"}

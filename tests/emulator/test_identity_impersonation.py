@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from tenant_proxy.emulator.bootstrap_policy import bootstrap_objects
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.impersonation import apply, unescape_extra_key
-from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer, bootstrap_objects
+from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer
 from tenant_proxy.emulator.types import Attributes, KubeObject, UserInfo
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"

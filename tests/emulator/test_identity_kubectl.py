@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tenant_proxy.emulator.bootstrap_policy import bootstrap_objects
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.identity import Authenticator, TokenIssuer
-from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer, bootstrap_objects
+from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer
 from tenant_proxy.emulator.reviews import (
     PROTOBUF,
     REVIEWS,
     ReviewContext,
     decode_protobuf,
-    token_request,
 )
+from tenant_proxy.emulator.token_requests import token_request
 from tenant_proxy.emulator.types import KubeObject, UserInfo
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
 from tenant_proxy.pki import KeyPair, issue_server_cert, new_ca

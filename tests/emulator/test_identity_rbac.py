@@ -7,10 +7,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenant_proxy.emulator.bootstrap_policy import bootstrap_objects
 from tenant_proxy.emulator.rbac import (
     RBAC_GROUP,
     Authorizer,
-    bootstrap_objects,
     rule_allows,
 )
 from tenant_proxy.emulator.types import ANONYMOUS, Attributes, KubeObject, UserInfo

@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenant_proxy.emulator.bootstrap_policy import bootstrap_objects
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.identity import Authenticator, TokenIssuer
-from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer, bootstrap_objects
-from tenant_proxy.emulator.reviews import REVIEWS, ReviewContext, decode_protobuf, token_request
+from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer
+from tenant_proxy.emulator.reviews import REVIEWS, ReviewContext, decode_protobuf
+from tenant_proxy.emulator.token_requests import token_request
 from tenant_proxy.emulator.types import KubeObject, UserInfo
 from tenant_proxy.pki import new_ca
 

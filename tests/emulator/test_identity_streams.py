@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenant_proxy.emulator.errors import StatusError
-from tenant_proxy.emulator.streams import (
+from tenant_proxy.emulator.exec_channels import (
     BASE64,
     CHANNEL,
     V4,
@@ -24,16 +24,15 @@ from tenant_proxy.emulator.streams import (
     V5,
     Finished,
     Interactive,
-    LogBook,
     decode_frame,
     encode_frame,
-    exec_or_attach,
     exit_status,
     plan_command,
-    pod_log,
-    portforward_or_spdy,
 )
+from tenant_proxy.emulator.pod_logs import LogBook, pod_log
+from tenant_proxy.emulator.streams import exec_or_attach
 from tenant_proxy.emulator.types import Attributes, KubeObject
+from tenant_proxy.emulator.upgrades import portforward_or_spdy
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
 from tenant_proxy.pki import KeyPair, issue_server_cert, new_ca
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.emulator import openapi
+from tenant_proxy.emulator import field_docs, openapi, openapi_schemas
 from tenant_proxy.emulator.types import ResourceType
 
 NAMESPACES = ResourceType(
@@ -57,7 +57,7 @@ def refs(node: Any) -> Iterator[str]:
 
 
 def kind_schema(doc: dict[str, Any], rt: ResourceType) -> dict[str, Any]:
-    wanted = openapi.gvk(rt)
+    wanted = openapi_schemas.gvk(rt)
     found: list[dict[str, Any]] = [
         s
         for s in doc["components"]["schemas"].values()
@@ -109,7 +109,7 @@ def test_every_reference_resolves_within_the_document() -> None:
 def test_object_meta_carries_the_patch_strategies_of_its_lists() -> None:
     doc = openapi.v3_group(Table([NAMESPACES]), "", "v1")
     assert doc is not None
-    meta = doc["components"]["schemas"][f"{openapi.META}.ObjectMeta"]["properties"]
+    meta = doc["components"]["schemas"][f"{openapi_schemas.META}.ObjectMeta"]["properties"]
     assert meta["finalizers"]["x-kubernetes-patch-strategy"] == "merge"
     assert meta["ownerReferences"]["x-kubernetes-patch-merge-key"] == "uid"
     assert {"labels", "annotations", "name", "namespace", "uid"} <= set(meta)
@@ -160,8 +160,8 @@ def test_v2_has_every_kind_and_no_paths() -> None:
     kinds = [
         g for s in doc["definitions"].values() for g in s.get("x-kubernetes-group-version-kind", [])
     ]
-    assert openapi.gvk(NAMESPACES) in kinds
-    assert openapi.gvk(WIDGETS) in kinds
+    assert openapi_schemas.gvk(NAMESPACES) in kinds
+    assert openapi_schemas.gvk(WIDGETS) in kinds
     for ref in refs(doc):
         assert ref.removeprefix("#/definitions/") in doc["definitions"], ref
 
@@ -197,7 +197,7 @@ def test_custom_kind_publishes_its_crd_schema_with_standard_metadata() -> None:
     assert schema["description"] == "A widget of the example API."
     assert schema["properties"]["spec"]["properties"]["size"]["type"] == "integer"
     assert schema["properties"]["metadata"]["allOf"] == [
-        {"$ref": f"#/components/schemas/{openapi.META}.ObjectMeta"}
+        {"$ref": f"#/components/schemas/{openapi_schemas.META}.ObjectMeta"}
     ]
     assert "x-kubernetes-preserve-unknown-fields" not in schema
 
@@ -214,6 +214,6 @@ def test_v2_carries_crd_schemas_too() -> None:
     doc = openapi.v2(Table([WIDGETS]), {("example.com", "v1", "Widget"): WIDGET_SCHEMA})
     widget = doc["definitions"]["com.example.v1.Widget"]
     assert widget["properties"]["metadata"] == {
-        "$ref": f"#/definitions/{openapi.META}.ObjectMeta",
-        "description": openapi.METADATA_DOC,
+        "$ref": f"#/definitions/{openapi_schemas.META}.ObjectMeta",
+        "description": field_docs.METADATA_DOC,
     }

@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.emulator import tables
+from tenant_proxy.emulator import (
+    cluster_printers,
+    crd_printer,
+    pod_printer,
+    tables,
+    workload_printers,
+)
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.types import KubeObject, ResourceType
 
@@ -166,15 +172,15 @@ def test_node_status_comes_from_the_ready_condition() -> None:
         ]
     )
     not_ready = node(conditions=[{"type": "Ready", "status": "False"}])
-    assert tables.node_status(ready) == "Ready"
-    assert tables.node_status(not_ready) == "NotReady"
-    assert tables.node_status(node()) == "Unknown"
+    assert cluster_printers.node_status(ready) == "Ready"
+    assert cluster_printers.node_status(not_ready) == "NotReady"
+    assert cluster_printers.node_status(node()) == "Unknown"
 
 
 def test_cordoned_node_reads_scheduling_disabled() -> None:
     cordoned = node(conditions=[{"type": "Ready", "status": "True"}])
     cordoned["spec"]["unschedulable"] = True
-    assert tables.node_status(cordoned) == "Ready,SchedulingDisabled"
+    assert cluster_printers.node_status(cordoned) == "Ready,SchedulingDisabled"
 
 
 def test_node_roles_come_from_role_labels_sorted() -> None:
@@ -185,7 +191,7 @@ def test_node_roles_come_from_role_labels_sorted() -> None:
         "node-role.kubernetes.io/": "",
         "kubernetes.io/role": "edge",
     }
-    assert tables.node_roles(labelled) == "control-plane,edge,worker"
+    assert cluster_printers.node_roles(labelled) == "control-plane,edge,worker"
 
 
 def test_node_wide_cells_show_addresses_and_system_info() -> None:
@@ -221,8 +227,11 @@ def test_default_storage_class_is_marked_in_its_name() -> None:
 
 
 def test_pv_access_modes_are_abbreviated_in_fixed_order() -> None:
-    assert tables.access_modes(["ReadWriteMany", "ReadWriteOnce", "ReadWriteOnce"]) == "RWO,RWX"
-    assert tables.access_modes([]) == ""
+    assert (
+        cluster_printers.access_modes(["ReadWriteMany", "ReadWriteOnce", "ReadWriteOnce"])
+        == "RWO,RWX"
+    )
+    assert cluster_printers.access_modes([]) == ""
 
 
 def pod(phase: str = "Running", **status: Any) -> KubeObject:
@@ -283,7 +292,7 @@ def test_pod_waiting_container_reason_becomes_the_status() -> None:
             },
         ]
     )
-    summary = tables.pod_summary(crashing)
+    summary = pod_printer.pod_summary(crashing)
     assert (summary.reason, summary.ready, summary.total) == ("CrashLoopBackOff", 1, 2)
 
 
@@ -293,13 +302,13 @@ def test_pod_stuck_in_init_shows_init_progress() -> None:
         initContainerStatuses=[{"name": "setup", "restartCount": 0, "state": {"running": {}}}],
     )
     init["spec"]["initContainers"] = [{"name": "setup"}, {"name": "migrate"}]
-    assert tables.pod_summary(init).reason == "Init:0/2"
+    assert pod_printer.pod_summary(init).reason == "Init:0/2"
 
 
 def test_deleting_pod_reads_terminating() -> None:
     leaving = pod(containerStatuses=[running("app"), running("side")])
     leaving["metadata"]["deletionTimestamp"] = "2026-11-24T13:53:50Z"
-    assert tables.pod_summary(leaving).reason == "Terminating"
+    assert pod_printer.pod_summary(leaving).reason == "Terminating"
 
 
 def test_succeeded_pod_row_carries_the_completed_condition() -> None:
@@ -467,7 +476,7 @@ def test_partial_metadata_keeps_exactly_the_metadata(meta: dict[str, str], versi
 
 @given(st.text(max_size=40))
 def test_any_printer_column_path_resolves_or_misses_without_error(path: str) -> None:
-    found, _ = tables._json_path(widget(size=1), path)
+    found, _ = crd_printer.json_path(widget(size=1), path)
     assert found in (True, False)
 
 
@@ -579,6 +588,6 @@ def test_daemon_set_row_shows_node_selector_and_counts() -> None:
     )
 )
 def test_label_selector_text_lists_each_label_once_sorted(labels: dict[str, str]) -> None:
-    text = tables.format_label_selector({"matchLabels": labels})
+    text = workload_printers.format_label_selector({"matchLabels": labels})
     expected = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
     assert text == expected

@@ -14,16 +14,9 @@ from hypothesis import strategies as st
 
 from tenant_proxy.filtering.lists import NotAList, filter_response
 from tenant_proxy.filtering.tables import filter_table
-from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    PERSISTENT_VOLUMES,
-    ClaimNamespaceRule,
-    GroupResource,
-    Members,
-    Tenant,
-    owns,
-    view_for,
-)
+from tenant_proxy.kube.resources import NAMESPACES, PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.tenancy.model import Members, Tenant, owns, view_for
+from tenant_proxy.tenancy.rules import ClaimNamespaceRule
 
 Body = Callable[[str], dict[str, Any]]
 OWNER = {"team-a-dev": "team-a", "team-a-prod": "team-a", "team-b-dev": "team-b"}

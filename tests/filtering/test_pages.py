@@ -18,28 +18,24 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.forms import Keep, judged
 from tenant_proxy.filtering.lists import NotAList, filter_response
+from tenant_proxy.filtering.objects import Keep, judged
+from tenant_proxy.filtering.pager import Answer, ListPager, Read
 from tenant_proxy.filtering.pages import (
     Page,
     Splitting,
     assemble,
     continue_in_head,
-    resume_position,
     take,
     upstream_continue,
 )
-from tenant_proxy.filtering.selectors import from_label_selector
+from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.filtering.tables import row_kept
-from tenant_proxy.tenancy.model import (
-    PERSISTENT_VOLUMES,
-    ClaimNamespaceRule,
-    GenericRule,
-    GroupResource,
-    Members,
-    Tenant,
-    view_for,
-)
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.requestinfo import parse_query
+from tenant_proxy.tenancy.model import Members, Tenant, view_for
+from tenant_proxy.tenancy.rules import ClaimNamespaceRule, GenericRule
 
 GADGETS = GroupResource("example.io", "gadgets")
 NAMES = ["a", "b", "c", "d"]
@@ -47,7 +43,7 @@ NAMESPACES = ["ns1", "ns2", "ns3"]
 
 
 def split_page(body: bytes, judge: Keep, fields: frozenset[tuple[str, ...]]) -> Page:
-    """A page split as `FilteredReads._split` splits it: a slice of entries at a time."""
+    """A page split as `serving.bodies.split_page` splits it: a slice of entries at a time."""
     splitting = Splitting(body, judge, fields)
     while not splitting.step(3):
         pass
@@ -177,7 +173,7 @@ def test_a_page_answers_what_the_whole_filter_keeps_from_its_position(
     table = form != "list"
     doc = as_table(items, form == "table") if table else as_list(items, 3)
     body = orjson.dumps(doc)
-    keep = VIEW.judge(gr)
+    keep = VIEW.owns(gr)
     whole = orjson.loads(
         filter_response(body, keep, strip_objects=strip, metadata_only=metadata_only)[0]
     )["rows" if table else "items"]
@@ -221,11 +217,11 @@ def test_the_judge_sees_only_the_fields_it_reads() -> None:
 
 
 def test_a_judge_reads_labels_only_when_a_selector_needs_them() -> None:
-    assert VIEW.judge(PERSISTENT_VOLUMES).fields == {
+    assert VIEW.owns(PERSISTENT_VOLUMES).fields == {
         ("metadata", "name"),
         ("spec", "claimRef", "namespace"),
     }
-    assert ("metadata", "labels") in VIEW.judge(GADGETS).fields
+    assert ("metadata", "labels") in VIEW.owns(GADGETS).fields
 
 
 def test_the_answer_carries_the_proxy_metadata_only() -> None:
@@ -237,7 +233,7 @@ def test_the_answer_carries_the_proxy_metadata_only() -> None:
     doc["metadata"]["continue"] = "upstream-token-naming-b"
     body = orjson.dumps(doc)
     assert upstream_continue(body) == "upstream-token-naming-b"
-    keep = VIEW.judge(PERSISTENT_VOLUMES)
+    keep = VIEW.owns(PERSISTENT_VOLUMES)
     page = split_page(body, keep, keep.fields)
     assert page.size == 2
     assert [at for at, _ in page.candidates] == [0]
@@ -264,7 +260,7 @@ def test_the_answer_carries_the_proxy_metadata_only() -> None:
 
 
 def test_pages_of_another_shape_are_judged_whole() -> None:
-    keep = VIEW.judge(PERSISTENT_VOLUMES)
+    keep = VIEW.owns(PERSISTENT_VOLUMES)
     body = orjson.dumps({**as_list([{"metadata": {"name": "a"}}], None), "extra": 1})
     page = split_page(body, keep, keep.fields)
     assert page.envelope["extra"] == 1
@@ -298,43 +294,31 @@ def test_the_head_of_a_page_names_its_continue_token_when_it_can() -> None:
 def test_pages_resumed_where_they_stopped_add_up_to_the_whole_list(
     items: list[Any], gr: GroupResource, upstream_page: int, limit: int
 ) -> None:
-    """The loop of `FilteredReads._rewritten_list`, without I/O: upstream pages of
-    `upstream_page`, client pages of at most `limit`, each resumed at `resume_position`."""
-    keep = VIEW.judge(gr)
+    """The production pager (`filtering.pager.ListPager`) over upstream pages of
+    `upstream_page`, client pages of at most `limit`, each resumed where the one before
+    stopped, adds up to the whole-body filter's answer."""
+    keep = VIEW.owns(gr)
     whole = orjson.loads(filter_response(orjson.dumps(as_list(items, None)), keep)[0])["items"]
     chunks = [items[i : i + upstream_page] for i in range(0, len(items), upstream_page)] or [[]]
 
-    def upstream(index: int) -> Page:
+    def upstream(index: int) -> tuple[Page, str | None]:
         following = str(index + 1) if index + 1 < len(chunks) else None
         doc = as_list(chunks[index], None)
         if following is not None:
             doc["metadata"]["continue"] = following
-        return split_page(orjson.dumps(doc), keep, keep.fields)
+        return split_page(orjson.dumps(doc), keep, keep.fields), following
 
+    shape = Shape("application/json", False, False, None, False)
     answered: list[Any] = []
     position: Position | None = None
     for _ in range(len(items) + 2):  # every client page moves on, so this bounds the loop
-        index, skip = (0, 0) if position is None else (int(position.upstream or 0), position.skip)
-        got: list[Any] = []
-        while True:
-            page = upstream(index)
-            taken = take(page, keep, skip=skip, want=limit - len(got))
-            got += taken.entries
-            following = str(index + 1) if index + 1 < len(chunks) else None
-            position = resume_position(
-                page,
-                taken,
-                fetched_with=str(index) if index else "",
-                following=following,
-                limit_reached=len(got) >= limit,
-                snapshot="7",
-                page_size=upstream_page,
-            )
-            if position is not None or following is None:
-                break
-            index, skip = index + 1, 0
-        assert len(got) <= limit
-        answered += got
+        pager = ListPager(parse_query(""), keep, shape, position, upstream_page, limit, 1 << 30)
+        step: Read | Answer = pager.start()
+        while isinstance(step, Read):
+            step = pager.feed(*upstream(int(step.following or 0)))
+        assert len(step.entries) <= limit
+        answered += step.entries
+        position = step.resume
         if position is None:
             break
     assert answered == whole

@@ -2,13 +2,13 @@
 
 Two production paths are driven with plain values, as the proxy composes them:
 - read upstream: `pushdown.plan_read`, then either the API server's own answer (a pushed-down
-  selector) or the pager of `FilteredReads._rewritten_list`: `filtering.pages` split / take /
-  resume_position / assemble over the upstream's pages, the tenant's `limit` honoured across
+  selector) or the production pager (`filtering.pager.ListPager`, which the list executor
+  drives with upstream I/O) over the upstream's pages, the tenant's `limit` honoured across
   them with continue positions;
 - from the watch cache: `watchcache.listing.page_of` and `list_body`, as `list_from_cache` uses
   them, page after page.
 The upstream is simulated with the emulator's own selector matcher (written separately from
-filtering.selectors), paginated; the oracle is written from the issue's rules.
+kube.labels), paginated; the oracle is written from the issue's rules.
 """
 
 from __future__ import annotations
@@ -23,33 +23,17 @@ from hypothesis import strategies as st
 
 from tenant_proxy.emulator.selectors import labels_match, parse_labels
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.forms import partial_metadata
-from tenant_proxy.filtering.pages import (
-    Page,
-    Splitting,
-    assemble,
-    resume_position,
-    take,
-    upstream_continue,
-)
-from tenant_proxy.filtering.pushdown import Nothing, PushDown, plan_read
-from tenant_proxy.filtering.selectors import from_label_selector
+from tenant_proxy.filtering.objects import partial_metadata
+from tenant_proxy.filtering.pager import Answer, ListPager, Read
+from tenant_proxy.filtering.pages import Page, Splitting, upstream_continue
 from tenant_proxy.filtering.shape import Shape, shape_for
-from tenant_proxy.requestinfo import classify
-from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
-    ClaimNamespaceRule,
-    GroupResource,
-    Judge,
-    Members,
-    NodeRule,
-    Rule,
-    Tenant,
-    TenantView,
-    view_for,
-)
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.requestinfo import Query, classify
+from tenant_proxy.tenancy.model import Members, Tenant, TenantView, view_for
+from tenant_proxy.tenancy.ownership import Owns
+from tenant_proxy.tenancy.pushdown import Nothing, PushDown, plan_read
+from tenant_proxy.tenancy.rules import ClaimNamespaceRule, NodeRule, Rule
 from tenant_proxy.watch_from_cache import client_selector
 from tenant_proxy.watchcache.listing import list_body, page_of
 from tenant_proxy.watchcache.replay import Side
@@ -201,8 +185,8 @@ def encode(page: list[dict[str, Any]], shape: Shape, following: str | None) -> b
     return orjson.dumps({"kind": "List", "metadata": meta, "items": page})
 
 
-def split(body: bytes, keep: Judge) -> Page:
-    """`FilteredReads._split`: sliced (a small slice here, so slicing is exercised too)."""
+def split(body: bytes, keep: Owns) -> Page:
+    """`serving.bodies.split_page`: sliced (a small slice here, so slicing is exercised too)."""
     splitting = Splitting(body, keep, keep.fields)
     while not splitting.step(2):
         pass
@@ -210,54 +194,22 @@ def split(body: bytes, keep: Judge) -> Page:
 
 
 def rewritten_list(
-    bodies: list[bytes], keep: Judge, shape: Shape, want: int | None, size: int
+    bodies: list[bytes], keep: Owns, shape: Shape, want: int | None, size: int
 ) -> list[dict[str, Any]]:
-    """The tenant's pages, as `FilteredReads._rewritten_list` composes them, one request per
-    page, each continuing from the position the one before answered."""
+    """The tenant's pages, as the list executor (`serving/filtered_list.py`) composes them: the
+    production pager (`filtering.pager.ListPager`) driven over the upstream's pages, one
+    request per page, each continuing from the position the one before answered."""
     by_token = {f"p{i}": body for i, body in enumerate(bodies)}
     position: Position | None = None
     answers: list[dict[str, Any]] = []
     for _ in range(sum(len(b) for b in bodies) + 2):  # a pager that loops fails below
-        body = (
-            by_token[position.upstream] if position is not None and position.upstream else bodies[0]
-        )
-        following = upstream_continue(body)
-        fetched_with = position.upstream if position is not None else ""
-        skip = position.skip if position is not None else 0
-        first: Page | None = None
-        entries: list[dict[str, Any]] = []
-        while True:
-            page = split(body, keep)
-            first = first or page
-            taken = take(
-                page,
-                keep,
-                skip=skip,
-                want=None if want is None else want - len(entries),
-                strip_objects=shape.strip_objects,
-                metadata_only=shape.partial,
-            )
-            entries += taken.entries
-            position = resume_position(
-                page,
-                taken,
-                fetched_with=fetched_with,
-                following=following,
-                limit_reached=want is not None and len(entries) >= want,
-                snapshot=first.resource_version,
-                page_size=size,
-            )
-            if position is not None or following is None:
-                break
-            body = by_token[following]
-            fetched_with, skip = following, 0
-            following = upstream_continue(body)
-        token = "sealed" if position is not None else None
-        answers.append(
-            orjson.loads(
-                assemble(first, entries, metadata_only=shape.partial, continue_token=token)
-            )
-        )
+        pager = ListPager(Query(raw=""), keep, shape, position, size, want, max_bytes=1 << 30)
+        step: Read | Answer = pager.start()
+        while isinstance(step, Read):
+            body = by_token[step.following] if step.following is not None else bodies[0]
+            step = pager.feed(split(body, keep), upstream_continue(body))
+        position = step.resume
+        answers.append(orjson.loads(step.body("sealed" if position is not None else None)))
         if position is None:
             return answers
     raise AssertionError(f"the pager did not end: {answers}")
@@ -275,7 +227,7 @@ def cached_list(
     names in order, `page_of` past the last name answered. A Table's rows are printed by the
     API server (RowBook, I/O): for a Table only the objects chosen are compared."""
     state = {o["metadata"]["name"]: o for o in objects}
-    side = Side(view.rules[gr], view.judge(gr)) if gr in view.rules else None
+    side = Side(view.rules[gr], view.owns(gr)) if gr in view.rules else None
     selected = client_selector(client or None, None, "")
     after, answers = "", []
     for _ in range(len(objects) + 2):
@@ -373,5 +325,5 @@ def test_tenant_list_answer_equals_the_oracle(
             encode(page, shape, f"p{i + 1}" if i + 1 < len(pages) else None)
             for i, page in enumerate(pages)
         ]
-        got = check_pages(rewritten_list(bodies, view.judge(gr), shape, want, size), fmt, want)
+        got = check_pages(rewritten_list(bodies, view.owns(gr), shape, want, size), fmt, want)
     assert got == expected

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.selectors import (
+from tenant_proxy.kube.labels import (
     EVERYTHING,
     Op,
     Requirement,
@@ -15,9 +15,9 @@ from tenant_proxy.filtering.selectors import (
     and_selectors,
     from_label_selector,
     new_requirement,
-    parse_selector,
     selector_of,
 )
+from tenant_proxy.kube.selector_syntax import parse_selector
 
 KEYS = ["a", "b", "app", "example.com/tenant", "kubernetes.io/metadata.name", "in", "notin"]
 VALUES = ["", "x", "y", "team-a", "in", "5", "12"]

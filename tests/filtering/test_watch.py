@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.watch import LineFramer, LineTooLong
+from tenant_proxy.kube.lines import LineFramer, LineTooLong
 
 
 @given(

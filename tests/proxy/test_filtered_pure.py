@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tenant_proxy import status
-from tenant_proxy.across_namespaces import merge_lists
 from tenant_proxy.filtering.shape import only_params, shape_for
 from tenant_proxy.requestinfo import classify
+from tenant_proxy.serving.across_namespaces import merge_lists
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 PARTIAL = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"

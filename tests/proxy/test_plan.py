@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.plan import (
     AmendReview,
     Filter,
@@ -14,7 +15,6 @@ from tenant_proxy.plan import (
     plan_request,
 )
 from tenant_proxy.requestinfo import classify
-from tenant_proxy.tenancy.model import GroupResource
 
 FILTERED = {
     GroupResource("", "namespaces"),

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenant_proxy.kube.resources import NODE_METRICS, NODES, GroupResource
 from tenant_proxy.plan import (
     Filter,
     ListAcrossNamespaces,
@@ -15,7 +16,6 @@ from tenant_proxy.plan import (
     plan_request,
 )
 from tenant_proxy.requestinfo import classify
-from tenant_proxy.tenancy.model import NODE_METRICS, NODES, GroupResource
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 MINE = frozenset({"node-a1"})

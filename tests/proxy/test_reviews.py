@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenant_proxy.identity import Identity
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.reviews import (
     REASON,
     accepts_json,
@@ -16,7 +17,6 @@ from tenant_proxy.reviews import (
     amend_rules_review,
     self_subject_review,
 )
-from tenant_proxy.tenancy.model import GroupResource
 
 NODES = GroupResource("", "nodes")
 

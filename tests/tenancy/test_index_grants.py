@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tenant_proxy.kube.resources import NAMESPACES
 from tenant_proxy.tenancy.grants import (
     Grant,
     GrantTable,
@@ -18,15 +19,8 @@ from tenant_proxy.tenancy.grants import (
     grant_matters,
     granted_namespaces,
 )
-from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    GenericRule,
-    Members,
-    Tenant,
-    owns,
-    tenant_namespaces,
-    view_for,
-)
+from tenant_proxy.tenancy.model import Members, Tenant, owns, tenant_namespaces, view_for
+from tenant_proxy.tenancy.rules import GenericRule
 
 ALICE = Subject("User", "alice")
 DEVS = Subject("Group", "devs")

@@ -8,29 +8,16 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.selectors import from_label_selector
-from tenant_proxy.tenancy.model import (
-    CRDS,
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
-    ApiGroupRule,
-    ClassRule,
-    GenericRule,
-    GroupResource,
-    Members,
-    NodeRule,
-    Tenant,
-    TenantView,
-    owns,
-    view_for,
-)
+from tenant_proxy.kube.labels import from_label_selector
+from tenant_proxy.kube.resources import CRDS, NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.tenancy.model import Members, Tenant, TenantView, owns, view_for
 from tenant_proxy.tenancy.projection import (
     covers,
     plan_projections,
     project,
     projection_needs,
 )
+from tenant_proxy.tenancy.rules import ApiGroupRule, ClassRule, GenericRule, NodeRule
 
 WIDGETS = GroupResource("example.com", "widgets")
 GADGETS = GroupResource("example.com", "gadgets")

@@ -10,25 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.selectors import Op, Requirement, Selector, from_label_selector
-from tenant_proxy.tenancy.model import (
-    CRDS,
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
+from tenant_proxy.kube.labels import Op, Requirement, Selector, from_label_selector
+from tenant_proxy.kube.resources import CRDS, NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
+from tenant_proxy.tenancy.model import Members, Tenant, owns, service_account_namespace, view_for
+from tenant_proxy.tenancy.ownership import label_test
+from tenant_proxy.tenancy.rules import (
     ApiGroupRule,
     ClaimNamespaceRule,
     ClassRule,
     GenericRule,
-    GroupResource,
-    Members,
     NodeRule,
     Rule,
-    Tenant,
-    label_test,
-    owns,
-    service_account_namespace,
-    view_for,
 )
 
 STORAGECLASSES = GroupResource("storage.k8s.io", "storageclasses")

@@ -9,20 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering import pushdown
-from tenant_proxy.filtering.selectors import Selector, from_label_selector
-from tenant_proxy.tenancy.model import (
-    NODE_METRICS,
-    NODES,
-    GenericRule,
-    Members,
-    NodeMetricsRule,
-    NodeRule,
-    Rule,
-    Tenant,
-    owns,
-    view_for,
-)
+from tenant_proxy.kube.labels import Selector, from_label_selector
+from tenant_proxy.kube.resources import NODE_METRICS, NODES
+from tenant_proxy.tenancy import pushdown
+from tenant_proxy.tenancy.model import Members, Tenant, owns, view_for
+from tenant_proxy.tenancy.rules import GenericRule, NodeMetricsRule, NodeRule, Rule
 
 KEYS = ["pool", "zone"]
 VALUES = ["a", "b", "shared"]

@@ -16,12 +16,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenant_proxy import namespace_protobuf, status
-from tenant_proxy.config import TenantSettings
 from tenant_proxy.identity import Identity
 from tenant_proxy.plan import CreateNamespace, DeleteNamespace, PassThrough, plan_request
 from tenant_proxy.requestinfo import classify
 from tenant_proxy.tenancy import self_service, sources
 from tenant_proxy.tenancy.model import Members, NamespaceOptions, Tenant, is_member
+from tenant_proxy.tenancy.settings import TenantSettings
 
 OURS = "tenant-proxy.io/tenant"
 CAPSULE = "capsule.clastix.io/tenant"

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from tenant_proxy.identity import Identity
+from tenant_proxy.kube.resources import PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.tenancy import sources
-from tenant_proxy.tenancy.model import PERSISTENT_VOLUMES, GroupResource, Tenant, owns, view_for
+from tenant_proxy.tenancy.model import Tenant, owns, view_for
 
 OURS = "tenant-proxy.io/tenant"
 CAPSULE = "capsule.clastix.io/tenant"

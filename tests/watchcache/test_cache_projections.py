@@ -14,11 +14,11 @@ import pytest
 from tenant_proxy.config import TenantSettings, parse_settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
-from tenant_proxy.filtering.forms import judged
+from tenant_proxy.filtering.objects import judged
 from tenant_proxy.identity import Identity
+from tenant_proxy.informers.index import TenancyIndex
+from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.observability import Metrics
-from tenant_proxy.tenancy.index import TenancyIndex
-from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.cache import ResourceCache
 from tenant_proxy.watchcache.replay import side_of

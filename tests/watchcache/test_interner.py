@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.tenancy.informer import Interner
+from tenant_proxy.informers.informer import Interner
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=6))
 values = st.recursive(

@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.forms import partial_metadata
+from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.watchcache.listing import (
     list_body,
     list_bytes,

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from tenant_proxy.filtering.watch import LineFramer, LineTooLong
+from tenant_proxy.kube.lines import LineFramer, LineTooLong
 from tenant_proxy.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("tenant_proxy.informer")

@@ -1,4 +1,5 @@
-"""Cluster-wide lists of namespaced resources for a tenant: the union over its namespaces."""
+"""Execute a ListAcrossNamespaces plan: a cluster-wide list of a namespaced resource for a
+tenant, the union over its namespaces where RBAC refuses the cluster-wide one."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tenant_proxy import passthrough, status
+from tenant_proxy import status
 from tenant_proxy.filtering.shape import ACCEPT_JSON, media_ranges
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.serving import passthrough
+from tenant_proxy.serving.caller import Call
+from tenant_proxy.serving.forward import Forward
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.upstream import Upstream
 
@@ -18,26 +22,42 @@ from tenant_proxy.upstream import Upstream
 class AcrossNamespaces:
     """A cluster-wide list of a namespaced resource (`kubectl get pods -A`, `describe node`).
 
-    Asked first as the caller; where RBAC refuses the cluster-wide list, the tenant gets the
-    union of the same list in each of its namespaces, each asked as the caller, so RBAC still
-    decides per namespace. Pages are not offered (the union has no single continue token).
-    Bounded: at most `parallel` namespaces at once, each answer at most `max_list_bytes`.
+    Asked first as the caller (passed through by `forward`); where RBAC refuses the
+    cluster-wide list, the tenant gets the union of the same list in each of its namespaces,
+    each asked as the caller, so RBAC still decides per namespace. Pages are not offered (the
+    union has no single continue token). Bounded: at most `parallel` namespaces at once, each
+    answer at most `max_list_bytes`.
     """
 
     def __init__(
-        self, upstream: Upstream, max_list_bytes: int = 64 * 1024 * 1024, parallel: int = 8
+        self,
+        forward: Forward,
+        upstream: Upstream,
+        max_list_bytes: int = 64 * 1024 * 1024,
+        parallel: int = 8,
     ) -> None:
-        self.upstream, self._max = upstream, max_list_bytes
+        self._forward, self._upstream, self._max = forward, upstream, max_list_bytes
         self._parallel = parallel
 
-    async def serve(
+    async def serve(self, request: web.Request, call: Call, view: TenantView) -> web.StreamResponse:
+        sent = await self._forward.send(request, call)
+        if sent.upstream.status != 403:
+            return await self._forward.answer(request, call, sent)
+        async with sent.upstream:
+            denial = await sent.upstream.read()
+        merged = await self._union(request, call.info, view, sent.headers)
+        if merged is not None:
+            return merged
+        return web.Response(status=403, body=denial, content_type=sent.upstream.content_type)
+
+    async def _union(
         self,
         request: web.Request,
         info: RequestInfo,
         view: TenantView,
         headers: list[tuple[str, str]],
     ) -> web.StreamResponse | None:
-        """The merged answer, or None when not one namespace answered (caller relays its 403)."""
+        """The merged answer, or None when not one namespace answered (the 403 is relayed)."""
         accept = [
             r
             for r in media_ranges(request.headers.get("Accept") or ACCEPT_JSON)
@@ -69,7 +89,7 @@ class AcrossNamespaces:
     async def _one(
         self, path: str, query: str, headers: list[tuple[str, str]]
     ) -> dict[str, Any] | None:
-        resp = await self.upstream.send("GET", self.upstream.url(path, query), headers)
+        resp = await self._upstream.send("GET", self._upstream.url(path, query), headers)
         async with resp:
             if resp.status != 200:
                 return None

@@ -8,7 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.pushdown import (
+from tenant_proxy.kube.labels import SelectorError, from_label_selector
+from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES
+from tenant_proxy.kube.selector_syntax import parse_selector
+from tenant_proxy.tenancy.model import Members, Tenant, TenantView, owns, view_for
+from tenant_proxy.tenancy.pushdown import (
     MAX_SELECTOR_BYTES,
     NAME_LABEL,
     Nothing,
@@ -18,19 +22,7 @@ from tenant_proxy.filtering.pushdown import (
     pushdown,
     rule_selector,
 )
-from tenant_proxy.filtering.selectors import SelectorError, from_label_selector, parse_selector
-from tenant_proxy.tenancy.model import (
-    NAMESPACES,
-    NODES,
-    PERSISTENT_VOLUMES,
-    ClaimNamespaceRule,
-    Members,
-    NodeRule,
-    Tenant,
-    TenantView,
-    owns,
-    view_for,
-)
+from tenant_proxy.tenancy.rules import ClaimNamespaceRule, NodeRule
 
 KEYS = ["a", "b", "pool", NAME_LABEL]
 VALUES = ["x", "y", "ns1", "ns2"]

@@ -23,11 +23,12 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from tenant_proxy import namespace_protobuf, passthrough, status
+from tenant_proxy import namespace_protobuf, status
 from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers
 from tenant_proxy.identity import Identity
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.serving import passthrough
 from tenant_proxy.tenancy import self_service
 from tenant_proxy.tenancy.model import Tenant, TenantView, tenant_namespaces
 from tenant_proxy.upstream import Upstream

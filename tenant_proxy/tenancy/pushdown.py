@@ -17,16 +17,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tenant_proxy.filtering.selectors import (
+from tenant_proxy.kube.labels import (
     Op,
     Requirement,
     Selector,
     SelectorError,
     and_selectors,
-    parse_selector,
     validate_value,
 )
-from tenant_proxy.tenancy.model import NAMESPACES, Criteria, GroupResource, TenantView
+from tenant_proxy.kube.resources import NAMESPACES, GroupResource
+from tenant_proxy.kube.selector_syntax import parse_selector
+from tenant_proxy.tenancy.model import TenantView
+from tenant_proxy.tenancy.rules import Criteria
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 MAX_SELECTOR_BYTES = 6 * 1024

@@ -1,0 +1,1 @@
+"""Serving executors: one per Plan arm, and the pipelines that dispatch to them."""
