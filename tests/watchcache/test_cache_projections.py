@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tenant_proxy.config import TenantSettings, parse_settings
+from tenant_proxy.config import parse_settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.filtering.objects import judged
@@ -19,6 +19,7 @@ from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.observability import Metrics
+from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.cache import ResourceCache
 from tenant_proxy.watchcache.replay import side_of
