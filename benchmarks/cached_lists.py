@@ -13,6 +13,9 @@ into one of those namespaces (a tenant holds 100). The tenant asks what `kubectl
   `kubectl get pv` as an admin reads first).
 Goal: cache on <= 0.5x direct at p50.
 
+Beside them, where a consistent read's time goes: the same list from the cache with
+`resourceVersion=0` (no freshness probe), and the probe's own read direct (`limit=1`).
+
 Run: /work/venv/bin/python -m benchmarks.cached_lists [--quick]
 """
 
@@ -64,17 +67,31 @@ async def measure(
                 async def baseline() -> float:
                     return await common.timed_get(direct, emulator.url + base, accept)  # noqa: B023
 
-                for warm in (cache_on, cache_off, baseline):
+                async def unprobed() -> float:
+                    url = f"{cached.url}{via}&resourceVersion=0"  # noqa: B023
+                    return await common.timed_get(on, url, accept)  # noqa: B023
+
+                async def probe() -> float:
+                    url = f"{emulator.url}/api/v1/{resource}?limit=1"  # noqa: B023
+                    return await common.timed_get(direct, url)
+
+                fns = [cache_on, cache_off, baseline, unprobed, probe]
+                for warm in fns:
                     await warm()  # connections, code paths, the cache's rows
                 rounds = sizes.ns_rounds if resource == "namespaces" else sizes.pv_rounds
-                px, px_off, bl = await common.interleaved(
-                    [cache_on, cache_off, baseline], rounds, sizes.per_round
+                px, px_off, bl, px_rv0, probed = await common.interleaved(
+                    fns, rounds, sizes.per_round
                 )
                 what = f"{resource} {form}, tenant's share (limit=500)"
                 table.add_latencies(
                     f"{what}: cache on", px, bl, baseline_note=" (direct)", ratio_at_most=GOAL
                 )
                 table.add_latencies(f"{what}: cache off", px_off, bl, baseline_note=" (direct)")
+                table.add_latencies(f"{what}: cache on, resourceVersion=0 (no probe)", px_rv0, bl)
+                if form == "JSON":
+                    table.add_latencies(
+                        f"{resource}: the probe's read direct (limit=1)", probed, bl
+                    )
 
 
 async def _check(session: aiohttp.ClientSession, proxy: common.ProxyProcess, sizes: Sizes) -> None:
