@@ -4,7 +4,8 @@
 - unset (a consistent read): the cache answers once it has caught up with the API server's
   current resourceVersion, learned by a `limit=1` list (as kube-apiserver >= 1.31 serves
   consistent reads from its watch cache); if it does not within `fresh_wait`, the read goes
-  upstream as before (as the API server falls back to etcd).
+  upstream as before (as the API server falls back to etcd). Where such waits keep failing (a
+  quiet resource on a busy v1.24 cluster: `watchcache.patience`), reads only check, not wait.
 - `resourceVersion=N` (NotOlderThan): once the cache has reached N, else upstream.
 - `resourceVersion=N&resourceVersionMatch=Exact`, and every following page: the state at N from
   the cache's window, else upstream (which may answer 410).
@@ -45,6 +46,7 @@ from tenant_proxy.watchcache.listing import (
     table_body,
     table_row,
 )
+from tenant_proxy.watchcache.patience import Patience
 from tenant_proxy.watchcache.replay import Side, Whole, everything, side_of, visible
 from tenant_proxy.watchcache.rows import RowBook
 from tenant_proxy.watchcache.stored import Stored
@@ -70,6 +72,7 @@ class CachedLists:
         self._caches, self._index = caches, index
         self._tokens, self._rows, self._fresh_wait = tokens, rows, fresh_wait
         self.versions = CurrentVersions(upstream)
+        self.patience = Patience(fresh_wait)
         # Each caller's view at the tenancy last answered with: computing it reads every
         # tenant's membership, which costs more than the rest of a small page.
         self._views: dict[Identity, TenantView | None] = {}
@@ -207,7 +210,12 @@ class CachedLists:
                 return None
         elif q.resource_version in (None, ""):
             current = await self.versions.current(cache.path)
-            if current is None or not await self._caches.reach(gr, current, self._fresh_wait):
+            if current is None:
+                return None
+            wait = self.patience.wait_for(gr)
+            caught = await self._caches.reach(gr, current, wait)
+            self.patience.caught_up(gr, caught, wait)
+            if not caught:
                 return None
         cache.settle()  # a tenancy change not yet recorded: the answer must be a watch's start
         view_now = self._view(timeline.tenancy, identity)

@@ -18,7 +18,8 @@ from cluster import Cluster
 from conftest import kubectl
 from watching import TABLE, Watch, is_, name_of, session_as
 
-from tenant_proxy.demo import Demo
+from tenant_proxy.demo import Demo, demo_world
+from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.kube.resources import NAMESPACES, GroupResource
 from tenant_proxy.kube.resources import PERSISTENT_VOLUMES as PVS
 
@@ -214,3 +215,66 @@ async def test_client_gos_protobuf_first_accept_gets_json_lists_and_watches(demo
             first = await Watch(resp).next()
     assert {i["metadata"]["name"] for i in listed["items"]} == {"team-a-dev", "team-a-prod"}
     assert first["type"] == "BOOKMARK"
+
+
+def lease(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": name, "leaseDurationSeconds": 40},
+    }
+
+
+def persistent_volume(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "capacity": {"storage": "1Gi"},
+            "hostPath": {"path": f"/data/{name}"},
+            "claimRef": {"name": "data", "namespace": namespace},
+        },
+    }
+
+
+async def test_a_quiet_resource_on_a_busy_cluster_is_answered_exactly_and_cached_again(
+    tmp_path: Any,
+) -> None:
+    """kube-apiserver v1.24's cacher bookmarks a watch about once a minute, and other
+    resources' writes (node Leases every 10 s) move the current revision on: the cache of a
+    quiet resource stays behind it, so consistent reads go upstream (after a few vain waits,
+    at once: `watchcache.patience`), exactly right; a write of the resource brings its cache
+    up to date and reads come from the cache again."""
+    demo = Demo(tmp_path)
+    demo.emulator = Emulator(
+        seed_objects=demo_world(False), metrics_server=True, bookmark_interval=3600
+    )
+    await demo.start()
+    try:
+        store = demo.emulator.store
+        async with session_as(demo, *ALICE) as alice:
+
+            async def alices_pvs() -> list[str]:
+                async with alice.get("/api/v1/persistentvolumes") as resp:
+                    assert resp.status == 200
+                    body = await resp.json()
+                return [i["metadata"]["name"] for i in body["items"]]
+
+            for i in range(5):
+                store.put("coordination.k8s.io", "leases", lease(f"node-{i}"))
+                before = len(upstream_collection_reads(demo, "/api/v1/persistentvolumes"))
+                assert await alices_pvs() == ["pv-a-data"]
+                after = len(upstream_collection_reads(demo, "/api/v1/persistentvolumes"))
+                assert after == before + 1  # behind the current revision: the API server's
+
+            store.put("", "persistentvolumes", persistent_volume("pv-a-new", "team-a-dev"))
+            await caught_up(demo, PVS)  # the PV's event carries the current revision
+            before = len(upstream_collection_reads(demo, "/api/v1/persistentvolumes"))
+            assert await alices_pvs() == ["pv-a-data", "pv-a-new"]
+            after = len(upstream_collection_reads(demo, "/api/v1/persistentvolumes"))
+            assert after == before  # from the cache again
+    finally:
+        await demo.stop()
