@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from typing import Any
 
 from tenant_proxy.emulator import errors
@@ -56,7 +57,7 @@ def list_page(
 
 def _snapshot(
     store: Store, rt: ResourceType, namespace: str, opts: ListOptions
-) -> tuple[int, list[KubeObject], str]:
+) -> tuple[int, Sequence[KubeObject], str]:
     ns = namespace if rt.namespaced else None
     current = store.resource_version
     if opts.continue_token:
@@ -67,7 +68,7 @@ def _snapshot(
             raise errors.expired(_CONTINUE_EXPIRED) from None
     rv_text = opts.resource_version
     if rv_text in ("", "0"):
-        return current, store.list_objects(rt.group, rt.plural, ns), ""
+        return current, store.in_key_order(rt.group, rt.plural, ns), ""
     try:
         asked = int(rv_text)
     except ValueError:
@@ -92,4 +93,4 @@ def _snapshot(
             return asked, store.state_at(rt.group, rt.plural, ns, asked), ""
         except TooOld:
             raise errors.expired() from None
-    return current, store.list_objects(rt.group, rt.plural, ns), ""
+    return current, store.in_key_order(rt.group, rt.plural, ns), ""

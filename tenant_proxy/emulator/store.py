@@ -10,10 +10,11 @@ writer: it overflows and its watch is closed, as the real watch cache does.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, overload
 
 from tenant_proxy.emulator.types import KubeObject
 
@@ -132,6 +133,20 @@ class Store:
             return [objects[k] for k in keys if k.startswith(prefix)]
         return [objects[k] for k in keys]
 
+    def in_key_order(
+        self, group: str, plural: str, namespace: str | None = None
+    ) -> Sequence[KubeObject]:
+        """The objects in key order, read as etcd's range read reads them: a page touches
+        the objects it returns, not the whole collection (what `limit=1` costs depends on it)."""
+        res = (group, plural)
+        keys = self._keys(res)
+        lo, hi = 0, len(keys)
+        if namespace:
+            # namespace/name keys of one namespace are contiguous: "/" sorts before "0".
+            lo = bisect.bisect_left(keys, namespace + "/")
+            hi = bisect.bisect_left(keys, namespace + "0")
+        return _InKeyOrder(self._objects.get(res, {}), keys, lo, hi)
+
     def get_object(self, group: str, plural: str, namespace: str, name: str) -> KubeObject | None:
         key = f"{namespace}/{name}" if namespace else name
         return self._objects.get((group, plural), {}).get(key)
@@ -233,3 +248,28 @@ class Store:
         self._compacted = self._rv
         self._history.clear()
         self._floor.clear()
+
+
+class _InKeyOrder(Sequence[KubeObject]):
+    """A lazy view of one resource's objects between two positions of its sorted keys."""
+
+    def __init__(self, objects: dict[str, KubeObject], keys: list[str], lo: int, hi: int) -> None:
+        self._objects, self._keys, self._lo, self._hi = objects, keys, lo, hi
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @overload
+    def __getitem__(self, index: int) -> KubeObject: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[KubeObject]: ...
+
+    def __getitem__(self, index: int | slice) -> KubeObject | list[KubeObject]:
+        if isinstance(index, slice):
+            return [
+                self._objects[self._keys[self._lo + i]] for i in range(*index.indices(len(self)))
+            ]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return self._objects[self._keys[self._lo + index % len(self)]]

@@ -370,3 +370,28 @@ def test_delete_preconditions_conflict_as_the_api_server_words_it(
         check_preconditions(namespaces, current, {"preconditions": preconditions})
     assert (caught.value.code, caught.value.message) == (409, message)
     assert caught.value.details == {"name": "team-a", "kind": "namespaces"}
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["", "a", "a-b", "b", "a0"]), st.text("abz-0./", min_size=1)),
+        max_size=30,
+    ),
+    st.sampled_from([None, "a", "a-b", "b", "zz"]),
+)
+def test_in_key_order_is_the_listing_read_lazily(
+    keys: list[tuple[str, str]], namespace: str | None
+) -> None:
+    store = Store()
+    for ns, name in keys:
+        meta = {"name": name, "namespace": ns} if ns else {"name": name}
+        store.put("", "things", {"metadata": meta})
+    listed = store.list_objects("", "things", namespace)
+    lazy = store.in_key_order("", "things", namespace)
+    assert len(lazy) == len(listed)
+    assert list(lazy) == listed
+    assert lazy[1:3] == listed[1:3]
+    if listed:
+        assert lazy[-1] == listed[-1]
+    with pytest.raises(IndexError):
+        lazy[len(listed)]
