@@ -33,7 +33,7 @@ from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.upstream import Upstream, UpstreamError
-from tenant_proxy.watch_from_cache import client_selector
+from tenant_proxy.watch_requests import client_selector
 from tenant_proxy.watchcache.ages import age_columns, with_ages
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.listing import list_body, page_of, table_body

@@ -50,7 +50,7 @@ from tenant_proxy.tenancy.model import (
     TenantView,
     view_for,
 )
-from tenant_proxy.watch_from_cache import client_selector
+from tenant_proxy.watch_requests import client_selector
 from tenant_proxy.watchcache.listing import list_body, page_of
 from tenant_proxy.watchcache.replay import Side
 
