@@ -216,6 +216,7 @@ class _Watch:
         # Shielded: aiohttp's wait for a drain is shared by every later write of the
         # connection, and cancelling it would fail them (the ERROR, the end of the stream).
         drained = asyncio.ensure_future(self.sink.drained())
+        drained.add_done_callback(_seen)  # a connection lost after the cut is no news
         try:
             async with asyncio.timeout(self.pace.slow_seconds):
                 await asyncio.shield(drained)
@@ -319,6 +320,11 @@ class _Watch:
             partial=self.shape.partial,
             initial_end=initial_end,
         )
+
+
+def _seen(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class _TooSlow(Exception):

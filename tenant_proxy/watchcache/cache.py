@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 
+from tenant_proxy.gc_pauses import wake_without_collection
 from tenant_proxy.tenancy.model import GroupResource
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watchcache.timeline import Obj, Timeline
@@ -149,7 +150,7 @@ class ResourceCache:
 
     def _wake(self) -> None:
         woken, self._moved = self._moved, asyncio.Event()
-        woken.set()
+        wake_without_collection(woken)
         self._on_progress()
 
 
