@@ -164,6 +164,9 @@ class _Watch:
         self._columns_sent = False
         self._stopped = False
         self._backlog = 0  # lines queued since the connection passed its high-water mark
+        # Made once: every wait of the watch asks it (a new closure per wait is garbage to
+        # collect, 10,000 at a time).
+        self._stop_asked = lambda: self._stopped
 
     def stop(self) -> None:
         """End the watch (a drain): every watch of the cache is woken to look (drains are
@@ -291,7 +294,7 @@ class _Watch:
         """Whether an entry came (or the watch was stopped) within `seconds`."""
         try:
             async with asyncio.timeout(seconds):
-                await self.cache.wait_beyond(cursor, lambda: self._stopped)
+                await self.cache.wait_beyond(cursor, self._stop_asked)
         except TimeoutError:
             return False
         return True

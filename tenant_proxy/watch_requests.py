@@ -54,6 +54,8 @@ def read_watch_request(
 
 def client_selector(label_selector: str | None, field_selector: str | None, name: str) -> Keep:
     """The client's own label and field selectors (and a watched name) as one test. Pure."""
+    if not (label_selector or field_selector or name):
+        return _everything  # most watches: one test shared, no closure held per watch
     try:
         labels = parse_selector(label_selector or "")
     except SelectorError as exc:
@@ -73,3 +75,7 @@ def client_selector(label_selector: str | None, field_selector: str | None, name
         return True
 
     return selected
+
+
+def _everything(_obj: Mapping[str, Any]) -> bool:
+    return True
