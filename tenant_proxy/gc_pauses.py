@@ -24,6 +24,11 @@ class _Holds:
 
 def wake_without_collection(event: asyncio.Event) -> None:
     """Set `event`, with collections held off until the tasks it wakes have taken a turn."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs: no task can wake before the next turn, nothing to hold
+        event.set()
+        return
     if _Holds.count == 0:
         _Holds.disabled_here = gc.isenabled()
         gc.disable()
@@ -32,7 +37,7 @@ def wake_without_collection(event: asyncio.Event) -> None:
         event.set()
     finally:
         # Behind every wake-up `set` has just queued: runs once each woken task has stepped.
-        asyncio.get_running_loop().call_soon(_release)
+        loop.call_soon(_release)
 
 
 def _release() -> None:

@@ -58,3 +58,11 @@ async def test_a_collector_someone_else_turned_off_stays_off() -> None:
     gc.disable()
     await woken_with_collector(waiters=10, wakes=2)
     assert not gc.isenabled()
+
+
+def test_a_wake_outside_the_event_loop_sets_the_event_and_holds_nothing() -> None:
+    gc.enable()
+    event = asyncio.Event()
+    wake_without_collection(event)
+    assert event.is_set()
+    assert gc.isenabled()
