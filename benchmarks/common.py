@@ -189,7 +189,7 @@ class Process:
                 self.popen.wait(5)
 
 
-def _client_ssl(ca_pem: bytes, pair: pki.KeyPair, where: Path) -> ssl.SSLContext:
+def client_ssl(ca_pem: bytes, pair: pki.KeyPair, where: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     where.mkdir(parents=True, exist_ok=True)
     pair.write(where / "tls.crt", where / "tls.key")
@@ -209,7 +209,7 @@ class EmulatorProcess:
     def ssl_for(self, user: str, groups: Sequence[str] = ()) -> ssl.SSLContext:
         """A client TLS context authenticating as `user` directly to the emulator."""
         pair = pki.issue_client_cert(self.ca, user, list(groups))
-        return _client_ssl(self.ca.cert_pem, pair, self.workdir / "clients" / f"emu-{user}")
+        return client_ssl(self.ca.cert_pem, pair, self.workdir / "clients" / f"emu-{user}")
 
 
 def start_emulator(workdir: Path, objects: list[dict[str, Any]]) -> EmulatorProcess:
@@ -237,7 +237,7 @@ class ProxyProcess:
 
     def ssl_for(self, user: str, groups: Sequence[str] = ()) -> ssl.SSLContext:
         pair = pki.issue_client_cert(self.client_ca, user, list(groups))
-        return _client_ssl(self.client_ca.cert_pem, pair, self.workdir / "clients" / f"px-{user}")
+        return client_ssl(self.client_ca.cert_pem, pair, self.workdir / "clients" / f"px-{user}")
 
     def wait_synced(self, timeout: float) -> float:
         """Seconds until /readyz says the tenancy index has synced."""

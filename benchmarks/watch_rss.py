@@ -13,7 +13,12 @@ Figures:
   seconds until every watcher has its ADDED, then its DELETED. Target 1 s. Baseline: the same
   number of plain watches direct to the emulator with the tenant's label selector, same changes.
 
-Run: /work/venv/bin/python -m benchmarks.watch_rss [--quick] [--watchers N]
+The load generator is part of any fan-out figure: one Python process reading 10,000 TLS streams
+takes about as long as the proxy takes to write them. `--clients K` spreads the watchers (through
+the proxy and direct alike) over K generator processes, each reading its share; arrival times are
+CLOCK_MONOTONIC readings, comparable across the processes of one machine.
+
+Run: /work/venv/bin/python -m benchmarks.watch_rss [--quick] [--watchers N] [--clients K]
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import asyncio
 import contextlib
 import dataclasses
 import ssl
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -34,6 +41,7 @@ import orjson
 import psutil
 
 from benchmarks import common
+from tenant_proxy import pki
 
 GROUP = common.tenant_group(0)
 RSS_TARGET = 500 * 2**20
@@ -46,6 +54,7 @@ class Sizes:
     namespaces: int
     tenants: int
     watchers: int
+    clients: int = 0  # worker processes reading the watches; 0: this process reads them all
 
 
 FULL = Sizes(namespaces=2_000, tenants=20, watchers=10_000)
@@ -66,7 +75,7 @@ class Watcher:
             async for line in self.resp.content:
                 event = orjson.loads(line)
                 name = (event.get("object") or {}).get("metadata", {}).get("name", "")
-                self.seen.setdefault((event.get("type", ""), name), time.perf_counter())
+                self.seen.setdefault((event.get("type", ""), name), time.monotonic())
                 self.changed.set()
 
     async def wait_for(self, kind: str, name: str) -> float:
@@ -103,15 +112,151 @@ async def open_watches(
     return watchers
 
 
+class Fleet(Protocol):
+    """Open watches, in this process or spread over worker processes."""
+
+    async def arrivals(self, kind: str, name: str) -> list[float]:
+        """When each watcher saw (kind, name): CLOCK_MONOTONIC seconds."""
+
+    async def close(self) -> None: ...
+
+
+class LocalFleet:
+    """Every watcher read by this process."""
+
+    def __init__(self, watchers: list[Watcher]) -> None:
+        self.watchers = watchers
+
+    @classmethod
+    async def open(cls, contexts: Sequence[ssl.SSLContext], url: str) -> LocalFleet:
+        return cls(await open_watches(contexts, url))
+
+    async def arrivals(self, kind: str, name: str) -> list[float]:
+        return list(await asyncio.gather(*(w.wait_for(kind, name) for w in self.watchers)))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(w.close() for w in self.watchers))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one worker process opens: `count` watches of `url`, as `user` (or `user` + a
+    number each, when `numbered`) of `groups`, with certificates from the CA at `ca`."""
+
+    url: str
+    ca: str  # directory with ca.crt / ca.key: the listener's CA, which also issues clients
+    user: str
+    numbered: bool
+    first: int
+    count: int
+    groups: tuple[str, ...]
+    workdir: str
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "benchmarks.watch_rss",
+            "--worker",
+            orjson.dumps(dataclasses.asdict(self)).decode(),
+        ]
+
+
+class WorkerFleet:
+    """Watchers spread over worker processes (`--clients K`), each reading its share."""
+
+    def __init__(self, workers: list[asyncio.subprocess.Process]) -> None:
+        self.workers = workers
+
+    @classmethod
+    async def open(cls, specs: Sequence[Spec]) -> WorkerFleet:
+        workers = [
+            await asyncio.create_subprocess_exec(
+                *spec.argv(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                cwd=common.REPO,
+            )
+            for spec in specs
+        ]
+        fleet = cls(workers)
+        replies = await asyncio.gather(*(fleet._reply(w) for w in workers))
+        if any(r != b"ready" for r in replies):
+            raise RuntimeError(f"a watch worker failed: {replies}")
+        return fleet
+
+    async def _reply(self, worker: asyncio.subprocess.Process) -> bytes:
+        assert worker.stdout is not None
+        return (await worker.stdout.readline()).strip()
+
+    async def _ask(self, command: str) -> list[bytes]:
+        for worker in self.workers:
+            assert worker.stdin is not None
+            worker.stdin.write(command.encode() + b"\n")
+        return list(await asyncio.gather(*(self._reply(w) for w in self.workers)))
+
+    async def arrivals(self, kind: str, name: str) -> list[float]:
+        times: list[float] = []
+        for reply in await self._ask(f"wait {kind} {name}"):
+            times += orjson.loads(reply)
+        return times
+
+    async def close(self) -> None:
+        await self._ask("close")
+        await asyncio.gather(*(w.wait() for w in self.workers))
+
+
+def specs(
+    url: str, ca: Path, user: str | None, groups: Sequence[str], sizes: Sizes, workdir: Path
+) -> list[Spec]:
+    """The watchers split evenly over `sizes.clients` workers: all as `user`, or (None) each
+    a distinct user of `groups`, as the proxy's watchers are."""
+    numbered = user is None
+    user = user or "watcher-"
+    share, extra = divmod(sizes.watchers, sizes.clients)
+    out, first = [], 0
+    for i in range(sizes.clients):
+        count = share + (1 if i < extra else 0)
+        out.append(Spec(url, str(ca), user, numbered, first, count, tuple(groups), str(workdir)))
+        first += count
+    return out
+
+
+async def worker(spec: Spec) -> None:
+    """A worker process: open the watches, then answer `wait KIND NAME` (a JSON list of
+    arrival times) and `close` on stdin, one line each."""
+    ca = pki.KeyPair.read(Path(spec.ca) / "ca.crt", Path(spec.ca) / "ca.key")
+    where = Path(spec.workdir) / "clients"
+
+    def context(i: int) -> ssl.SSLContext:
+        user = f"{spec.user}{i:05d}" if spec.numbered else spec.user
+        pair = pki.issue_client_cert(ca, user, list(spec.groups))
+        return common.client_ssl(ca.cert_pem, pair, where / f"{Path(spec.ca).name}-{user}")
+
+    if spec.numbered:
+        contexts = [context(i) for i in range(spec.first, spec.first + spec.count)]
+    else:
+        contexts = [context(0)] * spec.count
+    fleet = await LocalFleet.open(contexts, spec.url)
+    print("ready", flush=True)
+    while line := await asyncio.to_thread(sys.stdin.readline):
+        command, *args = line.split()
+        if command == "wait":
+            seen = await asyncio.wait_for(fleet.arrivals(*args), FANOUT_WAIT)
+            print(orjson.dumps(seen).decode(), flush=True)
+        else:
+            await fleet.close()
+            print("closed", flush=True)
+            return
+
+
 async def fan_out(
-    watchers: list[Watcher], change: Callable[[], Any], kind: str, name: str
+    fleet: Fleet, change: Callable[[], Any], kind: str, name: str
 ) -> tuple[float, float]:
     """Seconds from sending `change` until the median and the last watcher saw (kind, name)."""
-    start = time.perf_counter()
+    start = time.monotonic()
     await change()
-    seen = await asyncio.wait_for(
-        asyncio.gather(*(w.wait_for(kind, name) for w in watchers)), FANOUT_WAIT
-    )
+    seen = await asyncio.wait_for(fleet.arrivals(kind, name), FANOUT_WAIT)
     delays = sorted(t - start for t in seen)
     return common.p50(delays), delays[-1]
 
@@ -154,14 +299,10 @@ async def resource_version(ctx: ssl.SSLContext, url: str) -> str:
 
 
 async def changes(
-    watchers: list[Watcher], admin: Admin, name: str
+    fleet: Fleet, admin: Admin, name: str
 ) -> tuple[tuple[float, float], tuple[float, float]]:
-    joined = await fan_out(
-        watchers, lambda: admin.create(name, common.tenant_name(0)), "ADDED", name
-    )
-    left = await fan_out(
-        watchers, lambda: admin.relabel(name, common.tenant_name(1)), "DELETED", name
-    )
+    joined = await fan_out(fleet, lambda: admin.create(name, common.tenant_name(0)), "ADDED", name)
+    left = await fan_out(fleet, lambda: admin.relabel(name, common.tenant_name(1)), "DELETED", name)
     return joined, left
 
 
@@ -179,40 +320,70 @@ class Figures:
     direct_leave: tuple[float, float] = (0.0, 0.0)
 
 
+async def open_fleet(
+    sizes: Sizes,
+    url: str,
+    ca: Path,
+    user: str | None,
+    groups: Sequence[str],
+    contexts: Callable[[], list[ssl.SSLContext]],
+    workdir: Path,
+) -> Fleet:
+    """The watches of `url`: read here (`contexts` made here), or by `sizes.clients` workers."""
+    if sizes.clients:
+        return await WorkerFleet.open(specs(url, ca, user, groups, sizes, workdir))
+    built = contexts()
+    common.progress(f"{len(built)} client certificates minted")
+    return await LocalFleet.open(built, url)
+
+
 async def measure(
     emulator: common.EmulatorProcess, proxy: common.ProxyProcess, sizes: Sizes
 ) -> Figures:
     fig = Figures()
     admin = Admin(emulator)
-    users = [f"watcher-{i:04d}" for i in range(sizes.watchers)]
-    contexts = [proxy.ssl_for(user, [GROUP]) for user in users]
-    common.progress(f"{sizes.watchers} client certificates minted")
-    rv = await resource_version(contexts[0], f"{proxy.url}/api/v1/namespaces")
+    rv = await resource_version(
+        proxy.ssl_for("watcher-list", [GROUP]), f"{proxy.url}/api/v1/namespaces"
+    )
     fig.rss_idle = proxy.process.rss()
     fig.upstream_idle = upstream_connections(proxy, emulator)
     start = time.perf_counter()
-    watchers = await open_watches(
-        contexts, f"{proxy.url}/api/v1/namespaces?watch=1&resourceVersion={rv}"
+    fleet = await open_fleet(
+        sizes,
+        f"{proxy.url}/api/v1/namespaces?watch=1&resourceVersion={rv}",
+        proxy.workdir / "proxy",
+        None,
+        [GROUP],
+        lambda: [proxy.ssl_for(f"watcher-{i:05d}", [GROUP]) for i in range(sizes.watchers)],
+        proxy.workdir,
     )
     fig.open_seconds = time.perf_counter() - start
     fig.rss_open = proxy.process.rss()
     fig.upstream_open = upstream_connections(proxy, emulator)
-    common.progress(f"{len(watchers)} watches open through the proxy")
+    common.progress(f"{sizes.watchers} watches open through the proxy")
     try:
-        fig.proxy_join, fig.proxy_leave = await changes(watchers, admin, "fanout-proxy")
+        fig.proxy_join, fig.proxy_leave = await changes(fleet, admin, "fanout-proxy")
         fig.rss_after = proxy.process.rss()
     finally:
-        await asyncio.gather(*(w.close() for w in watchers))
+        await fleet.close()
     common.progress("proxy fan-out measured; direct watches next")
     selector = quote(f"{common.TENANT_LABEL}={common.tenant_name(0)}", safe="")
     direct_ctx = emulator.ssl_for("tenant-proxy")
     rv = await resource_version(direct_ctx, f"{emulator.url}/api/v1/namespaces")
     url = f"{emulator.url}/api/v1/namespaces?watch=1&resourceVersion={rv}&labelSelector={selector}"
-    watchers = await open_watches([direct_ctx] * sizes.watchers, url)
+    fleet = await open_fleet(
+        sizes,
+        url,
+        emulator.workdir / "emulator",
+        "tenant-proxy",
+        [],
+        lambda: [direct_ctx] * sizes.watchers,
+        emulator.workdir,
+    )
     try:
-        fig.direct_join, fig.direct_leave = await changes(watchers, admin, "fanout-direct")
+        fig.direct_join, fig.direct_leave = await changes(fleet, admin, "fanout-direct")
     finally:
-        await asyncio.gather(*(w.close() for w in watchers))
+        await fleet.close()
         await admin.session.close()
     return fig
 
@@ -270,13 +441,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--namespaces", type=int, help=f"cluster size (default {FULL.namespaces})")
     parser.add_argument("--watchers", type=int, help=f"watches (default {FULL.watchers})")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=0,
+        help="worker processes that read the watches (default: this one process reads all)",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # a worker's Spec, as JSON
     args = parser.parse_args()
+    if args.worker:
+        common.run(worker(Spec(**orjson.loads(args.worker))))
+        return
     sizes = QUICK if args.quick else FULL
+    sizes = dataclasses.replace(sizes, clients=args.clients)
     if args.namespaces:
         sizes = dataclasses.replace(sizes, namespaces=args.namespaces)
     if args.watchers:
         sizes = dataclasses.replace(sizes, watchers=args.watchers)
-    table = common.Table(f"watch_rss: {sizes.watchers} concurrent tenant watches, one worker")
+    readers = f"{sizes.clients} client processes" if sizes.clients else "one client process"
+    table = common.Table(
+        f"watch_rss: {sizes.watchers} concurrent tenant watches, one worker; {readers}"
+    )
     started = time.monotonic()
     world = [*common.proxy_rbac(), *common.namespaces(sizes.namespaces, sizes.tenants)]
     with common.workspace() as (workdir, stack):
@@ -298,7 +483,8 @@ def main() -> None:
     table.notes += [
         f"{sizes.namespaces} namespaces over {sizes.tenants} tenants; each watcher a distinct "
         f"user of t000 with its own TLS connection; {sizes.watchers} watches opened in "
-        f"{fig.open_seconds:.1f}s (50 handshakes at a time).",
+        f"{fig.open_seconds:.1f}s (50 handshakes at a time per client process).",
+        f"Watches read by {readers} (direct baseline alike).",
         "Delays run from sending the change to the emulator to the event's arrival at the "
         "client; the direct baseline's watchers share one identity.",
         f"Total run time {time.monotonic() - started:.0f}s.",

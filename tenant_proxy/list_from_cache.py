@@ -34,7 +34,7 @@ from tenant_proxy.serving import passthrough
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.upstream import Upstream
-from tenant_proxy.watch_from_cache import client_selector
+from tenant_proxy.watch_requests import client_selector
 from tenant_proxy.watchcache.ages import age_columns, aged
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.freshness import CurrentVersions

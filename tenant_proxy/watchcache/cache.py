@@ -21,6 +21,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tenant_proxy.gc_pauses import wake_without_collection
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.tenancy.ownership import field_value
 from tenant_proxy.tenancy.projection import FieldPath, project, projection_needs
@@ -210,7 +211,7 @@ class ResourceCache:
 
     def _wake(self) -> None:
         woken, self._moved = self._moved, asyncio.Event()
-        woken.set()
+        wake_without_collection(woken)
         self._on_progress()
 
 

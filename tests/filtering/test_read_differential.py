@@ -34,7 +34,7 @@ from tenant_proxy.tenancy.model import Members, Tenant, TenantView, view_for
 from tenant_proxy.tenancy.ownership import Owns
 from tenant_proxy.tenancy.pushdown import Nothing, PushDown, plan_read
 from tenant_proxy.tenancy.rules import ClaimNamespaceRule, NodeRule, Rule
-from tenant_proxy.watch_from_cache import client_selector
+from tenant_proxy.watch_requests import client_selector
 from tenant_proxy.watchcache.listing import list_body, page_of
 from tenant_proxy.watchcache.replay import Side
 
