@@ -21,7 +21,6 @@ from tenant_proxy.config import ListenerSettings, Settings
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
-from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.observability import Auditor, Metrics
 from tenant_proxy.serving.across_namespaces import AcrossNamespaces
 from tenant_proxy.serving.bodies import BodyLimits
@@ -33,6 +32,7 @@ from tenant_proxy.serving.filtered_list import FilteredList
 from tenant_proxy.serving.filtered_watch import FilteredWatch
 from tenant_proxy.serving.forward import Forward
 from tenant_proxy.serving.health import health_app
+from tenant_proxy.serving.list_from_cache import CachedLists
 from tenant_proxy.serving.listeners import Binding, Bound, bind, pipeline_app
 from tenant_proxy.serving.namespace_requests import NamespaceRequests
 from tenant_proxy.serving.node_lease import NodeLeases
@@ -44,13 +44,13 @@ from tenant_proxy.serving.routes import (
     UnfilteredRoutes,
     owned_node,
 )
+from tenant_proxy.serving.watch_from_cache import CachedWatches
 from tenant_proxy.serving.whoami import SelfReview
 from tenant_proxy.startup import check_files, check_tls
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tls import ReloadingTLS
 from tenant_proxy.upstream import Upstream
-from tenant_proxy.watch_from_cache import CachedWatches
 from tenant_proxy.watchcache.cache import WatchCaches
 from tenant_proxy.watchcache.rows import RowBook
 

@@ -14,11 +14,11 @@ from tenant_proxy.filtering.shape import shape_for
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
-from tenant_proxy.list_from_cache import CachedLists
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.serving.filtered_get import FilteredGet
 from tenant_proxy.serving.filtered_list import FilteredList
 from tenant_proxy.serving.filtered_watch import FilteredWatch
+from tenant_proxy.serving.list_from_cache import CachedLists
 from tenant_proxy.tenancy.model import TenantView
 
 

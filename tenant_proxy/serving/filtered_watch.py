@@ -14,8 +14,8 @@ from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.serving import passthrough
+from tenant_proxy.serving.watch_from_cache import CachedWatches
 from tenant_proxy.upstream import Upstream
-from tenant_proxy.watch_from_cache import CachedWatches
 from tenant_proxy.watchcache.cache import WatchCaches
 
 

@@ -27,6 +27,7 @@ from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.filtering.pager import Answer, ListPager, Read
 from tenant_proxy.filtering.pages import Page, Splitting, upstream_continue
 from tenant_proxy.filtering.shape import Shape, shape_for
+from tenant_proxy.filtering.watch_requests import client_selector
 from tenant_proxy.kube.labels import from_label_selector
 from tenant_proxy.kube.resources import NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
 from tenant_proxy.requestinfo import Query, classify
@@ -34,7 +35,6 @@ from tenant_proxy.tenancy.model import Members, Tenant, TenantView, view_for
 from tenant_proxy.tenancy.ownership import Owns
 from tenant_proxy.tenancy.pushdown import Nothing, PushDown, plan_read
 from tenant_proxy.tenancy.rules import ClaimNamespaceRule, NodeRule, Rule
-from tenant_proxy.watch_requests import client_selector
 from tenant_proxy.watchcache.listing import list_body, page_of
 from tenant_proxy.watchcache.replay import Side
 

@@ -8,14 +8,14 @@ from typing import Any
 import orjson
 
 from tenant_proxy import status
-from tenant_proxy.watch_lines import (
+from tenant_proxy.watchcache.replay import Out
+from tenant_proxy.watchcache.watch_lines import (
     bookmark_line,
     error_line,
     event_line,
     resource_version,
     table_line,
 )
-from tenant_proxy.watchcache.replay import Out
 
 NS: dict[str, Any] = {
     "kind": "Namespace",

@@ -26,6 +26,7 @@ from tenant_proxy import status
 from tenant_proxy.filtering import continuation
 from tenant_proxy.filtering.objects import Keep
 from tenant_proxy.filtering.shape import Shape
+from tenant_proxy.filtering.watch_requests import client_selector
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
@@ -34,7 +35,6 @@ from tenant_proxy.serving import passthrough
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.upstream import Upstream
-from tenant_proxy.watch_requests import client_selector
 from tenant_proxy.watchcache.ages import age_columns, aged
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.freshness import CurrentVersions

@@ -32,25 +32,25 @@ from aiohttp import web
 
 from tenant_proxy import status
 from tenant_proxy.filtering.shape import Shape
+from tenant_proxy.filtering.watch_requests import WatchRequest, read_watch_request
 from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.observability import Metrics
 from tenant_proxy.requestinfo import RequestInfo
+from tenant_proxy.serving.watch_sinks import EventSink, check_handshake, open_sink, wants_websocket
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
-from tenant_proxy.watch_lines import (
+from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
+from tenant_proxy.watchcache.replay import ADDED, Out, Side, events_for, initial, side_of
+from tenant_proxy.watchcache.rows import RowBook, Rows
+from tenant_proxy.watchcache.timeline import Change, TooOld
+from tenant_proxy.watchcache.watch_lines import (
     bookmark_line,
     error_line,
     event_line,
     resource_version,
     table_line,
 )
-from tenant_proxy.watch_requests import WatchRequest, read_watch_request
-from tenant_proxy.watch_sinks import EventSink, check_handshake, open_sink, wants_websocket
-from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
-from tenant_proxy.watchcache.replay import ADDED, Out, Side, events_for, initial, side_of
-from tenant_proxy.watchcache.rows import RowBook, Rows
-from tenant_proxy.watchcache.timeline import Change, TooOld
 
 log = logging.getLogger("tenant_proxy.watch")
 
