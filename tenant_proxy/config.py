@@ -154,6 +154,16 @@ class LimitSettings(_Strict):
         description="Open connections from one client address per listener; 0: no cap (behind "
         "a source-NATing load balancer or ingress, every client shares one address).",
     )
+    handshake_rate_per_address: float = Field(
+        20.0,
+        ge=0,
+        description="New TLS handshakes per second one client address may start on a listener, "
+        "past its burst; more wait their turn (refused if longer than the handshake timeout). "
+        "0: no limit. Behind a source-NATing load balancer, raise it or set 0.",
+    )
+    handshake_burst_per_address: int = Field(
+        64, gt=0, description="Handshakes one client address may start at once."
+    )
 
 
 class UpstreamSettings(_Strict):

@@ -330,8 +330,16 @@ class Metrics:
         )
         self.connections_refused = Counter(
             "tenant_proxy_connections_refused_total",
-            "Connections closed at accept: a cap on open connections was reached.",
+            "Connections closed at accept: a cap on open connections was reached, or the "
+            "client address's handshakes are queued longer than the handshake timeout.",
             ["listener", "reason"],
+            registry=r,
+        )
+        self.handshakes_delayed = Counter(
+            "tenant_proxy_handshakes_delayed_total",
+            "TLS handshakes that waited for their turn: their client address started more than "
+            "its burst, faster than limits.handshake_rate_per_address.",
+            ["listener"],
             registry=r,
         )
         self.connections_closed = Counter(
