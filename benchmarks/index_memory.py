@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks import common
 from tenant_proxy.config import parse_settings
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.upstream import Upstream
 

@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # First: the imports below bring in prometheus-client, which reads the variable once.
     inherited_metrics_dir = shared_metrics.forget_inherited()
 
-    from tenant_proxy.observability import setup_logging
+    from tenant_proxy.observability.logs import setup_logging
     from tenant_proxy.workers import run_workers
 
     try:

@@ -28,7 +28,7 @@ from tenant_proxy.config import Settings, parse_settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.seed import as_applied, parse_documents
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
-from tenant_proxy.observability import setup_logging
+from tenant_proxy.observability.logs import setup_logging
 from tenant_proxy.server import ProxyServer
 
 OIDC_ISSUER = "https://issuer.demo.tenant-proxy.invalid"

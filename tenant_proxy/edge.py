@@ -29,7 +29,7 @@ from aiohttp import web
 
 from tenant_proxy.edge_admission import ConnectionCounts, HandshakeRate
 from tenant_proxy.memory_trim import MemoryTrim
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.refused_bodies import (
     DISCARD_LIMIT,
     RESET_DELAY,

@@ -38,7 +38,7 @@ from tenant_proxy.filtering.selectors import SelectorError
 from tenant_proxy.filtering.shape import Shape, shape_for, watch_shape
 from tenant_proxy.identity import Identity
 from tenant_proxy.list_from_cache import CachedLists
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.requestinfo import Query, RequestInfo
 from tenant_proxy.requestinfo import parse_query as classify_query
 from tenant_proxy.streams import OpenStreams

@@ -29,7 +29,9 @@ from tenant_proxy.filtering.shape import only_params
 from tenant_proxy.headers import impersonation_headers, strip_client_headers, websocket_bearer
 from tenant_proxy.identity import Identity
 from tenant_proxy.namespace_requests import NamespaceRequests
-from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
+from tenant_proxy.observability.audit_trail import Auditor
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.observability.request_log import RequestLog, request_id
 from tenant_proxy.plan import (
     AmendReview,
     CreateNamespace,

@@ -32,7 +32,8 @@ from tenant_proxy.filtered import FilteredReads
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
 from tenant_proxy.namespace_requests import NamespaceRequests
-from tenant_proxy.observability import Auditor, Metrics
+from tenant_proxy.observability.audit_trail import Auditor
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.proxy import Pipeline
 from tenant_proxy.startup import check_files, check_tls, listen_error
 from tenant_proxy.streams import OpenStreams

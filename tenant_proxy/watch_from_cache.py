@@ -34,7 +34,7 @@ from tenant_proxy.filtering.forms import Keep, partial_metadata
 from tenant_proxy.filtering.selectors import SelectorError, parse_selector
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.identity import Identity
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.model import GroupResource, field_value

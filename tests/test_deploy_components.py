@@ -31,7 +31,7 @@ from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.testing import kubectl_async, kubectl_binary
 from tenant_proxy.emulator.types import Attributes, UserInfo
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.tenancy.index import TenancyIndex
 from tenant_proxy.upstream import Upstream
 

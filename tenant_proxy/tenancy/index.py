@@ -22,7 +22,7 @@ from typing import Any
 
 from tenant_proxy.config import TenancySettings, TenantSettings
 from tenant_proxy.identity import Identity
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.status import ApiError, service_unavailable
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.grants import Grant, GrantTable, binding_grants, grant_matters

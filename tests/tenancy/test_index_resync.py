@@ -18,7 +18,7 @@ from tenant_proxy.config import Settings, TenantSettings, parse_settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.tenancy.index import Coalescer, TenancyIndex
 from tenant_proxy.tenancy.model import NAMESPACES, PERSISTENT_VOLUMES, GroupResource, TenantView
 from tenant_proxy.upstream import Upstream
