@@ -138,6 +138,23 @@ async def test_the_rest_of_a_long_refused_body_is_never_read(tmp_path: Path) -> 
         writer.close()
 
 
+async def test_a_body_refused_at_expect_is_not_read_when_sent_anyway(tmp_path: Path) -> None:
+    """413 instead of `100 Continue`; a client that sends the body all the same is not read."""
+    total = 64 * 1024 * 1024
+    async with edge_demo(tmp_path, max_body_bytes=1024 * 1024) as demo:
+        reader, writer = await demo.connect(demo.alice())
+        writer.write(
+            f"POST {CONFIGMAPS} HTTP/1.1\r\nHost: proxy\r\nContent-Type: application/json\r\n"
+            f"Expect: 100-continue\r\nContent-Length: {total}\r\n\r\n".encode()
+        )
+        head = await read_head(reader)
+        assert head.startswith("http/1.1 413")
+        sent = await asyncio.wait_for(send_until_stopped(writer, total), GENEROUS)
+        assert sent < total // 4, f"the proxy took {sent} bytes of a body it refused"
+        assert await closed_by_peer(reader)
+        writer.close()
+
+
 async def test_a_short_refused_body_is_dropped_and_the_connection_kept(tmp_path: Path) -> None:
     """Under 256 KiB, the rest is read (never inflated) and thrown away: the client's next
     request goes on the same connection, with no new handshake."""
