@@ -154,15 +154,16 @@ class LimitSettings(_Strict):
         description="Open connections from one client address per listener; 0: no cap (behind "
         "a source-NATing load balancer or ingress, every client shares one address).",
     )
-    handshake_rate_per_address: float = Field(
-        20.0,
+    reconnect_rate_after_refusals: float = Field(
+        5.0,
         ge=0,
-        description="New TLS handshakes per second one client address may start on a listener, "
-        "past its burst; more wait their turn (refused if longer than the handshake timeout). "
-        "0: no limit. Behind a source-NATing load balancer, raise it or set 0.",
+        description="Once a client address has had more connections closed for a refused body "
+        "(256 KiB or more left unread) than its burst, each of its new connections waits its "
+        "turn before the TLS handshake, this many per second (refused at accept if the wait "
+        "would pass the handshake timeout). 0: never paced.",
     )
-    handshake_burst_per_address: int = Field(
-        64, gt=0, description="Handshakes one client address may start at once."
+    reconnect_burst_after_refusals: int = Field(
+        2, gt=0, description="Connections an address may have closed unread before it is paced."
     )
 
 

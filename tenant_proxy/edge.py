@@ -10,7 +10,9 @@ a connection for an hour. Here the listener accepts plain TCP itself, counts it 
 then hands the TLS transport to aiohttp's request handler through `EdgeConnection`, which
 forwards every event and keeps the clocks. Request start and end reach it from the app's
 middleware (`requests_tracked`). (`loop.start_tls` on an accepted transport would be simpler, but
-uvloop then hands the ClientHello to the old protocol.)
+uvloop then hands the ClientHello to the old protocol.) A body the proxy refused is settled there
+too (refused_bodies): a short rest dropped, a long one never read; an address whose connections
+keep ending that way has its next handshakes paced (edge_admission.ReconnectPacing).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import cast
 
 from aiohttp import web
 
-from tenant_proxy.edge_admission import ConnectionCounts, HandshakeRate
+from tenant_proxy.edge_admission import ConnectionCounts, ReconnectPacing
 from tenant_proxy.memory_trim import MemoryTrim
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.refused_bodies import (
@@ -50,8 +52,9 @@ class EdgeLimits:
     idle_timeout: float = 90.0
     max_connections: int = 8192
     max_per_address: int = 1024  # 0: no cap
-    handshake_rate: float = 0.0  # new handshakes per second and client address; 0: no limit
-    handshake_burst: int = 64
+    # Paced reconnections of an address whose connections were closed unread; 0: never.
+    reconnect_rate: float = 0.0
+    reconnect_burst: int = 2
 
 
 class Phase(enum.Enum):
@@ -75,7 +78,7 @@ class Listener:
         self.name, self.context, self.limits = name, context, limits
         self.handler_factory = handler_factory
         self.counts = ConnectionCounts(limits.max_connections, limits.max_per_address)
-        self.rates = HandshakeRate(limits.handshake_rate, limits.handshake_burst)
+        self.pacing = ReconnectPacing(limits.reconnect_rate, limits.reconnect_burst)
         self.open = metrics.connections_open.labels(name)
         self._refused, self._closed = metrics.connections_refused, metrics.connections_closed
         self._delayed = metrics.handshakes_delayed.labels(name)
@@ -121,11 +124,11 @@ class Listener:
             return "draining"
         if (refusal := self.counts.admit(address)) is not None:
             return refusal
-        wait = self.rates.reserve(address, now, self.limits.handshake_timeout)
+        wait = self.pacing.turn(address, now, self.limits.handshake_timeout)
         if wait is None:
             # Its turn would come after its handshake clock ran out: refused now, not then.
             self.counts.release(address)
-            return "handshake_rate"
+            return "paced"
         return wait
 
     async def _handshake(self, conn: socket.socket, address: str, wait: float) -> None:
@@ -229,6 +232,7 @@ class EdgeConnection(asyncio.Protocol):
         if self._tls is None or self._ending:
             return
         self._ending = True
+        self._listener.pacing.closed_unread(self.address, asyncio.get_running_loop().time())
         self._tls.pause_reading()
         # A TLS transport reads ahead of its protocol (256 KiB); a high-water mark of 0 stops
         # that too (both asyncio's and uvloop's have it, outside the Transport interface).

@@ -31,39 +31,56 @@ class ConnectionCounts:
             del self._by_address[address]
 
 
-class HandshakeRate:
-    """A token bucket of TLS handshakes per client address: `burst` at once, then `rate` per
-    second; a connection beyond that waits for its turn rather than being refused.
+class ReconnectPacing:
+    """Turns for the TLS handshakes of client addresses whose connections the proxy had to
+    close unread: a token bucket per address (`burst` tokens, `rate` more per second).
 
-    A handshake costs the event loop about half a millisecond of CPU (ECDHE, the server's
-    signature, the client certificate's), while a client pays about as much: without a bound,
-    one address reconnecting in a loop (a refused body closes its connection) takes a large
-    share of the loop from every other tenant. Waiting, unlike a refusal, does not make such a
-    client reconnect at once and spin; it is nginx's `limit_req` with a burst, applied to
-    connections. Only addresses whose bucket is not full are kept, in the order last seen, so
-    an address is forgotten at most `burst / rate + max_wait` seconds after its last turn.
+    A connection closed for a body the proxy refused unread (see refused_bodies) takes a token:
+    its client must make a new connection, which costs the event loop a TLS handshake (ECDHE,
+    the server's signature, the client certificate: about half a millisecond) and a request.
+    Back to back, that is how one client took a large share of the loop from every other
+    tenant (benchmarks/abuse.py, phase (a)). While an address has less than one token, each of
+    its new connections takes one too and waits for it before its handshake (the ClientHello
+    stays unread in the socket): such a client is paced, and waits rather than being refused
+    at once, so it does not reconnect in a tight loop. Addresses whose connections are never
+    closed unread are never paced, however many they open (10,000 watches behind one NAT
+    address). Only addresses whose bucket is not full are kept, in the order last seen.
     """
 
     def __init__(self, rate: float, burst: int) -> None:
         self._rate, self._burst = rate, float(burst)
-        # address -> (tokens left, when counted); a negative count is turns promised ahead.
+        # address -> (tokens, when counted); a negative count is turns promised ahead.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def reserve(self, address: str, now: float, max_wait: float) -> float | None:
-        """Seconds until this address's next handshake may start, its turn taken; None (and
-        nothing taken) when that would be longer than `max_wait`. Always 0 with no rate."""
+    def closed_unread(self, address: str, now: float) -> None:
+        """One of `address`'s connections was closed for a body refused unread."""
+        if self._rate > 0:
+            self._store(address, self._tokens(address, now) - 1, now)
+
+    def turn(self, address: str, now: float, max_wait: float) -> float | None:
+        """Seconds a new connection from `address` waits before its handshake (its turn
+        taken if it waits at all); None, and nothing taken, if that would be over `max_wait`."""
         if self._rate <= 0:
             return 0.0
+        tokens = self._tokens(address, now)
+        if tokens >= 1:
+            self._store(address, tokens, now)
+            return 0.0
+        wait = (1 - tokens) / self._rate
+        if wait > max_wait:
+            self._store(address, tokens, now)
+            return None
+        self._store(address, tokens - 1, now)
+        return wait
+
+    def _tokens(self, address: str, now: float) -> float:
         self._forget_full(now)
         tokens, then = self._buckets.pop(address, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - then) * self._rate) - 1
-        wait = max(0.0, -tokens / self._rate)
-        refused = wait > max_wait
-        if refused:
-            tokens += 1  # the turn is not taken
+        return min(self._burst, tokens + (now - then) * self._rate)
+
+    def _store(self, address: str, tokens: float, now: float) -> None:
         if tokens < self._burst:
             self._buckets[address] = (tokens, now)
-        return None if refused else wait
 
     def _forget_full(self, now: float) -> None:
         # In the order last seen: the first bucket still filling up ends the pass.

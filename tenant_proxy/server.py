@@ -352,8 +352,8 @@ def _edge_limits(limits: LimitSettings) -> EdgeLimits:
         idle_timeout=limits.idle_timeout_seconds,
         max_connections=limits.max_connections,
         max_per_address=limits.max_connections_per_address,
-        handshake_rate=limits.handshake_rate_per_address,
-        handshake_burst=limits.handshake_burst_per_address,
+        reconnect_rate=limits.reconnect_rate_after_refusals,
+        reconnect_burst=limits.reconnect_burst_after_refusals,
     )
 
 

@@ -125,15 +125,16 @@ class Metrics:
         )
         self.connections_refused = Counter(
             "tenant_proxy_connections_refused_total",
-            "Connections closed at accept: a cap on open connections was reached, or the "
-            "client address's handshakes are queued longer than the handshake timeout.",
+            "Connections closed at accept: a cap on open connections was reached (listener_cap, "
+            "address_cap), or a paced address's turn is further off than the handshake "
+            "timeout (paced).",
             ["listener", "reason"],
             registry=r,
         )
         self.handshakes_delayed = Counter(
             "tenant_proxy_handshakes_delayed_total",
-            "TLS handshakes that waited for their turn: their client address started more than "
-            "its burst, faster than limits.handshake_rate_per_address.",
+            "TLS handshakes that waited for their turn: their client address had more "
+            "connections closed for refused bodies than limits.reconnect_burst_after_refusals.",
             ["listener"],
             registry=r,
         )
