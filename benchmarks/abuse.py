@@ -19,7 +19,6 @@ import contextlib
 import multiprocessing
 import os
 import ssl
-import sys
 import time
 import urllib.request
 import zlib
@@ -167,14 +166,15 @@ class Abuser:
         return writer
 
 
-async def _abuse(kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any) -> None:
+async def _abuse(
+    kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any, count: Any
+) -> None:
     abuser = Abuser(target)
     writers: list[asyncio.StreamWriter] = []
     if kind == "bombs":
         bomb = gzip_bomb(sizes.bomb_mib)
         ready.set()
-        answered = await abuser.bombs(bomb, stop.is_set)
-        print(f"(a) {answered} bombs answered (415)", file=sys.stderr, flush=True)
+        count.value = await abuser.bombs(bomb, stop.is_set)
         return
     if kind == "held":
         writers = await abuser.hold(sizes.idle, b"")
@@ -188,21 +188,23 @@ async def _abuse(kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any)
         writer.close()
 
 
-def _abuse_process(kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any) -> None:
-    common.run(_abuse(kind, target, sizes, ready, stop))
+def _abuse_process(
+    kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any, count: Any
+) -> None:
+    common.run(_abuse(kind, target, sizes, ready, stop, count))
 
 
 @contextlib.asynccontextmanager
-async def abusing(kind: str, target: Target, sizes: Sizes) -> AsyncIterator[None]:
+async def abusing(kind: str, target: Target, sizes: Sizes) -> AsyncIterator[Any]:
     """Abuse of `kind` from its own process (so that it never slows the sampler's loop)."""
     spawn = multiprocessing.get_context("spawn")
-    ready, stop = spawn.Event(), spawn.Event()
-    child = spawn.Process(target=_abuse_process, args=(kind, target, sizes, ready, stop))
+    ready, stop, count = spawn.Event(), spawn.Event(), spawn.Value("i", 0)
+    child = spawn.Process(target=_abuse_process, args=(kind, target, sizes, ready, stop, count))
     child.start()
     try:
         if not await asyncio.to_thread(ready.wait, 300):
             raise RuntimeError(f"abuse {kind} not ready")
-        yield
+        yield count
     finally:
         stop.set()
         await asyncio.to_thread(child.join, 60)
@@ -254,11 +256,15 @@ async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes)
         rss_before = proxy.process.rss()
         quiet = [await sample(get, sizes.samples)]
         abused, rss_during, rss_settled = [], [], []
+        bombs, bombing = 0, 0.0
         for kind, _ in PHASES:
             common.progress(f"{kind}")
-            async with abusing(kind, target, sizes):
+            async with abusing(kind, target, sizes) as count:
                 rss_during.append(proxy.process.rss())
+                started = time.monotonic()
                 abused.append(await sample(get, sizes.samples))
+                bombing = time.monotonic() - started if kind == "bombs" else bombing
+            bombs = count.value if kind == "bombs" else bombs
             await until_closed(proxy)
             quiet.append(await sample(get, sizes.samples))  # also gives the trim its second
             rss_settled.append(proxy.process.rss())
@@ -268,6 +274,14 @@ async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes)
             table.add_latencies(title, abused[i], around)
             worst = max(worst, common.p99(abused[i]) / common.p99(around))
         table.add("worst abused p99 / unabused p99", "-", "-", f"{worst:.2f}x", "<= 2x", worst <= 2)
+        table.add(
+            "(a) bombs answered 415 (while sampled, and until the abuser stopped)",
+            f"{bombs} ({bombs / bombing:.0f}/s)",
+            "-",
+            "-",
+            "-",
+            None,
+        )
         for i, (_, title) in enumerate(PHASES):
             table.add(
                 f"proxy RSS during / after {title.split(':')[0].split(' GET')[0]}",
