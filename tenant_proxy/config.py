@@ -155,7 +155,7 @@ class LimitSettings(_Strict):
         "a source-NATing load balancer or ingress, every client shares one address).",
     )
     reconnect_rate_after_refusals: float = Field(
-        5.0,
+        3.0,
         ge=0,
         description="Once a client address has had more connections closed for a refused body "
         "(256 KiB or more left unread) than its burst, each of its new connections waits its "
@@ -163,7 +163,7 @@ class LimitSettings(_Strict):
         "would pass the handshake timeout). 0: never paced.",
     )
     reconnect_burst_after_refusals: int = Field(
-        2, gt=0, description="Connections an address may have closed unread before it is paced."
+        1, gt=0, description="Connections an address may have closed unread before it is paced."
     )
 
 

@@ -54,7 +54,7 @@ class EdgeLimits:
     max_per_address: int = 1024  # 0: no cap
     # Paced reconnections of an address whose connections were closed unread; 0: never.
     reconnect_rate: float = 0.0
-    reconnect_burst: int = 2
+    reconnect_burst: int = 1
 
 
 class Phase(enum.Enum):
