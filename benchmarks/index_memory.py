@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from tenant_proxy.config import parse_settings
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.upstream import Upstream
 
 TARGET = 150 * 2**20

@@ -13,8 +13,9 @@ from pathlib import Path
 import yaml
 
 from tenant_proxy import pki
-from tenant_proxy.config import ConfigError, Settings, load_settings, masked
+from tenant_proxy.config import Settings
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
+from tenant_proxy.settings_file import ConfigError, load_settings, masked
 from tenant_proxy.startup import StartupError, check_files, check_ports, check_tls
 
 EXIT_CONFIG = 2
@@ -51,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # First: the imports below bring in prometheus-client, which reads the variable once.
     inherited_metrics_dir = shared_metrics.forget_inherited()
 
-    from tenant_proxy.observability import setup_logging
+    from tenant_proxy.observability.logs import setup_logging
     from tenant_proxy.workers import run_workers
 
     try:

@@ -24,12 +24,13 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tenant_proxy import loop, pki
-from tenant_proxy.config import Settings, parse_settings
+from tenant_proxy.config import Settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.seed import as_applied, parse_documents
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
-from tenant_proxy.observability import setup_logging
+from tenant_proxy.observability.logs import setup_logging
 from tenant_proxy.server import ProxyServer
+from tenant_proxy.settings_file import parse_settings
 
 OIDC_ISSUER = "https://issuer.demo.tenant-proxy.invalid"
 OIDC_AUDIENCE = "tenant-proxy"

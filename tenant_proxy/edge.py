@@ -10,27 +10,35 @@ a connection for an hour. Here the listener accepts plain TCP itself, counts it 
 then hands the TLS transport to aiohttp's request handler through `EdgeConnection`, which
 forwards every event and keeps the clocks. Request start and end reach it from the app's
 middleware (`requests_tracked`). (`loop.start_tls` on an accepted transport would be simpler, but
-uvloop then hands the ClientHello to the old protocol.)
+uvloop then hands the ClientHello to the old protocol.) A body the proxy refused is settled there
+too (refused_bodies): a short rest dropped, a long one never read; an address whose connections
+keep ending that way has its next handshakes paced (edge_admission.ReconnectPacing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
+import contextlib
 import enum
-import gc
 import logging
 import socket
 import ssl
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
 from aiohttp import web
 
-from tenant_proxy.observability import Metrics
+from tenant_proxy.edge_admission import ConnectionCounts, ReconnectPacing
+from tenant_proxy.memory_trim import MemoryTrim
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.refused_bodies import (
+    DISCARD_LIMIT,
+    RESET_DELAY,
+    HoldingTransport,
+    discard,
+    worth_discarding,
+)
 
 log = logging.getLogger("tenant_proxy.edge")
 
@@ -44,73 +52,9 @@ class EdgeLimits:
     idle_timeout: float = 90.0
     max_connections: int = 8192
     max_per_address: int = 1024  # 0: no cap
-
-
-class ConnectionCounts:
-    """Open connections of one listener, in total and per client address. Pure."""
-
-    def __init__(self, max_total: int, max_per_address: int) -> None:
-        self._max_total, self._max_per_address = max_total, max_per_address
-        self._by_address: Counter[str] = Counter()
-        self.total = 0
-
-    def admit(self, address: str) -> str | None:
-        """Count a new connection in; or the reason it is refused (and it is not counted)."""
-        if self.total >= self._max_total:
-            return "listener_cap"
-        if self._max_per_address and self._by_address[address] >= self._max_per_address:
-            return "address_cap"
-        self.total += 1
-        self._by_address[address] += 1
-        return None
-
-    def release(self, address: str) -> None:
-        self.total -= 1
-        self._by_address[address] -= 1
-        if self._by_address[address] <= 0:
-            del self._by_address[address]
-
-
-def _malloc_trim() -> Callable[[], object] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None  # not glibc: nothing to trim with
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0)
-
-
-class MemoryTrim:
-    """Hands freed heap back to the system once most of a crowd of connections has gone.
-
-    Each connection holds tens of KiB (TLS buffers, parser, handler); freed, glibc keeps them
-    in its arenas, so 2,000 idle connections left ~100 MiB of RSS behind after they closed.
-    `malloc_trim` returns it (measured in benchmarks/abuse.py). It runs at most once per crowd:
-    when open connections fall to a quarter of their peak, the peak having been `crowd` or more.
-    """
-
-    def __init__(self, crowd: int = 256, trim: Callable[[], object] | None = None) -> None:
-        self._crowd, self._trim = crowd, trim if trim is not None else _malloc_trim()
-        self._peak = 0
-        self._pending: asyncio.TimerHandle | None = None
-
-    def after_admit(self, total: int) -> None:
-        self._peak = max(self._peak, total)
-
-    def after_release(self, total: int) -> None:
-        if self._trim is None or self._pending is not None:
-            return
-        if self._peak >= self._crowd and total <= self._peak // 4:
-            # Soon, not now: the rest of the crowd is usually closing in the same breath.
-            self._pending = asyncio.get_running_loop().call_later(0.1, self._run)
-
-    def _run(self) -> None:
-        self._pending = None
-        self._peak = 0
-        if self._trim is not None:
-            gc.collect()  # connections caught in reference cycles free their buffers first
-            self._trim()
+    # Paced reconnections of an address whose connections were closed unread; 0: never.
+    reconnect_rate: float = 0.0
+    reconnect_burst: int = 1
 
 
 class Phase(enum.Enum):
@@ -134,8 +78,10 @@ class Listener:
         self.name, self.context, self.limits = name, context, limits
         self.handler_factory = handler_factory
         self.counts = ConnectionCounts(limits.max_connections, limits.max_per_address)
+        self.pacing = ReconnectPacing(limits.reconnect_rate, limits.reconnect_burst)
         self.open = metrics.connections_open.labels(name)
         self._refused, self._closed = metrics.connections_refused, metrics.connections_closed
+        self._delayed = metrics.handshakes_delayed.labels(name)
         self.handshakes: set[asyncio.Task[None]] = set()
         self.closing = False
         self._trim = MemoryTrim()
@@ -158,22 +104,40 @@ class Listener:
                 await asyncio.sleep(0.05)  # EMFILE would spin: give closing connections a turn
                 continue
             address = str(peer[0]) if isinstance(peer, tuple) else ""
-            refusal = "draining" if self.closing else self.counts.admit(address)
-            if refusal is not None:
-                self.refused(refusal)
+            wait = self._admit(address, loop.time())
+            if isinstance(wait, str):
+                self.refused(wait)
                 conn.close()
                 continue
+            if wait > 0:
+                self._delayed.inc()
             self.open.inc()
             self._trim.after_admit(self.counts.total)
-            task = loop.create_task(self._handshake(conn, address))
+            task = loop.create_task(self._handshake(conn, address, wait))
             self.handshakes.add(task)
             task.add_done_callback(self.handshakes.discard)
 
-    async def _handshake(self, conn: socket.socket, address: str) -> None:
+    def _admit(self, address: str, now: float) -> float | str:
+        """Seconds this connection's handshake waits for its address's turn, or why it is
+        refused."""
+        if self.closing:
+            return "draining"
+        if (refusal := self.counts.admit(address)) is not None:
+            return refusal
+        wait = self.pacing.turn(address, now, self.limits.handshake_timeout)
+        if wait is None:
+            # Its turn would come after its handshake clock ran out: refused now, not then.
+            self.counts.release(address)
+            return "paced"
+        return wait
+
+    async def _handshake(self, conn: socket.socket, address: str, wait: float) -> None:
         loop = asyncio.get_running_loop()
         limit = self.limits.handshake_timeout
         edge = EdgeConnection(self, address)
         try:
+            if wait > 0:
+                await asyncio.sleep(wait)  # its address's turn (the ClientHello waits unread)
             async with asyncio.timeout(limit):
                 # The loop's own handshake timeout is a backstop: ours fires first and counts.
                 await loop.connect_accepted_socket(
@@ -221,13 +185,14 @@ class EdgeConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self.phase = Phase.HANDSHAKE
         self._busy = 0
+        self._ending = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport instances, but have their methods.
         self._tls = cast(asyncio.Transport, transport)
         self.connected = True
         self._handler = self._listener.handler_factory()
-        self._handler.connection_made(transport)
+        self._handler.connection_made(HoldingTransport(self._tls, lambda: self._ending))
         self._expect_head()
 
     def data_received(self, data: bytes) -> None:
@@ -260,17 +225,25 @@ class EdgeConnection(asyncio.Protocol):
         if self._tls is not None:
             self._tls.abort()
 
-    def drop_unread_body(self) -> None:
-        """A body left unread (refused: 413, 415, 401...) is never read on, nor decrypted.
-
-        As Go's server: the answer goes out, reading stops (the client's sending stalls), and
-        the connection is cut half a second later (its rstAvoidanceDelay), long enough for the
-        answer to arrive before the reset.
-        """
-        if self._tls is None:
+    def end_unread(self) -> None:
+        """The rest of a refused body is never read, nor decrypted (see refused_bodies): reading
+        stops now, even from the socket (the client's sending stalls); the answer goes out, and
+        the connection is reset after RESET_DELAY."""
+        if self._tls is None or self._ending:
             return
+        self._ending = True
+        self._listener.pacing.closed_unread(self.address, asyncio.get_running_loop().time())
         self._tls.pause_reading()
-        asyncio.get_running_loop().call_later(0.5, self.abort)
+        # A TLS transport reads ahead of its protocol (256 KiB); a high-water mark of 0 stops
+        # that too (both asyncio's and uvloop's have it, outside the Transport interface).
+        stop_reading_ahead = getattr(self._tls, "set_read_buffer_limits", None)
+        if stop_reading_ahead is not None:
+            stop_reading_ahead(0)
+        asyncio.get_running_loop().call_later(RESET_DELAY, self.abort)
+
+    @property
+    def discard_timeout(self) -> float:
+        return self._listener.limits.header_timeout
 
     # -- clocks ------------------------------------------------------------------------------------
     def request_started(self) -> None:
@@ -322,11 +295,31 @@ async def requests_tracked(request: web.Request, handler: Handler) -> web.Stream
     conn.request_started()
     try:
         response = await handler(request)
+        if request.body_exists and not request.content.is_eof():
+            await _settle_unread_body(request, response, conn)
     finally:
         conn.request_finished()
-    if request.body_exists and not request.content.is_eof():
-        conn.drop_unread_body()
     return response
+
+
+async def _settle_unread_body(
+    request: web.Request, response: web.StreamResponse, conn: EdgeConnection
+) -> None:
+    """Discard a short rest of the body after the answer and keep the connection; or end it
+    without reading on (see refused_bodies)."""
+    received = request.content.total_bytes
+    if response.keep_alive is not False and worth_discarding(request.content_length, received):
+        # The answer first, as Go: the client may wait for it before sending the rest.
+        await response.prepare(request)
+        await response.write_eof()
+        # A client that stops sending is given the head's clock, then cut.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(conn.discard_timeout):
+                if await discard(request.content, DISCARD_LIMIT):
+                    return
+    elif not response.prepared:
+        response.force_close()  # the answer says `Connection: close`, as Go's does
+    conn.end_unread()
 
 
 class _Accepting(asyncio.AbstractServer):

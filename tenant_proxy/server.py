@@ -21,7 +21,8 @@ from tenant_proxy.config import ListenerSettings, Settings
 from tenant_proxy.filtering.continuation import ContinueTokens
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
-from tenant_proxy.observability import Auditor, Metrics
+from tenant_proxy.observability.audit_trail import Auditor
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.serving.across_namespaces import AcrossNamespaces
 from tenant_proxy.serving.bodies import BodyLimits
 from tenant_proxy.serving.caller import Routes

@@ -50,6 +50,13 @@ def build_context(settings: TLSSettings) -> ServerContext:
         else:
             ctx.load_verify_locations(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(["http/1.1"])
+    # No session tickets. Their clients never resume (client-go's TLSConfigFor sets no
+    # ClientSessionCache), while OpenSSL's two TLS 1.3 tickets cost the loop 0.2 of the 0.74 ms
+    # of a handshake with a client certificate (each ticket holds a copy of it; measured with
+    # memory BIOs); and a context's ticket key lives as long as the process, which weakens
+    # forward secrecy (Mozilla's server TLS guidelines turn tickets off for that reason).
+    ctx.num_tickets = 0
+    ctx.options |= ssl.OP_NO_TICKET
     return ctx
 
 

@@ -22,7 +22,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from tenant_proxy import loop, shared_metrics
 from tenant_proxy.config import Settings
-from tenant_proxy.observability import setup_logging
+from tenant_proxy.observability.logs import setup_logging
 
 log = logging.getLogger("tenant_proxy.workers")
 

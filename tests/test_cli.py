@@ -420,7 +420,7 @@ def test_required_rights_are_every_rule_of_the_deployed_roles() -> None:
 
 
 def test_every_file_setting_is_named_by_its_field() -> None:
-    from tenant_proxy.config import parse_settings
+    from tenant_proxy.settings_file import parse_settings
     from tenant_proxy.startup import file_fields
 
     settings = parse_settings(

@@ -16,7 +16,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenant_proxy.config import ConfigError, Settings, load_settings, parse_settings
+from tenant_proxy.config import Settings
+from tenant_proxy.settings_file import ConfigError, load_settings, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "config").glob("*.yaml"))

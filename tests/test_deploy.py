@@ -20,9 +20,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tenant_proxy.config import Settings, parse_settings
+from tenant_proxy.config import Settings
 from tenant_proxy.emulator.testing import kubectl_binary
 from tenant_proxy.kube.resources import NODE_METRICS
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.tenancy.resource_table import BUILTIN_PATHS, CLASS_SETTINGS_KEYS
 from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.tenancy.sources import spec_from_settings, tenant_from_cr

@@ -26,13 +26,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tenant_proxy.config import Settings, parse_settings
+from tenant_proxy.config import Settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.testing import kubectl_async, kubectl_binary
 from tenant_proxy.emulator.types import Attributes, UserInfo
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kubeconfig import build_kubeconfig, write_kubeconfig
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent

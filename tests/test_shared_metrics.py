@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tenant_proxy import shared_metrics
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 
 
 def forget_in_a_fresh_interpreter(env: dict[str, str]) -> list[str]:

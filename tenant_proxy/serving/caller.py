@@ -10,7 +10,7 @@ from aiohttp import web
 
 from tenant_proxy.headers import impersonation_headers, strip_client_headers
 from tenant_proxy.identity import Identity
-from tenant_proxy.observability import RequestLog
+from tenant_proxy.observability.request_log import RequestLog
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.serving import passthrough
 

@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from tenant_proxy.config import ConfigError, Settings, load_settings
-from tenant_proxy.observability import Metrics
+from tenant_proxy.config import Settings
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.settings_file import ConfigError, load_settings
 
 log = logging.getLogger("tenant_proxy.server")
 

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from tenant_proxy import status
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.serving import passthrough
 from tenant_proxy.serving.caller import Call, caller_headers
 from tenant_proxy.streams import OpenStreams

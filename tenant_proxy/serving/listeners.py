@@ -12,7 +12,7 @@ from aiohttp import web, web_urldispatcher
 from tenant_proxy import status
 from tenant_proxy.config import LimitSettings, ListenerSettings
 from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.serving.pipeline import Pipeline
 from tenant_proxy.startup import listen_error
 
@@ -139,4 +139,6 @@ def edge_limits(limits: LimitSettings) -> EdgeLimits:
         idle_timeout=limits.idle_timeout_seconds,
         max_connections=limits.max_connections,
         max_per_address=limits.max_connections_per_address,
+        reconnect_rate=limits.reconnect_rate_after_refusals,
+        reconnect_burst=limits.reconnect_burst_after_refusals,
     )

@@ -22,7 +22,9 @@ from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
 from tenant_proxy.headers import websocket_bearer
 from tenant_proxy.identity import Identity
-from tenant_proxy.observability import Auditor, Metrics, RequestLog, request_id
+from tenant_proxy.observability.audit_trail import Auditor
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.observability.request_log import RequestLog, request_id
 from tenant_proxy.requestinfo import classify
 from tenant_proxy.serving import passthrough
 from tenant_proxy.serving.caller import REQUEST_LOG, WS_PROTOCOLS, Call, Routes

@@ -17,7 +17,7 @@ from aiohttp import web
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import NODES
-from tenant_proxy.observability import RequestLog
+from tenant_proxy.observability.request_log import RequestLog
 from tenant_proxy.plan import (
     AmendReview,
     CreateNamespace,

@@ -35,7 +35,7 @@ from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.filtering.watch_requests import WatchRequest, read_watch_request
 from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import GroupResource
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.serving.watch_sinks import EventSink, check_handshake, open_sink, wants_websocket
 from tenant_proxy.streams import OpenStreams

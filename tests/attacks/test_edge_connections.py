@@ -13,7 +13,8 @@ from pathlib import Path
 
 from edge_support import GENEROUS, EdgeDemo, closed_by_peer, edge_demo, read_response
 
-from tenant_proxy.edge import ConnectionCounts, MemoryTrim
+from tenant_proxy.edge_admission import ConnectionCounts
+from tenant_proxy.memory_trim import MemoryTrim
 
 CLOSED = "tenant_proxy_connections_closed_total"
 REFUSED = "tenant_proxy_connections_refused_total"

@@ -53,11 +53,12 @@ from oracle import (
 )
 
 from tenant_proxy import pki
-from tenant_proxy.config import Settings, parse_settings
+from tenant_proxy.config import Settings
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.server import ProxyServer
+from tenant_proxy.settings_file import parse_settings
 
 T = TypeVar("T")
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

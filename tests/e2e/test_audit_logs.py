@@ -20,7 +20,7 @@ from test_operations import scrape
 from watching import session_as
 
 from tenant_proxy.demo import Demo
-from tenant_proxy.observability import JSONFormatter
+from tenant_proxy.observability.logs import JSONFormatter
 from tenant_proxy.serving.config_watcher import ConfigWatcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]

@@ -18,7 +18,9 @@ from kubernetes.client import V1Status, V1UserInfo  # type: ignore[import-untype
 from tenant_proxy import audit
 from tenant_proxy.config import AuditRuleSettings, AuditSettings
 from tenant_proxy.identity import Identity
-from tenant_proxy.observability import Auditor, RequestLog, iso_time, request_id
+from tenant_proxy.observability.audit_trail import Auditor
+from tenant_proxy.observability.logs import iso_time
+from tenant_proxy.observability.request_log import RequestLog, request_id
 
 RECEIVED = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 

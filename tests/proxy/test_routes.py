@@ -21,7 +21,8 @@ from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.config import LimitSettings
 from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import NAMESPACES
-from tenant_proxy.observability import Auditor, Metrics
+from tenant_proxy.observability.audit_trail import Auditor
+from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.plan import Deny, Plan
 from tenant_proxy.serving.listeners import pipeline_app
 from tenant_proxy.serving.pipeline import Pipeline

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from tenant_proxy.config import parse_settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.upstream import Upstream
 
 OURS = "tenant-proxy.io/tenant"

@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from tenant_proxy.config import Settings, parse_settings
+from tenant_proxy.config import Settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.coalescer import Coalescer
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import NAMESPACES, PERSISTENT_VOLUMES, GroupResource
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.upstream import Upstream

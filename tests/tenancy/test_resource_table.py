@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tenant_proxy.config import parse_settings
 from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import GroupResource
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.tenancy import sources
 from tenant_proxy.tenancy.model import Tenant, owns, view_for
 from tenant_proxy.tenancy.resource_table import BUILTIN_PATHS, RESOURCE_TABLE, FilteredResource

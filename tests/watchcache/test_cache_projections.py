@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from tenant_proxy.config import parse_settings
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.filtering.objects import judged
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
-from tenant_proxy.observability import Metrics
+from tenant_proxy.observability.metrics import Metrics
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.cache import ResourceCache

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tenant_proxy import status
-from tenant_proxy.config import parse_settings
 from tenant_proxy.demo import demo_world
 from tenant_proxy.emulator.app import Emulator
+from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.freshness import CurrentVersions
 
