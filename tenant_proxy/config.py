@@ -137,7 +137,7 @@ class LimitSettings(_Strict):
         "a source-NATing load balancer or ingress, every client shares one address).",
     )
     reconnect_rate_after_refusals: float = Field(
-        1.0,
+        3.0,
         ge=0,
         description="Once a client address has had more connections closed for a refused body "
         "(256 KiB or more left unread) than its burst, each of its new connections waits its "

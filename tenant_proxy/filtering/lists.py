@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from tenant_proxy.filtering.objects import META_API_VERSION, Keep, judged, partial_metadata
+from tenant_proxy.filtering.objects import META_API_VERSION, ObjectTest, partial_metadata, passes
 from tenant_proxy.filtering.tables import filter_table, list_metadata
 
 
@@ -16,14 +16,14 @@ class NotAList(ValueError):
 
 
 def filter_list_doc(
-    doc: Mapping[str, Any], keep: Keep, *, as_partial: bool = False
+    doc: Mapping[str, Any], owns: ObjectTest, *, as_partial: bool = False
 ) -> tuple[dict[str, Any], int]:
     if "items" not in doc:
         raise NotAList(f"a {doc.get('kind')!r} is not a list")
     items = doc["items"] if doc["items"] is not None else []
     if not isinstance(items, list):
         raise NotAList("items is not a list")
-    kept = [item for item in items if judged(keep, item)]
+    kept = [item for item in items if passes(owns, item)]
     dropped = len(items) - len(kept)
     out = {**doc, "metadata": list_metadata(doc, dropped), "items": kept}
     if as_partial:
@@ -34,12 +34,12 @@ def filter_list_doc(
 
 def filter_response(
     body: bytes,
-    keep: Keep,
+    owns: ObjectTest,
     *,
     strip_objects: bool = False,
     metadata_only: bool = False,
 ) -> tuple[bytes, int]:
-    """The whole list (or Table) body with only what `keep` accepts, and how many were dropped.
+    """The whole list (or Table) body with only what `owns` accepts, and how many were dropped.
 
     `continue` and `resourceVersion` stay; `remainingItemCount` is dropped when anything was
     filtered. `metadata_only` answers PartialObjectMetadata built from whole objects (asked for
@@ -48,9 +48,9 @@ def filter_response(
     """
     doc = decode_object(body)
     if doc.get("kind") == "Table":
-        table, dropped = filter_table(doc, keep, strip_objects, metadata_only)
+        table, dropped = filter_table(doc, owns, strip_objects, metadata_only)
         return orjson.dumps(table), dropped
-    out, dropped = filter_list_doc(doc, keep, as_partial=metadata_only)
+    out, dropped = filter_list_doc(doc, owns, as_partial=metadata_only)
     return orjson.dumps(out), dropped
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-Keep = Callable[[Mapping[str, Any]], bool]
+ObjectTest = Callable[[Mapping[str, Any]], bool]
 """Whether the caller may see an object (tenancy.model.owns with the view and resource bound)."""
 
 META_API_VERSION = "meta.k8s.io/v1"
@@ -31,12 +31,12 @@ def object_key(obj: object) -> tuple[str, str] | None:
     return namespace, name
 
 
-def judged(keep: Keep, obj: object) -> bool:
-    """keep(obj), failing closed: an object without readable metadata is never kept."""
+def passes(owns: ObjectTest, obj: object) -> bool:
+    """owns(obj), failing closed: an object without readable metadata is never kept."""
     if object_key(obj) is None:
         return False
     assert isinstance(obj, dict)
     try:
-        return keep(obj)
+        return owns(obj)
     except (KeyError, TypeError, ValueError, AttributeError):
         return False

@@ -19,7 +19,7 @@ from typing import Any
 from tenant_proxy import status
 from tenant_proxy.filtering import continuation
 from tenant_proxy.filtering.continuation import Position
-from tenant_proxy.filtering.objects import Keep
+from tenant_proxy.filtering.objects import ObjectTest
 from tenant_proxy.filtering.pages import Page, assemble, resume_position, take
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.requestinfo import Query
@@ -60,7 +60,7 @@ class ListPager:
     answers. `position`: where a continue token said the page starts (None: the first page)."""
 
     base: Query  # the upstream query of the list (selectors, includeObject, resourceVersion)
-    keep: Keep
+    owns: ObjectTest
     shape: Shape
     position: Position | None
     default_page: int  # upstream page size of a list that does not continue one
@@ -108,7 +108,7 @@ class ListPager:
         want = None if self.want is None else self.want - len(self._entries)
         taken = take(
             page,
-            self.keep,
+            self.owns,
             skip=self._skip,
             want=want,
             strip_objects=self.shape.strip_objects,

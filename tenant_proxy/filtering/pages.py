@@ -24,7 +24,7 @@ import orjson
 
 from tenant_proxy.filtering.continuation import Position
 from tenant_proxy.filtering.lists import NotAList, decode_object
-from tenant_proxy.filtering.objects import META_API_VERSION, Keep, judged, partial_metadata
+from tenant_proxy.filtering.objects import META_API_VERSION, ObjectTest, partial_metadata, passes
 from tenant_proxy.filtering.tables import row_kept, shape_row
 
 FieldPath = tuple[str, ...]
@@ -99,8 +99,8 @@ class Splitting:
     """A page being split a slice of entries at a time, so that a caller serving others can
     let them run in between (a large page takes tens of milliseconds)."""
 
-    def __init__(self, body: bytes, judge: Keep, fields: frozenset[FieldPath]) -> None:
-        self._judge = judge
+    def __init__(self, body: bytes, owns: ObjectTest, fields: frozenset[FieldPath]) -> None:
+        self._owns = owns
         self._entries: list[msgspec.Raw] = []
         self._probe: msgspec.json.Decoder[Any] | None = None
         self._done = 0
@@ -128,11 +128,11 @@ class Splitting:
         start, stop = self._done, min(self._done + count, len(self._entries))
         if start < stop:
             assert self._probe is not None
-            probe, judge, table = self._probe, self._judge, self.page.table
+            probe, owns, table = self._probe, self._owns, self.page.table
             self.page.candidates.extend(
                 (i, bytes(self._entries[i]))
                 for i in range(start, stop)
-                if _may_keep(self._entries[i], probe, judge, table)
+                if _may_keep(self._entries[i], probe, owns, table)
             )
         self._done = stop
         return stop >= len(self._entries)
@@ -153,7 +153,9 @@ def _split_whole(body: bytes) -> Page:
     return Page(doc, table, len(entries), [(i, orjson.dumps(e)) for i, e in enumerate(entries)])
 
 
-def _may_keep(raw: msgspec.Raw, probe: msgspec.json.Decoder[Any], judge: Keep, table: bool) -> bool:
+def _may_keep(
+    raw: msgspec.Raw, probe: msgspec.json.Decoder[Any], owns: ObjectTest, table: bool
+) -> bool:
     try:
         sparse = probe.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
@@ -163,7 +165,7 @@ def _may_keep(raw: msgspec.Raw, probe: msgspec.json.Decoder[Any], judge: Keep, t
         if not isinstance(sparse, dict):
             return True
     try:
-        return judge(sparse)
+        return owns(sparse)
     except (KeyError, TypeError, ValueError, AttributeError):
         return True
 
@@ -177,7 +179,7 @@ class Taken:
 
 def take(
     page: Page,
-    keep: Keep,
+    owns: ObjectTest,
     *,
     skip: int = 0,
     want: int | None = None,
@@ -193,9 +195,9 @@ def take(
             return Taken(entries, position, position - skip)
         entry = orjson.loads(raw)
         if page.table:
-            if row_kept(keep, entry):
+            if row_kept(owns, entry):
                 entries.append(shape_row(entry, strip_objects, metadata_only))
-        elif judged(keep, entry):
+        elif passes(owns, entry):
             entries.append(partial_metadata(entry) if metadata_only else entry)
     return Taken(entries, page.size, max(page.size - skip, 0))
 

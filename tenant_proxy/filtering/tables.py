@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tenant_proxy.filtering.objects import Keep, judged, partial_metadata
+from tenant_proxy.filtering.objects import ObjectTest, partial_metadata, passes
 
 
 def filter_table(
-    table: Mapping[str, Any], keep: Keep, strip_objects: bool, metadata_only: bool = False
+    table: Mapping[str, Any], owns: ObjectTest, strip_objects: bool, metadata_only: bool = False
 ) -> tuple[dict[str, Any], int]:
-    """The table with only the rows `keep` accepts, and how many rows were dropped.
+    """The table with only the rows `owns` accepts, and how many rows were dropped.
 
     A row without a readable `object.metadata` is dropped (fail closed), so the proxy asks
     upstream for includeObject=Metadata (or Object) and, when the client asked for None, strips
@@ -22,13 +22,13 @@ def filter_table(
     rows = table.get("rows") or []
     if not isinstance(rows, list):
         rows = []
-    kept = [shape_row(r, strip_objects, metadata_only) for r in rows if row_kept(keep, r)]
+    kept = [shape_row(r, strip_objects, metadata_only) for r in rows if row_kept(owns, r)]
     dropped = len(rows) - len(kept)
     return {**table, "rows": kept, "metadata": list_metadata(table, dropped)}, dropped
 
 
-def row_kept(keep: Keep, row: object) -> bool:
-    return isinstance(row, dict) and judged(keep, row.get("object"))
+def row_kept(owns: ObjectTest, row: object) -> bool:
+    return isinstance(row, dict) and passes(owns, row.get("object"))
 
 
 def shape_row(row: Mapping[str, Any], strip_objects: bool, metadata_only: bool) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenant_proxy import status
-from tenant_proxy.filtering.objects import Keep
+from tenant_proxy.filtering.objects import ObjectTest
 from tenant_proxy.kube.labels import SelectorError
 from tenant_proxy.kube.selector_syntax import parse_selector
 from tenant_proxy.requestinfo import RequestInfo, field_terms
@@ -28,7 +28,7 @@ class WatchRequest:
     initial_events_end: bool  # sendInitialEvents: mark the end of the initial events
     bookmarks: bool
     timeout: float
-    selected: Keep
+    selected: ObjectTest
 
 
 def read_watch_request(
@@ -53,7 +53,9 @@ def read_watch_request(
     )
 
 
-def client_selector(label_selector: str | None, field_selector: str | None, name: str) -> Keep:
+def client_selector(
+    label_selector: str | None, field_selector: str | None, name: str
+) -> ObjectTest:
     """The client's own label and field selectors (and a watched name) as one test. Pure."""
     if not (label_selector or field_selector or name):
         return _everything  # most watches: one test shared, no closure held per watch

@@ -67,12 +67,12 @@ async def read_bounded(
     return b"".join(chunks)
 
 
-async def split_page(body: bytes, keep: Owns) -> Page:
+async def split_page(body: bytes, owns: Owns) -> Page:
     """The page split, a slice at a time: between slices the event loop reads the page
     ahead and serves other clients (a large page is tens of milliseconds of work)."""
     try:
         with collector_paused():
-            splitting = Splitting(body, keep, keep.fields)
+            splitting = Splitting(body, owns, owns.fields)
         while not _split_some(splitting):  # noqa: ASYNC110 - yielding, not waiting
             await asyncio.sleep(0)
     except NotAList as exc:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from tenant_proxy import status
 from tenant_proxy.filtering.lists import filter_response
-from tenant_proxy.filtering.objects import Keep, partial_metadata
+from tenant_proxy.filtering.objects import ObjectTest, partial_metadata
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import RequestInfo
@@ -24,7 +24,12 @@ class FilteredGet:
         self._upstream, self._limits = upstream, limits
 
     async def serve(
-        self, request: web.Request, info: RequestInfo, gr: GroupResource, shape: Shape, keep: Keep
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        gr: GroupResource,
+        shape: Shape,
+        owns: ObjectTest,
     ) -> web.StreamResponse:
         url = self._upstream.url(info.path, upstream_query(info.query, shape, None))
         resp = await self._upstream.send(
@@ -43,12 +48,12 @@ class FilteredGet:
             raise status.bad_gateway("the API server answered a read with non-JSON") from exc
         if doc.get("kind") == "Table":
             filtered, dropped = filter_response(
-                body, keep, strip_objects=shape.strip_objects, metadata_only=shape.partial
+                body, owns, strip_objects=shape.strip_objects, metadata_only=shape.partial
             )
             if dropped or not orjson.loads(filtered).get("rows"):
                 raise not_found(gr, info.name)
             return answer(filtered, shape)
-        if not keep(doc):
+        if not owns(doc):
             # Exactly the API server's answer for a missing object: existence never leaks.
             raise not_found(gr, info.name)
         if shape.partial and doc.get("kind") != "PartialObjectMetadata":

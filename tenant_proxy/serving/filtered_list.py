@@ -92,7 +92,7 @@ class FilteredList:
         request: web.Request,
         info: RequestInfo,
         shape: Shape,
-        keep: Owns,
+        owns: Owns,
         query: str,
         identity: Identity,
     ) -> tuple[web.StreamResponse, int]:
@@ -110,7 +110,7 @@ class FilteredList:
         want = info.query.limit if info.query.limit and info.query.limit > 0 else None
         pager = ListPager(
             base,
-            keep,
+            owns,
             shape,
             self._position(info.query.continue_token, bound_to),
             self._page_size,
@@ -128,7 +128,7 @@ class FilteredList:
                 ahead.keep_only(following)  # a head misread: never used
                 if pager.reads_ahead and following is not None:
                     ahead.start(pager.read_of(following))
-                page = await split_page(body, keep)
+                page = await split_page(body, owns)
                 del body
                 with collector_paused():
                     step = pager.feed(page, following)

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from tenant_proxy import status
 from tenant_proxy.filtering import continuation
-from tenant_proxy.filtering.objects import Keep
+from tenant_proxy.filtering.objects import ObjectTest
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.filtering.watch_requests import client_selector
 from tenant_proxy.identity import Identity
@@ -270,7 +270,7 @@ class CachedLists:
 _VIEWS_KEPT = 10_000
 
 
-def _selection(info: RequestInfo) -> tuple[Keep, Callable[[Stored], Whole]]:
+def _selection(info: RequestInfo) -> tuple[ObjectTest, Callable[[Stored], Whole]]:
     """The client's own selectors, and what they read: nothing (no selector), the projection
     (names and labels), or the whole object (a field selector may read any field)."""
     q = info.query
@@ -291,7 +291,7 @@ def _both(then: Side | None, now: Side | None) -> Side | None:
         return None
     if then.rules == now.rules:
         return now
-    return Side((then.rules, now.rules), lambda obj: then.keep(obj) and now.keep(obj))
+    return Side((then.rules, now.rules), lambda obj: then.owns(obj) and now.owns(obj))
 
 
 _CONTINUE_EXPIRED = (

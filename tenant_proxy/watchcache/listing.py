@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tenant_proxy.filtering.objects import Keep, partial_metadata
+from tenant_proxy.filtering.objects import ObjectTest, partial_metadata
 from tenant_proxy.watchcache.replay import Side, Whole, visible, whole
 from tenant_proxy.watchcache.timeline import Obj
 
@@ -30,7 +30,7 @@ def page_of(
     state: Mapping[str, H],
     names: Sequence[str],
     side: Side | None,
-    selected: Keep,
+    selected: ObjectTest,
     after: str,
     limit: int | None,
     read: Callable[[Any], Whole] = whole,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from tenant_proxy.filtering.objects import Keep, judged
+from tenant_proxy.filtering.objects import ObjectTest, passes
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj
@@ -46,7 +46,7 @@ class Side(NamedTuple):
     the compiled test. A caller in no tenant has no side (None): it sees nothing."""
 
     rules: Hashable
-    keep: Keep
+    owns: ObjectTest
 
 
 def side_of(view: TenantView | None, gr: GroupResource) -> Side | None:
@@ -73,13 +73,13 @@ def whole(obj: Obj | Whole) -> Whole:
 
 def visible(
     side: Side | None,
-    selected: Keep,
+    selected: ObjectTest,
     obj: Obj | Whole | None,
     read: Callable[[Any], Whole] = whole,
 ) -> bool:
     """Whether a client with this side and selectors has `obj`: its side judges the projection,
     its own selectors (field selectors read any field) what `read` gives (the whole object)."""
-    if obj is None or side is None or not judged(side.keep, judged_on(obj)):
+    if obj is None or side is None or not passes(side.owns, judged_on(obj)):
         return False
     return selected is everything or selected(read(obj))
 
@@ -91,13 +91,13 @@ def moved(before: Side | None, after: Side | None) -> bool:
     return before is not after and before.rules != after.rules
 
 
-def initial(state: Mapping[str, Obj], side: Side | None, selected: Keep) -> list[Out]:
+def initial(state: Mapping[str, Obj], side: Side | None, selected: ObjectTest) -> list[Out]:
     """ADDED for everything the client sees in `state`, in name order (a list's order)."""
     if side is None:
         return []
     out = []
     for key in sorted(state):
-        if judged(side.keep, state[key].view):
+        if passes(side.owns, state[key].view):
             obj = state[key].decoded()
             if selected(obj):
                 out.append(Out(ADDED, obj))
@@ -108,7 +108,7 @@ def events_for(
     entry: Entry[T],
     before: Side | None,
     after: Side | None,
-    selected: Keep,
+    selected: ObjectTest,
     state_before: Callable[[], Mapping[str, Obj]],
 ) -> list[Out]:
     """The client's events for `entry`, judged with `before` (tenancy in force before it) and
@@ -179,8 +179,8 @@ def flipped(
         if key == skip:
             continue
         obj = state[key]
-        was = before is not None and judged(before.keep, obj.view)
-        now = after is not None and judged(after.keep, obj.view)
+        was = before is not None and passes(before.owns, obj.view)
+        now = after is not None and passes(after.owns, obj.view)
         if was != now:
             yield obj, now
 

@@ -145,7 +145,7 @@ def test_same_subject_other_key_is_unknown_authority() -> None:
     """A CA of the same name but another key (an impostor) vouches for nothing."""
     impostor = pki.new_ca("client-ca")
     cert = x509.load_pem_x509_certificate(pki.issue_client_cert(impostor, "alice").cert_pem)
-    assert certificate_problem(cert, ROOTS, NOW) == UNKNOWN_AUTHORITY
+    assert certificate_problem(cert, ROOTS, dt.datetime.now(dt.UTC)) == UNKNOWN_AUTHORITY
 
 
 def test_certificate_listed_in_the_bundle_is_its_own_anchor() -> None:
@@ -153,7 +153,7 @@ def test_certificate_listed_in_the_bundle_is_its_own_anchor() -> None:
     cert = x509.load_pem_x509_certificate(
         pki.issue_client_cert(pki.new_ca("elsewhere"), "bot").cert_pem
     )
-    assert certificate_problem(cert, (*ROOTS, cert), NOW) is None
+    assert certificate_problem(cert, (*ROOTS, cert), dt.datetime.now(dt.UTC)) is None
 
 
 def test_expired_ca_vouches_for_nothing() -> None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tenant_proxy.filtering.continuation import Position
 from tenant_proxy.filtering.lists import NotAList, filter_response
-from tenant_proxy.filtering.objects import Keep, judged
+from tenant_proxy.filtering.objects import ObjectTest, passes
 from tenant_proxy.filtering.pager import Answer, ListPager, Read
 from tenant_proxy.filtering.pages import (
     Page,
@@ -42,7 +42,7 @@ NAMES = ["a", "b", "c", "d"]
 NAMESPACES = ["ns1", "ns2", "ns3"]
 
 
-def split_page(body: bytes, judge: Keep, fields: frozenset[tuple[str, ...]]) -> Page:
+def split_page(body: bytes, judge: ObjectTest, fields: frozenset[tuple[str, ...]]) -> Page:
     """A page split as `serving.bodies.split_page` splits it: a slice of entries at a time."""
     splitting = Splitting(body, judge, fields)
     while not splitting.step(3):
@@ -180,7 +180,7 @@ def test_a_page_answers_what_the_whole_filter_keeps_from_its_position(
     kept_at = [
         i
         for i, entry in enumerate(doc["rows"] if table else doc["items"])
-        if (row_kept(keep, entry) if table else judged(keep, entry))
+        if (row_kept(keep, entry) if table else passes(keep, entry))
     ]
     assert len(kept_at) == len(whole)
 

@@ -13,7 +13,7 @@ import pytest
 
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
-from tenant_proxy.filtering.objects import judged
+from tenant_proxy.filtering.objects import passes
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
@@ -105,8 +105,8 @@ def judgements(cache: ResourceCache) -> tuple[dict[str, bool], dict[str, bool]]:
     side = side_of(cache.timeline.tenancy.view_for(ALICE), BACKUPS)
     assert side is not None
     held = cache.timeline.objects
-    on_views = {k: judged(side.keep, o.view) for k, o in held.items()}
-    on_objects = {k: judged(side.keep, o.decoded()) for k, o in held.items()}
+    on_views = {k: passes(side.owns, o.view) for k, o in held.items()}
+    on_objects = {k: passes(side.owns, o.decoded()) for k, o in held.items()}
     return on_views, on_objects
 
 
