@@ -289,6 +289,9 @@ class World:
     proc: subprocess.Popen[bytes]
     log: Path
     _tls: dict[tuple[str, tuple[str, ...]] | None, ssl.SSLContext] = field(default_factory=dict)
+    # Where this case's connections come from: each case its own address (conftest), as each
+    # attacker would be, so no case inherits the edge's pacing of an address another abused.
+    client_address: str = "127.0.0.1"
 
     @property
     def tenant_url(self) -> str:
@@ -307,7 +310,7 @@ class World:
     ) -> aiohttp.ClientSession:
         """A client session; a bystander's comes from another address than the attacker's
         (127.0.0.2), as another tenant's would: the edge paces an abusive address, not others."""
-        local = ("127.0.0.2", 0) if bystander else None
+        local = ("127.0.0.2", 0) if bystander else (self.client_address, 0)
         connector = aiohttp.TCPConnector(ssl=self.tls(who), force_close=True, local_addr=local)
         return aiohttp.ClientSession(base_url=self.tenant_url, connector=connector)
 
@@ -495,7 +498,14 @@ async def open_tls(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host, port = host_port(world.tenant_url)
     return await asyncio.wait_for(
-        asyncio.open_connection(host, port, ssl=world.tls(who), server_hostname=host), WAIT
+        asyncio.open_connection(
+            host,
+            port,
+            ssl=world.tls(who),
+            server_hostname=host,
+            local_addr=(world.client_address, 0),
+        ),
+        WAIT,
     )
 
 

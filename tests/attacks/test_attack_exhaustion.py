@@ -254,7 +254,7 @@ async def test_many_filtered_watches_opened_then_dropped_give_everything_back(
     the clients go away: the upstream watches end and memory returns."""
     informers = await world.in_upstream(lambda: world.emulator.open_watches("", "namespaces"))
     before = world.rss()
-    connector = aiohttp.TCPConnector(ssl=world.tls(), limit=0)
+    connector = aiohttp.TCPConnector(ssl=world.tls(), limit=0, local_addr=(world.client_address, 0))
     async with aiohttp.ClientSession(base_url=world.tenant_url, connector=connector) as alice:
         responses = await asyncio.gather(
             *(alice.get("/api/v1/namespaces?watch=1", headers=dict(JSON)) for _ in range(100))
