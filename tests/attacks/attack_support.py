@@ -47,6 +47,7 @@ from e2e.core_support import (
     Seen,
     assert_status,
     host_port,
+    persistent_volume,
     read_response,
     request_bytes,
     upstream_violations,
@@ -350,24 +351,10 @@ class World:
 EXTRA_PVS = (("pv-a-data", "team-a-dev"), ("pv-b-data", "team-b-dev"))
 
 
-def persistent_volume(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "capacity": {"storage": "1Gi"},
-            "hostPath": {"path": f"/data/{name}"},
-            "claimRef": {"name": "data-2", "namespace": namespace},
-        },
-    }
-
-
 def start_world(directory: Path) -> World:
     upstream = UpstreamLoop()
     demo = Demo(directory, tenant_port=free_port(), admin_port=free_port())
-    seed = demo_world() + [persistent_volume(f"{pv}-2", ns) for pv, ns in EXTRA_PVS]
+    seed = demo_world() + [persistent_volume(f"{pv}-2", ns, claim="data-2") for pv, ns in EXTRA_PVS]
     emulator = AttackEmulator(seed_objects=seed, metrics_server=True)
     issuer = ForgeableIssuer(directory)
     demo.emulator, demo.issuer = emulator, issuer

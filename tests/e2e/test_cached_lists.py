@@ -16,6 +16,7 @@ import pytest
 import yaml
 from cluster import Cluster
 from conftest import kubectl
+from core_support import persistent_volume
 from watching import TABLE, Watch, is_, name_of, session_as
 
 from tenant_proxy.demo import Demo, demo_world
@@ -223,20 +224,6 @@ def lease(name: str) -> dict[str, Any]:
         "kind": "Lease",
         "metadata": {"name": name, "namespace": "kube-node-lease"},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40},
-    }
-
-
-def persistent_volume(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "capacity": {"storage": "1Gi"},
-            "hostPath": {"path": f"/data/{name}"},
-            "claimRef": {"name": "data", "namespace": namespace},
-        },
     }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backups import BACKUP_CRD, BACKUPS, backup
 from prometheus_client import generate_latest
 
 from tenant_proxy.config import Settings
@@ -27,37 +28,7 @@ from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.tenancy.settings import TenantSettings
 from tenant_proxy.upstream import Upstream
 
-BACKUPS = GroupResource("example.com", "backups")
 ALICE = Identity(user="alice", groups=("tenant-a-devs",))
-
-
-BACKUP_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "backups.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Cluster",
-        "names": {"plural": "backups", "singular": "backup", "kind": "Backup"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object"}},
-            }
-        ],
-    },
-}
-
-
-def backup(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "example.com/v1",
-        "kind": "Backup",
-        "metadata": {"name": name},
-        "spec": {"sourceNamespace": namespace},
-    }
 
 
 @dataclass

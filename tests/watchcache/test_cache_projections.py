@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backups import BACKUP_CRD, BACKUPS, backup
 
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.filtering.objects import passes
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.index import TenancyIndex
-from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.settings_file import parse_settings
 from tenant_proxy.tenancy.settings import TenantSettings
@@ -24,37 +24,9 @@ from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.cache import ResourceCache
 from tenant_proxy.watchcache.replay import side_of
 
-BACKUPS = GroupResource("example.com", "backups")
 ALICE = Identity(user="alice", groups=("tenant-a-devs",))
 BY_NAME = {"group": "example.com", "resource": "backups", "names": ["backup-b"]}
 BY_SOURCE = {**BY_NAME, "field_path": "spec.sourceNamespace"}
-CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "backups.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Cluster",
-        "names": {"plural": "backups", "singular": "backup", "kind": "Backup"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object"}},
-            }
-        ],
-    },
-}
-
-
-def backup(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "example.com/v1",
-        "kind": "Backup",
-        "metadata": {"name": name},
-        "spec": {"sourceNamespace": namespace, "size": "1Gi"},
-    }
 
 
 def with_rule(rule: dict[str, Any]) -> list[TenantSettings]:
@@ -66,10 +38,10 @@ def with_rule(rule: dict[str, Any]) -> list[TenantSettings]:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[Emulator, TenancyIndex]]:
-    emulator = Emulator(seed_objects=[*demo_world(), CRD])
+    emulator = Emulator(seed_objects=[*demo_world(), BACKUP_CRD])
     await emulator.start()
     for name, namespace in [("backup-a", "team-a-prod"), ("backup-b", "team-b-dev")]:
-        await emulator.create(backup(name, namespace))
+        await emulator.create(backup(name, namespace, size="1Gi"))
     kubeconfig = emulator.write_kubeconfig(tmp_path / "kc", "tenant-proxy", ("system:masters",))
     settings = parse_settings(
         {
