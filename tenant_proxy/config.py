@@ -65,12 +65,16 @@ class LimitSettings(_Strict):
         32 * 1024 * 1024, gt=0, description="Largest single watch event the proxy will parse."
     )
     watch_buffer_events: int = Field(
-        1000, gt=0, description="Events queued per filtered watch for a client that reads slowly."
+        1000,
+        gt=0,
+        description="Event lines a filtered watch queues past its connection's write buffer for "
+        "a client that reads slowly.",
     )
     watch_slow_client_seconds: float = Field(
         10.0,
         gt=0,
-        description="A filtered watch whose queue stays full this long is cut (ERROR 429).",
+        description="A filtered watch with that backlog whose client takes nothing for this "
+        "long is cut (ERROR 429).",
     )
     lists_from_cache: bool = Field(
         True,
