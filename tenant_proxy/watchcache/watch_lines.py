@@ -15,7 +15,7 @@ import orjson
 from tenant_proxy import status
 from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.watchcache.ages import age_columns, with_ages
-from tenant_proxy.watchcache.listing import META_V1
+from tenant_proxy.watchcache.listing import META_V1, shown, table_body, table_row
 from tenant_proxy.watchcache.replay import Out, stamped
 
 
@@ -47,19 +47,12 @@ def table_line(
     """`out` as a Table of one row (`cells`, its ages counted at `now`); the column
     definitions only in a watch's `first` Table, as the API server sends them."""
     obj = stamped(out.obj, out.stamp) if out.stamp is not None else out.obj
-    cells = with_ages(cells, age_columns(columns), obj, now)
-    row: dict[str, Any] = {"cells": cells, "object": None}
-    if not strip_objects:
-        row["object"] = partial_metadata(obj) if partial else dict(obj)
-    meta = obj.get("metadata") or {}
-    table = {
-        "kind": "Table",
-        "apiVersion": META_V1,
-        "metadata": {"resourceVersion": str(meta.get("resourceVersion", ""))},
-        "columnDefinitions": columns if first else None,
-        "rows": [row],
-    }
-    return orjson.dumps({"type": out.type, "object": table}) + b"\n"
+    row = table_row(
+        with_ages(cells, age_columns(columns), obj, now),
+        shown(None if strip_objects else obj, partial),
+    )
+    table = table_body(list(columns) if first else None, [row], resource_version(obj), None)
+    return orjson.dumps({"type": out.type, "object": orjson.Fragment(table)}) + b"\n"
 
 
 def bookmark_line(
