@@ -60,30 +60,6 @@ def _past(names: Sequence[str], after: str) -> Iterable[str]:
     return (names[i] for i in range(start, len(names)))
 
 
-def list_body(
-    kind: str,
-    api_version: str,
-    items: Sequence[Obj | Whole],
-    rv: int,
-    continue_token: str | None,
-    metadata_only: bool,
-) -> dict[str, Any]:
-    """A list as the API server writes it, as a value (`list_bytes` writes the same for kept
-    objects without decoding them): items without kind and apiVersion (or
-    PartialObjectMetadata with them)."""
-    meta = _meta(rv, continue_token)
-    decoded = [whole(o) for o in items]
-    if metadata_only:
-        return {
-            "kind": "PartialObjectMetadataList",
-            "apiVersion": META_V1,
-            "metadata": meta,
-            "items": [partial_metadata(o) for o in decoded],
-        }
-    bare = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in decoded]
-    return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": bare}
-
-
 def list_bytes(
     kind: str,
     api_version: str,
@@ -92,7 +68,8 @@ def list_bytes(
     continue_token: str | None,
     metadata_only: bool,
 ) -> bytes:
-    """`list_body`'s JSON, assembled from the kept objects' bytes."""
+    """A list as the API server writes it, assembled from the kept objects' bytes: items
+    without kind and apiVersion (or PartialObjectMetadata with them)."""
     if metadata_only:
         kind, api_version = "PartialObjectMetadata", META_V1
         listed: list[Any] = [partial_metadata(o.decoded()) for o in items]

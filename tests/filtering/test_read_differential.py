@@ -5,7 +5,7 @@ Two production paths are driven with plain values, as the proxy composes them:
   selector) or the production pager (`filtering.pager.ListPager`, which the list executor
   drives with upstream I/O) over the upstream's pages, the tenant's `limit` honoured across
   them with continue positions;
-- from the watch cache: `watchcache.listing.page_of` and `list_body`, as `list_from_cache` uses
+- from the watch cache: `watchcache.listing.page_of` and `list_bytes`, as `list_from_cache` uses
   them, page after page.
 The upstream is simulated with the emulator's own selector matcher (written separately from
 kube.labels), paginated; the oracle is written from the issue's rules.
@@ -35,8 +35,9 @@ from tenant_proxy.tenancy.model import Members, Tenant, TenantView, view_for
 from tenant_proxy.tenancy.ownership import Owns
 from tenant_proxy.tenancy.pushdown import Nothing, PushDown, plan_read
 from tenant_proxy.tenancy.rules import ClaimNamespaceRule, NodeRule, Rule
-from tenant_proxy.watchcache.listing import list_body, page_of
+from tenant_proxy.watchcache.listing import list_bytes, page_of
 from tenant_proxy.watchcache.replay import Side
+from tenant_proxy.watchcache.stored import Stored
 
 NS = [f"ns{i}" for i in range(6)]
 POOLS = ["p1", "p2"]
@@ -226,18 +227,19 @@ def cached_list(
     """The tenant's pages from the watch cache, as `CachedLists.serve` makes them: the state's
     names in order, `page_of` past the last name answered. A Table's rows are printed by the
     API server (RowBook, I/O): for a Table only the objects chosen are compared."""
-    state = {o["metadata"]["name"]: o for o in objects}
+    state = {o["metadata"]["name"]: Stored.of(o) for o in objects}
     side = Side(view.rules[gr], view.owns(gr)) if gr in view.rules else None
     selected = client_selector(client or None, None, "")
     after, answers = "", []
     for _ in range(len(objects) + 2):
         items, last = page_of(state, sorted(state), side, selected, after, want)
         if shape.table:
-            answers.append(
-                {"kind": "Table", "rows": [{"cells": [o["metadata"]["name"]]} for o in items]}
-            )
+            answers.append({"kind": "Table", "rows": [{"cells": [o.name]} for o in items]})
         else:
-            answers.append(list_body(KINDS[gr], "v1", items, 7, last, shape.partial))
+            kept = [o for o in items if isinstance(o, Stored)]
+            assert len(kept) == len(items)
+            body = list_bytes(KINDS[gr], "v1", kept, 7, last, shape.partial)
+            answers.append(orjson.loads(body))
         if last is None:
             return answers
         after = last

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.watchcache.listing import (
-    list_body,
     list_bytes,
     object_body,
     page_of,
@@ -70,6 +69,30 @@ def test_a_stored_object_decodes_to_what_was_received(spec: Any, rv: int) -> Non
 def test_an_object_without_fields_of_its_own_keeps_its_kind() -> None:
     kept = Stored.of({"kind": "Thing", "apiVersion": "v1"})
     assert orjson.loads(kept.whole()) == {"kind": "Thing", "apiVersion": "v1"}
+
+
+def list_body(
+    kind: str,
+    api_version: str,
+    items: list[Any],
+    rv: int,
+    continue_token: str | None,
+    metadata_only: bool,
+) -> dict[str, Any]:
+    """The oracle: a list as the API server writes it, built from decoded objects."""
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    if continue_token:
+        meta["continue"] = continue_token
+    decoded = [dict(o) for o in items]
+    if metadata_only:
+        return {
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": meta,
+            "items": [partial_metadata(o) for o in decoded],
+        }
+    bare = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in decoded]
+    return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": bare}
 
 
 @given(specs=st.lists(values, max_size=5), token=st.one_of(st.none(), st.text(max_size=10)))
