@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import os
 import ssl
 import sys
 import time
@@ -226,7 +227,8 @@ async def worker(spec: Spec) -> None:
     """A worker process: open the watches, then answer `wait KIND NAME` (a JSON list of
     arrival times) and `close` on stdin, one line each."""
     ca = pki.KeyPair.read(Path(spec.ca) / "ca.crt", Path(spec.ca) / "ca.key")
-    where = Path(spec.workdir) / "clients"
+    # Per process: every worker writes its own key files (one user may be in several workers).
+    where = Path(spec.workdir) / "clients" / f"worker-{os.getpid()}"
 
     def context(i: int) -> ssl.SSLContext:
         user = f"{spec.user}{i:05d}" if spec.numbered else spec.user
