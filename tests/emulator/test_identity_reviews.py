@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dict_store import DictStore
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,37 +25,6 @@ from tenant_proxy.pki import new_ca
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"
 SA_UID = "af1bc8eb-9241-448d-9217-889fdcd3e89a"  # the uid in tokenreview-valid.txt
 NOW = dt.datetime(2026, 11, 24, 13, 53, 55, tzinfo=dt.UTC)
-PLURALS = {
-    "ClusterRole": (RBAC_GROUP, "clusterroles"),
-    "ClusterRoleBinding": (RBAC_GROUP, "clusterrolebindings"),
-    "Role": (RBAC_GROUP, "roles"),
-    "RoleBinding": (RBAC_GROUP, "rolebindings"),
-    "ServiceAccount": ("", "serviceaccounts"),
-    "Pod": ("", "pods"),
-}
-
-
-class DictStore:
-    """A StoreView over a dict, insertion-ordered like the recorded server's answers."""
-
-    def __init__(self, objects: list[KubeObject]) -> None:
-        self.objects: dict[tuple[str, str, str, str], KubeObject] = {}
-        for obj in objects:
-            group, plural = PLURALS[obj["kind"]]
-            meta = obj["metadata"]
-            self.objects[(group, plural, meta.get("namespace", ""), meta["name"])] = obj
-
-    def list_objects(
-        self, group: str, plural: str, namespace: str | None = None
-    ) -> list[KubeObject]:
-        return [
-            o
-            for (g, p, ns, _), o in self.objects.items()
-            if (g, p) == (group, plural) and namespace in (None, ns)
-        ]
-
-    def get_object(self, group: str, plural: str, namespace: str, name: str) -> KubeObject | None:
-        return self.objects.get((group, plural, namespace, name))
 
 
 def transcript(name: str) -> tuple[Any, Any]:
