@@ -247,13 +247,14 @@ class UpstreamCredentials:
         if self._request is None:
             tls = self._server_settings()
         else:
-            answer = self._resolved
+            # Construction's answer serves once (the key and token it holds are kept no longer
+            # than needed, and a load tried again after a failure reads everything again).
+            answer, self._resolved = self._resolved, {}
             if "loaded" not in answer and "error" not in answer:
                 answer = await run_loader(self._request, self._timeout)  # an exec plugin runs
-            if "error" in answer:
-                raise CredentialError(str(answer["error"]))
+            if "fatal" in answer or "error" in answer:
+                raise CredentialError(str(answer.get("fatal") or answer.get("error")))
             loaded = answer["loaded"]
-            self._resolved = {}  # the key and token it holds are kept no longer than needed
             self._authorization = loaded.get("authorization")
             if self._kind == "exec" and loaded.get("expiry"):
                 self._renew_at = renewal_time(_now(), dt.datetime.fromisoformat(loaded["expiry"]))

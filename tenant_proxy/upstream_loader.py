@@ -2,8 +2,8 @@
 
 `import kubernetes_asyncio` (any submodule: the package's `__init__` imports every generated API
 and model) would keep ~64 MiB resident in every serving process for its whole life, to read a
-kubeconfig a few times. So the serving process (upstream_credentials.py) runs this module as
-`python -P -m tenant_proxy.upstream_loader` when it needs the library: at construction (which
+kubeconfig a few times. So the serving process (upstream_credentials.py) runs this module's
+`main` in a child (upstream_loader_process.py) when it needs the library: at construction (which
 server, which user; a static credential is loaded there too), when an exec plugin or auth
 provider must run (start, renewal ahead of expiry, a 401, the provider's periodic check), and
 for the in-cluster ServiceAccount at start.
