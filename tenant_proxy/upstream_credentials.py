@@ -95,10 +95,11 @@ def _now() -> dt.datetime:
 
 
 @contextmanager
-def _material_file(data: bytes | None) -> Iterator[str | None]:
-    """`data` in a 0600 file of the private directory while ssl loads it, then gone."""
-    if data is None:
-        yield None
+def _material_file(data: bytes | Path | None) -> Iterator[str | None]:
+    """`data` in a 0600 file of the private directory while ssl loads it, then gone (a file
+    the settings name is loaded where it is)."""
+    if data is None or isinstance(data, Path):
+        yield None if data is None else str(data)
         return
     fd, name = tempfile.mkstemp(dir=_private_dir())
     try:
@@ -142,7 +143,9 @@ class _Tls:
             value = loaded.get(key)
             return base64.b64decode(value) if value else None
 
-        self.ca, self.cert, self.key = contents("ca"), contents("cert"), contents("key")
+        self.ca: bytes | Path | None = contents("ca")
+        self.cert: bytes | Path | None = contents("cert")
+        self.key: bytes | Path | None = contents("key")
         self.verify = bool(loaded.get("verify_ssl", True))
         self.server_name: str | None = loaded.get("tls_server_name")
         self.proxy: str | None = loaded.get("proxy")
@@ -270,9 +273,8 @@ class UpstreamCredentials:
         return tls
 
     def _server_settings(self) -> _Tls:
-        settings = self._settings
-        material: dict[str, Any] = {}
-        for name, key in (
+        settings, tls = self._settings, _Tls({})
+        for name, attr in (
             ("ca_file", "ca"),
             ("client_cert_file", "cert"),
             ("client_key_file", "key"),
@@ -281,8 +283,8 @@ class UpstreamCredentials:
             if path is not None:
                 if not path.is_file():
                     raise CredentialError(f"upstream.{name}: {path}: no such file")
-                material[key] = base64.b64encode(path.read_bytes()).decode()
-        return _Tls(material)
+                setattr(tls, attr, path)
+        return tls
 
     def _tls(self, tls: _Tls) -> ssl.SSLContext:
         if tls.proxy:
