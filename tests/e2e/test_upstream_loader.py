@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 RECORDING_PLUGIN = """\
 import json, os, pathlib, sys, time
 here = pathlib.Path(sys.argv[1])
-(here / "plugin.pid").write_text(str(os.getpid()))
+with open(here / "plugin.pids", "a") as runs:
+    runs.write(f"{os.getpid()}\n")
 (here / "loader.argv").write_bytes(pathlib.Path(f"/proc/{os.getppid()}/cmdline").read_bytes())
 if sys.argv[2] == "hang":
     time.sleep(3600)
@@ -126,7 +127,8 @@ async def test_serving_process_holds_no_kubernetes_asyncio(tmp_path: Path) -> No
     report = json.loads(out.decode().strip().splitlines()[-1])
     assert report["code"] == 200  # the proxy's own credential, loaded by the child, works
     assert report["first"] == f"Bearer {SECRET}"
-    assert report["renewed"] is False  # the plugin ran again (and gave the same token)
+    assert report["renewed"] is False  # the plugin gave the same token again: it ran again
+    assert len(text_of(plugin_dir / "plugin.pids").split()) == 2
     assert report["held"] == []
 
 
@@ -141,7 +143,7 @@ async def test_hanging_plugin_fails_the_start_and_dies_with_its_loader(tmp_path:
     assert "\n" not in text
     assert f"kubeconfig {kubeconfig}, context 'emulator', user 'proxy'" in text
     assert "did not finish within 5 s" in text
-    pid = int((tmp_path / "plugin.pid").read_text())
+    pid = int(text_of(tmp_path / "plugin.pids"))
     async with asyncio.timeout(60):
         while not gone(pid):
             await asyncio.sleep(0.05)
@@ -151,7 +153,7 @@ async def test_cancelled_start_kills_the_loader_and_its_plugin(tmp_path: Path) -
     kubeconfig = recording_kubeconfig(tmp_path, "hang")
     credentials = UpstreamCredentials(UpstreamSettings(kubeconfig=kubeconfig), environ={})
     start = asyncio.ensure_future(credentials.load())
-    pid = int(await wait_for(tmp_path / "plugin.pid"))
+    pid = int(await wait_for(tmp_path / "plugin.pids"))
     start.cancel()
     with pytest.raises(asyncio.CancelledError):
         await start
