@@ -31,7 +31,7 @@ RECORDING_PLUGIN = """\
 import json, os, pathlib, sys, time
 here = pathlib.Path(sys.argv[1])
 with open(here / "plugin.pids", "a") as runs:
-    runs.write(f"{os.getpid()}\n")
+    runs.write(f"{os.getpid()}\\n")
 (here / "loader.argv").write_bytes(pathlib.Path(f"/proc/{os.getppid()}/cmdline").read_bytes())
 if sys.argv[2] == "hang":
     time.sleep(3600)
