@@ -2,26 +2,31 @@
 
 kubernetes_asyncio reads the kubeconfig (`KUBECONFIG` path lists merged, contexts, users, inline
 data or files, `exec` plugins, the `oidc` and `gcp` auth providers) or the in-cluster
-ServiceAccount into a `Configuration`. The proxy takes from it only the server, the TLS material
-and the Authorization value: it talks through its own aiohttp session (upstream.py) because it
-streams raw bytes, which the generated API client cannot.
+ServiceAccount. The proxy takes from it only the server, the TLS material and the Authorization
+value: it talks through its own aiohttp session (upstream.py) because it streams raw bytes,
+which the generated API client cannot. The library runs in a short-lived child process
+(upstream_loader.py): imported, it would keep ~64 MiB resident in every serving process.
 
 What the library leaves to its caller is done here:
-- `exec` credentials are cached and run again (`ExecProvider`) ahead of their expiry, and once
-  when the API server answers 401 (client-go runs the plugin again on a 401 too);
-- the in-cluster token file is re-read every minute (the library's refresh hook) and on a 401,
-  so a rotated projected token is picked up; so is `upstream.token_file`;
+- `exec` credentials are cached and fetched again (the loader runs the plugin) ahead of their
+  expiry, and once when the API server answers 401 (client-go runs the plugin again on a 401 too);
+- the in-cluster token file is re-read every minute (as the library's refresh hook does) and on
+  a 401, so a rotated projected token is picked up; so is `upstream.token_file` and a user's
+  `tokenFile`; these plain files are read here, with no child process;
 - the first file of a `KUBECONFIG` list that sets `current-context` names the context, as in
   client-go's `ClientConfigLoadingRules.Load` (kubernetes_asyncio's merger lets the last win);
 - a user the proxy cannot authenticate as (no token, certificate or plugin; a plugin that gives
   nothing; an unsupported auth provider) is an error naming the kubeconfig, context and user:
-  the proxy never talks to the API server anonymously.
+  the proxy never talks to the API server anonymously;
+- a loader (or the plugin it runs) that does not finish within `LOADER_TIMEOUT` is killed, with
+  its whole process group, and is a `CredentialError` like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import datetime as dt
 import functools
 import logging
@@ -29,37 +34,41 @@ import os
 import shutil
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import yaml
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config.config_exception import ConfigException
-from kubernetes_asyncio.config.dateutil import parse_rfc3339
-from kubernetes_asyncio.config.exec_provider import ExecProvider
-from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
-from kubernetes_asyncio.config.kube_config import (
-    ENV_KUBECONFIG_PATH_SEPARATOR,
-    KubeConfigLoader,
-    KubeConfigMerger,
-)
-
 from tenant_proxy.config import UpstreamSettings
 from tenant_proxy.startup import StartupError
+from tenant_proxy.upstream_loader_process import (
+    LoaderFailure,
+    first_current_context,
+    kubeconfig_paths,
+    one_line,
+    run_loader,
+    run_loader_sync,
+)
+
+__all__ = [
+    "CredentialError",
+    "UpstreamCredentials",
+    "first_current_context",
+    "kubeconfig_paths",
+    "renewal_time",
+]
 
 log = logging.getLogger("tenant_proxy.upstream")
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-# Auth providers kubernetes_asyncio implements; others (azure, ...) would leave the user anonymous.
-SUPPORTED_AUTH_PROVIDERS = frozenset({"oidc", "gcp"})
 # A credential is renewed a fifth of its lifetime before it expires, at most this long before.
 MAX_RENEWAL_LEAD = dt.timedelta(minutes=5)
 # Token files (upstream.token_file, a kubeconfig's tokenFile) are re-read this often, as client-go.
 TOKEN_FILE_PERIOD = dt.timedelta(minutes=1)
 # Auth providers are asked this often whether their token needs refreshing (they decide).
 PROVIDER_CHECK_PERIOD = dt.timedelta(minutes=1)
-BEARER = "BearerToken"
+# How long the loader child (and an exec plugin it runs) may take before it is killed.
+LOADER_TIMEOUT = 60.0
 
 
 class CredentialError(StartupError):
@@ -72,32 +81,10 @@ def renewal_time(fetched: dt.datetime, expiry: dt.datetime) -> dt.datetime:
     return expiry - min(MAX_RENEWAL_LEAD, lifetime / 5)
 
 
-def kubeconfig_paths(explicit: Path | None, environ: Mapping[str, str]) -> list[str]:
-    """The kubeconfig files to merge: the configured one, else `$KUBECONFIG`'s list."""
-    if explicit is not None:
-        return [str(explicit)]
-    listed = environ.get("KUBECONFIG", "").split(ENV_KUBECONFIG_PATH_SEPARATOR)
-    return list(dict.fromkeys(os.path.expanduser(p) for p in listed if p))
-
-
-def first_current_context(paths: list[str], files: Mapping[str, Any]) -> str | None:
-    """client-go's rule: the first file that sets current-context decides."""
-    for path in paths:
-        doc = files.get(path)
-        if isinstance(doc, dict) and doc.get("current-context"):
-            return str(doc["current-context"])
-    return None
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text.removeprefix("Invalid kube-config file. ")
-
-
 @functools.cache
 def _private_dir() -> str:
-    """Where the loader writes inline certificates and keys (ssl loads files only): one 0700
-    directory for the process, removed at exit (the loader reuses its files across loads)."""
+    """Where the TLS material the loader read is written for ssl (it loads files only), each
+    file only until it is loaded: one 0700 directory for the process, removed at exit."""
     path = tempfile.mkdtemp(prefix="tenant-proxy-upstream-")
     atexit.register(shutil.rmtree, path, True)
     return path
@@ -105,6 +92,23 @@ def _private_dir() -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@contextmanager
+def _material_file(data: bytes | Path | None) -> Iterator[str | None]:
+    """`data` in a 0600 file of the private directory while ssl loads it, then gone (a file
+    the settings name is loaded where it is)."""
+    if data is None or isinstance(data, Path):
+        yield None if data is None else str(data)
+        return
+    fd, name = tempfile.mkstemp(dir=_private_dir())
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield name
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 class _TokenFile:
@@ -131,10 +135,27 @@ class _TokenFile:
         return f"Bearer {self._value}"
 
 
+class _Tls:
+    """TLS material as the loader (or the settings) gave it: contents, not paths."""
+
+    def __init__(self, loaded: Mapping[str, Any]) -> None:
+        def contents(key: str) -> bytes | None:
+            value = loaded.get(key)
+            return base64.b64decode(value) if value else None
+
+        self.ca: bytes | Path | None = contents("ca")
+        self.cert: bytes | Path | None = contents("cert")
+        self.key: bytes | Path | None = contents("key")
+        self.verify = bool(loaded.get("verify_ssl", True))
+        self.server_name: str | None = loaded.get("tls_server_name")
+        self.proxy: str | None = loaded.get("proxy")
+
+
 class UpstreamCredentials:
     """Server, TLS context and Authorization of the proxy's own identity.
 
-    The server is known at construction; `load` (awaited by `Upstream.start`, or by the first
+    The server is known at construction (a kubeconfig is read by the loader child then, and a
+    static credential loaded with it); `load` (awaited by `Upstream.start`, or by the first
     request) reads the rest and runs an exec plugin, raising `CredentialError`.
     """
 
@@ -143,13 +164,16 @@ class UpstreamCredentials:
         settings: UpstreamSettings,
         environ: Mapping[str, str] | None = None,
         service_account_dir: Path = IN_CLUSTER_DIR,
+        loader_timeout: float = LOADER_TIMEOUT,
     ) -> None:
         self._settings = settings
         self._environ = dict(os.environ if environ is None else environ)
         self._sa_dir = service_account_dir
-        self._configuration = Configuration()
-        self._loader: KubeConfigLoader | None = None
-        self._user: Any = None  # the kubeconfig user's ConfigNode
+        self._timeout = loader_timeout
+        self._request: dict[str, Any] | None = None  # what the loader child is asked
+        self._resolved: dict[str, Any] = {}  # its answer at construction
+        self._kind = "static"  # or "exec", "provider": what renewal runs the loader for
+        self._authorization: str | None = None  # from the loader; a token file overrides it
         self._token_file = _TokenFile(settings.token_file) if settings.token_file else None
         self._renew_at: dt.datetime | None = None
         self._lock = asyncio.Lock()
@@ -165,6 +189,7 @@ class UpstreamCredentials:
             port = self._environ.get("KUBERNETES_SERVICE_PORT", "443")
             if not host:
                 raise CredentialError("upstream.in_cluster: KUBERNETES_SERVICE_HOST is not set")
+            self._request = {"in_cluster": {"dir": str(self._sa_dir), "host": host, "port": port}}
             host = f"[{host}]" if ":" in host else host
             return f"in-cluster ServiceAccount ({self._sa_dir})", f"https://{host}:{port}"
         paths = kubeconfig_paths(settings.kubeconfig, self._environ)
@@ -178,40 +203,27 @@ class UpstreamCredentials:
 
     def _resolve_kubeconfig(self, paths: list[str]) -> tuple[str, str]:
         field = "upstream.kubeconfig" if self._settings.kubeconfig else "KUBECONFIG"
-        named = ENV_KUBECONFIG_PATH_SEPARATOR.join(paths)
         existing = [p for p in paths if os.path.exists(p)]
         if not existing:
-            raise CredentialError(f"{field}: {named}: no such file")
+            raise CredentialError(f"{field}: {os.pathsep.join(paths)}: no such file")
+        self._request = {
+            "kubeconfigs": existing,
+            "field": field,
+            "context": self._settings.context,
+            "run_plugins": False,
+        }
         try:
-            merger = KubeConfigMerger(ENV_KUBECONFIG_PATH_SEPARATOR.join(existing))
-        except (OSError, yaml.YAMLError, TypeError, AttributeError, KeyError) as exc:
-            raise CredentialError(f"{field}: {named}: not a kubeconfig: {one_line(exc)}") from None
-        context = self._settings.context or first_current_context(existing, merger.config_files)
-        if not context:
-            raise CredentialError(
-                f"{field}: {named}: no current-context, and upstream.context is not set"
-            )
-        where = f"kubeconfig {named}, context {context!r}"
-        config: Any = merger.config
-        try:
-            self._loader = KubeConfigLoader(
-                config_dict=config,
-                active_context=context,
-                config_base_path=None,
-                temp_file_path=_private_dir(),
-            )
-            ctx: Any = (self._loader.current_context or {})["context"]
-            user_name = ctx.get("user")
-            where += f", user {user_name!r}"
-            cluster = config["clusters"].get_with_name(ctx["cluster"])["cluster"]
-            server = str(cluster["server"]).rstrip("/")
-            user = config["users"].get_with_name(user_name, safe=True)
-            if user is None:
-                raise CredentialError(f"{where}: the kubeconfig has no such user")
-            self._user = user["user"]
-        except (ConfigException, AssertionError, KeyError, TypeError) as exc:
-            raise CredentialError(f"{where}: {one_line(exc)}") from None
-        return where, server
+            answer = run_loader_sync(self._request, self._timeout)
+        except LoaderFailure as exc:
+            raise CredentialError(f"{field}: {os.pathsep.join(existing)}: {exc}") from None
+        if "fatal" in answer:
+            raise CredentialError(str(answer["fatal"]))
+        self._resolved = answer
+        self._kind = str(answer["kind"])
+        self._request["run_plugins"] = True
+        if answer.get("token_file") and not self._token_file:
+            self._token_file = _TokenFile(Path(answer["token_file"]))
+        return str(answer["where"]), str(answer["server"])
 
     # -- loading ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -220,94 +232,82 @@ class UpstreamCredentials:
             if self.ssl_context is not None:
                 return
             try:
-                await self._load()
-                self.ssl_context = self._tls()
-                if not await self._header() and not self._configuration.cert_file:
+                tls = await self._load()
+                self.ssl_context = self._tls(tls)
+                if not await self._header() and not tls.cert:
                     raise CredentialError(
                         "no token, client certificate or exec plugin credential: "
                         "the proxy never calls the API server anonymously"
                     )
-            except CredentialError as exc:
+            except (CredentialError, LoaderFailure) as exc:
                 raise CredentialError(f"{self.where}: {exc}") from None
-            except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CredentialError(f"{self.where}: {one_line(exc)}") from None
             except ssl.SSLError as exc:
                 raise CredentialError(f"{self.where}: TLS material: {one_line(exc)}") from None
 
-    async def _load(self) -> None:
-        cfg = self._configuration
-        if self._settings.in_cluster:
-            InClusterConfigLoader(
-                token_filename=str(self._sa_dir / "token"),
-                cert_filename=str(self._sa_dir / "ca.crt"),
-                environ=self._environ,
-            ).load_and_set(cfg)
-        elif self._loader is not None:
-            self._check_user()
-            await self._loader.load_and_set(cfg)
-            expiry = getattr(self._loader, "exec_plugin_expiry", None)
-            if "exec" in self._user and expiry is not None:
-                self._renew_at = renewal_time(_now(), parse_rfc3339(expiry))
-            if self._loader.provider in SUPPORTED_AUTH_PROVIDERS:
-                self._renew_at = _now() + PROVIDER_CHECK_PERIOD
-            if "tokenFile" in self._user and not self._token_file and "exec" not in self._user:
-                # The loader reads it once; client-go re-reads it: so does the proxy. Relative
-                # to the kubeconfig that names it, as the loader and client-go read it.
-                named = Path(os.path.dirname(self._user.path or "")) / self._user["tokenFile"]
-                self._token_file = _TokenFile(named)
+    async def _load(self) -> _Tls:
+        if self._request is None:
+            tls = self._server_settings()
         else:
-            self._load_server_settings(cfg)
+            # Construction's answer serves once (the key and token it holds are kept no longer
+            # than needed, and a load tried again after a failure reads everything again).
+            answer, self._resolved = self._resolved, {}
+            if "loaded" not in answer and "error" not in answer:
+                answer = await run_loader(self._request, self._timeout)  # an exec plugin runs
+            if "fatal" in answer or "error" in answer:
+                raise CredentialError(str(answer.get("fatal") or answer.get("error")))
+            loaded = answer["loaded"]
+            self._authorization = loaded.get("authorization")
+            if self._kind == "exec" and loaded.get("expiry"):
+                self._renew_at = renewal_time(_now(), dt.datetime.fromisoformat(loaded["expiry"]))
+            elif self._kind == "provider":
+                self._request["provider_config"] = loaded.get("provider_config")
+                self._renew_at = _now() + PROVIDER_CHECK_PERIOD
+            if self._settings.in_cluster and self._token_file is None:
+                # The library re-reads it every minute (its refresh hook): so does the proxy.
+                self._token_file = _TokenFile(self._sa_dir / "token")
+            tls = _Tls(loaded)
         if self._token_file is not None:
             self._token_file.read()
+        return tls
 
-    def _check_user(self) -> None:
-        user = self._user
-        provider = user.safe_get("auth-provider")
-        if provider is not None:
-            name = provider.get("name") if isinstance(provider, dict) else None
-            if name not in SUPPORTED_AUTH_PROVIDERS:
-                raise CredentialError(
-                    f"auth-provider {name!r} is not supported (use an exec plugin instead)"
-                )
-        if user.safe_get("exec") is not None:
-            ExecProvider(user["exec"])  # validates command and apiVersion now, not at first use
-
-    def _load_server_settings(self, cfg: Any) -> None:
-        settings = self._settings
-        cfg.host = self.server
+    def _server_settings(self) -> _Tls:
+        settings, tls = self._settings, _Tls({})
         for name, attr in (
-            ("ca_file", "ssl_ca_cert"),
-            ("client_cert_file", "cert_file"),
-            ("client_key_file", "key_file"),
+            ("ca_file", "ca"),
+            ("client_cert_file", "cert"),
+            ("client_key_file", "key"),
         ):
             path = getattr(settings, name)
             if path is not None:
                 if not path.is_file():
                     raise CredentialError(f"upstream.{name}: {path}: no such file")
-                setattr(cfg, attr, str(path))
+                setattr(tls, attr, path)
+        return tls
 
-    def _tls(self) -> ssl.SSLContext:
-        cfg = self._configuration
-        if cfg.proxy:
+    def _tls(self, tls: _Tls) -> ssl.SSLContext:
+        if tls.proxy:
             raise CredentialError("proxy-url is not supported")
-        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-        if not cfg.verify_ssl:
+        with _material_file(tls.ca) as ca:
+            ctx = ssl.create_default_context(cafile=ca)
+        if not tls.verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        if cfg.cert_file:
-            if not cfg.key_file:
+        if tls.cert:
+            if not tls.key:
                 raise CredentialError("a client certificate without its key")
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        self.server_hostname = cfg.tls_server_name or None
+            with _material_file(tls.cert) as cert, _material_file(tls.key) as key:
+                ctx.load_cert_chain(str(cert), key)
+        self.server_hostname = tls.server_name or None
         return ctx
 
     # -- the Authorization value ----------------------------------------------------------------
     async def _header(self) -> str | None:
         if self._token_file is not None:
             return self._token_file.header()
-        # Runs the in-cluster loader's hook, which re-reads a rotated token file.
-        value = await self._configuration.get_api_key_with_prefix(BEARER)
-        return (str(value).strip() or None) if value else None
+        value = self._authorization
+        return (value.strip() or None) if value else None
 
     async def authorization(self) -> str | None:
         """The Authorization header value, renewed ahead of the credential's expiry."""
@@ -332,28 +332,33 @@ class UpstreamCredentials:
         try:
             if self._token_file is not None:
                 self._token_file.read()
-            elif self._settings.in_cluster:
-                await self._load()
-            elif self._user is not None and self._user.safe_get("exec") is not None:
-                await self._run_exec()
-            elif self._loader is not None and self._loader.provider is not None:
-                await self._loader.load_and_set(self._configuration)
-                self._renew_at = _now() + PROVIDER_CHECK_PERIOD
+            elif self._kind != "static" and self._request is not None:
+                await self._run_loader_again()
             else:
                 return
             if await self._header() != before:
                 log.info("upstream credential renewed (%s)", why, extra={"fields": {"why": why}})
-        except (ConfigException, CredentialError, OSError, ValueError, KeyError) as exc:
+        except (CredentialError, LoaderFailure, OSError, ValueError, KeyError) as exc:
             # Keep the current credential: it may still work, and the next call tries again.
             log.error("renewing the upstream credential failed: %s: %s", self.where, one_line(exc))
             self._renew_at = _now() + dt.timedelta(seconds=5)
 
-    async def _run_exec(self) -> None:
-        status = await ExecProvider(self._user["exec"]).run()
-        token = status.get("token") if isinstance(status, dict) else None
-        if not token:
+    async def _run_loader_again(self) -> None:
+        assert self._request is not None
+        answer = await run_loader(self._request, self._timeout)
+        if "fatal" in answer or "error" in answer:
+            raise CredentialError(str(answer.get("fatal") or answer.get("error")))
+        loaded = answer["loaded"]
+        token = loaded.get("authorization")
+        if self._kind == "provider":
+            self._request["provider_config"] = loaded.get("provider_config")
+            self._renew_at = _now() + PROVIDER_CHECK_PERIOD
+        elif not token:
             # A certificate cannot be swapped under live connections: it stays as first loaded.
             raise CredentialError("the exec plugin gave no token on renewal")
-        self._configuration.api_key[BEARER] = f"Bearer {token}"
-        expiry = status.get("expirationTimestamp")
-        self._renew_at = renewal_time(_now(), parse_rfc3339(expiry)) if expiry else None
+        else:
+            expiry = loaded.get("expiry")
+            when = dt.datetime.fromisoformat(expiry) if expiry else None
+            self._renew_at = renewal_time(_now(), when) if when else None
+        if token:
+            self._authorization = token
