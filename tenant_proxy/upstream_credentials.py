@@ -33,14 +33,17 @@ import logging
 import os
 import shutil
 import ssl
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from tenant_proxy.config import UpstreamSettings
 from tenant_proxy.startup import StartupError
+from tenant_proxy.upstream_loader import answer as loader_answer
 from tenant_proxy.upstream_loader_process import (
     LoaderFailure,
     first_current_context,
@@ -69,6 +72,24 @@ TOKEN_FILE_PERIOD = dt.timedelta(minutes=1)
 PROVIDER_CHECK_PERIOD = dt.timedelta(minutes=1)
 # How long the loader child (and an exec plugin it runs) may take before it is killed.
 LOADER_TIMEOUT = 60.0
+
+
+def _construction_answer(request: Mapping[str, Any], within: float) -> dict[str, Any]:
+    """The loader's answer at construction, where no plugin runs (files are only read).
+
+    The child exists to keep kubernetes_asyncio out of this process. Where the library is
+    resident already (a process that uses it itself, as the test runner does), the child would
+    save nothing and cost a Python start and the library's import (~0.5 s) per construction, so
+    the same loader runs here, on a thread of its own (the caller may be inside a running loop).
+    Never where a plugin may run: only a child can be killed with what it started.
+    """
+    if request.get("run_plugins") or "kubernetes_asyncio.client" not in sys.modules:
+        return run_loader_sync(request, within)
+    with ThreadPoolExecutor(1, thread_name_prefix="upstream-loader") as pool:
+        try:
+            return pool.submit(asyncio.run, loader_answer(request)).result()
+        except Exception as exc:  # as a child that died: one line, never the request
+            raise LoaderFailure(f"the credential loader failed: {one_line(exc)}") from None
 
 
 class CredentialError(StartupError):
@@ -213,7 +234,7 @@ class UpstreamCredentials:
             "run_plugins": False,
         }
         try:
-            answer = run_loader_sync(self._request, self._timeout)
+            answer = _construction_answer(self._request, self._timeout)
         except LoaderFailure as exc:
             raise CredentialError(f"{field}: {os.pathsep.join(existing)}: {exc}") from None
         if "fatal" in answer:

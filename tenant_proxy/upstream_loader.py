@@ -19,8 +19,10 @@ Secrets (tokens, keys, a provider's refresh token) travel through the pipes only
 never a file the child leaves behind (the library's inline material goes to a 0700 directory
 removed as the child exits; its contents travel in the answer).
 
-Nothing in the serving process imports this module; kubernetes_asyncio is imported by its
-functions, in the child (and the rules both sides share are in upstream_loader_process.py).
+kubernetes_asyncio is imported by this module's functions only, so importing it loads nothing
+of the library: they run in the child, or (at construction, where the library is resident
+already) in the serving process itself (upstream_credentials._construction_answer). The rules
+both sides share are in upstream_loader_process.py.
 """
 
 from __future__ import annotations

@@ -215,6 +215,8 @@ async def test_a_loader_that_dies_or_hangs_is_one_line(
     with pytest.raises(LoaderFailure, match="RuntimeError: broken"):
         run_loader_sync({}, 60)
     kubeconfig = recording_kubeconfig(tmp_path, "token")
+    # As in a serving process, which holds no kubernetes_asyncio: construction asks the child.
+    monkeypatch.delitem(sys.modules, "kubernetes_asyncio.client")
     with pytest.raises(CredentialError) as failed:
         UpstreamCredentials(UpstreamSettings(kubeconfig=kubeconfig), environ={})
     assert str(failed.value) == (
@@ -233,3 +235,36 @@ async def test_a_loader_that_dies_or_hangs_is_one_line(
     with pytest.raises(LoaderFailure, match="did not finish within 2 s"):
         await run_loader({}, 2)
     assert gone(int(pid_file.read_text()))
+
+
+def test_construction_reads_here_only_where_the_library_is_resident(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test runner holds kubernetes_asyncio, so a construction (files only, no plugin)
+    reads here, with the child's very answer; a construction that may run a plugin never does."""
+    assert "kubernetes_asyncio.client" in sys.modules
+    ca, client = pki.new_ca(), pki.new_ca()
+    static = write_kubeconfig(
+        tmp_path / "static.kubeconfig",
+        build_kubeconfig(
+            "https://127.0.0.1:1",
+            ca.cert_pem,
+            client_cert_pem=client.cert_pem,
+            client_key_pem=client.key_pem,
+        ),
+    )
+    request = {"kubeconfigs": [str(static)], "field": "upstream.kubeconfig", "context": None}
+    from_child = run_loader_sync({**request, "run_plugins": False}, 60)
+    assert from_child["loaded"]["cert"]
+    assert from_child["loaded"]["key"]
+
+    def no_child(_request: object, _within: float) -> dict[str, object]:
+        raise AssertionError("a child was started")
+
+    monkeypatch.setattr(upstream_credentials, "run_loader_sync", no_child)
+    here = upstream_credentials._construction_answer({**request, "run_plugins": False}, 60)
+    assert here == from_child
+    with pytest.raises(AssertionError, match="a child was started"):
+        upstream_credentials._construction_answer({**request, "run_plugins": True}, 60)
+    credentials = UpstreamCredentials(UpstreamSettings(kubeconfig=static), environ={})
+    assert credentials.server == "https://127.0.0.1:1"
