@@ -292,12 +292,7 @@ class _Watch:
 
     async def _wait(self, cursor: int, seconds: float) -> bool:
         """Whether an entry came (or the watch was stopped) within `seconds`."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self.cache.wait_beyond(cursor, self._stop_asked)
-        except TimeoutError:
-            return False
-        return True
+        return await self.cache.wait_beyond(cursor, self._stop_asked, seconds)
 
     async def line(self, out: Out, shared: dict[Any, Any] | None = None) -> bytes:
         """The event's line in the client's form."""

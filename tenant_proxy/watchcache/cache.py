@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,7 +59,7 @@ class ResourceCache:
         self._tenancy, self._cause_version = tenancy, cause_version
         self._max_entries, self._max_bytes = max_entries, max_bytes
         self._pending = False
-        self._moved = asyncio.Event()
+        self._waiting = Waiters()
         self._head = NO_HEAD
         # The fields every kept projection holds: all that any tenancy seen here read.
         self._paths: frozenset[FieldPath] = frozenset()
@@ -192,13 +193,18 @@ class ResourceCache:
         return entry is not None
 
     # -- read by watches ----------------------------------------------------------------------
-    async def wait_beyond(self, seq: int, stop: Callable[[], bool] = lambda: False) -> None:
-        """Return once the timeline has an entry at `seq` or later, the cache closed, or
-        `stop()` says so when woken (`nudge`)."""
+    async def wait_beyond(
+        self, seq: int, stop: Callable[[], bool] = lambda: False, seconds: float = math.inf
+    ) -> bool:
+        """Whether, within `seconds`, the timeline came to have an entry at `seq` or later, the
+        cache closed, or `stop()` said so when woken (`nudge`)."""
+        alarm = self._waiting.alarm(seconds)
         while (
             not self.closed and not stop() and (self.timeline is None or self.timeline.end <= seq)
         ):
-            await self._moved.wait()
+            if not await self._waiting.wait(alarm):
+                return False
+        return True
 
     def nudge(self) -> None:
         """Wake every watch waiting on this cache, to look at its own state."""
@@ -210,9 +216,67 @@ class ResourceCache:
         self._wake()
 
     def _wake(self) -> None:
-        woken, self._moved = self._moved, asyncio.Event()
-        wake_without_collection(woken)
+        wake_without_collection(self._waiting)
         self._on_progress()
+
+
+ALARM_GRAIN = 0.05
+"""Seconds: waits that end within one grain of each other share one timer."""
+
+
+class Waiters:
+    """The watches waiting on a cache: one future per wait, woken all at once, each also
+    woken (False) at its alarm. Alarms are shared by every wait due in the same grain: 10,000
+    watches woken together wait again together, with one timer rather than 10,000 (a timer
+    and a timeout context per wait were a tenth of a fan-out, and held by every idle watch)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[asyncio.Future[bool], None] = {}
+        self._alarms: dict[int, dict[asyncio.Future[bool], None]] = {}
+
+    def alarm(self, seconds: float) -> int | None:
+        """The alarm of a wait of `seconds` from now (None: no alarm)."""
+        if math.isinf(seconds):
+            return None
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + max(seconds, 0.0)) / ALARM_GRAIN)
+        if tick not in self._alarms:
+            self._alarms[tick] = {}
+            loop.call_at(tick * ALARM_GRAIN, self._ring, tick)
+        return tick
+
+    async def wait(self, alarm: int | None) -> bool:
+        """True once woken by `set`; False once `alarm` rang (at once if it has rung)."""
+        due = self._alarms.get(alarm) if alarm is not None else None
+        if alarm is not None and due is None:
+            return False
+        woken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting[woken] = None
+        if due is not None:
+            due[woken] = None
+        try:
+            return await woken
+        finally:
+            # O(1) each; a wait cancelled (its client gone) leaves nothing behind.
+            self._waiting.pop(woken, None)
+            if due is not None:
+                due.pop(woken, None)
+
+    def set(self) -> None:
+        """Wake every wait."""
+        waiting, self._waiting = self._waiting, {}
+        for woken in waiting:
+            if not woken.done():
+                woken.set_result(True)
+
+    def held(self) -> int:
+        """How many waits are held: those waiting, and those an alarm still holds."""
+        return len(self._waiting.keys() | {w for due in self._alarms.values() for w in due})
+
+    def _ring(self, tick: int) -> None:
+        for woken in self._alarms.pop(tick, {}):
+            if not woken.done():
+                woken.set_result(False)
 
 
 def _number(value: object) -> int:
