@@ -153,6 +153,25 @@ async def _until_first(*work: Any) -> None:
 class _Watch:
     """One client's cursor in one timeline, writing to the client as it goes."""
 
+    # 10,000 of them stay open for hours: no dict per watch.
+    __slots__ = (
+        "_backlog",
+        "_columns_sent",
+        "_current",
+        "_side",
+        "_stop_asked",
+        "_stopped",
+        "_tenancy",
+        "asked",
+        "cache",
+        "identity",
+        "on_cut",
+        "pace",
+        "rows",
+        "shape",
+        "sink",
+    )
+
     def __init__(
         self,
         cache: ResourceCache,
@@ -271,7 +290,9 @@ class _Watch:
                 return
             if cursor < timeline.end:
                 continue
-            came = await self._wait(cursor, min(left, self.pace.bookmark_seconds))
+            came = await self.cache.wait_beyond(
+                cursor, self._stop_asked, min(left, self.pace.bookmark_seconds)
+            )
             if not came and self.asked.bookmarks and deadline - time.monotonic() > 0:
                 await self._send(self.bookmark(timeline.hand_out(cursor)))
 
@@ -321,10 +342,6 @@ class _Watch:
         if shared:
             entry.memo[key] = (before, after, lines, older)
         return lines, older
-
-    async def _wait(self, cursor: int, seconds: float) -> bool:
-        """Whether an entry came (or the watch was stopped) within `seconds`."""
-        return await self.cache.wait_beyond(cursor, self._stop_asked, seconds)
 
     async def line(self, out: Out, shared: dict[Any, Any] | None = None) -> bytes:
         """The event's line in the client's form."""

@@ -29,6 +29,7 @@ from tenant_proxy.tenancy.projection import FieldPath, project, projection_needs
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watchcache.stored import NO_HEAD, Head, Stored, View, compact
 from tenant_proxy.watchcache.timeline import Obj, Timeline
+from tenant_proxy.watchcache.waiters import Waiters
 
 log = logging.getLogger("tenant_proxy.watchcache")
 
@@ -198,12 +199,20 @@ class ResourceCache:
     ) -> bool:
         """Whether, within `seconds`, the timeline came to have an entry at `seq` or later, the
         cache closed, or `stop()` said so when woken (`nudge`)."""
-        alarm = self._waiting.alarm(seconds)
+        waiting = self._waiting
+        alarm = waiting.alarm(seconds)
         while (
             not self.closed and not stop() and (self.timeline is None or self.timeline.end <= seq)
         ):
-            if not await self._waiting.wait(alarm):
+            # Awaited here, not in a coroutine of the waiters': one frame less held per watch.
+            woken = waiting.arm(alarm)
+            if woken is None:
                 return False
+            try:
+                if not await woken:
+                    return False
+            finally:
+                waiting.disarm(woken, alarm)
         return True
 
     def nudge(self) -> None:
@@ -218,65 +227,6 @@ class ResourceCache:
     def _wake(self) -> None:
         wake_without_collection(self._waiting)
         self._on_progress()
-
-
-ALARM_GRAIN = 0.05
-"""Seconds: waits that end within one grain of each other share one timer."""
-
-
-class Waiters:
-    """The watches waiting on a cache: one future per wait, woken all at once, each also
-    woken (False) at its alarm. Alarms are shared by every wait due in the same grain: 10,000
-    watches woken together wait again together, with one timer rather than 10,000 (a timer
-    and a timeout context per wait were a tenth of a fan-out, and held by every idle watch)."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[asyncio.Future[bool], None] = {}
-        self._alarms: dict[int, dict[asyncio.Future[bool], None]] = {}
-
-    def alarm(self, seconds: float) -> int | None:
-        """The alarm of a wait of `seconds` from now (None: no alarm)."""
-        if math.isinf(seconds):
-            return None
-        loop = asyncio.get_running_loop()
-        tick = math.ceil((loop.time() + max(seconds, 0.0)) / ALARM_GRAIN)
-        if tick not in self._alarms:
-            self._alarms[tick] = {}
-            loop.call_at(tick * ALARM_GRAIN, self._ring, tick)
-        return tick
-
-    async def wait(self, alarm: int | None) -> bool:
-        """True once woken by `set`; False once `alarm` rang (at once if it has rung)."""
-        due = self._alarms.get(alarm) if alarm is not None else None
-        if alarm is not None and due is None:
-            return False
-        woken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting[woken] = None
-        if due is not None:
-            due[woken] = None
-        try:
-            return await woken
-        finally:
-            # O(1) each; a wait cancelled (its client gone) leaves nothing behind.
-            self._waiting.pop(woken, None)
-            if due is not None:
-                due.pop(woken, None)
-
-    def set(self) -> None:
-        """Wake every wait."""
-        waiting, self._waiting = self._waiting, {}
-        for woken in waiting:
-            if not woken.done():
-                woken.set_result(True)
-
-    def held(self) -> int:
-        """How many waits are held: those waiting, and those an alarm still holds."""
-        return len(self._waiting.keys() | {w for due in self._alarms.values() for w in due})
-
-    def _ring(self, tick: int) -> None:
-        for woken in self._alarms.pop(tick, {}):
-            if not woken.done():
-                woken.set_result(False)
 
 
 def _number(value: object) -> int:

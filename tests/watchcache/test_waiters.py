@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tenant_proxy.watchcache.cache import Waiters
+from tenant_proxy.watchcache.waiters import Waiters
 
 
 async def test_a_wake_reaches_every_waiting_watch() -> None:
