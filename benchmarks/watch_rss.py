@@ -16,7 +16,10 @@ Figures:
 The load generator is part of any fan-out figure: one Python process reading 10,000 TLS streams
 takes about as long as the proxy takes to write them. `--clients K` spreads the watchers (through
 the proxy and direct alike) over K generator processes, each reading its share; arrival times are
-CLOCK_MONOTONIC readings, comparable across the processes of one machine.
+CLOCK_MONOTONIC readings, comparable across the processes of one machine. The generator keeps
+its own cost out of the figure where it can: arrivals go to one tally per process (no task per
+watcher), and its objects are frozen out of its collector's walks once its watches are open
+(progress lines say how long its collector still ran during each fan-out).
 
 Run: /work/venv/bin/python -m benchmarks.watch_rss [--quick] [--watchers N] [--clients K]
 """
