@@ -20,7 +20,7 @@ from tenant_proxy.tenancy.ownership import field_value
 _MIN_REQUEST_TIMEOUT = 1800.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WatchRequest:
     """What a watch asks, read from its query. Pure."""
 
