@@ -15,6 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from typing import Protocol
+
+
+class Wakeable(Protocol):
+    """What wakes waiting tasks when set (an asyncio.Event, a cache's waiters)."""
+
+    def set(self) -> None: ...
 
 
 class _Holds:
@@ -22,7 +29,7 @@ class _Holds:
     disabled_here = False  # whether the first hold turned the collector off (else: left alone)
 
 
-def wake_without_collection(event: asyncio.Event) -> None:
+def wake_without_collection(event: Wakeable) -> None:
     """Set `event`, with collections held off until the tasks it wakes have taken a turn."""
     try:
         loop = asyncio.get_running_loop()

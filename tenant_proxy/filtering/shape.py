@@ -10,7 +10,7 @@ from tenant_proxy.requestinfo import RequestInfo
 ACCEPT_JSON = "application/json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shape:
     """How the client wants objects, and what to ask upstream so the proxy can judge them."""
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenant_proxy import status
-from tenant_proxy.filtering.objects import ObjectTest
+from tenant_proxy.filtering.objects import ObjectTest, everything
 from tenant_proxy.kube.labels import SelectorError
 from tenant_proxy.kube.selector_syntax import parse_selector
 from tenant_proxy.requestinfo import RequestInfo, field_terms
@@ -20,7 +20,7 @@ from tenant_proxy.tenancy.ownership import field_value
 _MIN_REQUEST_TIMEOUT = 1800.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WatchRequest:
     """What a watch asks, read from its query. Pure."""
 
@@ -58,7 +58,7 @@ def client_selector(
 ) -> ObjectTest:
     """The client's own label and field selectors (and a watched name) as one test. Pure."""
     if not (label_selector or field_selector or name):
-        return _everything  # most watches: one test shared, no closure held per watch
+        return everything  # most watches: one test shared, no closure held per watch
     try:
         labels = parse_selector(label_selector or "")
     except SelectorError as exc:
@@ -78,7 +78,3 @@ def client_selector(
         return True
 
     return selected
-
-
-def _everything(_obj: Mapping[str, Any]) -> bool:
-    return True

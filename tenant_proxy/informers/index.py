@@ -31,7 +31,7 @@ from tenant_proxy.tenancy.model import Tenant, TenantView, owns, tenant_namespac
 from tenant_proxy.tenancy.projection import Projection, projection_needs
 from tenant_proxy.tenancy.rules import Criteria
 from tenant_proxy.tenancy.settings import TenancySettings, TenantSettings
-from tenant_proxy.tenancy.snapshot import TenancySnapshot
+from tenant_proxy.tenancy.snapshot import Admission, TenancySnapshot
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.cache import WatchCaches
 
@@ -82,6 +82,8 @@ class TenancyIndex:
         self._own: dict[tuple[str, frozenset[str]], frozenset[str]] | None = None
         self._own_before: dict[tuple[str, frozenset[str]], frozenset[str]] = {}
         self._snapshot: TenancySnapshot | None = None
+        # Passed from one generation's snapshot to the next while the tenants stay the same.
+        self._admission: Admission | None = None
         self._owned: dict[tuple[GroupResource, tuple[Criteria, ...]], dict[str, Any]] = {}
         self.generation = 0
         self._next_change = asyncio.Event()
@@ -225,7 +227,7 @@ class TenancyIndex:
         """The caller's view at this generation; callers with the same memberships share one.
 
         Per generation the index computes each tenant's namespaces once, so a tenancy change
-        costs O(namespaces) plus O(tenants) per caller, not O(namespaces) per caller.
+        costs O(namespaces) plus a few lookups per caller, not O(namespaces) per caller.
         """
         return self.snapshot().view_for(identity)
 
@@ -237,7 +239,9 @@ class TenancyIndex:
                 tuple(self.tenants()),
                 self._own_namespaces(),
                 self._grants.frozen() if self.settings.rolebinding_namespaces else None,
+                self._admission,
             )
+            self._admission = self._snapshot.admission
         return self._snapshot
 
     def objects(self, gr: GroupResource) -> dict[str, Projection]:

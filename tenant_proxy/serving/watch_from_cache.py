@@ -41,9 +41,17 @@ from tenant_proxy.serving.watch_sinks import EventSink, check_handshake, open_si
 from tenant_proxy.streams import OpenStreams
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
-from tenant_proxy.watchcache.replay import ADDED, Out, Side, events_for, initial, side_of
+from tenant_proxy.watchcache.replay import (
+    ADDED,
+    Out,
+    Side,
+    events_for,
+    everything,
+    initial,
+    side_of,
+)
 from tenant_proxy.watchcache.rows import RowBook, Rows
-from tenant_proxy.watchcache.timeline import Change, TooOld
+from tenant_proxy.watchcache.timeline import Change, Entry, Timeline, TooOld
 from tenant_proxy.watchcache.watch_lines import (
     bookmark_line,
     error_line,
@@ -144,6 +152,25 @@ async def _until_first(*work: Any) -> None:
 
 class _Watch:
     """One client's cursor in one timeline, writing to the client as it goes."""
+
+    # 10,000 of them stay open for hours: no dict per watch.
+    __slots__ = (
+        "_backlog",
+        "_columns_sent",
+        "_current",
+        "_side",
+        "_stop_asked",
+        "_stopped",
+        "_tenancy",
+        "asked",
+        "cache",
+        "identity",
+        "on_cut",
+        "pace",
+        "rows",
+        "shape",
+        "sink",
+    )
 
     def __init__(
         self,
@@ -263,7 +290,9 @@ class _Watch:
                 return
             if cursor < timeline.end:
                 continue
-            came = await self._wait(cursor, min(left, self.pace.bookmark_seconds))
+            came = await self.cache.wait_beyond(
+                cursor, self._stop_asked, min(left, self.pace.bookmark_seconds)
+            )
             if not came and self.asked.bookmarks and deadline - time.monotonic() > 0:
                 await self._send(self.bookmark(timeline.hand_out(cursor)))
 
@@ -280,24 +309,39 @@ class _Watch:
                 isinstance(body, Change) and body.tenancy is None and body.rv <= (skip_upto or -1)
             )
             if not late:
-                state = functools.partial(timeline.state_at, entry.seq)
-                for out in events_for(entry, before, after, self.asked.selected, state):
-                    older = out.type == ADDED and resource_version(out.obj) < entry.order.rv
-                    shown_older = shown_older or older
-                    await self._send(await self.line(out, entry.memo))
+                lines, older = await self._lines(timeline, entry, before, after)
+                shown_older = shown_older or older
+                for line in lines:
+                    await self._send(line)
             cursor = entry.seq + 1
         if shown_older and self.asked.bookmarks:
             await self._send(self.bookmark(timeline.hand_out(cursor)))
         return cursor
 
-    async def _wait(self, cursor: int, seconds: float) -> bool:
-        """Whether an entry came (or the watch was stopped) within `seconds`."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self.cache.wait_beyond(cursor, self._stop_asked)
-        except TimeoutError:
-            return False
-        return True
+    async def _lines(
+        self,
+        timeline: Timeline[TenancySnapshot],
+        entry: Entry[Any],
+        before: Side | None,
+        after: Side | None,
+    ) -> tuple[list[bytes], bool]:
+        """The client's lines for `entry`, and whether one ADDED an object older than it.
+
+        Watches without selectors or Tables whose sides are the same (callers of one view
+        share its Side) send the same lines: made once per entry, in its memo, which keeps the
+        sides alive (so their ids stay theirs)."""
+        shared = self.rows is None and self.asked.selected is everything
+        key = ("lines", id(before), id(after), self.shape.partial)
+        if shared and (found := entry.memo.get(key)) is not None:
+            return found[2], found[3]
+        lines, older = [], False
+        state = functools.partial(timeline.state_at, entry.seq)
+        for out in events_for(entry, before, after, self.asked.selected, state):
+            older = older or (out.type == ADDED and resource_version(out.obj) < entry.order.rv)
+            lines.append(await self.line(out, entry.memo))
+        if shared:
+            entry.memo[key] = (before, after, lines, older)
+        return lines, older
 
     async def line(self, out: Out, shared: dict[Any, Any] | None = None) -> bytes:
         """The event's line in the client's form."""

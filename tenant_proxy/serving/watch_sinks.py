@@ -57,6 +57,8 @@ class EventSink(Protocol):
 class _Connection:
     """What both sinks read of the connection: its flow control."""
 
+    __slots__ = ("_protocol", "_writer")
+
     def __init__(self, request: web.Request) -> None:
         writer = request.writer
         assert isinstance(writer, StreamWriter)  # aiohttp's, whose write can skip the wait
@@ -70,6 +72,8 @@ class _Connection:
 
 
 class ChunkedSink(_Connection):
+    __slots__ = ("response",)
+
     def __init__(self, request: web.Request, response: web.StreamResponse) -> None:
         super().__init__(request)
         self.response = response
@@ -87,6 +91,8 @@ class ChunkedSink(_Connection):
 
 
 class WebSocketSink(_Connection):
+    __slots__ = ("response",)
+
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         super().__init__(request)
         self.response = ws

@@ -145,6 +145,11 @@ class TenantView:
     _owns: dict[GroupResource, Owns] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+    derived: dict[Any, Any] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    """What other layers derive from the view, kept for its life and shared by every caller
+    of it (a watch's Side of each resource)."""
 
     def filters(self, gr: GroupResource) -> bool:
         """Whether reads of `gr` are filtered for this caller (else: impersonated pass-through)."""

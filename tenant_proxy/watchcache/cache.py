@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +29,7 @@ from tenant_proxy.tenancy.projection import FieldPath, project, projection_needs
 from tenant_proxy.tenancy.snapshot import TenancySnapshot
 from tenant_proxy.watchcache.stored import NO_HEAD, Head, Stored, View, compact
 from tenant_proxy.watchcache.timeline import Obj, Timeline
+from tenant_proxy.watchcache.waiters import Waiters
 
 log = logging.getLogger("tenant_proxy.watchcache")
 
@@ -58,7 +60,7 @@ class ResourceCache:
         self._tenancy, self._cause_version = tenancy, cause_version
         self._max_entries, self._max_bytes = max_entries, max_bytes
         self._pending = False
-        self._moved = asyncio.Event()
+        self._waiting = Waiters()
         self._head = NO_HEAD
         # The fields every kept projection holds: all that any tenancy seen here read.
         self._paths: frozenset[FieldPath] = frozenset()
@@ -192,13 +194,26 @@ class ResourceCache:
         return entry is not None
 
     # -- read by watches ----------------------------------------------------------------------
-    async def wait_beyond(self, seq: int, stop: Callable[[], bool] = lambda: False) -> None:
-        """Return once the timeline has an entry at `seq` or later, the cache closed, or
-        `stop()` says so when woken (`nudge`)."""
+    async def wait_beyond(
+        self, seq: int, stop: Callable[[], bool] = lambda: False, seconds: float = math.inf
+    ) -> bool:
+        """Whether, within `seconds`, the timeline came to have an entry at `seq` or later, the
+        cache closed, or `stop()` said so when woken (`nudge`)."""
+        waiting = self._waiting
+        alarm = waiting.alarm(seconds)
         while (
             not self.closed and not stop() and (self.timeline is None or self.timeline.end <= seq)
         ):
-            await self._moved.wait()
+            # Awaited here, not in a coroutine of the waiters': one frame less held per watch.
+            woken = waiting.arm(alarm)
+            if woken is None:
+                return False
+            try:
+                if not await woken:
+                    return False
+            finally:
+                waiting.disarm(woken, alarm)
+        return True
 
     def nudge(self) -> None:
         """Wake every watch waiting on this cache, to look at its own state."""
@@ -210,8 +225,7 @@ class ResourceCache:
         self._wake()
 
     def _wake(self) -> None:
-        woken, self._moved = self._moved, asyncio.Event()
-        wake_without_collection(woken)
+        wake_without_collection(self._waiting)
         self._on_progress()
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from tenant_proxy.filtering.objects import ObjectTest, passes
+from tenant_proxy.filtering.objects import everything as everything  # no selector: its readers'
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj
@@ -50,15 +51,16 @@ class Side(NamedTuple):
 
 
 def side_of(view: TenantView | None, gr: GroupResource) -> Side | None:
-    """How `view` judges `gr`; None when the caller sees nothing of it."""
+    """How `view` judges `gr`; None when the caller sees nothing of it. One Side per view and
+    resource, shared by every caller of the view: what watches derive from a pair of sides
+    is shared by identity (`Entry.memo`)."""
     if view is None or gr not in view.rules:
         return None
-    return Side(view.rules[gr], view.owns(gr))
-
-
-def everything(_obj: Whole) -> bool:
-    """No selector of the client's: every object the caller's side keeps."""
-    return True
+    key = ("side", gr)
+    found: Side | None = view.derived.get(key)
+    if found is None:
+        found = view.derived[key] = Side(view.rules[gr], view.owns(gr))
+    return found
 
 
 def judged_on(obj: Obj | Whole) -> Whole:

@@ -260,3 +260,79 @@ async def test_a_table_row_never_prints_a_state_the_tenant_may_not_see(
             gone = await Watch(resp).until(is_("DELETED", "pv-unbound"))
     cells = gone["object"]["rows"][0]["cells"]
     assert not any("team-b" in str(cell) for cell in cells), cells
+
+
+async def test_watches_sharing_a_view_part_where_their_views_part(
+    demo: Demo, cluster: Cluster
+) -> None:
+    """Callers of one view share each change's lines until a change gives them different
+    views: dave leaves team-c, erin (one group more) stays, both watching one timeline."""
+    groups = ["tenant-a-devs", "oidc:tenant-c-devs"]
+    async with (
+        session_as(demo, "dave", groups) as d,
+        session_as(demo, "erin", [*groups, "tenant-c-leads"]) as e,
+    ):
+        async with (
+            d.get("/api/v1/namespaces?watch=1") as rd,
+            e.get("/api/v1/namespaces?watch=1") as re_,
+        ):
+            dave, erin = Watch(rd), Watch(re_)
+            for watch in (dave, erin):
+                assert {name_of(ev) for ev in await watch.initial(3)} == {
+                    "team-a-dev",
+                    "team-a-prod",
+                    "team-c-dev",
+                }
+            await cluster.patch(
+                "tenancy.tenant-proxy.io/v1alpha1",
+                "Tenant",
+                "team-c",
+                {"spec": {"members": {"groups": ["tenant-c-leads"]}}},
+            )
+            gone = await dave.until(lambda ev: ev["type"] != "BOOKMARK")
+            assert (gone["type"], name_of(gone)) == ("DELETED", "team-c-dev")
+            # A later change both see: erin's first event after the Tenant change is it.
+            await cluster.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": "team-a-x",
+                        "labels": {"tenant-proxy.io/tenant": "team-a"},
+                    },
+                }
+            )
+            for watch in (dave, erin):
+                came = await watch.until(lambda ev: ev["type"] != "BOOKMARK")
+                assert (came["type"], name_of(came)) == ("ADDED", "team-a-x")
+
+
+async def test_watches_of_one_view_each_get_their_own_form(demo: Demo, cluster: Cluster) -> None:
+    """One change, the same view: a JSON watch gets the Namespace, a metadata watch its
+    PartialObjectMetadata (their lines are made once per form, not once for all)."""
+    meta = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+    async with (
+        session_as(demo, "alice", ["tenant-a-devs"]) as a,
+        session_as(demo, "alice2", ["tenant-a-devs"]) as b,
+    ):
+        async with (
+            a.get("/api/v1/namespaces?watch=1") as ra,
+            b.get("/api/v1/namespaces?watch=1", headers={"Accept": meta}) as rb,
+        ):
+            whole, partial = Watch(ra), Watch(rb)
+            await whole.initial(2)
+            await partial.initial(2)
+            await cluster.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {
+                        "name": "team-a-y",
+                        "labels": {"tenant-proxy.io/tenant": "team-a"},
+                    },
+                }
+            )
+            for watch, kind in ((whole, "Namespace"), (partial, "PartialObjectMetadata")):
+                came = await watch.until(lambda ev: ev["type"] != "BOOKMARK")
+                assert (came["type"], name_of(came)) == ("ADDED", "team-a-y")
+                assert came["object"]["kind"] == kind
