@@ -62,7 +62,10 @@ class LimitSettings(_Strict):
     max_line_bytes: int = Field(16 * 1024, gt=0, description="Request line limit.")
     max_header_bytes: int = Field(64 * 1024, gt=0, description="One header field's limit.")
     max_watch_event_bytes: int = Field(
-        32 * 1024 * 1024, gt=0, description="Largest single watch event the proxy will parse."
+        32 * 1024 * 1024,
+        gt=0,
+        description="Longest event line the proxy's informers take from an upstream watch; "
+        "past it, the resource is listed again instead.",
     )
     watch_buffer_events: int = Field(
         1000,

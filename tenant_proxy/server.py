@@ -75,7 +75,13 @@ class ProxyServer:
         caches = WatchCaches(
             max_entries=limits.watch_cache_events, max_bytes=limits.watch_cache_bytes
         )
-        self.index = TenancyIndex(settings.tenancy, self.upstream, self.metrics, caches)
+        self.index = TenancyIndex(
+            settings.tenancy,
+            self.upstream,
+            self.metrics,
+            caches,
+            max_event_bytes=limits.max_watch_event_bytes,
+        )
         self.streams = OpenStreams()
         # Every worker and replica serves with this key: tokens one issues, all can read; it
         # follows the key file when the serving certificate is renewed.

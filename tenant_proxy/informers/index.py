@@ -20,7 +20,7 @@ from typing import Any
 
 from tenant_proxy.identity import Identity
 from tenant_proxy.informers.coalescer import Coalescer
-from tenant_proxy.informers.informer import Informer, OnChange, Project
+from tenant_proxy.informers.informer import MAX_EVENT_BYTES, Informer, OnChange, Project
 from tenant_proxy.informers.resources import Hooks, IndexMetrics, ResourceInformers
 from tenant_proxy.kube.resources import NAMESPACES, GroupResource
 from tenant_proxy.status import ApiError, service_unavailable
@@ -56,8 +56,11 @@ class TenancyIndex:
         upstream: Upstream,
         metrics: IndexMetrics,
         caches: WatchCaches | None = None,
+        *,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         self.settings = settings
+        self._max_event = max_event_bytes
         self._upstream = upstream
         # Whole objects and recent history of each filtered resource, for watches and reads.
         self.caches = caches if caches is not None else WatchCaches()
@@ -70,6 +73,7 @@ class TenancyIndex:
             self.caches,
             metrics,
             settings.sync_timeout_seconds,
+            max_event_bytes,
             Hooks(
                 on_namespace=self._on_namespace,
                 on_denied=self._on_denied,
@@ -110,6 +114,7 @@ class TenancyIndex:
                 path,
                 project,
                 on_change,
+                max_event_bytes=self._max_event,
                 on_listed=self._note_ready,
                 on_denied=self._on_denied,
             )

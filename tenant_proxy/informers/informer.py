@@ -27,6 +27,8 @@ from tenant_proxy.upstream import Upstream, UpstreamError
 log = logging.getLogger("tenant_proxy.informer")
 
 T = TypeVar("T")
+# The longest watch event line an informer frames (limits.max_watch_event_bytes).
+MAX_EVENT_BYTES = 32 * 1024 * 1024
 Project = Callable[[Mapping[str, Any]], T]
 OnChange = Callable[[str, "T | None", "T | None"], None]
 
@@ -168,7 +170,7 @@ class Informer(Generic[T]):
         on_change: OnChange[T] | None = None,
         *,
         page_size: int = 500,
-        max_event_bytes: int = 32 * 1024 * 1024,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
         on_listed: Callable[[], None] | None = None,
@@ -233,13 +235,12 @@ class Informer(Generic[T]):
                 backoff = self._min_backoff  # a clean end (timeout): re-watch at once
             except _Expired:
                 need_list = True
-            except (
-                UpstreamError,
-                aiohttp.ClientError,
-                TimeoutError,
-                LineTooLong,
-                ValueError,
-            ) as exc:
+            except LineTooLong as exc:
+                # Watched again from the same version, the same event would come again, and
+                # again: a list (read page by page, not line by line) moves past it instead.
+                log.warning("informer %s: %s; listing again", self.path, exc)
+                need_list = True
+            except (UpstreamError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("informer %s: %s; retrying in %.1fs", self.path, exc, backoff)
                 await asyncio.sleep(backoff)  # backoff before retrying the API server
                 backoff = min(backoff * 2, self._max_backoff)

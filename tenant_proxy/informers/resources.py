@@ -58,9 +58,11 @@ class ResourceInformers:
         caches: WatchCaches,
         metrics: IndexMetrics,
         sync_timeout: float,
+        max_event_bytes: int,
         hooks: Hooks,
     ) -> None:
         self._upstream, self._caches, self._metrics = upstream, caches, metrics
+        self._max_event = max_event_bytes
         self._sync_timeout, self._hooks = sync_timeout, hooks
         self.informers: dict[GroupResource, Informer[Projection]] = {}
         # The fields each indexed resource is projected with (or will be, once discovered).
@@ -125,6 +127,7 @@ class ResourceInformers:
             path,
             _projector(self.held[gr]),
             self._hooks.on_namespace if gr == NAMESPACES else None,
+            max_event_bytes=self._max_event,
             on_listed=lambda: self._listed(gr, informer),
             on_denied=self._hooks.on_denied,
             whole=self._caches.open(gr, path),
