@@ -77,6 +77,28 @@ async def caught_up(demo: Demo, gr: GroupResource) -> None:
     await asyncio.wait_for(poll(), 15)
 
 
+async def test_a_consistent_list_from_the_cache_sees_an_object_created_after_the_last(
+    demo: Demo, cluster: Cluster
+) -> None:
+    """A PV's creation changes no tenancy: the caller's objects must still be those of the
+    cache's state, not of the state it answered the previous list from."""
+    await caught_up(demo, PVS)
+    async with session_as(demo, *ALICE) as alice:
+
+        async def alices_pvs() -> list[str]:
+            async with alice.get("/api/v1/persistentvolumes") as resp:
+                assert resp.status == 200
+                return [i["metadata"]["name"] for i in (await resp.json())["items"]]
+
+        assert await alices_pvs() == ["pv-a-data"]
+        for i in range(3):
+            await cluster.create(persistent_volume(f"pv-a-later-{i}", "team-a-dev"))
+            assert await alices_pvs() == [
+                "pv-a-data",
+                *(f"pv-a-later-{j}" for j in range(i + 1)),
+            ]
+
+
 async def test_lists_come_from_the_cache_not_the_collection(demo: Demo) -> None:
     await caught_up(demo, PVS)
     before = len(upstream_collection_reads(demo, "/api/v1/persistentvolumes"))
