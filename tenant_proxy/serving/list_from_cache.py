@@ -332,7 +332,12 @@ class CachedLists:
                 rows_of.name_only(obj.name),
                 None,
             )
-            value = shown(None if shape.strip_objects else obj, shape.partial)
+            if shape.strip_objects:
+                value = None
+            elif shape.partial:
+                value = rows_of.metadata(obj)
+            else:
+                value = shown(obj, False)
             rows.append(table_row(aged(cells, ages, created, now), value))
         return table_body(rows_of.columns or [], rows, rv, token)
 

@@ -191,6 +191,34 @@ async def test_every_form_of_a_cached_list(demo: Demo) -> None:
     ]
 
 
+async def test_a_table_rows_object_is_the_metadata_of_the_state_listed(
+    demo: Demo, cluster: Cluster
+) -> None:
+    """Each row's PartialObjectMetadata is encoded once per object state and reused: a second
+    answer is the same, and a change of the object shows in the next one."""
+
+    async def table_metadata() -> dict[str, Any]:
+        async with session_as(demo, *ALICE) as alice:
+            async with alice.get("/api/v1/persistentvolumes", headers={"Accept": TABLE}) as r:
+                assert r.status == 200
+                rows = (await r.json())["rows"]
+        assert [row["object"]["kind"] for row in rows] == ["PartialObjectMetadata"]
+        return dict(rows[0]["object"]["metadata"])
+
+    await caught_up(demo, PVS)
+    first = await table_metadata()
+    assert await table_metadata() == first
+    direct = (await cluster.get("v1", "PersistentVolume", "pv-a-data"))["metadata"]
+    assert first["resourceVersion"] == direct["resourceVersion"]
+    assert first.get("labels") == direct.get("labels")
+    await cluster.patch(
+        "v1", "PersistentVolume", "pv-a-data", {"metadata": {"labels": {"tier": "gold"}}}
+    )
+    changed = await table_metadata()
+    assert changed["labels"]["tier"] == "gold"
+    assert int(changed["resourceVersion"]) > int(first["resourceVersion"])
+
+
 async def test_kubectl_chunked_get_pages_through_the_cache(demo: Demo, cluster: Cluster) -> None:
     for i in range(4):
         await cluster.create(namespace(f"team-a-chunk-{i}", "team-a"))
