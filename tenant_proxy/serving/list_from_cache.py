@@ -211,19 +211,17 @@ class CachedLists:
             return None if found is None else await answer(found)
         timeline = cache.timeline
         assert timeline is not None
-        probe = asyncio.ensure_future(self.versions.current(cache.path))
+        asked = self.versions.ask(cache.path)
+        await asyncio.sleep(0)  # the probe's request goes out before the answer is made
+        heard = timeline.heard
         refused: status.ApiError | None = None
         try:
-            heard = timeline.heard
-            try:
-                made: T | None = await answer(self._now(cache, gr, identity))
-            except status.ApiError as err:
-                # Not yet: a 404 of the cache as it stands may be an object it has still to
-                # hear of. It holds only if the cache was fresh.
-                made, refused = None, err
-            current = await probe
-        finally:
-            _forget(probe)  # the answer failed: the shared read goes on for the others
+            made: T | None = await answer(self._now(cache, gr, identity))
+        except status.ApiError as err:
+            # Not yet: a 404 of the cache as it stands may be an object it has still to hear
+            # of. It holds only if the cache was fresh.
+            made, refused = None, err
+        current = await self.versions.answer(asked)
         if current is None:
             return None
         if heard >= current:
@@ -356,15 +354,6 @@ def _selection(info: RequestInfo) -> tuple[ObjectTest, Callable[[Stored], Whole]
 
 def _projection(obj: Stored) -> Whole:
     return obj.view
-
-
-def _forget(task: asyncio.Future[int | None]) -> None:
-    """Drop a probe no longer awaited (its failure, if any, was the shared read's to log)."""
-    if task.done():
-        if not task.cancelled():
-            task.exception()
-    else:
-        task.cancel()
 
 
 def _both(then: Side | None, now: Side | None) -> Side | None:
