@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import NamedTuple, TypeVar
 
 from aiohttp import web
 
@@ -32,13 +33,13 @@ from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.serving import passthrough
-from tenant_proxy.tenancy.model import TenantView
-from tenant_proxy.tenancy.snapshot import TenancySnapshot
+from tenant_proxy.serving.caller import CallerViews
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.ages import age_columns, aged
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
 from tenant_proxy.watchcache.freshness import CurrentVersions
 from tenant_proxy.watchcache.listing import (
+    OwnedNames,
     list_bytes,
     object_body,
     page_of,
@@ -52,6 +53,26 @@ from tenant_proxy.watchcache.rows import RowBook
 from tenant_proxy.watchcache.stored import Stored
 from tenant_proxy.watchcache.timeline import Obj, TooOld
 
+
+class Found(NamedTuple):
+    """A state to answer from."""
+
+    state: Mapping[str, Obj]
+    names: list[str]
+    """The names to consider, in order."""
+    rv: int
+    seq: int
+    """Its place in the timeline."""
+    side: Side | None
+    """The caller's side then."""
+    judged: bool
+    """`names` are exactly the side's objects (`OwnedNames`), else the side judges each."""
+
+
+T = TypeVar("T")
+
+# Sides (distinct rules) whose owned names are kept, per cache.
+_OWNED_KEPT = 1_000
 # Rows read from the API server at once for one Table answer.
 _ROW_READS = 32
 
@@ -73,10 +94,10 @@ class CachedLists:
         self._tokens, self._rows, self._fresh_wait = tokens, rows, fresh_wait
         self.versions = CurrentVersions(upstream)
         self.patience = Patience(fresh_wait)
-        # Each caller's view at the tenancy last answered with: computing it reads every
-        # tenant's membership, which costs more than the rest of a small page.
-        self._views: dict[Identity, TenantView | None] = {}
-        self._views_of: TenancySnapshot | None = None
+        # Each caller's view at the tenancy the timeline last answered with.
+        self._views = CallerViews()
+        # The names each side's rules own in each cache, kept in step with its timeline.
+        self._owned_names: dict[tuple[GroupResource, Hashable], OwnedNames] = {}
 
     async def serve(
         self,
@@ -104,27 +125,29 @@ class CachedLists:
         position = self._position(q.continue_token, bound_to)
         if q.continue_token and position is None:
             return None  # not a token of this path: the upstream path reads it (or refuses)
-        found = await self._state(cache, info, gr, identity, position)
-        if found is None:
-            return None
-        state, names, rv, seq, side = found
-        # What tenancy hid from the caller (the index's owned names are all it may see).
-        withheld = len(state) - len(names) if position is None and len(names) < len(state) else 0
         selected, read = _selection(info)
         limit = q.limit if q.limit and q.limit > 0 else None
         after = position.after if position is not None else ""
-        items, last = page_of(state, names, side, selected, after, limit, read)
-        token = None
-        if last is not None:
-            position = continuation.Position(
-                "", 0, str(rv), 1, after=last, seq=seq, cache=self._caches.instance
-            )
-            token = self._tokens.issue(position, bound_to)
-        if shape.table:
-            body = await self._table(cache, shape, items, rv, token)
-        else:
-            body = list_bytes(cache.kind, cache.api_version, items, rv, token, shape.partial)
-        return passthrough.json_response(body, as_yaml=shape.yaml), withheld
+
+        async def answer(found: Found) -> tuple[web.StreamResponse, int]:
+            state, names, rv, seq, side, judged = found
+            # What tenancy hid from the caller (the index's owned names are all it may see).
+            hidden = len(state) - len(names)
+            withheld = hidden if position is None and hidden > 0 else 0
+            items, last = page_of(state, names, side, selected, after, limit, read, judged=judged)
+            token = None
+            if last is not None:
+                at = continuation.Position(
+                    "", 0, str(rv), 1, after=last, seq=seq, cache=self._caches.instance
+                )
+                token = self._tokens.issue(at, bound_to)
+            if shape.table:
+                body = await self._table(cache, shape, items, rv, token)
+            else:
+                body = list_bytes(cache.kind, cache.api_version, items, rv, token, shape.partial)
+            return passthrough.json_response(body, as_yaml=shape.yaml), withheld
+
+        return await self._answered(cache, info, gr, identity, position, answer)
 
     async def serve_get(
         self,
@@ -139,18 +162,19 @@ class CachedLists:
         cache = self._caches.get(gr)
         if cache is None or cache.timeline is None or not cache.serves(info.api_version):
             return None
-        found = await self._state(cache, info, gr, identity, None)
-        if found is None:
-            return None
-        state, _names, _rv, _seq, side = found
-        obj = state.get(info.name)
-        if obj is None or not visible(side, everything, obj):
-            raise status.not_found(gr.resource, info.name, gr.group)
-        if shape.table:
-            body = await self._table(cache, shape, [obj], obj.rv, None)
-        else:
-            body = object_body(obj, shape.partial)
-        return passthrough.json_response(body, as_yaml=shape.yaml)
+
+        async def answer(found: Found) -> web.StreamResponse:
+            state, side = found.state, found.side
+            obj = state.get(info.name)
+            if obj is None or not visible(side, everything, obj):
+                raise status.not_found(gr.resource, info.name, gr.group)
+            if shape.table:
+                body = await self._table(cache, shape, [obj], obj.rv, None)
+            else:
+                body = object_body(obj, shape.partial)
+            return passthrough.json_response(body, as_yaml=shape.yaml)
+
+        return await self._answered(cache, info, gr, identity, None, answer)
 
     def _position(self, token: str | None, bound_to: bytes) -> continuation.Position | None:
         if not token:
@@ -163,6 +187,55 @@ class CachedLists:
             return None
         return position if position.after else None
 
+    async def _answered(
+        self,
+        cache: ResourceCache,
+        info: RequestInfo,
+        gr: GroupResource,
+        identity: Identity,
+        position: continuation.Position | None,
+        answer: Callable[[Found], Awaitable[T]],
+    ) -> T | None:
+        """`answer` made of the state the request may be answered from, or None: not from
+        the cache.
+
+        A consistent read needs the API server's current resourceVersion, one round trip
+        upstream. Its answer is made meanwhile, of the cache as it stands: kept if the cache
+        had then heard its stream up to that version (a quiet cache, the usual case), else
+        made again once it has (`reach`), so it is never older than the request, and the
+        round trip is the floor of its time rather than added to it.
+        """
+        q = info.query
+        if position is not None or q.resource_version not in (None, ""):
+            found = await self._state(cache, info, gr, identity, position)
+            return None if found is None else await answer(found)
+        timeline = cache.timeline
+        assert timeline is not None
+        asked = self.versions.ask(cache.path)
+        await asyncio.sleep(0)  # the probe's request goes out before the answer is made
+        heard = timeline.heard
+        refused: status.ApiError | None = None
+        try:
+            made: T | None = await answer(self._now(cache, gr, identity))
+        except status.ApiError as err:
+            # Not yet: a 404 of the cache as it stands may be an object it has still to hear
+            # of. It holds only if the cache was fresh.
+            made, refused = None, err
+        current = await self.versions.answer(asked)
+        if current is None:
+            return None
+        if heard >= current:
+            self.patience.caught_up(gr, True, 0.0)
+            if refused is not None:
+                raise refused
+            return made
+        wait = self.patience.wait_for(gr)
+        caught = await self._caches.reach(gr, current, wait)
+        self.patience.caught_up(gr, caught, wait)
+        if not caught:
+            return None
+        return await answer(self._now(cache, gr, identity))
+
     async def _state(
         self,
         cache: ResourceCache,
@@ -170,10 +243,9 @@ class CachedLists:
         gr: GroupResource,
         identity: Identity,
         position: continuation.Position | None,
-    ) -> tuple[Mapping[str, Obj], list[str], int, int, Side | None] | None:
-        """The state to answer from (objects, the names to consider in order, its
-        resourceVersion, its place in the timeline, the caller's side then), or None when the
-        cache may not answer."""
+    ) -> Found | None:
+        """The state to answer a read at a version (`resourceVersion` set, or a following
+        page) from, or None when the cache may not answer."""
         timeline = cache.timeline
         assert timeline is not None
         q = info.query
@@ -201,37 +273,34 @@ class CachedLists:
             cache.settle()
             then = side_of(tenancy.view_for(identity), gr)
             now = side_of(timeline.tenancy.view_for(identity), gr)
-            return state, sorted(state), int(rv_text), seq, _both(then, now)
+            return Found(state, sorted(state), int(rv_text), seq, _both(then, now), False)
         if q.resource_version not in (None, "", "0"):
             rv_text = q.resource_version or ""
             if not rv_text.isdigit():
                 raise status.bad_request(f"invalid resource version: {rv_text}")
             if not await self._caches.reach(gr, int(rv_text), self._fresh_wait):
                 return None
-        elif q.resource_version in (None, ""):
-            current = await self.versions.current(cache.path)
-            if current is None:
-                return None
-            wait = self.patience.wait_for(gr)
-            caught = await self._caches.reach(gr, current, wait)
-            self.patience.caught_up(gr, caught, wait)
-            if not caught:
-                return None
-        cache.settle()  # a tenancy change not yet recorded: the answer must be a watch's start
-        view_now = self._view(timeline.tenancy, identity)
-        side = side_of(view_now, gr)
-        # The index already knows the caller's objects (computed once per tenancy change):
-        # only those are looked at, not the whole collection.
-        owned = self._index.owned(gr, view_now) if view_now is not None else {}
-        names = sorted(owned)
-        return timeline.objects, names, timeline.hand_out(timeline.end), timeline.end, side
+        return self._now(cache, gr, identity)
 
-    def _view(self, tenancy: TenancySnapshot, identity: Identity) -> TenantView | None:
-        if tenancy is not self._views_of or len(self._views) >= _VIEWS_KEPT:
-            self._views, self._views_of = {}, tenancy
-        if identity not in self._views:
-            self._views[identity] = tenancy.view_for(identity)
-        return self._views[identity]
+    def _owned(self, gr: GroupResource, side: Side) -> OwnedNames:
+        key = (gr, side.rules)
+        owned = self._owned_names.get(key)
+        if owned is None:
+            if len(self._owned_names) >= _OWNED_KEPT:
+                self._owned_names.clear()  # rules of tenancies long gone, most of them
+            owned = self._owned_names[key] = OwnedNames(side.owns)
+        return owned
+
+    def _now(self, cache: ResourceCache, gr: GroupResource, identity: Identity) -> Found:
+        """The cache's state as it stands."""
+        timeline = cache.timeline
+        assert timeline is not None
+        cache.settle()  # a tenancy change not yet recorded: the answer must be a watch's start
+        view_now = self._views.view(timeline.tenancy, identity)
+        side = side_of(view_now, gr)
+        names = self._owned(gr, side).names(timeline) if side is not None else []
+        rv = timeline.hand_out(timeline.end)
+        return Found(timeline.objects, names, rv, timeline.end, side, True)
 
     async def _table(
         self,
@@ -261,13 +330,14 @@ class CachedLists:
                 rows_of.name_only(obj.name),
                 None,
             )
-            value = shown(None if shape.strip_objects else obj, shape.partial)
+            if shape.strip_objects:
+                value = None
+            elif shape.partial:
+                value = rows_of.metadata(obj)
+            else:
+                value = shown(obj, False)
             rows.append(table_row(aged(cells, ages, created, now), value))
         return table_body(rows_of.columns or [], rows, rv, token)
-
-
-# Callers whose views are kept for the tenancy in force (then all are computed again).
-_VIEWS_KEPT = 10_000
 
 
 def _selection(info: RequestInfo) -> tuple[ObjectTest, Callable[[Stored], Whole]]:

@@ -39,12 +39,23 @@ class CurrentVersions:
 
     async def current(self, path: str) -> int | None:
         """The resourceVersion of a consistent read of `path` sent after this call began."""
+        return await self.answer(self.ask(path))
+
+    def ask(self, path: str) -> asyncio.Future[Found]:
+        """What `current` awaits, asked at once: a read sent after this call, started now
+        when none is on its way (its request goes out as soon as the caller yields), so the
+        caller may work while it travels. Await it with `answer`."""
         waiting = self._next.get(path)
         if waiting is None:
             waiting = self._next[path] = asyncio.get_running_loop().create_future()
             if path not in self._sending:
                 self._send(path)
-        found = await asyncio.shield(waiting)
+        return waiting
+
+    @staticmethod
+    async def answer(asked: asyncio.Future[Found]) -> int | None:
+        """The version `ask` brought; a refusal meant for the client is raised."""
+        found = await asyncio.shield(asked)
         if isinstance(found, status.ApiError):
             raise found
         return found

@@ -15,15 +15,65 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tenant_proxy.filtering.objects import ObjectTest, partial_metadata
-from tenant_proxy.watchcache.replay import Side, Whole, visible, whole
-from tenant_proxy.watchcache.timeline import Obj
+from tenant_proxy.filtering.objects import ObjectTest, partial_metadata, passes
+from tenant_proxy.watchcache.replay import Side, Whole, everything, visible, whole
+from tenant_proxy.watchcache.timeline import Change, Obj, Timeline, TooOld
 
 META_V1 = "meta.k8s.io/v1"
 
 
 H = TypeVar("H", Obj, Whole)
 """Objects as kept (the cache), or decoded (pure callers)."""
+
+
+class OwnedNames:
+    """The names of the objects one side owns in a timeline's current state, in name order,
+    kept in step with the timeline: each change of an object is judged once, not every
+    object on every read.
+
+    Keyed (by its owner) on the side's rules: equal rules judge alike, so tenancy entries
+    change nothing here (a caller whose rules changed has another `OwnedNames`). Starts over
+    from the whole state when the timeline is another one or its window has moved past the
+    last entry applied.
+    """
+
+    def __init__(self, owns: ObjectTest) -> None:
+        self._owns = owns
+        self._of: Timeline[Any] | None = None
+        self._seq = 0
+        self._names: set[str] = set()
+        self._sorted: list[str] | None = None
+
+    def names(self, timeline: Timeline[Any]) -> list[str]:
+        """The owned names at `timeline.end` (sorted; not to be changed by the caller)."""
+        end = timeline.end
+        if timeline is not self._of:
+            self._restart(timeline)
+        elif self._seq != end:
+            try:
+                for entry in timeline.entries_from(self._seq):
+                    if isinstance(entry.body, Change):
+                        self._judge(entry.body.key, entry.body.cur)
+            except TooOld:
+                self._restart(timeline)
+        self._seq = end
+        if self._sorted is None:
+            self._sorted = sorted(self._names)
+        return self._sorted
+
+    def _restart(self, timeline: Timeline[Any]) -> None:
+        self._of, self._sorted = timeline, None
+        owns = self._owns
+        self._names = {k for k, obj in timeline.objects.items() if passes(owns, obj.view)}
+
+    def _judge(self, key: str, cur: Obj | None) -> None:
+        owned = cur is not None and passes(self._owns, cur.view)
+        if owned != (key in self._names):
+            self._sorted = None
+            if owned:
+                self._names.add(key)
+            else:
+                self._names.discard(key)
 
 
 def page_of(
@@ -34,14 +84,23 @@ def page_of(
     after: str,
     limit: int | None,
     read: Callable[[Any], Whole] = whole,
+    *,
+    judged: bool = False,
 ) -> tuple[list[H], str | None]:
     """The caller's objects of `state` among `names` (sorted) past `after`, at most `limit`,
     and the last name answered when more follow (None: the list is complete). `read`: what
-    the client's selectors look at (the projection when they read only names and labels)."""
+    the client's selectors look at (the projection when they read only names and labels).
+    `judged`: `names` are exactly those `side` owns in `state` (`OwnedNames`): only the
+    client's selectors are applied."""
     out: list[H] = []
     for name in _past(names, after):
         obj = state.get(name)
-        if not visible(side, selected, obj, read):
+        if judged:
+            if obj is None or side is None:
+                continue
+            if selected is not everything and not selected(read(obj)):
+                continue
+        elif not visible(side, selected, obj, read):
             continue
         if limit is not None and len(out) == limit:
             return out, _name(out[-1])

@@ -20,8 +20,10 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from tenant_proxy.filtering.objects import partial_metadata
 from tenant_proxy.upstream import Upstream, UpstreamError
 from tenant_proxy.watchcache.ages import created_at
+from tenant_proxy.watchcache.stored import Stored
 
 log = logging.getLogger("tenant_proxy.watchcache")
 
@@ -47,6 +49,10 @@ class Rows:
         self.columns: list[Any] | None = None
         self._rows: OrderedDict[tuple[str, int], Held] = OrderedDict()
         self._reads: dict[str, asyncio.Future[_Row | None]] = {}
+        # The PartialObjectMetadata a Table row carries (kubectl's default), encoded once per
+        # held row: decoding the object and encoding its metadata again for every answer
+        # cost more than the rest of a Table of a hundred rows.
+        self._metadata: dict[tuple[str, int], orjson.Fragment] = {}
 
     def held(self, obj: Mapping[str, Any]) -> list[Any] | None:
         """The cells of `obj`'s very state if already read, without waiting."""
@@ -75,6 +81,16 @@ class Rows:
         if fetched is not None and fetched[0] == _number(meta.get("resourceVersion")):
             return fetched[1]
         return self.name_only(name)
+
+    def metadata(self, obj: Stored) -> orjson.Fragment:
+        """`obj`'s PartialObjectMetadata, encoded; kept while its state's row is."""
+        key = (obj.name, obj.rv)
+        held = self._metadata.get(key)
+        if held is None:
+            held = orjson.Fragment(orjson.dumps(partial_metadata(obj.decoded())))
+            if key in self._rows:
+                self._metadata[key] = held
+        return held
 
     def name_only(self, name: str) -> list[Any]:
         """The row of a state whose printing is not to be had: its name, the rest empty."""
@@ -126,7 +142,8 @@ class Rows:
         row = (_number(meta.get("resourceVersion")), list(rows[0].get("cells") or []))
         self._rows[(name, row[0])] = (row[1], created_at(meta))
         while len(self._rows) > self._max:
-            self._rows.popitem(last=False)
+            gone, _held = self._rows.popitem(last=False)
+            self._metadata.pop(gone, None)
         return row
 
 

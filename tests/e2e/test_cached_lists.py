@@ -77,6 +77,28 @@ async def caught_up(demo: Demo, gr: GroupResource) -> None:
     await asyncio.wait_for(poll(), 15)
 
 
+async def test_a_consistent_list_from_the_cache_sees_an_object_created_after_the_last(
+    demo: Demo, cluster: Cluster
+) -> None:
+    """A PV's creation changes no tenancy: the caller's objects must still be those of the
+    cache's state, not of the state it answered the previous list from."""
+    await caught_up(demo, PVS)
+    async with session_as(demo, *ALICE) as alice:
+
+        async def alices_pvs() -> list[str]:
+            async with alice.get("/api/v1/persistentvolumes") as resp:
+                assert resp.status == 200
+                return [i["metadata"]["name"] for i in (await resp.json())["items"]]
+
+        assert await alices_pvs() == ["pv-a-data"]
+        for i in range(3):
+            await cluster.create(persistent_volume(f"pv-a-later-{i}", "team-a-dev"))
+            assert await alices_pvs() == [
+                "pv-a-data",
+                *(f"pv-a-later-{j}" for j in range(i + 1)),
+            ]
+
+
 async def test_lists_come_from_the_cache_not_the_collection(demo: Demo) -> None:
     await caught_up(demo, PVS)
     before = len(upstream_collection_reads(demo, "/api/v1/persistentvolumes"))
@@ -167,6 +189,34 @@ async def test_every_form_of_a_cached_list(demo: Demo) -> None:
     assert [i["metadata"]["name"] for i in as_yaml["items"]] == [
         i["metadata"]["name"] for i in meta["items"]
     ]
+
+
+async def test_a_table_rows_object_is_the_metadata_of_the_state_listed(
+    demo: Demo, cluster: Cluster
+) -> None:
+    """Each row's PartialObjectMetadata is encoded once per object state and reused: a second
+    answer is the same, and a change of the object shows in the next one."""
+
+    async def table_metadata() -> dict[str, Any]:
+        async with session_as(demo, *ALICE) as alice:
+            async with alice.get("/api/v1/persistentvolumes", headers={"Accept": TABLE}) as r:
+                assert r.status == 200
+                rows = (await r.json())["rows"]
+        assert [row["object"]["kind"] for row in rows] == ["PartialObjectMetadata"]
+        return dict(rows[0]["object"]["metadata"])
+
+    await caught_up(demo, PVS)
+    first = await table_metadata()
+    assert await table_metadata() == first
+    direct = (await cluster.get("v1", "PersistentVolume", "pv-a-data"))["metadata"]
+    assert first["resourceVersion"] == direct["resourceVersion"]
+    assert first.get("labels") == direct.get("labels")
+    await cluster.patch(
+        "v1", "PersistentVolume", "pv-a-data", {"metadata": {"labels": {"tier": "gold"}}}
+    )
+    changed = await table_metadata()
+    assert changed["labels"]["tier"] == "gold"
+    assert int(changed["resourceVersion"]) > int(first["resourceVersion"])
 
 
 async def test_kubectl_chunked_get_pages_through_the_cache(demo: Demo, cluster: Cluster) -> None:

@@ -82,6 +82,9 @@ class Tenancy:
     def view_for(self, _identity: Identity) -> TenantView | None:
         return self.view
 
+    def snapshot(self) -> Tenancy:
+        return self  # views are read per snapshot (its `view_for`)
+
     def owned(self, *_args: Any) -> dict[str, Any]:
         return {}
 
