@@ -76,6 +76,7 @@ class TenancyIndex:
             max_event_bytes,
             Hooks(
                 on_namespace=self._on_namespace,
+                on_object=self._on_object,
                 on_denied=self._on_denied,
                 on_revealed=self._bump,  # watches may now read what the change revealed
                 on_settled=self._note_ready,
@@ -254,7 +255,8 @@ class TenancyIndex:
         return dict(self._resources.store(gr))
 
     def owned(self, gr: GroupResource, view: TenantView) -> dict[str, Projection]:
-        """The indexed objects of `gr` that `view` owns, computed once per view and generation."""
+        """The indexed objects of `gr` that `view` owns, computed once per view while
+        neither tenancy nor an object of `gr` changes."""
         if gr in self._resources.resyncing:
             # Its projections may lack a field the rules read: none is judged until the new
             # listing, whose bump wakes the watches to ask again.
@@ -266,6 +268,12 @@ class TenancyIndex:
             store = self._resources.store(gr)
             self._owned[key] = {k: p for k, p in store.items() if owns(view, gr, p)}
         return self._owned[key]
+
+    def _on_object(self, gr: GroupResource) -> None:
+        """An object of `gr` came, changed or went: the owned sets of `gr` are judged again
+        when next asked (between tenancy changes, objects still come and go)."""
+        if any(key[0] == gr for key in self._owned):
+            self._owned = {key: owned for key, owned in self._owned.items() if key[0] != gr}
 
     async def wait_change(self, generation: int) -> int:
         """Return once `generation` is stale (tenancy changed), with the new generation."""

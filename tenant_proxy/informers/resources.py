@@ -126,7 +126,7 @@ class ResourceInformers:
             self._upstream,
             path,
             _projector(self.held[gr]),
-            self._hooks.on_namespace if gr == NAMESPACES else None,
+            self._on_change(gr),
             max_event_bytes=self._max_event,
             on_listed=lambda: self._listed(gr, informer),
             on_denied=self._hooks.on_denied,
@@ -134,6 +134,16 @@ class ResourceInformers:
         )
         self.informers[gr] = informer
         informer.start()
+
+    def _on_change(self, gr: GroupResource) -> OnChange[Projection]:
+        on_object, on_namespace = self._hooks.on_object, self._hooks.on_namespace
+
+        def changed(key: str, old: Projection | None, new: Projection | None) -> None:
+            on_object(gr)
+            if gr == NAMESPACES:
+                on_namespace(key, old, new)
+
+        return changed
 
     async def _discover_and_run(self, gr: GroupResource) -> None:
         backoff = DISCOVERY_BACKOFF_SECONDS[0]
@@ -220,6 +230,7 @@ class Hooks:
     """What the informers tell the index, and ask of it."""
 
     on_namespace: OnChange[Projection]  # a namespace came, changed or went
+    on_object: Callable[[GroupResource], None]  # an object of a filtered resource did
     on_denied: Callable[[], None]  # the API server refused an informer's read
     on_revealed: Callable[[], None]  # a held resource was listed: its objects can be judged
     on_settled: Callable[[], None]  # nothing is held any more

@@ -308,3 +308,33 @@ async def test_a_steady_stream_of_touches_still_fires_at_the_longest_delay() -> 
     wake.cancel()
     # ≥ 0.4 s of touches, each pause shorter than `quiet`: only the longest delay fires.
     assert len(fires) >= 2
+
+
+async def test_owned_objects_follow_their_changes_between_tenancy_changes(world: World) -> None:
+    """`owned` is kept per view, but an object that comes (or goes) without any tenancy
+    change is judged at the next ask: a PV bound into team-a's namespace is team-a's."""
+    index = world.index
+    assert "pv-late" not in index.owned(PERSISTENT_VOLUMES, world.alice())
+    generation = index.generation
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "pv-late"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/tmp/pv-late"},
+            "claimRef": {"namespace": "team-a-prod", "name": "data"},
+        },
+    }
+    await world.emulator.create(pv)
+    async with asyncio.timeout(10):
+        while "pv-late" not in index.objects(PERSISTENT_VOLUMES):
+            await asyncio.sleep(0.05)
+    assert index.generation == generation  # no tenancy change came with it
+    assert "pv-late" in index.owned(PERSISTENT_VOLUMES, world.alice())
+    await world.emulator.delete("v1", "PersistentVolume", "pv-late")
+    async with asyncio.timeout(10):
+        while "pv-late" in index.objects(PERSISTENT_VOLUMES):
+            await asyncio.sleep(0.05)
+    assert "pv-late" not in index.owned(PERSISTENT_VOLUMES, world.alice())
