@@ -13,6 +13,12 @@ middleware (`requests_tracked`). (`loop.start_tls` on an accepted transport woul
 uvloop then hands the ClientHello to the old protocol.) A body the proxy refused is settled there
 too (refused_bodies): a short rest dropped, a long one never read; an address whose connections
 keep ending that way has its next handshakes paced (edge_admission.ReconnectPacing).
+
+New connections yield to requests in progress: while a request is served on the listener (for
+its first second), a new connection's handshake, and then its first read, wait for the moment
+none is, `yield_to_requests` at most each. A refused body's connection costs the loop about
+3 ms in a burst (handshake, reading, the answer; benchmarks/abuse.py phase (a)), which landed
+whole in another tenant's request; yielding moves that work between requests.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import cast
 
 from aiohttp import web
 
-from tenant_proxy.edge_admission import ConnectionCounts, ReconnectPacing
+from tenant_proxy.edge_admission import ConnectionCounts, ReconnectPacing, RequestsInProgress
 from tenant_proxy.memory_trim import MemoryTrim
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.refused_bodies import (
@@ -55,6 +61,10 @@ class EdgeLimits:
     # Paced reconnections of an address whose connections were closed unread; 0: never.
     reconnect_rate: float = 0.0
     reconnect_burst: int = 1
+    # The longest a new connection's handshake, and then its first read, waits for a moment
+    # when no request is being served (one counts for `short_request` seconds); 0: never.
+    yield_to_requests: float = 0.02
+    short_request: float = 1.0
 
 
 class Phase(enum.Enum):
@@ -85,6 +95,56 @@ class Listener:
         self.handshakes: set[asyncio.Task[None]] = set()
         self.closing = False
         self._trim = MemoryTrim()
+        self.requests = RequestsInProgress(limits.short_request)
+        # New connections' next steps waiting for a moment without requests, oldest first.
+        self._waiting: dict[Callable[[], None], asyncio.TimerHandle] = {}
+
+    def must_yield(self) -> bool:
+        """Whether a new connection's next step waits now (a request is being served)."""
+        loop = asyncio.get_running_loop()
+        return self.limits.yield_to_requests > 0 and self.requests.short_in_progress(loop.time())
+
+    def when_quiet(self, step: Callable[[], None]) -> None:
+        """Run a new connection's `step` now if no request is being served; else once none is,
+        or after `yield_to_requests` at the latest (a new client never starves)."""
+        if not self.must_yield():
+            step()
+            return
+        loop = asyncio.get_running_loop()
+        self._waiting[step] = loop.call_later(self.limits.yield_to_requests, self._run, step)
+
+    def _run(self, step: Callable[[], None]) -> None:
+        if self._waiting.pop(step, None) is not None:
+            step()
+
+    def request_started(self, conn: EdgeConnection) -> None:
+        self.requests.started(conn, asyncio.get_running_loop().time())
+
+    def request_ended(self, conn: EdgeConnection) -> None:
+        self.requests.finished(conn)
+        self._next_waiting()
+
+    def _next_waiting(self) -> None:
+        # One step per loop iteration while no request is served: a request arriving meanwhile
+        # goes first again.
+        if not self._waiting or self.must_yield():
+            return
+        step, timer = next(iter(self._waiting.items()))
+        del self._waiting[step]
+        timer.cancel()
+        step()
+        if self._waiting:
+            asyncio.get_running_loop().call_soon(self._next_waiting)
+
+    async def _quiet_moment(self) -> None:
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def now() -> None:
+            if not turn.done():  # cancelled meanwhile (a drain, the handshake clock)
+                turn.set_result(None)
+
+        self.when_quiet(now)
+        await turn
 
     def refused(self, reason: str) -> None:
         self._refused.labels(self.name, reason).inc()
@@ -139,6 +199,7 @@ class Listener:
             if wait > 0:
                 await asyncio.sleep(wait)  # its address's turn (the ClientHello waits unread)
             async with asyncio.timeout(limit):
+                await self._quiet_moment()
                 # The loop's own handshake timeout is a backstop: ours fires first and counts.
                 await loop.connect_accepted_socket(
                     lambda: edge, conn, ssl=self.context, ssl_handshake_timeout=limit + 5
@@ -194,6 +255,14 @@ class EdgeConnection(asyncio.Protocol):
         self._handler = self._listener.handler_factory()
         self._handler.connection_made(HoldingTransport(self._tls, lambda: self._ending))
         self._expect_head()
+        if self._listener.must_yield():
+            # Its first read (what its client sent, decrypted and parsed) waits its moment too.
+            self._tls.pause_reading()
+            self._listener.when_quiet(self._first_read)
+
+    def _first_read(self) -> None:
+        if self._tls is not None and not self._ending:
+            self._tls.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.phase is Phase.IDLE:
@@ -250,9 +319,12 @@ class EdgeConnection(asyncio.Protocol):
         self._busy += 1
         self.phase = Phase.BUSY
         self._cancel_timer()
+        self._listener.request_started(self)
 
     def request_finished(self) -> None:
         self._busy -= 1
+        if self._busy == 0:
+            self._listener.request_ended(self)
         if self._busy == 0 and self._tls is not None:
             self.phase = Phase.IDLE
             self._arm(self._listener.limits.idle_timeout, "idle_timeout")

@@ -92,3 +92,34 @@ class ReconnectPacing:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class RequestsInProgress:
+    """Requests being served on one listener's connections, newest last, so that the work of
+    new connections (a TLS handshake, the first read) can wait for a moment when none is.
+
+    A request counts only for its first `short` seconds: watches, exec and port-forward are
+    served for hours, and new connections must not wait on them. Keys are the connections
+    serving (one request at a time each).
+    """
+
+    def __init__(self, short: float) -> None:
+        self._short = short
+        self._started: dict[object, float] = {}  # in the order started (the clock only grows)
+
+    def started(self, key: object, now: float) -> None:
+        self._started.pop(key, None)
+        self._started[key] = now
+
+    def finished(self, key: object) -> None:
+        self._started.pop(key, None)
+
+    def short_in_progress(self, now: float) -> bool:
+        """Whether a request that started less than `short` seconds ago is still served: the
+        newest one decides, started last."""
+        for started in reversed(self._started.values()):
+            return now - started < self._short
+        return False
+
+    def __len__(self) -> int:
+        return len(self._started)
