@@ -14,11 +14,10 @@ uvloop then hands the ClientHello to the old protocol.) A body the proxy refused
 too (refused_bodies): a short rest dropped, a long one never read; an address whose connections
 keep ending that way has its next handshakes paced (edge_admission.ReconnectPacing).
 
-New connections yield to requests in progress: while a request is served on the listener (for
-its first second), a new connection's handshake, and then its first read, wait for the moment
-none is, `yield_to_requests` at most each. A refused body's connection costs the loop about
-3 ms in a burst (handshake, reading, the answer; benchmarks/abuse.py phase (a)), which landed
-whole in another tenant's request; yielding moves that work between requests.
+New connections yield to requests being served (for their first second; not watches, exec...):
+a new connection's handshake, then its first read, wait for a moment when none is, at most
+`yield_to_requests` each. A refused body's connection cost the loop a ~3 ms burst (handshake,
+reading, the answer; benchmarks/abuse.py (a)) that landed whole inside another tenant's GET.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from typing import cast
 
 from aiohttp import web
 
-from tenant_proxy.edge_admission import ConnectionCounts, ReconnectPacing, RequestsInProgress
+from tenant_proxy import edge_admission as admission
 from tenant_proxy.memory_trim import MemoryTrim
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.refused_bodies import (
@@ -87,15 +86,15 @@ class Listener:
     ) -> None:
         self.name, self.context, self.limits = name, context, limits
         self.handler_factory = handler_factory
-        self.counts = ConnectionCounts(limits.max_connections, limits.max_per_address)
-        self.pacing = ReconnectPacing(limits.reconnect_rate, limits.reconnect_burst)
+        self.counts = admission.ConnectionCounts(limits.max_connections, limits.max_per_address)
+        self.pacing = admission.ReconnectPacing(limits.reconnect_rate, limits.reconnect_burst)
         self.open = metrics.connections_open.labels(name)
         self._refused, self._closed = metrics.connections_refused, metrics.connections_closed
         self._delayed = metrics.handshakes_delayed.labels(name)
         self.handshakes: set[asyncio.Task[None]] = set()
         self.closing = False
         self._trim = MemoryTrim()
-        self.requests = RequestsInProgress(limits.short_request)
+        self.requests = admission.RequestsInProgress(limits.short_request)
         # New connections' next steps waiting for a moment without requests, oldest first.
         self._waiting: dict[Callable[[], None], asyncio.TimerHandle] = {}
 
@@ -315,11 +314,13 @@ class EdgeConnection(asyncio.Protocol):
         return self._listener.limits.header_timeout
 
     # -- clocks ------------------------------------------------------------------------------------
-    def request_started(self) -> None:
+    def request_started(self, counted: bool = True) -> None:
+        """A request is served; `counted`: one new connections yield to (not long-running)."""
         self._busy += 1
         self.phase = Phase.BUSY
         self._cancel_timer()
-        self._listener.request_started(self)
+        if counted:
+            self._listener.request_started(self)
 
     def request_finished(self) -> None:
         self._busy -= 1
@@ -364,7 +365,9 @@ async def requests_tracked(request: web.Request, handler: Handler) -> web.Stream
     conn = request.transport.get_protocol() if request.transport is not None else None
     if not isinstance(conn, EdgeConnection):
         return await handler(request)
-    conn.request_started()
+    conn.request_started(
+        not admission.long_running(request.path, request.query_string, "Upgrade" in request.headers)
+    )
     try:
         response = await handler(request)
         if request.body_exists and not request.content.is_eof():

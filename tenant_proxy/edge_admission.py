@@ -94,13 +94,32 @@ class ReconnectPacing:
         return len(self._buckets)
 
 
+# Paths of kube-apiserver's long-running requests (its LongRunningRequestCheck: watch, proxy
+# and the attach, exec, log and portforward subresources).
+_LONG_RUNNING = ("/attach", "/exec", "/log", "/portforward", "/proxy")
+
+
+def long_running(path: str, query: str, upgrade: bool) -> bool:
+    """Whether a request is served for long (a watch, exec, logs, an upgrade...), told cheaply
+    from its raw path and query: one taken for long-running by mistake only goes uncounted
+    (`RequestsInProgress`)."""
+    return (
+        upgrade
+        or "watch" in query
+        or path.endswith(_LONG_RUNNING)
+        or "/proxy/" in path
+        or "/watch/" in path
+    )
+
+
 class RequestsInProgress:
     """Requests being served on one listener's connections, newest last, so that the work of
     new connections (a TLS handshake, the first read) can wait for a moment when none is.
 
-    A request counts only for its first `short` seconds: watches, exec and port-forward are
-    served for hours, and new connections must not wait on them. Keys are the connections
-    serving (one request at a time each).
+    Long-running requests (watches, exec, port-forward: `long_running`) are not counted, and a
+    request counts only for its first `short` seconds in any case: new connections must not
+    wait on something served for hours. Keys are the connections serving (one request at a
+    time each).
     """
 
     def __init__(self, short: float) -> None:

@@ -23,11 +23,17 @@ from hypothesis import strategies as st
 
 from tenant_proxy.config import LimitSettings
 from tenant_proxy.edge import EdgeLimits
-from tenant_proxy.edge_admission import RequestsInProgress
+from tenant_proxy.edge_admission import RequestsInProgress, long_running
 from tenant_proxy.serving import listeners
 
 OPEN = "tenant_proxy_connections_open"
-WATCH = b"GET /api/v1/namespaces/team-a-dev/configmaps?watch=1 HTTP/1.1\r\nHost: proxy\r\n\r\n"
+IN_FLIGHT = "tenant_proxy_requests_in_flight"
+# A create whose body comes slowly: an ordinary request, in progress until its body ends.
+SLOW_CREATE = (
+    b"POST /api/v1/namespaces/team-a-dev/configmaps HTTP/1.1\r\nHost: proxy\r\n"
+    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+)
+BODY = b'{"metadata": {"name": "slowly"}}'
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -52,17 +58,16 @@ async def served(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     return code
 
 
-async def watching(demo: EdgeDemo) -> Connection:
-    """A connection whose watch is open: a request in progress until it closes."""
+async def creating(demo: EdgeDemo) -> Connection:
+    """A connection whose create is being served: its body is half sent."""
     reader, writer = await asyncio.wait_for(tls(demo), GENEROUS)
-    writer.write(WATCH)
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GENEROUS)
-    assert head.startswith(b"HTTP/1.1 200")
+    writer.write(SLOW_CREATE % len(BODY) + BODY[:10])
+    await asyncio.wait_for(until(demo, IN_FLIGHT, 1), GENEROUS)
     return reader, writer
 
 
-async def until_open(demo: EdgeDemo, count: int) -> None:
-    while demo.sample(OPEN, listener="tenant") < count:
+async def until(demo: EdgeDemo, gauge: str, value: float) -> None:
+    while demo.sample(gauge, listener="tenant") < value:
         await asyncio.sleep(0.01)  # polling a gauge the proxy updates on its own
 
 
@@ -72,33 +77,55 @@ async def test_a_new_handshake_waits_until_no_request_is_served(
     yielding(monkeypatch, seconds=3600, short=3600)
     async with edge_demo(tmp_path) as demo:
         kept = await asyncio.wait_for(tls(demo), GENEROUS)
-        _, watch = await watching(demo)
+        create_reader, create = await creating(demo)
         newcomer = asyncio.create_task(tls(demo))
-        await asyncio.wait_for(until_open(demo, 3), GENEROUS)  # accepted, handshake held
+        await asyncio.wait_for(until(demo, OPEN, 3), GENEROUS)  # accepted, handshake held
         # Established connections are served meanwhile; the newcomer still waits.
         assert await served(*kept) == 200
         assert not newcomer.done()
-        watch.close()  # the request in progress ends: the newcomer's turn
+        create.write(BODY[10:])  # the request in progress ends: the newcomer's turn
+        code, _ = await read_response(create_reader)
+        assert code == 201
         fresh = await asyncio.wait_for(newcomer, GENEROUS)
         assert await served(*fresh) == 200
-        for _, writer in (kept, fresh):
+        for _, writer in (kept, fresh, (create_reader, create)):
             writer.close()
 
 
 async def test_a_new_connection_is_served_while_a_request_stays_in_progress(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The watch counts as a request in progress all along: only the bound lets the newcomer
-    # through, for its handshake and then for its first read.
+    # The create is in progress all along: only the bound lets the newcomer through, for its
+    # handshake and then for its first read.
     yielding(monkeypatch, seconds=0.05, short=3600)
     async with edge_demo(tmp_path) as demo:
-        watch_reader, watch = await watching(demo)
+        create_reader, create = await creating(demo)
         for _ in range(3):
             fresh = await asyncio.wait_for(tls(demo), GENEROUS)
             assert await asyncio.wait_for(served(*fresh), GENEROUS) == 200
             fresh[1].close()
-        assert not watch_reader.at_eof()
-        watch.close()
+        assert demo.sample(IN_FLIGHT, listener="tenant") == 1  # still being served
+        create.write(BODY[10:])
+        code, _ = await read_response(create_reader)
+        assert code == 201
+        create.close()
+
+
+async def test_a_watch_in_progress_is_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    yielding(monkeypatch, seconds=3600, short=3600)
+    async with edge_demo(tmp_path) as demo:
+        reader, writer = await asyncio.wait_for(tls(demo), GENEROUS)
+        writer.write(
+            b"GET /api/v1/namespaces/team-a-dev/configmaps?watch=1 HTTP/1.1\r\nHost: p\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GENEROUS)
+        assert head.startswith(b"HTTP/1.1 200")
+        fresh = await asyncio.wait_for(tls(demo), GENEROUS)
+        assert await served(*fresh) == 200
+        for w in (writer, fresh[1]):
+            w.close()
 
 
 # -- the requests in progress, pure ---------------------------------------------------------
@@ -127,3 +154,34 @@ def test_a_request_counts_while_served_and_for_its_first_short_seconds(
         later = now + gap / 2
         assert requests.short_in_progress(later) == any(later - t < short for t in model.values())
         assert len(requests) == len(model)
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "upgrade"),
+    [
+        ("/api/v1/namespaces/a/configmaps", "watch=1", False),
+        ("/api/v1/namespaces/a/configmaps", "resourceVersion=5&watch=true", False),
+        ("/api/v1/watch/namespaces", "", False),
+        ("/api/v1/namespaces/a/pods/p/exec", "command=sh", False),
+        ("/api/v1/namespaces/a/pods/p/portforward", "", False),
+        ("/api/v1/namespaces/a/pods/p/log", "follow=true", False),
+        ("/api/v1/namespaces/a/services/s/proxy/metrics", "", False),
+        ("/api/v1/namespaces/a/pods/p/attach", "", False),
+        ("/apis/apps/v1/deployments", "", True),  # a WebSocket upgrade (a dashboard's watch)
+    ],
+)
+def test_long_running_requests_are_not_waited_for(path: str, query: str, upgrade: bool) -> None:
+    assert long_running(path, query, upgrade)
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/namespaces/a/configmaps/bench", ""),
+        ("/api/v1/namespaces", "limit=500"),
+        ("/apis/apps/v1/namespaces/a/deployments", "labelSelector=app%3Dweb"),
+        ("/version", ""),
+    ],
+)
+def test_ordinary_requests_are_waited_for(path: str, query: str) -> None:
+    assert not long_running(path, query, False)
