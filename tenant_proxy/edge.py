@@ -13,11 +13,6 @@ middleware (`requests_tracked`). (`loop.start_tls` on an accepted transport woul
 uvloop then hands the ClientHello to the old protocol.) A body the proxy refused is settled there
 too (refused_bodies): a short rest dropped, a long one never read; an address whose connections
 keep ending that way has its next handshakes paced (edge_admission.ReconnectPacing).
-
-New connections yield to requests being served (for their first second; not watches, exec...):
-a new connection's handshake, then its first read, wait for a moment when none is, at most
-`yield_to_requests` each. A refused body's connection cost the loop a ~3 ms burst (handshake,
-reading, the answer; benchmarks/abuse.py (a)) that landed whole inside another tenant's GET.
 """
 
 from __future__ import annotations
@@ -34,7 +29,7 @@ from typing import cast
 
 from aiohttp import web
 
-from tenant_proxy import edge_admission as admission
+from tenant_proxy.edge_admission import ConnectionCounts, ReconnectPacing
 from tenant_proxy.memory_trim import MemoryTrim
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.refused_bodies import (
@@ -60,10 +55,6 @@ class EdgeLimits:
     # Paced reconnections of an address whose connections were closed unread; 0: never.
     reconnect_rate: float = 0.0
     reconnect_burst: int = 1
-    # The longest a new connection's handshake, and then its first read, waits for a moment
-    # when no request is being served (one counts for `short_request` seconds); 0: never.
-    yield_to_requests: float = 0.02
-    short_request: float = 1.0
 
 
 class Phase(enum.Enum):
@@ -86,64 +77,14 @@ class Listener:
     ) -> None:
         self.name, self.context, self.limits = name, context, limits
         self.handler_factory = handler_factory
-        self.counts = admission.ConnectionCounts(limits.max_connections, limits.max_per_address)
-        self.pacing = admission.ReconnectPacing(limits.reconnect_rate, limits.reconnect_burst)
+        self.counts = ConnectionCounts(limits.max_connections, limits.max_per_address)
+        self.pacing = ReconnectPacing(limits.reconnect_rate, limits.reconnect_burst)
         self.open = metrics.connections_open.labels(name)
         self._refused, self._closed = metrics.connections_refused, metrics.connections_closed
         self._delayed = metrics.handshakes_delayed.labels(name)
         self.handshakes: set[asyncio.Task[None]] = set()
         self.closing = False
         self._trim = MemoryTrim()
-        self.requests = admission.RequestsInProgress(limits.short_request)
-        # New connections' next steps waiting for a moment without requests, oldest first.
-        self._waiting: dict[Callable[[], None], asyncio.TimerHandle] = {}
-
-    def must_yield(self) -> bool:
-        """Whether a new connection's next step waits now (a request is being served)."""
-        loop = asyncio.get_running_loop()
-        return self.limits.yield_to_requests > 0 and self.requests.short_in_progress(loop.time())
-
-    def when_quiet(self, step: Callable[[], None]) -> None:
-        """Run a new connection's `step` now if no request is being served; else once none is,
-        or after `yield_to_requests` at the latest (a new client never starves)."""
-        if not self.must_yield():
-            step()
-            return
-        loop = asyncio.get_running_loop()
-        self._waiting[step] = loop.call_later(self.limits.yield_to_requests, self._run, step)
-
-    def _run(self, step: Callable[[], None]) -> None:
-        if self._waiting.pop(step, None) is not None:
-            step()
-
-    def request_started(self, conn: EdgeConnection) -> None:
-        self.requests.started(conn, asyncio.get_running_loop().time())
-
-    def request_ended(self, conn: EdgeConnection) -> None:
-        self.requests.finished(conn)
-        self._next_waiting()
-
-    def _next_waiting(self) -> None:
-        # One step per loop iteration while no request is served: a request arriving meanwhile
-        # goes first again.
-        if not self._waiting or self.must_yield():
-            return
-        step, timer = next(iter(self._waiting.items()))
-        del self._waiting[step]
-        timer.cancel()
-        step()
-        if self._waiting:
-            asyncio.get_running_loop().call_soon(self._next_waiting)
-
-    async def _quiet_moment(self) -> None:
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def now() -> None:
-            if not turn.done():  # cancelled meanwhile (a drain, the handshake clock)
-                turn.set_result(None)
-
-        self.when_quiet(now)
-        await turn
 
     def refused(self, reason: str) -> None:
         self._refused.labels(self.name, reason).inc()
@@ -198,7 +139,6 @@ class Listener:
             if wait > 0:
                 await asyncio.sleep(wait)  # its address's turn (the ClientHello waits unread)
             async with asyncio.timeout(limit):
-                await self._quiet_moment()
                 # The loop's own handshake timeout is a backstop: ours fires first and counts.
                 await loop.connect_accepted_socket(
                     lambda: edge, conn, ssl=self.context, ssl_handshake_timeout=limit + 5
@@ -254,14 +194,6 @@ class EdgeConnection(asyncio.Protocol):
         self._handler = self._listener.handler_factory()
         self._handler.connection_made(HoldingTransport(self._tls, lambda: self._ending))
         self._expect_head()
-        if self._listener.must_yield():
-            # Its first read (what its client sent, decrypted and parsed) waits its moment too.
-            self._tls.pause_reading()
-            self._listener.when_quiet(self._first_read)
-
-    def _first_read(self) -> None:
-        if self._tls is not None and not self._ending:
-            self._tls.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.phase is Phase.IDLE:
@@ -314,18 +246,13 @@ class EdgeConnection(asyncio.Protocol):
         return self._listener.limits.header_timeout
 
     # -- clocks ------------------------------------------------------------------------------------
-    def request_started(self, counted: bool = True) -> None:
-        """A request is served; `counted`: one new connections yield to (not long-running)."""
+    def request_started(self) -> None:
         self._busy += 1
         self.phase = Phase.BUSY
         self._cancel_timer()
-        if counted:
-            self._listener.request_started(self)
 
     def request_finished(self) -> None:
         self._busy -= 1
-        if self._busy == 0:
-            self._listener.request_ended(self)
         if self._busy == 0 and self._tls is not None:
             self.phase = Phase.IDLE
             self._arm(self._listener.limits.idle_timeout, "idle_timeout")
@@ -365,9 +292,7 @@ async def requests_tracked(request: web.Request, handler: Handler) -> web.Stream
     conn = request.transport.get_protocol() if request.transport is not None else None
     if not isinstance(conn, EdgeConnection):
         return await handler(request)
-    conn.request_started(
-        not admission.long_running(request.path, request.query_string, "Upgrade" in request.headers)
-    )
+    conn.request_started()
     try:
         response = await handler(request)
         if request.body_exists and not request.content.is_eof():
@@ -395,3 +320,73 @@ async def _settle_unread_body(
     elif not response.prepared:
         response.force_close()  # the answer says `Connection: close`, as Go's does
     conn.end_unread()
+
+
+class _Accepting(asyncio.AbstractServer):
+    """The listening socket and its accept task, as aiohttp's sites expect a server."""
+
+    def __init__(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
+        self._sock, self._task = sock, task
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._sock.fileno() < 0 else (self._sock,)
+
+    def close(self) -> None:
+        self._task.cancel()
+        # Closed once the accept has stopped waiting on it (the loop still polls it until then).
+        self._task.add_done_callback(lambda _task: self._sock.close())
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._task.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._task.done()
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        await asyncio.wait([self._task])
+
+    async def wait_closed(self) -> None:
+        await asyncio.wait([self._task])
+
+
+class EdgeSite(web.BaseSite):
+    """An aiohttp site whose connections are accepted, counted and handshaken by a `Listener`."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        listener: Listener,
+        *,
+        reuse_port: bool = False,
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host, self._port, self._reuse_port = host, port, reuse_port
+        self.listener = listener
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.create_server(
+            (self._host, self._port),
+            family=family,
+            backlog=self._backlog,
+            reuse_port=self._reuse_port,
+        )
+        sock.setblocking(False)
+        task = asyncio.get_running_loop().create_task(self.listener.accept(sock))
+        self._server = _Accepting(sock, task)
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.listener.stop()

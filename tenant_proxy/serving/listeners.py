@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -13,7 +11,7 @@ from aiohttp import web, web_urldispatcher
 
 from tenant_proxy import status
 from tenant_proxy.config import LimitSettings, ListenerSettings
-from tenant_proxy.edge import EdgeLimits, Listener, requests_tracked
+from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.serving.pipeline import Pipeline
 from tenant_proxy.startup import listen_error
@@ -132,76 +130,6 @@ async def bind(
     bound = Bound(runner, site, "https" if tls is not None else "http")
     log.info("listening", extra={"fields": {"listener": name, "url": bound.url}})
     return bound
-
-
-class _Accepting(asyncio.AbstractServer):
-    """The listening socket and its accept task, as aiohttp's sites expect a server."""
-
-    def __init__(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
-        self._sock, self._task = sock, task
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return () if self._sock.fileno() < 0 else (self._sock,)
-
-    def close(self) -> None:
-        self._task.cancel()
-        # Closed once the accept has stopped waiting on it (the loop still polls it until then).
-        self._task.add_done_callback(lambda _task: self._sock.close())
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._task.get_loop()
-
-    def is_serving(self) -> bool:
-        return not self._task.done()
-
-    async def start_serving(self) -> None:
-        return None
-
-    async def serve_forever(self) -> None:
-        await asyncio.wait([self._task])
-
-    async def wait_closed(self) -> None:
-        await asyncio.wait([self._task])
-
-
-class EdgeSite(web.BaseSite):
-    """An aiohttp site whose connections are accepted, counted and handshaken by a `Listener`."""
-
-    def __init__(
-        self,
-        runner: web.BaseRunner,
-        host: str,
-        port: int,
-        listener: Listener,
-        *,
-        reuse_port: bool = False,
-        backlog: int = 1024,
-    ) -> None:
-        super().__init__(runner, backlog=backlog)
-        self._host, self._port, self._reuse_port = host, port, reuse_port
-        self.listener = listener
-
-    @property
-    def name(self) -> str:
-        return f"https://{self._host}:{self._port}"
-
-    async def start(self) -> None:
-        await super().start()
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.create_server(
-            (self._host, self._port),
-            family=family,
-            backlog=self._backlog,
-            reuse_port=self._reuse_port,
-        )
-        sock.setblocking(False)
-        task = asyncio.get_running_loop().create_task(self.listener.accept(sock))
-        self._server = _Accepting(sock, task)
-
-    async def stop(self) -> None:
-        await super().stop()
-        self.listener.stop()
 
 
 def edge_limits(limits: LimitSettings) -> EdgeLimits:
