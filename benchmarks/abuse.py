@@ -2,7 +2,10 @@
 run; and the proxy's RSS before the abuse, while it holds the connections, and after (issue 10).
 
 Abuses, each from its own process while the tenant's GETs are sampled:
-- (a) compression bombs: one client POSTs 3 MiB gzip bodies (3 GiB inflated) back to back;
+- (a) compression bombs: one client POSTs 3 MiB gzip bodies (3 GiB inflated) back to back, in
+  several rounds (see `bomb_rounds`): each bomb disturbs one or two GETs, and a round sees only
+  a few bombs, so one round's p99 is decided by a handful of events; the median of the rounds'
+  ratios is the figure judged;
 - (b) 2,000 idle TLS connections (handshake done, nothing sent) and 200 with half a request head,
   from 100 client addresses (127.0.1.x: loopback is a /8), as a crowd of clients would;
 - (c) a slow reader: a watch whose initial events (2,000 ConfigMaps of 8 KiB, ~16 MiB) it never
@@ -19,6 +22,7 @@ import contextlib
 import multiprocessing
 import os
 import ssl
+import statistics
 import time
 import urllib.request
 import zlib
@@ -45,10 +49,12 @@ class Sizes:
     slow_heads: int
     watched: int  # ConfigMaps the slow reader's watch starts with
     bomb_mib: int  # inflated size of one bomb
+    # Rounds of (a): bombs while `samples` GETs are taken, then `samples` unabused ones.
+    bomb_rounds: int
 
 
-FULL = Sizes(samples=400, idle=2000, slow_heads=200, watched=2000, bomb_mib=3072)
-QUICK = Sizes(samples=30, idle=50, slow_heads=10, watched=50, bomb_mib=64)
+FULL = Sizes(samples=400, idle=2000, slow_heads=200, watched=2000, bomb_mib=3072, bomb_rounds=7)
+QUICK = Sizes(samples=30, idle=50, slow_heads=10, watched=50, bomb_mib=64, bomb_rounds=2)
 
 
 def world(sizes: Sizes) -> list[dict[str, Any]]:
@@ -121,15 +127,22 @@ class Abuser:
             local_addr=(source, 0) if source is not None else None,
         )
 
-    async def bombs(self, bomb: bytes, stop: Callable[[], bool]) -> int:
-        """POST `bomb` again and again until `stop()`; how many were answered."""
+    async def bombs(self, bomb: bytes, stop: Callable[[], bool], control: Bombing) -> None:
+        """POST `bomb` again and again while `control.go` is set, until `stop()`; answered
+        bombs are counted in `control.answered`; `control.idle` is set while none is sent."""
         head = (
             f"POST /api/v1/namespaces/{ABUSER_NAMESPACE}/configmaps HTTP/1.1\r\nHost: p\r\n"
             f"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
             f"Content-Length: {len(bomb)}\r\n\r\n"
         ).encode()
-        answered = 0
         while not stop():
+            if not control.go.is_set():
+                control.throwing.clear()
+                control.idle.set()
+                await asyncio.to_thread(control.go.wait, 0.1)
+                continue
+            control.idle.clear()
+            control.throwing.set()
             # The proxy answers 415 and closes without reading the body: a new connection each.
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 reader, writer = await self.connect()
@@ -137,9 +150,9 @@ class Abuser:
                 with contextlib.suppress(ConnectionError):
                     await writer.drain()
                 if (await reader.readline()).startswith(b"HTTP/1.1 415"):
-                    answered += 1
+                    with control.answered.get_lock():
+                        control.answered.value += 1
                 writer.close()
-        return answered
 
     async def hold(self, count: int, send: bytes) -> list[asyncio.StreamWriter]:
         """`count` connections that send `send` (maybe nothing) and then wait."""
@@ -166,15 +179,25 @@ class Abuser:
         return writer
 
 
+@dataclass(frozen=True)
+class Bombing:
+    """The sampler's hold on the bomb thrower (shared with its process)."""
+
+    go: Any  # multiprocessing Event: bombs are thrown while it is set
+    idle: Any  # multiprocessing Event: set while no bomb is in flight
+    throwing: Any  # multiprocessing Event: set while bombs are thrown
+    answered: Any  # multiprocessing Value("i"): bombs answered 415 while `go` was set
+
+
 async def _abuse(
-    kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any, count: Any
+    kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any, control: Bombing
 ) -> None:
     abuser = Abuser(target)
     writers: list[asyncio.StreamWriter] = []
     if kind == "bombs":
         bomb = gzip_bomb(sizes.bomb_mib)
         ready.set()
-        count.value = await abuser.bombs(bomb, stop.is_set)
+        await abuser.bombs(bomb, stop.is_set, control)
         return
     if kind == "held":
         writers = await abuser.hold(sizes.idle, b"")
@@ -189,22 +212,24 @@ async def _abuse(
 
 
 def _abuse_process(
-    kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any, count: Any
+    kind: str, target: Target, sizes: Sizes, ready: Any, stop: Any, control: Bombing
 ) -> None:
-    common.run(_abuse(kind, target, sizes, ready, stop, count))
+    common.run(_abuse(kind, target, sizes, ready, stop, control))
 
 
 @contextlib.asynccontextmanager
-async def abusing(kind: str, target: Target, sizes: Sizes) -> AsyncIterator[Any]:
-    """Abuse of `kind` from its own process (so that it never slows the sampler's loop)."""
+async def abusing(kind: str, target: Target, sizes: Sizes) -> AsyncIterator[Bombing]:
+    """Abuse of `kind` from its own process (so that it never slows the sampler's loop).
+    Bombs are thrown only while the `go` event yielded is set."""
     spawn = multiprocessing.get_context("spawn")
-    ready, stop, count = spawn.Event(), spawn.Event(), spawn.Value("i", 0)
-    child = spawn.Process(target=_abuse_process, args=(kind, target, sizes, ready, stop, count))
+    ready, stop = spawn.Event(), spawn.Event()
+    control = Bombing(spawn.Event(), spawn.Event(), spawn.Event(), spawn.Value("i", 0))
+    child = spawn.Process(target=_abuse_process, args=(kind, target, sizes, ready, stop, control))
     child.start()
     try:
         if not await asyncio.to_thread(ready.wait, 300):
             raise RuntimeError(f"abuse {kind} not ready")
-        yield count
+        yield control
     finally:
         stop.set()
         await asyncio.to_thread(child.join, 60)
@@ -243,9 +268,49 @@ PHASES = (
 )
 
 
+@dataclass
+class BombRounds:
+    """Phase (a) in rounds: the GETs of each round, abused and unabused between rounds."""
+
+    abused: list[list[float]]
+    between: list[list[float]]  # unabused samples after each round but the last
+    bombs: list[int]  # bombs answered while each round was sampled
+    seconds: float  # time the abused samples took, all rounds
+
+
+async def bomb_rounds(
+    get: Callable[[], Awaitable[float]],
+    control: Bombing,
+    proxy: common.ProxyProcess,
+    sizes: Sizes,
+    rss_during: list[int],
+) -> BombRounds:
+    rounds = BombRounds([], [], [], 0.0)
+    for r in range(sizes.bomb_rounds):
+        control.go.set()
+        if not await asyncio.to_thread(control.throwing.wait, 10):
+            raise RuntimeError("the bomb thrower did not start")
+        answered, started = control.answered.value, time.monotonic()
+        rounds.abused.append(await sample(get, sizes.samples))
+        rounds.seconds += time.monotonic() - started
+        rounds.bombs.append(control.answered.value - answered)
+        if r == 0:
+            rss_during.append(proxy.process.rss())
+        control.go.clear()
+        # The bomb in flight finishes (its answer counts for no round), and the proxy lets
+        # go of its connection before the unabused samples.
+        if not await asyncio.to_thread(control.idle.wait, 60):
+            raise RuntimeError("the bomb thrower did not stop")
+        await until_closed(proxy)
+        if r < sizes.bomb_rounds - 1:
+            rounds.between.append(await sample(get, sizes.samples))
+    return rounds
+
+
 async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes) -> None:
     """Each phase is compared with the unabused samples taken just before and just after it
-    (load from other processes on the machine drifts; this keeps it on both sides alike)."""
+    (load from other processes on the machine drifts; this keeps it on both sides alike);
+    each round of (a) with the unabused samples just before and after that round."""
     target = Target.of(proxy)
     async with common.session(proxy.ssl_for(USER, [GROUP])) as tenant:
 
@@ -255,30 +320,60 @@ async def measure(table: common.Table, proxy: common.ProxyProcess, sizes: Sizes)
         await sample(get, 30)  # warm connection, caches, code paths
         rss_before = proxy.process.rss()
         quiet = [await sample(get, sizes.samples)]
-        abused, rss_during, rss_settled = [], [], []
-        bombs, bombing = 0, 0.0
+        abused: list[list[float]] = []
+        rss_during: list[int] = []
+        rss_settled: list[int] = []
+        bombed = BombRounds([], [], [], 0.0)
         for kind, _ in PHASES:
             common.progress(f"{kind}")
-            async with abusing(kind, target, sizes) as count:
-                rss_during.append(proxy.process.rss())
-                started = time.monotonic()
-                abused.append(await sample(get, sizes.samples))
-                bombing = time.monotonic() - started if kind == "bombs" else bombing
-            bombs = count.value if kind == "bombs" else bombs
+            async with abusing(kind, target, sizes) as control:
+                if kind == "bombs":
+                    bombed = await bomb_rounds(get, control, proxy, sizes, rss_during)
+                    abused.append([x for samples in bombed.abused for x in samples])
+                else:
+                    rss_during.append(proxy.process.rss())
+                    abused.append(await sample(get, sizes.samples))
             await until_closed(proxy)
             quiet.append(await sample(get, sizes.samples))  # also gives the trim its second
             rss_settled.append(proxy.process.rss())
-        worst = 0.0
-        for i, (_, title) in enumerate(PHASES):
+        ratios: list[float] = []
+        for i, (kind, title) in enumerate(PHASES):
             around = quiet[i] + quiet[i + 1]
-            table.add_latencies(title, abused[i], around)
-            worst = max(worst, common.p99(abused[i]) / common.p99(around))
-        table.add("worst abused p99 / unabused p99", "-", "-", f"{worst:.2f}x", "<= 2x", worst <= 2)
+            if kind == "bombs":
+                unabused = [quiet[i], *bombed.between, quiet[i + 1]]
+                rounds = [
+                    common.p99(samples) / common.p99(unabused[r] + unabused[r + 1])
+                    for r, samples in enumerate(bombed.abused)
+                ]
+                around = [x for samples in unabused for x in samples]
+                table.add_latencies(f"{title}, all rounds", abused[i], around)
+                ratios.append(statistics.median(rounds))
+            else:
+                table.add_latencies(title, abused[i], around)
+                ratios.append(common.p99(abused[i]) / common.p99(around))
+        worst = max(ratios)
         table.add(
-            "(a) bombs answered 415 (while sampled, and until the abuser stopped)",
-            f"{bombs} ({bombs / bombing:.0f}/s)",
+            "worst abused p99 / unabused p99 ((a): median of its rounds)",
             "-",
             "-",
+            f"{worst:.2f}x",
+            "<= 2x",
+            worst <= 2,
+        )
+        table.add(
+            "(a) p99 / unabused p99 of each round (the unabused just before and after it)",
+            " ".join(f"{x:.2f}" for x in rounds),
+            "-",
+            f"median {ratios[0]:.2f}x",
+            "-",
+            None,
+        )
+        bombs = sum(bombed.bombs)
+        table.add(
+            "(a) bombs answered 415 while sampled (each round)",
+            f"{bombs} ({bombs / bombed.seconds:.1f}/s)",
+            "-",
+            " ".join(str(n) for n in bombed.bombs),
             "-",
             None,
         )
@@ -320,8 +415,9 @@ def main() -> None:
         common.run(measure(table, proxy, sizes))
     table.notes += [
         f"GET of a ConfigMap as {USER} ({GROUP}), {sizes.samples} sequential GETs over one "
-        f"kept-alive connection per phase; baseline: the unabused samples just before and just "
-        f"after the phase, in the same run.",
+        f"kept-alive connection per phase (per round of (a), {sizes.bomb_rounds} rounds); "
+        f"baseline: the unabused samples just before and just after the phase (round), in the "
+        f"same run.",
         f"Abuse by {ABUSER} ({ABUSER_GROUP}); bombs inflate to {sizes.bomb_mib} MiB each, sent "
         f"from one address; the held connections of (b) from {CROWD_ADDRESSES} addresses. The "
         "proxy runs with its default limits but a 600 s head clock, so that every held "
