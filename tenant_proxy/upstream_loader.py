@@ -173,7 +173,23 @@ async def answer(request: Mapping[str, Any]) -> dict[str, Any]:
     except LoaderError as exc:
         return {"fatal": str(exc)}
     finally:
+        _forget_files_in(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _forget_files_in(directory: str) -> None:
+    """The library remembers each file it writes, by content, and hands it to its next load
+    in the same process (`kube_config._temp_files`). Where the loader runs in a process that
+    goes on (upstream_credentials._construction_answer), those in `directory`, about to be
+    removed, are forgotten: else the next load of the same material there (the proxy's, or
+    any other user of the library in that process) is handed a path that is gone."""
+    kube_config = sys.modules.get("kubernetes_asyncio.config.kube_config")
+    remembered = getattr(kube_config, "_temp_files", None)
+    if isinstance(remembered, dict):
+        inside = os.path.join(directory, "")
+        for content, path in list(remembered.items()):
+            if isinstance(path, str) and path.startswith(inside):
+                del remembered[content]
 
 
 def main() -> None:

@@ -268,3 +268,32 @@ def test_construction_reads_here_only_where_the_library_is_resident(
         upstream_credentials._construction_answer({**request, "run_plugins": True}, 60)
     credentials = UpstreamCredentials(UpstreamSettings(kubeconfig=static), environ={})
     assert credentials.server == "https://127.0.0.1:1"
+
+
+async def test_the_library_used_again_here_is_not_handed_the_loaders_removed_files(
+    tmp_path: Path,
+) -> None:
+    """The library remembers the files it writes by content: after a construction here, its
+    next load of the same material in this process gets files that exist."""
+    from kubernetes_asyncio.client import Configuration
+    from kubernetes_asyncio.config import load_kube_config
+
+    ca, client = pki.new_ca(), pki.new_ca()
+    static = write_kubeconfig(
+        tmp_path / "static.kubeconfig",
+        build_kubeconfig(
+            "https://127.0.0.1:1",
+            ca.cert_pem,
+            client_cert_pem=client.cert_pem,
+            client_key_pem=client.key_pem,
+        ),
+    )
+    UpstreamCredentials(UpstreamSettings(kubeconfig=static), environ={})
+    cfg = Configuration()
+    await load_kube_config(config_file=str(static), client_configuration=cfg)
+    assert file_bytes(cfg.ssl_ca_cert) == ca.cert_pem
+    assert file_bytes(cfg.cert_file) == client.cert_pem
+
+
+def file_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
