@@ -207,7 +207,6 @@ class ProxyServer:
         cached = (
             CachedLists(
                 index.caches,
-                index,
                 upstream,
                 self._tokens,
                 rows,

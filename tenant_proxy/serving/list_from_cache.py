@@ -29,7 +29,6 @@ from tenant_proxy.filtering.objects import ObjectTest
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.filtering.watch_requests import client_selector
 from tenant_proxy.identity import Identity
-from tenant_proxy.informers.index import TenancyIndex
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.serving import passthrough
@@ -83,14 +82,13 @@ class CachedLists:
     def __init__(
         self,
         caches: WatchCaches,
-        index: TenancyIndex,
         upstream: Upstream,
         tokens: continuation.ContinueTokens,
         rows: RowBook,
         *,
         fresh_wait: float = 0.25,
     ) -> None:
-        self._caches, self._index = caches, index
+        self._caches = caches
         self._tokens, self._rows, self._fresh_wait = tokens, rows, fresh_wait
         self.versions = CurrentVersions(upstream)
         self.patience = Patience(fresh_wait)
@@ -131,7 +129,7 @@ class CachedLists:
 
         async def answer(found: Found) -> tuple[web.StreamResponse, int]:
             state, names, rv, seq, side, judged = found
-            # What tenancy hid from the caller (the index's owned names are all it may see).
+            # What tenancy hid from the caller (its side's owned names are all it may see).
             hidden = len(state) - len(names)
             withheld = hidden if position is None and hidden > 0 else 0
             items, last = page_of(state, names, side, selected, after, limit, read, judged=judged)
