@@ -8,6 +8,7 @@ argv or leave key material on disk, and its failures are one line like every cre
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import stat
@@ -237,26 +238,30 @@ async def test_a_loader_that_dies_or_hangs_is_one_line(
     assert gone(int(pid_file.read_text()))
 
 
+def static_kubeconfig(directory: Path) -> tuple[Path, pki.KeyPair, pki.KeyPair]:
+    """A kubeconfig whose user has an inline client certificate and key (no plugin)."""
+    ca, client = pki.new_ca(), pki.new_ca()
+    config = build_kubeconfig(
+        "https://127.0.0.1:1",
+        ca.cert_pem,
+        client_cert_pem=client.cert_pem,
+        client_key_pem=client.key_pem,
+    )
+    return write_kubeconfig(directory / "static.kubeconfig", config), ca, client
+
+
 def test_construction_reads_here_only_where_the_library_is_resident(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The test runner holds kubernetes_asyncio, so a construction (files only, no plugin)
     reads here, with the child's very answer; a construction that may run a plugin never does."""
     assert "kubernetes_asyncio.client" in sys.modules
-    ca, client = pki.new_ca(), pki.new_ca()
-    static = write_kubeconfig(
-        tmp_path / "static.kubeconfig",
-        build_kubeconfig(
-            "https://127.0.0.1:1",
-            ca.cert_pem,
-            client_cert_pem=client.cert_pem,
-            client_key_pem=client.key_pem,
-        ),
-    )
+    static, ca, client = static_kubeconfig(tmp_path)
     request = {"kubeconfigs": [str(static)], "field": "upstream.kubeconfig", "context": None}
     from_child = run_loader_sync({**request, "run_plugins": False}, 60)
-    assert from_child["loaded"]["cert"]
-    assert from_child["loaded"]["key"]
+    assert base64.b64decode(from_child["loaded"]["ca"]) == ca.cert_pem
+    assert base64.b64decode(from_child["loaded"]["cert"]) == client.cert_pem
+    assert base64.b64decode(from_child["loaded"]["key"]) == client.key_pem
 
     def no_child(_request: object, _within: float) -> dict[str, object]:
         raise AssertionError("a child was started")
@@ -278,16 +283,7 @@ async def test_the_library_used_again_here_is_not_handed_the_loaders_removed_fil
     from kubernetes_asyncio.client import Configuration
     from kubernetes_asyncio.config import load_kube_config
 
-    ca, client = pki.new_ca(), pki.new_ca()
-    static = write_kubeconfig(
-        tmp_path / "static.kubeconfig",
-        build_kubeconfig(
-            "https://127.0.0.1:1",
-            ca.cert_pem,
-            client_cert_pem=client.cert_pem,
-            client_key_pem=client.key_pem,
-        ),
-    )
+    static, ca, client = static_kubeconfig(tmp_path)
     UpstreamCredentials(UpstreamSettings(kubeconfig=static), environ={})
     cfg = Configuration()
     await load_kube_config(config_file=str(static), client_configuration=cfg)
