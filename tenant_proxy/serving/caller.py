@@ -13,8 +13,6 @@ from tenant_proxy.identity import Identity
 from tenant_proxy.observability.request_log import RequestLog
 from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.serving import passthrough
-from tenant_proxy.tenancy.model import TenantView
-from tenant_proxy.tenancy.snapshot import TenancySnapshot
 
 # The client's WebSocket subprotocols once a bearer-token one is taken out.
 WS_PROTOCOLS = web.RequestKey("ws_protocols", str)
@@ -36,30 +34,6 @@ class Routes(Protocol):
     async def serve(
         self, request: web.Request, call: Call, entry: RequestLog
     ) -> web.StreamResponse: ...
-
-
-class CallerViews:
-    """Each caller's view at one tenancy snapshot, kept until the snapshot changes.
-
-    `TenancySnapshot.view_for` shares views between callers of the same memberships, but
-    learning a caller's memberships reads every tenant's members: with hundreds of tenants that
-    costs more than the rest of a small cached list. A snapshot is frozen, so a caller's view
-    of it never changes; a new snapshot (any tenancy change) starts the memo afresh.
-    """
-
-    def __init__(self, kept: int = 10_000) -> None:
-        self._kept = kept
-        self._views: dict[Identity, TenantView | None] = {}
-        self._of: TenancySnapshot | None = None
-
-    def view(self, tenancy: TenancySnapshot, identity: Identity) -> TenantView | None:
-        if tenancy is not self._of or len(self._views) >= self._kept:
-            self._views, self._of = {}, tenancy
-        try:
-            return self._views[identity]
-        except KeyError:
-            view = self._views[identity] = tenancy.view_for(identity)
-            return view
 
 
 def caller_headers(

@@ -25,14 +25,13 @@ from aiohttp import web
 
 from tenant_proxy import status
 from tenant_proxy.filtering import continuation
-from tenant_proxy.filtering.objects import ObjectTest
+from tenant_proxy.filtering.objects import ObjectTest, everything
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.filtering.watch_requests import client_selector
 from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.requestinfo import RequestInfo, field_terms
 from tenant_proxy.serving import passthrough
-from tenant_proxy.serving.caller import CallerViews
 from tenant_proxy.upstream import Upstream
 from tenant_proxy.watchcache.ages import age_columns, aged
 from tenant_proxy.watchcache.cache import ResourceCache, WatchCaches
@@ -47,7 +46,7 @@ from tenant_proxy.watchcache.listing import (
     table_row,
 )
 from tenant_proxy.watchcache.patience import Patience
-from tenant_proxy.watchcache.replay import Side, Whole, everything, side_of, visible
+from tenant_proxy.watchcache.replay import Side, Whole, side_of, visible
 from tenant_proxy.watchcache.rows import RowBook
 from tenant_proxy.watchcache.stored import Stored
 from tenant_proxy.watchcache.timeline import Obj, TooOld
@@ -92,8 +91,6 @@ class CachedLists:
         self._tokens, self._rows, self._fresh_wait = tokens, rows, fresh_wait
         self.versions = CurrentVersions(upstream)
         self.patience = Patience(fresh_wait)
-        # Each caller's view at the tenancy the timeline last answered with.
-        self._views = CallerViews()
         # The names each side's rules own in each cache, kept in step with its timeline.
         self._owned_names: dict[tuple[GroupResource, Hashable], OwnedNames] = {}
 
@@ -294,7 +291,7 @@ class CachedLists:
         timeline = cache.timeline
         assert timeline is not None
         cache.settle()  # a tenancy change not yet recorded: the answer must be a watch's start
-        view_now = self._views.view(timeline.tenancy, identity)
+        view_now = timeline.tenancy.view_for(identity)
         side = side_of(view_now, gr)
         names = self._owned(gr, side).names(timeline) if side is not None else []
         rv = timeline.hand_out(timeline.end)

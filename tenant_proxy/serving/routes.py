@@ -32,7 +32,7 @@ from tenant_proxy.plan import (
     plan_unfiltered,
 )
 from tenant_proxy.serving.across_namespaces import AcrossNamespaces
-from tenant_proxy.serving.caller import Call, CallerViews
+from tenant_proxy.serving.caller import Call
 from tenant_proxy.serving.filtered import FilteredReads
 from tenant_proxy.serving.forward import Forward
 from tenant_proxy.serving.namespace_requests import NamespaceRequests
@@ -104,7 +104,6 @@ class TenantRoutes:
     ) -> None:
         self._tenancy, self._x, self._sync_timeout = tenancy, executors, sync_timeout
         self._unfiltered = UnfilteredRoutes(executors.forward, executors.whoami)
-        self._views = CallerViews()
 
     async def serve(
         self, request: web.Request, call: Call, entry: RequestLog
@@ -148,7 +147,7 @@ class TenantRoutes:
         tenancy = self._tenancy
         if not tenancy.synced and not await tenancy.wait_synced(self._sync_timeout):
             raise tenancy.not_synced_error()
-        return self._views.view(tenancy.snapshot(), identity)
+        return tenancy.snapshot().view_for(identity)
 
 
 def owned_node(tenancy: TenancyIndex, view: TenantView) -> Callable[[str], bool]:

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from tenant_proxy import status
+from tenant_proxy.filtering.objects import everything
 from tenant_proxy.filtering.shape import Shape
 from tenant_proxy.filtering.watch_requests import WatchRequest, read_watch_request
 from tenant_proxy.identity import Identity
@@ -46,7 +47,6 @@ from tenant_proxy.watchcache.replay import (
     Out,
     Side,
     events_for,
-    everything,
     initial,
     side_of,
 )

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tenant_proxy.filtering.objects import ObjectTest, partial_metadata, passes
-from tenant_proxy.watchcache.replay import Side, Whole, everything, visible, whole
+from tenant_proxy.filtering.objects import ObjectTest, everything, partial_metadata, passes
+from tenant_proxy.watchcache.replay import Side, Whole, visible, whole
 from tenant_proxy.watchcache.timeline import Change, Obj, Timeline, TooOld
 
 META_V1 = "meta.k8s.io/v1"

@@ -19,8 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
-from tenant_proxy.filtering.objects import ObjectTest, passes
-from tenant_proxy.filtering.objects import everything as everything  # no selector: its readers'
+from tenant_proxy.filtering.objects import ObjectTest, everything, passes
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.tenancy.model import TenantView
 from tenant_proxy.watchcache.timeline import Change, Entry, Obj

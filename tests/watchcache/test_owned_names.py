@@ -10,8 +10,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tenant_proxy.filtering.objects import everything
 from tenant_proxy.watchcache.listing import OwnedNames, page_of
-from tenant_proxy.watchcache.replay import Side, everything
+from tenant_proxy.watchcache.replay import Side
 from tenant_proxy.watchcache.stored import Stored
 from tenant_proxy.watchcache.timeline import Timeline
 

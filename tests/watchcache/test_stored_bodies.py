@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenant_proxy.filtering.objects import partial_metadata
+from tenant_proxy.filtering.objects import everything, partial_metadata
 from tenant_proxy.watchcache.listing import (
     list_bytes,
     object_body,
@@ -20,7 +20,7 @@ from tenant_proxy.watchcache.listing import (
     table_body,
     table_row,
 )
-from tenant_proxy.watchcache.replay import Side, everything
+from tenant_proxy.watchcache.replay import Side
 from tenant_proxy.watchcache.stored import Stored
 
 TEAMS = ["red", "blue"]
