@@ -352,21 +352,6 @@ async def raw_exchange(
         writer.close()
 
 
-def persistent_volume(name: str, namespace: str, claim: str = "data") -> dict[str, Any]:
-    """A PersistentVolume bound to claim `namespace`/`claim`, as the demo world's are."""
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "capacity": {"storage": "1Gi"},
-            "hostPath": {"path": f"/data/{name}"},
-            "claimRef": {"name": claim, "namespace": namespace},
-        },
-    }
-
-
 # The real server's answer to a bad bearer token (k8s-reference/authn-401-bad-token.txt).
 UNAUTHORIZED = {
     "kind": "Status",

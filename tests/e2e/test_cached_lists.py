@@ -16,7 +16,7 @@ import pytest
 import yaml
 from cluster import Cluster
 from conftest import kubectl
-from core_support import persistent_volume
+from kube_objects import namespace, persistent_volume
 from watching import TABLE, Watch, is_, name_of, session_as
 
 from tenant_proxy.demo import Demo, demo_world
@@ -29,14 +29,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 ALICE = ("alice", ["tenant-a-devs"])
 BOB = ("bob", ["tenant-b-devs"])
 NS = ("v1", "Namespace")
-
-
-def namespace(name: str, tenant: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"tenant-proxy.io/tenant": tenant}},
-    }
 
 
 def upstream_collection_reads(demo: Demo, path: str) -> list[str]:

@@ -12,7 +12,6 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
@@ -31,6 +30,7 @@ from core_support import (
     read_response,
     request_bytes,
 )
+from kube_objects import namespace
 
 from tenant_proxy.emulator import exec_channels as streams
 from tenant_proxy.emulator.testing import client_ssl, kubectl_binary
@@ -299,14 +299,6 @@ async def test_upgrade_the_api_server_refuses_is_relayed_and_the_connection_clos
 
 
 # --- watches ---------------------------------------------------------------------------------
-
-
-def namespace(name: str, tenant: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"tenant-proxy.io/tenant": tenant}},
-    }
 
 
 def first_column(line: str) -> str:

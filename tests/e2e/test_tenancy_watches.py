@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from cluster import Cluster
+from kube_objects import namespace
 from watching import TABLE, Watch, is_, name_of, session_as
 
 from tenant_proxy.demo import Demo
@@ -144,16 +145,7 @@ async def test_table_watch_first_event_carries_columns_and_filters_rows(
                 "Age",
             ]
             assert name_of(first) == "team-b-dev"
-            await cluster.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Namespace",
-                    "metadata": {
-                        "name": "team-b-two",
-                        "labels": {"tenant-proxy.io/tenant": "team-b"},
-                    },
-                }
-            )
+            await cluster.create(namespace("team-b-two", "team-b"))
             nxt = await watch.until(is_("ADDED", "team-b-two"))
             assert nxt["object"]["columnDefinitions"] is None
 
@@ -174,26 +166,8 @@ async def test_upstream_restart_keeps_the_watch_going_without_leaks(
     cache's own watch, which resumes; the tenant's stream goes on and misses nothing."""
     await alice_watch.initial(2)
     demo.emulator.cut_watches()
-    await cluster.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": "team-a-after-cut",
-                "labels": {"tenant-proxy.io/tenant": "team-a"},
-            },
-        }
-    )
-    await cluster.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": "team-b-after-cut",
-                "labels": {"tenant-proxy.io/tenant": "team-b"},
-            },
-        }
-    )
+    await cluster.create(namespace("team-a-after-cut", "team-a"))
+    await cluster.create(namespace("team-b-after-cut", "team-b"))
     await cluster.patch(*NS, "team-a-dev", {"metadata": {"labels": {"touched": "yes"}}})
     await alice_watch.until(is_("MODIFIED", "team-a-dev"))
     leaked = [
@@ -292,16 +266,7 @@ async def test_watches_sharing_a_view_part_where_their_views_part(
             gone = await dave.until(lambda ev: ev["type"] != "BOOKMARK")
             assert (gone["type"], name_of(gone)) == ("DELETED", "team-c-dev")
             # A later change both see: erin's first event after the Tenant change is it.
-            await cluster.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Namespace",
-                    "metadata": {
-                        "name": "team-a-x",
-                        "labels": {"tenant-proxy.io/tenant": "team-a"},
-                    },
-                }
-            )
+            await cluster.create(namespace("team-a-x", "team-a"))
             for watch in (dave, erin):
                 came = await watch.until(lambda ev: ev["type"] != "BOOKMARK")
                 assert (came["type"], name_of(came)) == ("ADDED", "team-a-x")
@@ -322,16 +287,7 @@ async def test_watches_of_one_view_each_get_their_own_form(demo: Demo, cluster: 
             whole, partial = Watch(ra), Watch(rb)
             await whole.initial(2)
             await partial.initial(2)
-            await cluster.create(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Namespace",
-                    "metadata": {
-                        "name": "team-a-y",
-                        "labels": {"tenant-proxy.io/tenant": "team-a"},
-                    },
-                }
-            )
+            await cluster.create(namespace("team-a-y", "team-a"))
             for watch, kind in ((whole, "Namespace"), (partial, "PartialObjectMetadata")):
                 came = await watch.until(lambda ev: ev["type"] != "BOOKMARK")
                 assert (came["type"], name_of(came)) == ("ADDED", "team-a-y")

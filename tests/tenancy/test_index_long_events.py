@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from kube_objects import namespace
+
 from tenant_proxy.demo import TENANTS, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.identity import Identity
@@ -45,28 +47,9 @@ async def test_an_event_past_the_limit_is_read_by_listing_again(tmp_path: Path) 
         assert await index.wait_synced(10)
         assert index.view_for(ALICE) is not None
         long_note = "x" * (2 * MAX_EVENT)
-        await emulator.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": "team-a-long",
-                    "labels": {"tenant-proxy.io/tenant": "team-a"},
-                    "annotations": {"note": long_note},
-                },
-            }
-        )
+        await emulator.create(namespace("team-a-long", "team-a", note=long_note))
         # Then a short one: it comes only after the informer has moved past the long event.
-        await emulator.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {
-                    "name": "team-a-short",
-                    "labels": {"tenant-proxy.io/tenant": "team-a"},
-                },
-            }
-        )
+        await emulator.create(namespace("team-a-short", "team-a"))
         async with asyncio.timeout(30):
             while not {"team-a-long", "team-a-short"} <= index.objects(NAMESPACES).keys():
                 await asyncio.sleep(0.05)

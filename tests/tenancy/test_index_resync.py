@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from backups import BACKUP_CRD, BACKUPS, backup
+from kube_objects import persistent_volume
 from prometheus_client import generate_latest
 
 from tenant_proxy.config import Settings
@@ -316,18 +317,7 @@ async def test_owned_objects_follow_their_changes_between_tenancy_changes(world:
     index = world.index
     assert "pv-late" not in index.owned(PERSISTENT_VOLUMES, world.alice())
     generation = index.generation
-    pv = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": "pv-late"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "hostPath": {"path": "/tmp/pv-late"},
-            "claimRef": {"namespace": "team-a-prod", "name": "data"},
-        },
-    }
-    await world.emulator.create(pv)
+    await world.emulator.create(persistent_volume("pv-late", "team-a-prod"))
     async with asyncio.timeout(10):
         while "pv-late" not in index.objects(PERSISTENT_VOLUMES):
             await asyncio.sleep(0.05)
