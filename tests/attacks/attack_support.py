@@ -47,11 +47,11 @@ from e2e.core_support import (
     Seen,
     assert_status,
     host_port,
-    persistent_volume,
     read_response,
     request_bytes,
     upstream_violations,
 )
+from kube_objects import persistent_volume
 
 from tenant_proxy import pki
 from tenant_proxy.demo import OIDC_AUDIENCE, Demo, demo_world
