@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import os
 import ssl
@@ -45,7 +46,7 @@ import aiohttp
 import orjson
 import psutil
 
-from benchmarks import common
+from benchmarks import common, stream_floor
 from tenant_proxy import pki
 
 GROUP = common.tenant_group(0)
@@ -379,6 +380,8 @@ class Figures:
     proxy_leave: tuple[float, float] = (0.0, 0.0)
     direct_join: tuple[float, float] = (0.0, 0.0)
     direct_leave: tuple[float, float] = (0.0, 0.0)
+    floor_idle: int = 0
+    floor_open: int = 0
 
 
 async def open_fleet(
@@ -399,7 +402,10 @@ async def open_fleet(
 
 
 async def measure(
-    emulator: common.EmulatorProcess, proxy: common.ProxyProcess, sizes: Sizes
+    emulator: common.EmulatorProcess,
+    proxy: common.ProxyProcess,
+    floor: stream_floor.FloorProcess,
+    sizes: Sizes,
 ) -> Figures:
     fig = Figures()
     admin = Admin(emulator)
@@ -408,6 +414,9 @@ async def measure(
     )
     fig.rss_idle = proxy.process.rss()
     fig.upstream_idle = upstream_connections(proxy, emulator)
+    watchers = functools.cache(
+        lambda: [proxy.ssl_for(f"watcher-{i:05d}", [GROUP]) for i in range(sizes.watchers)]
+    )
     start = time.perf_counter()
     fleet = await open_fleet(
         sizes,
@@ -415,7 +424,7 @@ async def measure(
         proxy.workdir / "proxy",
         None,
         [GROUP],
-        lambda: [proxy.ssl_for(f"watcher-{i:05d}", [GROUP]) for i in range(sizes.watchers)],
+        watchers,
         proxy.workdir,
     )
     fig.open_seconds = time.perf_counter() - start
@@ -446,7 +455,30 @@ async def measure(
     finally:
         await fleet.close()
         await admin.session.close()
+    fig.floor_idle, fig.floor_open = await floor_rss(floor, proxy, sizes, watchers)
     return fig
+
+
+async def floor_rss(
+    floor: stream_floor.FloorProcess,
+    proxy: common.ProxyProcess,
+    sizes: Sizes,
+    watchers: Callable[[], list[ssl.SSLContext]],
+) -> tuple[int, int]:
+    """The floor server's RSS warm and idle, and with the watchers' streams open to it (the
+    same client certificates, one TLS connection each, as through the proxy)."""
+    url = f"{floor.url}/api/v1/namespaces?watch=1"
+    warm = await LocalFleet.open([proxy.ssl_for("floor-warm-up", [GROUP])], url)
+    await warm.close()
+    idle = floor.process.rss()
+    fleet = await open_fleet(
+        sizes, url, proxy.workdir / "proxy", None, [GROUP], watchers, proxy.workdir
+    )
+    try:
+        common.progress(f"{sizes.watchers} streams open to the floor server")
+        return idle, floor.process.rss()
+    finally:
+        await fleet.close()
 
 
 def report(table: common.Table, fig: Figures, sizes: Sizes) -> None:
@@ -458,6 +490,23 @@ def report(table: common.Table, fig: Figures, sizes: Sizes) -> None:
         f"({(fig.rss_open - fig.rss_idle) / sizes.watchers / 1024:.0f} KiB/watch)",
         "<= 500 MiB",
         fig.rss_open <= RSS_TARGET,
+    )
+    floor_open = fig.floor_open - fig.floor_idle
+    table.add(
+        f"floor: a bare aiohttp server, same TLS and clients, {sizes.watchers} streams open",
+        common.mib(fig.floor_open),
+        common.mib(fig.floor_idle) + " (idle, warm)",
+        f"+{common.mib(floor_open)} ({floor_open / sizes.watchers / 1024:.0f} KiB/stream)",
+        "-",
+        None,
+    )
+    table.add(
+        "proxy's own memory per watch, above the floor's per stream",
+        f"{(fig.rss_open - fig.rss_idle - floor_open) / sizes.watchers / 1024:.1f} KiB",
+        f"{floor_open / sizes.watchers / 1024:.1f} KiB (floor)",
+        "",
+        "-",
+        None,
     )
     table.add(
         f"proxy connections to the API server, {sizes.watchers} watches open",
@@ -540,7 +589,8 @@ def main() -> None:
             ),
         )
         proxy.wait_synced(60)
-        fig = common.run(measure(emulator, proxy, sizes))
+        floor = common.started(stack, stream_floor.start_floor(workdir, workdir / "proxy"))
+        fig = common.run(measure(emulator, proxy, floor, sizes))
     report(table, fig, sizes)
     table.notes += [
         f"{sizes.namespaces} namespaces over {sizes.tenants} tenants; each watcher a distinct "
