@@ -13,13 +13,20 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tenant_proxy.identity import Identity
-from tenant_proxy.kube.resources import NODE_LEASE_NAMESPACE, NODE_LEASES, GroupResource
+from tenant_proxy.kube.resources import (
+    NAMESPACES,
+    NODE_LEASE_NAMESPACE,
+    NODE_LEASES,
+    GroupResource,
+)
+from tenant_proxy.tenancy.self_service import OwnerRights
 
 GROUP = "authorization.k8s.io"
 ACCESS = "selfsubjectaccessreviews"
 RULES = "selfsubjectrulesreviews"
 READ_VERBS = ("get", "list", "watch")
 REASON = "tenant-proxy serves this read filtered to the caller's tenants"
+SELF_SERVICE_REASON = "tenant-proxy creates and deletes namespaces for the owners of a tenant"
 
 
 AUTHN_GROUP = "authentication.k8s.io"
@@ -93,9 +100,11 @@ def amend_access_review(
     review: Mapping[str, Any],
     filters: Callable[[GroupResource], bool],
     owns_node: Callable[[str], bool] = lambda _name: False,
+    self_service: OwnerRights = OwnerRights(),
 ) -> dict[str, Any]:
     """The SelfSubjectAccessReview answer, allowed where the proxy serves the read filtered
-    (and for the get of an owned node's Lease, which the proxy reads for the caller)."""
+    (and for the get of an owned node's Lease, which the proxy reads for the caller), and
+    for the namespace creates and deletes it makes for a tenant owner."""
     out = dict(review)
     attrs = (review.get("spec") or {}).get("resourceAttributes") or {}
     status = dict(review.get("status") or {})
@@ -112,16 +121,27 @@ def amend_access_review(
         and bool(name)
     )
     served = served or (lease and owns_node(name))
-    if served and not status.get("allowed"):
-        status = {"allowed": True, "reason": REASON}
+    made = gr == NAMESPACES and not attrs.get("subresource") and _made(attrs, name, self_service)
+    if (served or made) and not status.get("allowed"):
+        status = {"allowed": True, "reason": REASON if served else SELF_SERVICE_REASON}
     out["status"] = status
     return out
 
 
+def _made(attrs: Mapping[str, Any], name: str, self_service: OwnerRights) -> bool:
+    verb = attrs.get("verb")
+    if verb == "create":
+        return self_service.creatable(name)
+    return verb == "delete" and bool(name) and name in self_service.deletable
+
+
 def amend_rules_review(
-    review: Mapping[str, Any], filtered: Iterable[GroupResource]
+    review: Mapping[str, Any],
+    filtered: Iterable[GroupResource],
+    self_service: OwnerRights = OwnerRights(),
 ) -> dict[str, Any]:
-    """The SelfSubjectRulesReview answer plus read rules for every filtered resource."""
+    """The SelfSubjectRulesReview answer plus read rules for every filtered resource, and the
+    namespace creates and deletes the proxy makes for a tenant owner."""
     out = dict(review)
     status = dict(review.get("status") or {})
     rules = list(status.get("resourceRules") or [])
@@ -129,6 +149,12 @@ def amend_rules_review(
         rules.append(
             {"verbs": list(READ_VERBS), "apiGroups": [gr.group], "resources": [gr.resource]}
         )
+    namespaces = {"apiGroups": [NAMESPACES.group], "resources": [NAMESPACES.resource]}
+    if self_service.creatable(""):
+        rules.append({"verbs": ["create"], **namespaces})
+    if self_service.deletable:
+        names = sorted(self_service.deletable)
+        rules.append({"verbs": ["delete"], **namespaces, "resourceNames": names})
     status["resourceRules"] = rules
     out["status"] = status
     return out

@@ -180,15 +180,17 @@ class ProxyServer:
 
     def _tenant_routes(self) -> TenantRoutes:
         forward, max_body = self._forward("tenant"), self.settings.limits.max_body_bytes
-        index = self.index
+        index, namespaces = self.index, self._namespace_requests()
         executors = TenantExecutors(
             forward=forward,
             whoami=SelfReview(max_body),
             filtered=self._filtered_reads(),
             across=AcrossNamespaces(forward, self.upstream),
-            reviews=ReviewAmendment(self.upstream, lambda view: owned_node(index, view), max_body),
+            reviews=ReviewAmendment(
+                self.upstream, lambda view: owned_node(index, view), namespaces.rights, max_body
+            ),
             node_lease=NodeLeases(self.upstream),
-            namespaces=self._namespace_requests(),
+            namespaces=namespaces,
         )
         return TenantRoutes(index, executors, self.settings.tenancy.sync_timeout_seconds)
 

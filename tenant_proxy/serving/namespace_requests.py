@@ -75,6 +75,16 @@ class NamespaceRequests:
     def is_owner(self, identity: Identity) -> bool:
         return bool(self_service.owned_tenants(identity, self._tenancy.tenants()))
 
+    def rights(self, identity: Identity) -> self_service.OwnerRights:
+        """The creates and deletes made for `identity`, for its access reviews to say."""
+        tenants = self._tenancy.tenants()
+        owned = self_service.owned_tenants(identity, tenants)
+        if not owned:
+            return self_service.OwnerRights()
+        return self_service.owner_rights(
+            owned, tenants, self._keys, self._tenancy.namespace_owner()
+        )
+
     async def create(
         self, request: web.Request, info: RequestInfo, identity: Identity
     ) -> web.Response:

@@ -1,5 +1,6 @@
 """Execute an AmendReview plan: a SelfSubject(Access|Rules)Review asked as the caller, then
-allowed for what the proxy serves filtered (the pure rules are `tenant_proxy.reviews`)."""
+allowed for what the proxy serves filtered and the namespaces it creates and deletes for an
+owner (the pure rules are `tenant_proxy.reviews`)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,27 @@ import orjson
 from aiohttp import web
 
 from tenant_proxy import reviews, status
+from tenant_proxy.identity import Identity
 from tenant_proxy.serving import passthrough
 from tenant_proxy.serving.caller import Call, caller_headers
 from tenant_proxy.tenancy.model import TenantView
+from tenant_proxy.tenancy.self_service import OwnerRights
 from tenant_proxy.upstream import Upstream
 
 OwnsNode = Callable[[TenantView], Callable[[str], bool]]
 """Whether the view's tenants own a node of that name."""
+Rights = Callable[[Identity], OwnerRights]
+"""The namespace creates and deletes the proxy makes for the caller (self-service)."""
 
 
 class ReviewAmendment:
     """Access reviews answered for what the proxy serves."""
 
-    def __init__(self, upstream: Upstream, owns_node: OwnsNode, max_body_bytes: int) -> None:
+    def __init__(
+        self, upstream: Upstream, owns_node: OwnsNode, rights: Rights, max_body_bytes: int
+    ) -> None:
         self._upstream, self._owns_node, self._max_body = upstream, owns_node, max_body_bytes
+        self._rights = rights
 
     async def serve(self, request: web.Request, call: Call, view: TenantView) -> web.StreamResponse:
         """Ask the API server as the caller, then allow what the proxy serves filtered.
@@ -50,8 +58,11 @@ class ReviewAmendment:
             review = None
         if not isinstance(review, dict):
             return web.Response(status=code, body=answer, content_type=content_type)
+        rights = self._rights(call.identity)
         if call.info.resource == reviews.ACCESS:
-            review = reviews.amend_access_review(review, view.filters, self._owns_node(view))
+            review = reviews.amend_access_review(
+                review, view.filters, self._owns_node(view), rights
+            )
         else:
-            review = reviews.amend_rules_review(review, view.rules.keys())
+            review = reviews.amend_rules_review(review, view.rules.keys(), rights)
         return passthrough.json_response(orjson.dumps(review), code)

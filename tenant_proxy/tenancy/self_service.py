@@ -14,8 +14,8 @@ refused, not overwritten. An overwrite would create something other than what wa
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenant_proxy import status
@@ -311,6 +311,47 @@ def owners_rolebinding(tenant: Tenant, namespace: str) -> dict[str, Any]:
         },
         "subjects": subjects,
     }
+
+
+# --- what the proxy does for an owner, as its access reviews say -----------------------------
+
+
+@dataclass(frozen=True)
+class OwnerRights:
+    """The namespace creates and deletes the proxy makes for a caller, with its namespace
+    creator's rights: the caller's own RBAC has no say there, so its access reviews must not
+    either (`kubectl auth can-i create namespaces`, a UI's "new namespace" button)."""
+
+    creatable: Callable[[str], bool] = lambda _name: False
+    """Whether a namespace of that name would be created for the caller; "" asks whether any
+    would (the caller owns a tenant). Quota is not judged, as RBAC does not judge a quota."""
+    deletable: frozenset[str] = field(default_factory=frozenset)
+    """The namespaces the proxy deletes for the caller: those labelled for a tenant it owns."""
+
+
+def owner_rights(
+    owned: Sequence[Tenant],
+    tenants: Sequence[Tenant],
+    tenancy_keys: Sequence[str],
+    namespace_owner: Mapping[str, str],
+) -> OwnerRights:
+    """What `decide_create` and `decide_delete` would let the owner of `owned` do."""
+    if not owned:
+        return OwnerRights()
+    assigned = frozenset().union(*(t.namespaces for t in tenants))
+
+    def creatable(name: str) -> bool:
+        if not name:
+            return True
+        body = {"metadata": {"name": name}}
+        return isinstance(decide_create(body, owned, tenancy_keys, assigned), Creation)
+
+    deletable = frozenset(
+        name
+        for name in namespace_owner
+        if isinstance(decide_delete(name, owned, namespace_owner, frozenset()), Tenant)
+    )
+    return OwnerRights(creatable, deletable)
 
 
 # --- delete -----------------------------------------------------------------------------------

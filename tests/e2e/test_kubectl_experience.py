@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import aiohttp
@@ -30,9 +31,51 @@ async def test_can_i_list_filtered_resources_says_yes(alice: Path, resource: str
 
 
 async def test_can_i_still_says_no_for_writes_and_unfiltered(alice: Path) -> None:
-    for args in (("delete", "nodes"), ("create", "namespaces"), ("list", "runtimeclasses")):
+    for args in (("delete", "nodes"), ("update", "namespaces"), ("list", "runtimeclasses")):
         result = await kubectl(alice, "auth", "can-i", *args)
         assert result.out.strip() == "no", (args, result.out, result.err)
+
+
+NAMESPACE_ROW = re.compile(
+    r"^namespaces +\[\] +\[(?P<names>[^\]]*)\] +\[(?P<verbs>[^\]]*)\]$", re.MULTILINE
+)
+
+
+# alice owns team-a (the proxy creates namespaces named team-a-* for her, and deletes those
+# labelled for team-a); dave is a team-a member who owns nothing.
+@pytest.mark.parametrize(
+    ("args", "alice_may"),
+    [
+        (("create", "namespaces"), "yes"),
+        (("create", "namespace/team-a-new"), "yes"),
+        (("create", "namespace/team-b-new"), "no"),
+        (("create", "namespace/kube-mine"), "no"),
+        (("delete", "namespace/team-a-dev"), "yes"),
+        (("delete", "namespace/team-b-dev"), "no"),
+        (("delete", "namespaces"), "no"),
+    ],
+)
+async def test_can_i_says_what_namespace_self_service_does_for_an_owner(
+    demo: Demo, alice: Path, args: tuple[str, str], alice_may: str
+) -> None:
+    mine = await kubectl(alice, "auth", "can-i", *args)
+    assert mine.out.strip() == alice_may, (mine.out, mine.err)
+    dave = await kubectl(demo.kubeconfig("dave", ["tenant-a-devs"]), "auth", "can-i", *args)
+    assert dave.out.strip() == "no", (dave.out, dave.err)
+
+
+async def test_rules_review_lists_an_owners_namespace_create_and_deletes(alice: Path) -> None:
+    result = await kubectl(alice, "auth", "can-i", "--list", "-n", "team-a-dev")
+    assert result.code == 0, result.err
+    # Resources, Non-Resource URLs, Resource Names, Verbs: kubectl prints a row per resource
+    # name and merges the verbs of rules with the same names.
+    verbs: dict[str, set[str]] = {}
+    for m in NAMESPACE_ROW.finditer(result.out):
+        verbs.setdefault(m["names"], set()).update(m["verbs"].split())
+    assert "create" in verbs[""], result.out
+    assert "delete" not in verbs[""], result.out
+    deleted = {names for names, v in verbs.items() if "delete" in v}
+    assert deleted == {"team-a-dev", "team-a-prod"}, result.out
 
 
 async def test_can_i_list_in_own_namespace_comes_from_rbac(alice: Path) -> None:

@@ -12,11 +12,13 @@ from tenant_proxy.identity import Identity
 from tenant_proxy.kube.resources import GroupResource
 from tenant_proxy.reviews import (
     REASON,
+    SELF_SERVICE_REASON,
     accepts_json,
     amend_access_review,
     amend_rules_review,
     self_subject_review,
 )
+from tenant_proxy.tenancy.self_service import OwnerRights
 
 NODES = GroupResource("", "nodes")
 
@@ -75,6 +77,63 @@ def test_rules_review_gains_read_rules_for_each_filtered_resource() -> None:
     assert rules[0] == upstream["status"]["resourceRules"][0]
     assert {"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["nodes"]} in rules
     assert out["status"]["incomplete"] is False
+
+
+OWNER = OwnerRights(
+    creatable=lambda name: name == "" or name.startswith("team-a-"),
+    deletable=frozenset({"team-a-dev"}),
+)
+NO_RIGHTS = (None, OwnerRights())
+
+
+@pytest.mark.parametrize(
+    ("attrs", "allowed"),
+    [
+        ({"verb": "create", "resource": "namespaces"}, True),
+        ({"verb": "create", "resource": "namespaces", "name": "team-a-new"}, True),
+        ({"verb": "create", "resource": "namespaces", "name": "team-b-new"}, False),
+        ({"verb": "delete", "resource": "namespaces", "name": "team-a-dev"}, True),
+        ({"verb": "delete", "resource": "namespaces", "name": "team-a-prod"}, False),
+        # Any namespace at all is not what the proxy deletes for an owner.
+        ({"verb": "delete", "resource": "namespaces"}, False),
+        ({"verb": "update", "resource": "namespaces", "name": "team-a-dev"}, False),
+        ({"verb": "deletecollection", "resource": "namespaces"}, False),
+        ({"verb": "create", "resource": "namespaces", "subresource": "finalize"}, False),
+        (
+            {"verb": "delete", "resource": "namespaces", "name": "team-a-dev", "group": "x.io"},
+            False,
+        ),
+        ({"verb": "create", "resource": "pods", "namespace": "team-a-dev"}, False),
+    ],
+)
+def test_owners_namespace_creates_and_deletes_are_allowed_as_the_proxy_makes_them(
+    attrs: dict[str, str], allowed: bool
+) -> None:
+    review = access(**attrs)
+    out = amend_access_review(review, only_nodes, self_service=OWNER)
+    expected = {"allowed": True, "reason": SELF_SERVICE_REASON} if allowed else {"allowed": False}
+    assert out["status"] == expected
+    for rights in NO_RIGHTS:  # a caller who owns nothing keeps the API server's answer
+        kept = (
+            amend_access_review(review, only_nodes)
+            if rights is None
+            else (amend_access_review(review, only_nodes, self_service=rights))
+        )
+        assert kept["status"] == {"allowed": False}
+
+
+def test_rules_review_gains_an_owners_namespace_create_and_its_deletes() -> None:
+    rules = amend_rules_review({"status": {}}, [NODES], OWNER)["status"]["resourceRules"]
+    assert {"verbs": ["create"], "apiGroups": [""], "resources": ["namespaces"]} in rules
+    delete = {
+        "verbs": ["delete"],
+        "apiGroups": [""],
+        "resources": ["namespaces"],
+        "resourceNames": ["team-a-dev"],
+    }
+    assert delete in rules
+    plain = amend_rules_review({"status": {}}, [NODES])["status"]["resourceRules"]
+    assert plain == [{"verbs": ["get", "list", "watch"], "apiGroups": [""], "resources": ["nodes"]}]
 
 
 def test_whoami_reports_the_authenticated_caller() -> None:

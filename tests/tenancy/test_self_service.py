@@ -527,3 +527,52 @@ def test_another_kind_in_protobuf_is_unreadable() -> None:
 
 def test_the_default_prefix_is_the_tenant_name_and_a_dash() -> None:
     assert re.fullmatch(r'start with "team-a-"', self_service.name_rule(TEAM_A))
+
+
+# --- what access reviews say of self-service --------------------------------------------------
+
+NAMES = st.one_of(
+    st.sampled_from(["", "team-a-x", "team-b-x", "kube-x", "default", "team-a-", "Team-a-x"]),
+    st.text(alphabet=string.ascii_lowercase + string.digits + "-", max_size=70),
+)
+
+
+@given(
+    name=NAMES,
+    owned=st.sampled_from([[], [TEAM_A], [TEAM_B], [TEAM_A, TEAM_B]]),
+    listed=st.frozensets(st.sampled_from(["team-a-listed", "team-a-x", "other"])),
+)
+def test_owner_rights_say_what_decide_create_and_decide_delete_do(
+    name: str, owned: list[Tenant], listed: frozenset[str]
+) -> None:
+    prefixed = [tenant(t.name, prefix=f"{t.name}-") for t in owned]
+    platform = tenant("platform", owners=("root",))
+    platform = Tenant(
+        name=platform.name,
+        owners=platform.owners,
+        namespaces=listed,
+        namespace_options=platform.namespace_options,
+    )
+    owner = {"team-a-x": "team-a", "team-b-x": "team-b", "unlabelled": "nobody"}
+    everyone = [*prefixed, platform]
+    rights = self_service.owner_rights(prefixed, everyone, KEYS, owner)
+    decided = self_service.decide_create(ns(name), prefixed, KEYS, listed)
+    expected = isinstance(decided, self_service.Creation) if name else bool(prefixed)
+    assert rights.creatable(name) is expected
+    deletable = {
+        n
+        for n in owner
+        if isinstance(self_service.decide_delete(n, prefixed, owner, frozenset()), Tenant)
+    }
+    assert rights.deletable == deletable
+
+
+def test_owner_rights_of_an_owner_and_of_no_owner() -> None:
+    owner = {"team-a-x": "team-a", "team-b-x": "team-b"}
+    rights = self_service.owner_rights([tenant("team-a", prefix="team-a-")], [], KEYS, owner)
+    created = [rights.creatable(n) for n in ("", "team-a-new", "team-b-new", "kube-system")]
+    assert created == [True, True, False, False]
+    assert rights.deletable == {"team-a-x"}
+    none = self_service.owner_rights([], [TEAM_A], KEYS, owner)
+    assert [none.creatable(""), none.creatable("team-a-x")] == [False, False]
+    assert none.deletable == frozenset()
