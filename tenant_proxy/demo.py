@@ -121,6 +121,7 @@ class Demo:
         self.client_ca = pki.new_ca("tenant-proxy-demo-ca")
         self.issuer = DemoIssuer(self.dir)
         self.proxy: ProxyServer | None = None
+        self.upstream: Path | None = None  # the proxy's own kubeconfig, once started
 
     async def start_upstream(self) -> Path:
         """Start the API server the proxy fronts; the kubeconfig of the proxy's own identity.
@@ -181,7 +182,7 @@ class Demo:
         return self.dir / "audit.log"
 
     async def start(self) -> None:
-        upstream = await self.start_upstream()
+        upstream = self.upstream = await self.start_upstream()
         self.proxy = ProxyServer(self.settings(upstream))
         await self.proxy.start()
         # "ready" means ready: tenants and namespaces are known before anyone is served.

@@ -8,8 +8,11 @@ relayed as it gave it: 201 with the object, 409 AlreadyExists, its own 422s.
 
 Quota: creates of one tenant are serialized here, and a namespace counts from its 201 until the
 index has seen it (then the index counts it), so two creates at once cannot both take the last
-place. That holds within one proxy process: two replicas (or `--workers N`) each keep their
-own count, and may together exceed a quota by one per extra process.
+place in one process. Replicas (and `--workers N`) each keep their own count, so after its 201 a
+create of a tenant with a quota is counted again by the API server (a consistent list): one that
+finds the tenant over its quota removes its namespace again and is refused. Of creates racing in
+several processes, the last to be created always counts all the others, so the quota holds; when
+all of them count each other, all are refused (a retry then finds the place free).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -31,9 +35,10 @@ from tenant_proxy.requestinfo import RequestInfo
 from tenant_proxy.serving import passthrough
 from tenant_proxy.tenancy import self_service
 from tenant_proxy.tenancy.model import Tenant, TenantView, tenant_namespaces
-from tenant_proxy.upstream import Upstream
+from tenant_proxy.upstream import Upstream, UpstreamError
 
 audit_log = logging.getLogger("tenant_proxy.audit")
+log = logging.getLogger("tenant_proxy.namespaces")
 
 _CREATE_PARAMS = ("dryRun", "fieldManager", "fieldValidation", "pretty")
 _DELETE_PARAMS = ("dryRun", "gracePeriodSeconds", "propagationPolicy", "orphanDependents", "pretty")
@@ -147,9 +152,51 @@ class NamespaceRequests:
             )
             if code == 201 and not audit.dry_run:
                 self._pending.setdefault(tenant.namespace_key, set()).add(name)
+                await self._count_again(request, creation)
                 await self._bind_owners(request, tenant, name)
                 await self._until_indexed(name)
         return web.Response(status=code, body=answer, content_type=ctype)
+
+    async def _count_again(self, request: web.Request, creation: self_service.Creation) -> None:
+        """After the 201: the tenant's namespaces as the API server counts them, this one
+        included; over the quota (another process created one meanwhile), it is removed again
+        and the create refused. A count that cannot be had keeps it: this process's own count
+        allowed it."""
+        tenant = creation.tenant
+        if self_service.options_of(tenant).quota is None:
+            return
+        try:
+            held = set(tenant.namespaces)
+            for key in self._keys:
+                held |= await self._labelled(key, tenant.label_value)
+        except (UpstreamError, ValueError) as exc:
+            log.warning(
+                "namespace %s kept: the tenant's namespaces could not be counted again (%s)",
+                creation.name,
+                exc,
+            )
+            return
+        refusal = self_service.over_quota(creation, len(held - {creation.name}))
+        if refusal is None:
+            return
+        await self._call(request, "DELETE", f"/api/v1/namespaces/{creation.name}", "", None)
+        self._pending.get(tenant.namespace_key, set()).discard(creation.name)
+        raise refusal
+
+    async def _labelled(self, key: str, value: str) -> set[str]:
+        """The names of the namespaces labelled `key=value`, read as the proxy (a consistent
+        list: no resourceVersion)."""
+        query = urlencode({"labelSelector": f"{key}={value}"})
+        url = self._upstream.url("/api/v1/namespaces", query)
+        upstream = await self._upstream.send("GET", url, [("Accept", "application/json")])
+        async with upstream:
+            answer = await upstream.read()
+            if upstream.status != 200:
+                raise ValueError(f"{upstream.status} from the API server: {_message(answer)}")
+        doc = orjson.loads(answer)
+        if not isinstance(doc, dict):
+            raise ValueError("the API server's namespace list is not an object")
+        return {str(item["metadata"]["name"]) for item in doc.get("items") or []}
 
     # -- pieces --------------------------------------------------------------------------------
     async def _json_body(self, request: web.Request) -> object:

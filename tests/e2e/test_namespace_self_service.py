@@ -21,13 +21,14 @@ import pytest
 import yaml
 from cluster import Cluster
 from conftest import kubectl
-from watching import session_as
+from watching import session_as, tls_for
 
 from tenant_proxy.config import Settings
 from tenant_proxy.demo import Demo, demo_world
 from tenant_proxy.emulator.app import Emulator
 from tenant_proxy.emulator.testing import kubectl_binary
 from tenant_proxy.identity import Identity
+from tenant_proxy.server import ProxyServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
 
@@ -348,6 +349,49 @@ async def test_two_creates_at_once_never_exceed_the_quota(demo: Demo, cluster: C
     assert refusal["message"].endswith('tenant "team-q" has reached its quota of 1 namespaces')
     labelled = await cluster.list("v1", "Namespace", label_selector=f"{LABEL}=team-q")
     assert len(labelled) == 1
+
+
+async def test_replicas_creating_at_once_never_exceed_the_quota_together(
+    demo: Demo, cluster: Cluster
+) -> None:
+    # Each replica (or worker) serializes its own creates and counts what its own index has
+    # seen: creates sent to two of them at once each pass their own count.
+    await owner_of_new_tenant(demo, cluster, quota=1)
+    names = [f"team-q-r{i}" for i in range(6)]
+    for name in names:
+        created_by_test(cluster, name)
+    assert demo.upstream is not None
+    second = ProxyServer(demo.settings(demo.upstream))
+    await second.start()
+    try:
+        async with asyncio.timeout(WAIT):
+            while second.index.view_for(Identity("quinn")) is None:
+                await second.index.wait_change(second.index.generation)
+        connector = aiohttp.TCPConnector(ssl=tls_for(demo, "quinn", []), limit=0)
+        async with (
+            session_as(demo, "quinn", []) as first,
+            aiohttp.ClientSession(base_url=second.tenant_url, connector=connector) as other,
+        ):
+            replicas = [first, other] * (len(names) // 2)
+            answers = await asyncio.gather(
+                *(
+                    post(replica, namespace(name))
+                    for replica, name in zip(replicas, names, strict=True)
+                )
+            )
+    finally:
+        await second.stop()
+    created = [name for (code, _), name in zip(answers, names, strict=True) if code == 201]
+    assert len(created) <= 1, answers
+    for code, refusal in answers:
+        if code != 201:
+            assert code == 403, refusal
+            assert refusal["message"].endswith(
+                'tenant "team-q" has reached its quota of 1 namespaces'
+            )
+    labelled = await cluster.list("v1", "Namespace", label_selector=f"{LABEL}=team-q")
+    held = [n["metadata"]["name"] for n in labelled if not n["metadata"].get("deletionTimestamp")]
+    assert held == created
 
 
 async def test_quota_counts_again_once_a_namespace_is_deleted(demo: Demo, cluster: Cluster) -> None:
