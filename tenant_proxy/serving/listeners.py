@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web, web_urldispatcher
 
 from tenant_proxy import status
 from tenant_proxy.config import LimitSettings, ListenerSettings
 from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
+from tenant_proxy.head_errors import StatusOnUnreadable
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.serving.pipeline import Pipeline
 from tenant_proxy.startup import listen_error
@@ -51,27 +54,32 @@ class Binding:
     reuse_port: bool
 
 
+def handler_args(limits: LimitSettings) -> dict[str, Any]:
+    """What each connection's aiohttp request handler is made with."""
+    return {
+        "max_line_size": limits.max_line_bytes,
+        "max_field_size": limits.max_header_bytes,
+        "max_headers": limits.max_header_count,
+        # Never inflate a request body (on the loop, in one go: a 10 MiB gzip bomb
+        # stalled every tenant for seconds); encoded bodies are refused with 415.
+        "auto_decompress": False,
+        # A body the proxy refused (413, 415, 401...) is not read to its end: the
+        # connection closes after the answer (Go's server reads at most 256 KiB of it),
+        # so a client cannot make the proxy decrypt megabytes it will throw away.
+        "lingering_time": 0,
+        # The edge keeps the idle clock (and counts what it closes); aiohttp's own,
+        # an hour by default, is only a backstop behind it.
+        "keepalive_timeout": limits.idle_timeout_seconds + limits.header_timeout_seconds,
+    }
+
+
 def pipeline_app(pipeline: Pipeline, limits: LimitSettings) -> web.Application:
     """The app of a tenant or admin listener: every path to `pipeline`."""
     # Bodies are streamed by the pipeline; client_max_size bounds only what aiohttp reads.
     app = web.Application(
         client_max_size=limits.max_body_bytes,
         middlewares=[requests_tracked],
-        handler_args={
-            "max_line_size": limits.max_line_bytes,
-            "max_field_size": limits.max_header_bytes,
-            "max_headers": limits.max_header_count,
-            # Never inflate a request body (on the loop, in one go: a 10 MiB gzip bomb
-            # stalled every tenant for seconds); encoded bodies are refused with 415.
-            "auto_decompress": False,
-            # A body the proxy refused (413, 415, 401...) is not read to its end: the
-            # connection closes after the answer (Go's server reads at most 256 KiB of it),
-            # so a client cannot make the proxy decrypt megabytes it will throw away.
-            "lingering_time": 0,
-            # The edge keeps the idle clock (and counts what it closes); aiohttp's own,
-            # an hour by default, is only a backstop behind it.
-            "keepalive_timeout": limits.idle_timeout_seconds + limits.header_timeout_seconds,
-        },
+        handler_args=handler_args(limits),
     )
     app.router.add_route(
         "*", "/{tail:.*}", pipeline.handle, expect_handler=_expect_within(limits.max_body_bytes)
@@ -115,8 +123,16 @@ async def bind(
     await runner.setup()
     site: web.BaseSite
     if tls is not None:
-        assert runner.server is not None
-        edge = Listener(name, tls, edge_limits(binding.limits), binding.metrics, runner.server)
+        server = runner.server
+        assert server is not None
+        # Made as the runner would make them (the app's handler_args, no access log), but
+        # answering a request it cannot read with a Status that quotes none of it.
+        made_with = {"access_log": None, **handler_args(binding.limits)}
+
+        def handler() -> StatusOnUnreadable:
+            return StatusOnUnreadable(server, loop=asyncio.get_running_loop(), **made_with)
+
+        edge = Listener(name, tls, edge_limits(binding.limits), binding.metrics, handler)
         site = EdgeSite(runner, where.host, where.port, edge, reuse_port=binding.reuse_port)
     else:
         site = web.TCPSite(

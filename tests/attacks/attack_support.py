@@ -463,6 +463,23 @@ def assert_refused(status: int, body: bytes, code: int, reason: str) -> None:
     assert_status(json.loads(body), code, reason)
 
 
+# What the proxy answers to a request its HTTP parser could not read (tenant_proxy.head_errors):
+# a 400 Status in words of its own, before any handler of the proxy ran.
+UNREAD = re.compile(
+    r"the request (line or a header field is longer than \d+ bytes|line is malformed|URL is "
+    r"malformed|head is malformed|body is malformed|head is refused: .+|could not be read)"
+    r"|a header field is malformed"
+)
+
+
+def assert_unread(status: int, body: bytes) -> None:
+    """The answer is the parser's refusal: 400, a Status whose message quotes nothing sent."""
+    assert status == 400, body[:2000]
+    answer = json.loads(body)
+    assert_status(answer, 400, "BadRequest")
+    assert UNREAD.fullmatch(answer["message"]), answer
+
+
 async def probe(world: World) -> None:
     """Another tenant's request is answered, and answered right."""
     async with world.session(BOB, bystander=True) as bob, bob.get("/api/v1/namespaces") as resp:

@@ -25,6 +25,7 @@ from attack_support import (
     World,
     assert_nothing_foreign,
     assert_rss_returns,
+    assert_unread,
     exchange,
     host_header,
     open_tls,
@@ -127,9 +128,9 @@ async def token_flood(world: World) -> RawResponse:
 
 
 ATTACKS = [
-    Attack("a 70 KiB header", get(CONFIGMAPS, ("X-Pad", "p" * 70_000)), 400, ""),
-    Attack("5,000 headers", lambda w: send_many_headers(w, 5_000), 400, ""),
-    Attack("a 20 KiB request line", get(CONFIGMAPS + "?x=" + "a" * 20_000), 400, ""),
+    Attack("a 70 KiB header", get(CONFIGMAPS, ("X-Pad", "p" * 70_000)), 400, "BadRequest"),
+    Attack("5,000 headers", lambda w: send_many_headers(w, 5_000), 400, "BadRequest"),
+    Attack("a 20 KiB request line", get(CONFIGMAPS + "?x=" + "a" * 20_000), 400, "BadRequest"),
     Attack(
         "a 60 KiB bearer token",
         get(CONFIGMAPS, ("Authorization", "Bearer " + "e" * 60_000), certificate=False),
@@ -140,7 +141,7 @@ ATTACKS = [
         "a 200 KiB bearer token",
         get(CONFIGMAPS, ("Authorization", "Bearer " + "e" * 200_000), certificate=False),
         400,
-        "",
+        "BadRequest",
     ),
     Attack(
         "a JWT whose claims nest 20,000 deep",
@@ -201,7 +202,7 @@ async def test_exhaustion_is_refused_and_memory_comes_back(world: World, attack:
             body = orjson.loads(answer.body)
             assert (body["kind"], body["reason"]) == ("Status", attack.reason)
         elif attack.code >= 400:
-            assert not answer.body.startswith(b"{"), answer.body[:300]
+            assert_unread(answer.status, answer.body)
         assert_nothing_foreign(answer.body)
     mark.assert_upstream_clean()
     await probe(world)
