@@ -13,6 +13,7 @@ user, as kube-apiserver's failed-authentication audit writes it.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -78,6 +79,31 @@ class Facts:
     reason: str = ""
     message: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+
+
+def source_ips(forwarded_for: str | None, real_ip: str | None, remote: str) -> list[str]:
+    """`sourceIPs` as kube-apiserver fills it (apimachinery util/net `SourceIPs`): every valid
+    address of the first X-Forwarded-For line, X-Real-Ip unless the chain holds it, then the
+    peer's address unless it is the chain's last. Only the last is the proxy's to vouch for."""
+    chain = [ip for part in (forwarded_for or "").split(",") if (ip := _ip(part)) is not None]
+    real = _ip(real_ip or "")
+    if real is not None and real not in chain:
+        chain.append(real)
+    peer = _ip(remote)
+    if peer is not None and (not chain or chain[-1] != peer):
+        chain.append(peer)
+    return [str(ip) for ip in chain]
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    # Go keeps an IPv4 address in its 16-byte form and prints it as IPv4.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def micro_time(moment: dt.datetime) -> str:

@@ -19,6 +19,7 @@ from tenant_proxy.status import ApiError, forbidden
 __all__ = [
     "BEARER_PROTOCOL_PREFIX",
     "Impersonated",
+    "forwarded_for",
     "impersonation_headers",
     "strip_client_headers",
     "strip_response_headers",
@@ -105,6 +106,19 @@ def strip_client_headers(headers: Iterable[Header]) -> list[Header]:
         and not _is_client_controlled(key := name_key(name))
         and key not in named
     ]
+
+
+def forwarded_for(headers: list[Header], client_ip: str) -> list[Header]:
+    """The headers with the client's address appended to X-Forwarded-For, as the next hop
+    expects of a proxy (Go's httputil.ReverseProxy, apimachinery's AppendForwardedForHeader):
+    the client's own lines folded into one, `, `-separated, then its address. The API
+    server's audit then names the client in `sourceIPs` before the proxy's own address."""
+    if not client_ip:
+        return headers
+    # By name as Go's header map keys it (case-insensitive; `X_Forwarded_For` is another).
+    prior = [value for name, value in headers if name.lower() == "x-forwarded-for"]
+    rest = [(name, value) for name, value in headers if name.lower() != "x-forwarded-for"]
+    return [*rest, ("X-Forwarded-For", ", ".join([*prior, client_ip]))]
 
 
 def strip_response_headers(headers: Iterable[Header]) -> list[Header]:

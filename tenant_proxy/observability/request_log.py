@@ -75,6 +75,7 @@ class RequestLog:
     dropped: int = 0
     tenants: str = ""
     # For the audit events only.
+    source_ips: list[str] = field(default_factory=list)
     query: str = ""
     user_agent: str = ""
     received: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from tenant_proxy.headers import impersonation_headers, strip_client_headers
+from tenant_proxy.headers import forwarded_for, impersonation_headers, strip_client_headers
 from tenant_proxy.identity import Identity
 from tenant_proxy.observability.request_log import RequestLog
 from tenant_proxy.requestinfo import RequestInfo
@@ -39,8 +39,10 @@ class Routes(Protocol):
 def caller_headers(
     request: web.Request, identity: Identity, is_upgrade: bool
 ) -> list[tuple[str, str]]:
-    """The client's headers less credentials and hop-by-hop ones, plus impersonation."""
+    """The client's headers less credentials and hop-by-hop ones, its address appended to
+    X-Forwarded-For, plus impersonation."""
     headers = strip_client_headers(passthrough.decode_headers(request.raw_headers))
+    headers = forwarded_for(headers, request[REQUEST_LOG].source)
     headers += impersonation_headers(identity)
     # The subprotocols go on without a bearer-token one, upgrade or not: a token never
     # travels upstream. The request id goes as Audit-Id: the API server adopts it, so its

@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from tenant_proxy import status
+from tenant_proxy.audit import source_ips
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
@@ -136,14 +137,17 @@ class Pipeline:
 def _request_log(request: web.Request, listener: str) -> RequestLog:
     raw_path, _, raw_query = request.raw_path.partition("?")
     peer = request.transport.get_extra_info("peername") if request.transport else None
+    source = str(peer[0]) if peer else ""
+    headers = request.headers
     return RequestLog(
         listener=listener,
         method=request.method,
-        request_id=request_id(request.headers.get("Audit-Id")),
-        source=str(peer[0]) if peer else "",
+        request_id=request_id(headers.get("Audit-Id")),
+        source=source,
+        source_ips=source_ips(headers.get("X-Forwarded-For"), headers.get("X-Real-Ip"), source),
         path=raw_path,
         query=raw_query,
-        user_agent=request.headers.get("User-Agent", "")[:256],
+        user_agent=headers.get("User-Agent", "")[:256],
     )
 
 

@@ -53,6 +53,7 @@ class Seen:
     impersonate_groups: tuple[str, ...]
     odd_headers: tuple[str, ...]  # names that normalise to impersonate-*/authorization but differ
     ws_protocols: str
+    forwarded_for: tuple[str, ...] = ()  # the X-Forwarded-For lines, as they arrived
 
 
 def _normalised(name: str) -> str:
@@ -73,6 +74,7 @@ def _seen(user: UserInfo, request: web.Request) -> Seen:
         impersonate_groups=tuple(request.headers.getall("Impersonate-Group", [])),
         odd_headers=odd,
         ws_protocols=",".join(request.headers.getall("Sec-WebSocket-Protocol", [])),
+        forwarded_for=tuple(request.headers.getall("X-Forwarded-For", [])),
     )
 
 

@@ -78,6 +78,18 @@ def of(audit_id: str, stage: str) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e.get("auditID") == audit_id and e.get("stage") == stage
 
 
+async def test_source_ips_list_the_forwarded_chain_then_the_peer(
+    demo: Demo, audit_lines: Lines
+) -> None:
+    async with session_as(demo, "alice", ["tenant-a-devs"]) as alice:
+        headers = {"X-Forwarded-For": "203.0.113.7, bogus", "X-Real-Ip": "198.51.100.2"}
+        async with alice.get("/api/v1/namespaces/team-a-dev/pods", headers=headers) as resp:
+            assert resp.status == 200
+            audit_id = resp.headers["Audit-Id"]
+    done = await audit_lines.until(of(audit_id, "ResponseComplete"))
+    assert done["sourceIPs"] == ["203.0.113.7", "198.51.100.2", "127.0.0.1"]
+
+
 async def test_a_filtered_list_is_audited_as_a_kubernetes_event(
     demo: Demo, audit_lines: Lines, access_lines: Lines
 ) -> None:

@@ -173,6 +173,20 @@ async def test_plain_request_is_answered_as_alice(world: World) -> None:
     assert (own_code, own["kind"]) == (200, "PodList")
 
 
+async def test_the_api_server_hears_the_clients_address_after_its_forwarded_for(
+    world: World,
+) -> None:
+    # As Go's reverse proxy appends it: kube-apiserver's audit then lists the client's chain,
+    # the address the proxy saw, and the proxy's own.
+    own = "/api/v1/namespaces/team-a-dev/pods"
+    code, _ = await alice_sends(world, own, [("X-Forwarded-For", "203.0.113.7")])
+    assert code == 200
+    code, _ = await alice_sends(world, own + "?limit=7", [])
+    assert code == 200
+    seen = world.emulator.seen_at(own)
+    assert [s.forwarded_for for s in seen[-2:]] == [("203.0.113.7, 127.0.0.1",), ("127.0.0.1",)]
+
+
 def test_upstream_invariant_flags_unimpersonated_tenant_requests() -> None:
     """The check every world runs on teardown can fail: it flags what it must."""
 

@@ -216,3 +216,28 @@ def test_watches_and_upgrades_have_a_response_started_stage(
         ("create", 101),
         ("watch", 200),
     ]
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "real", "peer", "expected"),
+    [
+        (None, None, "127.0.0.1", ["127.0.0.1"]),
+        ("203.0.113.7", None, "127.0.0.1", ["203.0.113.7", "127.0.0.1"]),
+        (
+            "203.0.113.7, junk ,10.0.0.1",
+            None,
+            "127.0.0.1",
+            ["203.0.113.7", "10.0.0.1", "127.0.0.1"],
+        ),
+        ("203.0.113.7", "198.51.100.2", "127.0.0.1", ["203.0.113.7", "198.51.100.2", "127.0.0.1"]),
+        ("203.0.113.7", "203.0.113.7", "127.0.0.1", ["203.0.113.7", "127.0.0.1"]),
+        ("127.0.0.1", None, "127.0.0.1", ["127.0.0.1"]),  # the peer is the chain's last already
+        ("127.0.0.1, 10.0.0.1", None, "127.0.0.1", ["127.0.0.1", "10.0.0.1", "127.0.0.1"]),
+        ("::ffff:10.0.0.1", None, "::1", ["10.0.0.1", "::1"]),
+        ("not an address", "nor this", "", []),
+    ],
+)
+def test_source_ips_are_filled_as_kube_apiserver_fills_them(
+    forwarded: str | None, real: str | None, peer: str, expected: list[str]
+) -> None:
+    assert audit.source_ips(forwarded, real, peer) == expected

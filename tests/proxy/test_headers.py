@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tenant_proxy.headers import (
     escape_extra_key,
+    forwarded_for,
     impersonation_headers,
     strip_client_headers,
     strip_response_headers,
@@ -307,3 +308,29 @@ def test_unusable_bearer_protocol_is_an_empty_token_and_never_forwarded(header: 
 def test_any_bearer_token_round_trips(token: str, others: list[str]) -> None:
     header = ", ".join([bearer(token), *others])
     assert websocket_bearer(header) == (token, ", ".join(others))
+
+
+def test_the_clients_address_is_appended_to_its_forwarded_for_lines_folded_into_one() -> None:
+    sent = [("Accept", "a"), ("X-Forwarded-For", "203.0.113.7"), ("x-forwarded-for", "10.0.0.1")]
+    assert forwarded_for(sent, "192.0.2.1") == [
+        ("Accept", "a"),
+        ("X-Forwarded-For", "203.0.113.7, 10.0.0.1, 192.0.2.1"),
+    ]
+    assert forwarded_for([("Accept", "a")], "192.0.2.1") == [
+        ("Accept", "a"),
+        ("X-Forwarded-For", "192.0.2.1"),
+    ]
+    # Another name to the API server (Go keys headers case-insensitively, nothing more).
+    odd = [("X_Forwarded_For", "6.6.6.6")]
+    assert forwarded_for(odd, "192.0.2.1") == [*odd, ("X-Forwarded-For", "192.0.2.1")]
+    assert forwarded_for(odd, "") == odd
+
+
+@given(st.lists(st.tuples(st.sampled_from(["X-Forwarded-For", "Accept", "X-A"]), st.text())))
+def test_forwarded_for_ends_with_the_client_and_keeps_every_other_header(
+    sent: list[tuple[str, str]],
+) -> None:
+    out = forwarded_for(sent, "192.0.2.1")
+    assert out[-1][0] == "X-Forwarded-For"
+    assert out[-1][1].endswith("192.0.2.1")
+    assert out[:-1] == [h for h in sent if h[0] != "X-Forwarded-For"]
