@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from cluster import Cluster
+from cluster import Cluster, until
 from kube_objects import TENANT_LABEL, persistent_volume
 from watching import Watch, name_of, session_as
 
@@ -51,10 +51,14 @@ async def test_resumed_watch_does_not_show_what_another_tenant_now_owns(
         moved = await cluster.patch(
             *NS, "team-a-prod", {"metadata": {"labels": {TENANT_LABEL: "team-b"}}}
         )
-        # bob's consistent list has it: the proxy has heard both changes.
-        async with bob.get("/api/v1/persistentvolumes") as resp:
-            names = {o["metadata"]["name"] for o in (await resp.json())["items"]}
-        assert "pv-h21" in names
+
+        # Once bob's list has it, the proxy has heard both changes.
+        async def heard() -> bool | None:
+            async with bob.get("/api/v1/persistentvolumes") as resp:
+                names = {o["metadata"]["name"] for o in (await resp.json())["items"]}
+            return "pv-h21" in names or None
+
+        await until(heard, "bob sees pv-h21", 20)
         query = f"watch=1&allowWatchBookmarks=true&resourceVersion={since}"
         async with alice.get(f"/api/v1/persistentvolumes?{query}") as resp:
             assert resp.status == 200
