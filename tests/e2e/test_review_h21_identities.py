@@ -16,7 +16,7 @@ from watching import session_as
 
 from tenant_proxy.demo import Demo
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator_only]
 
 TENANT = ("tenancy.tenant-proxy.io/v1alpha1", "Tenant")
 STORAGE_CLASSES = "/apis/storage.k8s.io/v1/storageclasses"
