@@ -3,10 +3,11 @@
 `Timeline.retarget` records no entry when the timeline holds none and the change's cause
 version is not past its head ("a change from before the list this timeline started from").
 But the cache passes the latest version any tenancy input has heard, also for a change that
-is no API event (a config reload), and bookmarks carry every informer to the API server's
-current version: on a resource nothing has changed since the proxy listed it (storage
-classes, priority classes, ...), a later tenancy change is folded into the timeline's base
-and no open watch of it hears of it.
+is no API event (a config reload, the bump after a re-list for a new rule field), and that is
+the list's own version, or one bookmarks carried every stream to: on a resource nothing has
+changed in since the proxy listed it (storage classes, priority classes, ...), a later
+tenancy change is folded into the timeline's base and no open watch of it hears of it (nor a
+watch resumed from a list made before the change).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def reload_team_a_storage_classes(proxy: ProxyServer, names: list[str]) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="h21: Timeline.retarget folds a tenancy change into the base of a timeline without "
-    "entries when the tenancy inputs' version is not past its head (a config reload after "
-    "bookmarks): open watches of a quiet resource never hear of it",
+    "entries when the tenancy inputs' latest version is not past its head (a config reload): "
+    "open watches of a quiet resource never hear of it",
 )
 async def test_reload_reaches_an_open_watch_of_a_resource_nothing_changed_in(demo: Demo) -> None:
     assert demo.proxy is not None
