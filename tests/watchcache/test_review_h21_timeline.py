@@ -1,0 +1,64 @@
+"""Review h21: where a client resumes (`Timeline.start_after`) and whether a tenancy change is
+recorded (`Timeline.retarget`), on the timeline itself. The end-to-end tests
+tests/e2e/test_review_h21_handed.py and test_review_h21_quiet.py show what clients see.
+
+The timeline's own rule: "a client that holds resourceVersion N has seen every entry up to
+(N, 0), so it resumes at the first entry ordered after (N, 0): an entry that came late is sent
+again rather than missed".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tenant_proxy.watchcache.stored import Stored
+from tenant_proxy.watchcache.timeline import Timeline
+
+
+def pv(name: str, rv: int) -> dict[str, object]:
+    return {"metadata": {"name": name, "resourceVersion": str(rv)}}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="h21: start_after takes the latest seq `rv` was handed out at, also for a client "
+    "handed it before a late entry",
+)
+def test_a_version_handed_out_before_a_late_entry_resumes_before_it() -> None:
+    timeline: Timeline[str] = Timeline({}, 70, "tenancy 1")
+    timeline.change("pv-a", pv("pv-a", 71), 71)
+    first = timeline.end
+    assert timeline.hand_out(first) == 71  # client A lists here
+    late = timeline.retarget("tenancy 2", cause_rv=71)  # a reload: not past the head
+    assert late is not None
+    assert late.order == (71, 1)
+    assert timeline.hand_out(timeline.end) == 71  # client B lists after it
+    # A holds 71 too, and has not seen the late entry.
+    assert timeline.start_after(71) <= late.seq
+
+
+def test_a_version_handed_out_after_a_late_entry_alone_resumes_after_it() -> None:
+    """What `_handed` is for (holds): without an earlier holder, B does not get the entry
+    again."""
+    timeline: Timeline[str] = Timeline({}, 70, "tenancy 1")
+    timeline.change("pv-a", pv("pv-a", 71), 71)
+    late = timeline.retarget("tenancy 2", cause_rv=71)
+    assert late is not None
+    assert timeline.hand_out(timeline.end) == 71
+    assert timeline.start_after(71) == timeline.end
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="h21: retarget folds a change into the base when the timeline holds no entry and "
+    "the cause is not past the head, though watches may be open at the head",
+)
+def test_a_tenancy_change_after_the_list_is_recorded_on_a_quiet_timeline() -> None:
+    timeline: Timeline[str] = Timeline({"gold": Stored.of(pv("gold", 5))}, 70, "tenancy 1")
+    watching_from = timeline.end  # a watch opened after the list, judging with tenancy 1
+    assert timeline.tenancy_at(watching_from) == "tenancy 1"
+    # A config reload: the tenancy inputs' latest version is the list's (bookmarks carry
+    # every stream to the API server's current version).
+    entry = timeline.retarget("tenancy 2", cause_rv=70)
+    assert entry is not None
+    assert [e.tenancy_after for e in timeline.entries_from(watching_from)] == ["tenancy 2"]
