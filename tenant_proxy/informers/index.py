@@ -78,7 +78,8 @@ class TenancyIndex:
                 on_namespace=self._on_namespace,
                 on_object=self._on_object,
                 on_denied=self._on_denied,
-                on_revealed=self._bump,  # watches may now read what the change revealed
+                # Watches may now read what the change revealed (no API event of its own).
+                on_revealed=lambda: self._bump(stamped=False),
                 on_settled=self._note_ready,
                 ready=lambda: self._ready,
             ),
@@ -209,7 +210,7 @@ class TenancyIndex:
         """Adopt the config file's tenants after a reload; whether anything changed."""
         if not self._catalog.set_config(tenants):
             return False
-        self._tenancy_changed()
+        self._tenancy_changed(stamped=False)
         return True
 
     # -- what the proxy asks ------------------------------------------------------------------
@@ -282,7 +283,9 @@ class TenancyIndex:
         return self.generation
 
     # -- keeping it current -------------------------------------------------------------------
-    def _bump(self) -> None:
+    def _bump(self, stamped: bool = True) -> None:
+        """Tenancy changed; `stamped`: by an API event (the watch cache orders it by the
+        inputs' version), else by a reload or a re-list (ordered as it comes)."""
         self.generation += 1
         self._own = None
         self._snapshot = None
@@ -290,7 +293,7 @@ class TenancyIndex:
         self.grant_wake.cancel()  # this bump publishes the pending grants too
         woken, self._next_change = self._next_change, asyncio.Event()
         woken.set()
-        self.caches.tenancy_moved()
+        self.caches.tenancy_moved(stamped)
 
     def _tenancy_version(self) -> int | None:
         """The latest resourceVersion any tenancy input has reached (what a tenancy change
@@ -344,10 +347,10 @@ class TenancyIndex:
         if tenancy_labels_changed(_labels(old), _labels(new), self._catalog.label_keys):
             self._bump()
 
-    def _tenancy_changed(self) -> None:
+    def _tenancy_changed(self, stamped: bool = True) -> None:
         # The resources to list again are marked before the bump wakes anyone.
         self._follow_rules()
-        self._bump()
+        self._bump(stamped)
 
     def _follow_rules(self) -> None:
         """Index what the current rules read."""

@@ -60,6 +60,7 @@ class ResourceCache:
         self._tenancy, self._cause_version = tenancy, cause_version
         self._max_entries, self._max_bytes = max_entries, max_bytes
         self._pending = False
+        self._unstamped = False  # a pending change came from no API event
         self._waiting = Waiters()
         self._head = NO_HEAD
         # The fields every kept projection holds: all that any tenancy seen here read.
@@ -174,8 +175,13 @@ class ResourceCache:
             self._wake()
 
     # -- told by the index --------------------------------------------------------------------
-    def tenancy_moved(self) -> None:
-        if self._pending or self.timeline is None:
+    def tenancy_moved(self, stamped: bool = True) -> None:
+        """Tenancy changed; `stamped`: by an API event (else a reload, or what a re-list
+        revealed), whose version says nothing of where it stands in this timeline."""
+        if self.timeline is None:
+            return
+        self._unstamped = self._unstamped or not stamped
+        if self._pending:
             return
         self._pending = True
         asyncio.get_running_loop().call_soon(self._flush_and_wake)
@@ -190,7 +196,9 @@ class ResourceCache:
         self._pending = False
         tenancy = self._tenancy()
         self._cover(tenancy)
-        entry = self.timeline.retarget(tenancy, self._cause_version(), _held_by(tenancy))
+        cause = None if self._unstamped else self._cause_version()
+        self._unstamped = False
+        entry = self.timeline.retarget(tenancy, cause, _held_by(tenancy))
         return entry is not None
 
     # -- read by watches ----------------------------------------------------------------------
@@ -310,9 +318,9 @@ class WatchCaches:
     def get(self, gr: GroupResource) -> ResourceCache | None:
         return self._caches.get(gr)
 
-    def tenancy_moved(self) -> None:
+    def tenancy_moved(self, stamped: bool = True) -> None:
         for cache in self._caches.values():
-            cache.tenancy_moved()
+            cache.tenancy_moved(stamped)
 
     async def reach(self, gr: GroupResource, rv: int, within: float) -> bool:
         """Whether `gr`'s cache has heard its upstream stream up to `rv` (an event or a

@@ -141,10 +141,11 @@ class Timeline(Generic[T]):
         if tenancy is self.tenancy:
             return None
         self.tenancy = tenancy
-        if not self._entries and cause_rv is not None and cause_rv <= self.head.rv:
+        if self._next_seq == 0 and cause_rv is not None and cause_rv <= self.floor.rv:
             # Nothing recorded since the list this timeline started from, and the change is
             # from before it (informers list at one moment on start-up): tenancy as known at
-            # that version is the list's own.
+            # that version is the list's own. The list's version, not the head: bookmarks move
+            # the head on, and a change after the list must reach the watches opened since.
             self._base_tenancy = tenancy
             return None
         return self._append(Retarget(tenancy), cause_rv or 0, size)

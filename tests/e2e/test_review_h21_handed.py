@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from cluster import Cluster
-from test_review_h21_quiet import STORAGE_CLASSES, reload_team_a_storage_classes
+from test_watch_quiet_reload import STORAGE_CLASSES, reload_team_a_storage_classes
 from watching import Watch, name_of, session_as
 
 from tenant_proxy.demo import Demo

@@ -48,17 +48,27 @@ def test_a_version_handed_out_after_a_late_entry_alone_resumes_after_it() -> Non
     assert timeline.start_after(71) == timeline.end
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h21: retarget folds a change into the base when the timeline holds no entry and "
-    "the cause is not past the head, though watches may be open at the head",
-)
 def test_a_tenancy_change_after_the_list_is_recorded_on_a_quiet_timeline() -> None:
     timeline: Timeline[str] = Timeline({"gold": Stored.of(pv("gold", 5))}, 70, "tenancy 1")
     watching_from = timeline.end  # a watch opened after the list, judging with tenancy 1
     assert timeline.tenancy_at(watching_from) == "tenancy 1"
-    # A config reload: the tenancy inputs' latest version is the list's (bookmarks carry
-    # every stream to the API server's current version).
-    entry = timeline.retarget("tenancy 2", cause_rv=70)
+    # A config reload: no API event, so no version of its own (the index says None).
+    entry = timeline.retarget("tenancy 2", cause_rv=None)
     assert entry is not None
     assert [e.tenancy_after for e in timeline.entries_from(watching_from)] == ["tenancy 2"]
+
+
+def test_an_api_change_after_the_list_is_recorded_though_bookmarks_moved_the_head() -> None:
+    timeline: Timeline[str] = Timeline({"gold": Stored.of(pv("gold", 5))}, 70, "tenancy 1")
+    timeline.progress(90)  # a bookmark: the resource's stream is at 90, nothing changed
+    entry = timeline.retarget("tenancy 2", cause_rv=80)  # after the list (70), before 90
+    assert entry is not None
+    assert entry.order == (90, 1)
+
+
+def test_an_api_change_from_before_the_list_is_the_lists_own_tenancy() -> None:
+    # Start-up: informers list at about one moment; a namespace event the PV list already
+    # stands after is folded into the timeline's base, not sent to anyone.
+    timeline: Timeline[str] = Timeline({"gold": Stored.of(pv("gold", 5))}, 70, "tenancy 1")
+    assert timeline.retarget("tenancy 2", cause_rv=70) is None
+    assert timeline.tenancy_at(timeline.end) == "tenancy 2"

@@ -1,13 +1,11 @@
-"""Review h21: a tenancy change reaching an open watch of a quiet resource.
+"""A tenancy change reaching an open watch of a quiet resource (found by review h21).
 
-`Timeline.retarget` records no entry when the timeline holds none and the change's cause
-version is not past its head ("a change from before the list this timeline started from").
-But the cache passes the latest version any tenancy input has heard, also for a change that
-is no API event (a config reload, the bump after a re-list for a new rule field), and that is
-the list's own version, or one bookmarks carried every stream to: on a resource nothing has
-changed in since the proxy listed it (storage classes, priority classes, ...), a later
-tenancy change is folded into the timeline's base and no open watch of it hears of it (nor a
-watch resumed from a list made before the change).
+A resource nothing has changed in since the proxy listed it (storage classes, priority
+classes, ...) has a timeline without entries, whose head bookmarks move on. A config reload
+(or the bump after a re-list for a new rule field) is no API event: it has no version of its
+own, and is recorded as an entry ordered after the head. Before, it was stamped with the
+tenancy inputs' latest version, which bookmarks had carried to the head, and folded into the
+timeline's base as if from before the list: no open watch heard of it.
 """
 
 from __future__ import annotations
@@ -41,12 +39,6 @@ def reload_team_a_storage_classes(proxy: ProxyServer, names: list[str]) -> None:
     proxy.reload(proxy.settings.model_copy(update={"tenancy": tenancy}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h21: Timeline.retarget folds a tenancy change into the base of a timeline without "
-    "entries when the tenancy inputs' latest version is not past its head (a config reload): "
-    "open watches of a quiet resource never hear of it",
-)
 async def test_reload_reaches_an_open_watch_of_a_resource_nothing_changed_in(demo: Demo) -> None:
     assert demo.proxy is not None
     now = demo.emulator.store.resource_version  # nothing is written below
