@@ -263,8 +263,12 @@ class _Watch:
             cursor = timeline.end
             state = dict(timeline.objects)
             self._current = self.side(timeline.tenancy_at(cursor))
+            versions = set()
             for out in initial(state, self._current, self.asked.selected):
+                versions.add(resource_version(out.obj))
                 await self._send(await self.line(out))
+            for rv in versions:  # without a bookmark, the client resumes from the last of these
+                timeline.gave(rv, cursor)
             if self.asked.initial_events_end:
                 await self._send(self.bookmark(timeline.hand_out(cursor), initial_end=True))
         else:
@@ -309,10 +313,12 @@ class _Watch:
                 isinstance(body, Change) and body.tenancy is None and body.rv <= (skip_upto or -1)
             )
             if not late:
-                lines, older = await self._lines(timeline, entry, before, after)
+                lines, older, versions = await self._lines(timeline, entry, before, after)
                 shown_older = shown_older or older
                 for line in lines:
                     await self._send(line)
+                for rv in versions:  # the client may resume from any of these: from here
+                    timeline.gave(rv, entry.seq + 1)
             cursor = entry.seq + 1
         if shown_older and self.asked.bookmarks:
             await self._send(self.bookmark(timeline.hand_out(cursor)))
@@ -324,8 +330,9 @@ class _Watch:
         entry: Entry[Any],
         before: Side | None,
         after: Side | None,
-    ) -> tuple[list[bytes], bool]:
-        """The client's lines for `entry`, and whether one ADDED an object older than it.
+    ) -> tuple[list[bytes], bool, frozenset[int]]:
+        """The client's lines for `entry`, whether one ADDED an object older than it, and
+        the resourceVersions the lines carry.
 
         Watches without selectors or Tables whose sides are the same (callers of one view
         share its Side) send the same lines: made once per entry, in its memo, which keeps the
@@ -333,15 +340,17 @@ class _Watch:
         shared = self.rows is None and self.asked.selected is everything
         key = ("lines", id(before), id(after), self.shape.partial)
         if shared and (found := entry.memo.get(key)) is not None:
-            return found[2], found[3]
-        lines, older = [], False
+            return found[2], found[3], found[4]
+        lines, older, versions = [], False, set()
         state = functools.partial(timeline.state_at, entry.seq)
         for out in events_for(entry, before, after, self.asked.selected, state):
-            older = older or (out.type == ADDED and resource_version(out.obj) < entry.order.rv)
+            own = resource_version(out.obj)
+            older = older or (out.type == ADDED and own < entry.order.rv)
+            versions.add(out.stamp if out.stamp is not None else own)
             lines.append(await self.line(out, entry.memo))
         if shared:
-            entry.memo[key] = (before, after, lines, older)
-        return lines, older
+            entry.memo[key] = (before, after, lines, older, frozenset(versions))
+        return lines, older, frozenset(versions)
 
     async def line(self, out: Out, shared: dict[Any, Any] | None = None) -> bytes:
         """The event's line in the client's form."""

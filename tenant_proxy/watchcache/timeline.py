@@ -106,9 +106,12 @@ class Timeline(Generic[T]):
         self.heard = rv
         self._bytes = 0
         self._max_entries, self._max_bytes = max_entries, max_bytes
-        # Versions handed out (lists, bookmarks) just after entries ordered behind a real
-        # version: where each one stood, so that a watch from it starts there.
+        # Where clients were first given each version that late entries make ambiguous (the
+        # head's, which late entries may follow, and any with late entries in the window): a
+        # watch from it starts at the earliest such point, so none misses a late entry. Kept
+        # by `gave`, from lists, bookmarks and the events watches send.
         self._handed: dict[int, int] = {}
+        self._late: dict[int, int] = {}  # entries ordered behind each real version
 
     # -- writing -------------------------------------------------------------------------------
     def change(
@@ -174,12 +177,24 @@ class Timeline(Generic[T]):
     def progress(self, rv: int) -> None:
         """The resource is known unchanged up to `rv` (a bookmark): later watches start there."""
         if rv > self.head.rv:
+            self._head_moves()
             self.head = Order(rv, 0)
         self.heard = max(self.heard, rv)
 
+    def _head_moves(self) -> None:
+        # Without late entries, every client given the head's version stood at one point
+        # (no entry came between): a watch from it starts there without a note.
+        if self.head.rv not in self._late:
+            self._handed.pop(self.head.rv, None)
+
     def _append(self, body: Change[T] | Retarget[T], rv: int, size: int) -> Entry[T]:
         head = self.head
-        order = Order(rv, 0) if rv > head.rv else Order(head.rv, head.sub + 1)
+        if rv > head.rv:
+            order = Order(rv, 0)
+            self._head_moves()
+        else:
+            order = Order(head.rv, head.sub + 1)
+            self._late[head.rv] = self._late.get(head.rv, 0) + 1
         entry = Entry(self._next_seq, order, body, self.tenancy, size)
         self._next_seq += 1
         self._entries.append(entry)
@@ -193,6 +208,10 @@ class Timeline(Generic[T]):
             self.floor = old.order
             self._base_tenancy = old.tenancy_after
             self._handed.pop(old.order.rv, None)
+            if old.order.sub and (left := self._late.get(old.order.rv, 0) - 1) > 0:
+                self._late[old.order.rv] = left
+            elif old.order.sub:
+                self._late.pop(old.order.rv, None)
         return entry
 
     # -- reading -------------------------------------------------------------------------------
@@ -207,8 +226,9 @@ class Timeline(Generic[T]):
 
     def start_after(self, rv: int) -> int:
         """Where a client holding resourceVersion `rv` resumes: the first entry ordered after
-        (rv, 0), or where `rv` was handed out past entries ordered behind it. TooOld when
-        entries after it have left the window."""
+        (rv, 0), or, when entries ordered behind `rv` came after it, the earliest point any
+        client was given `rv` (one given it later gets those entries again: a duplicate,
+        never a miss). TooOld when entries after it have left the window."""
         asked = Order(rv, 0)
         if asked < self.floor:
             raise TooOld(rv, self.floor.rv)
@@ -223,13 +243,18 @@ class Timeline(Generic[T]):
 
     def hand_out(self, seq: int) -> int:
         """The resourceVersion to give a client that has seen everything before `seq` (a list
-        answered at `seq`, a bookmark). When entries ordered behind a real version (late
-        tenancy changes) end there, the version alone cannot tell where: remember it."""
+        answered at `seq`, a bookmark), noted as given there."""
         rv = self.rv_before(seq)
-        first = self.first_seq
-        if first < seq <= self._next_seq and self._entries[seq - first - 1].order.sub > 0:
-            self._handed[rv] = max(self._handed.get(rv, seq), seq)
+        self.gave(rv, seq)
         return rv
+
+    def gave(self, rv: int, seq: int) -> None:
+        """A client was given `rv` having seen everything before `seq` (a list, a bookmark,
+        an event). Late entries may make `rv` name several points: the earliest counts."""
+        if rv == self.head.rv or rv in self._late:
+            handed = self._handed.get(rv)
+            if handed is None or seq < handed:
+                self._handed[rv] = seq
 
     def entries_from(self, seq: int) -> Iterator[Entry[T]]:
         """The entries from `seq` on; TooOld when `seq` has left the window."""

@@ -1,15 +1,14 @@
-"""Review h21: where a client resumes (`Timeline.start_after`) and whether a tenancy change is
-recorded (`Timeline.retarget`), on the timeline itself. The end-to-end tests
-tests/e2e/test_review_h21_handed.py and test_review_h21_quiet.py show what clients see.
+"""Late entries and where a client resumes (`Timeline.start_after`), and whether a tenancy
+change is recorded (`Timeline.retarget`), on the timeline itself (found by review h21; the
+clients' side is tests/e2e/test_watch_late_entries.py and test_watch_quiet_reload.py).
 
-The timeline's own rule: "a client that holds resourceVersion N has seen every entry up to
-(N, 0), so it resumes at the first entry ordered after (N, 0): an entry that came late is sent
-again rather than missed".
+The timeline's rule: "a client that holds resourceVersion N has seen every entry up to (N, 0),
+so it resumes at the first entry ordered after (N, 0): an entry that came late is sent again
+rather than missed". Late entries make N name several points; a watch from N starts at the
+earliest point any client was given N (a list, a bookmark, an event): a duplicate, never a miss.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from tenant_proxy.watchcache.stored import Stored
 from tenant_proxy.watchcache.timeline import Timeline
@@ -19,11 +18,6 @@ def pv(name: str, rv: int) -> dict[str, object]:
     return {"metadata": {"name": name, "resourceVersion": str(rv)}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h21: start_after takes the latest seq `rv` was handed out at, also for a client "
-    "handed it before a late entry",
-)
 def test_a_version_handed_out_before_a_late_entry_resumes_before_it() -> None:
     timeline: Timeline[str] = Timeline({}, 70, "tenancy 1")
     timeline.change("pv-a", pv("pv-a", 71), 71)
@@ -72,3 +66,26 @@ def test_an_api_change_from_before_the_list_is_the_lists_own_tenancy() -> None:
     timeline: Timeline[str] = Timeline({"gold": Stored.of(pv("gold", 5))}, 70, "tenancy 1")
     assert timeline.retarget("tenancy 2", cause_rv=70) is None
     assert timeline.tenancy_at(timeline.end) == "tenancy 2"
+
+
+def test_an_event_given_before_a_late_entry_counts_as_given_there() -> None:
+    """An informer resumes from the version of the last event it got: an event sent before a
+    late entry, and a list given the same version after it, resume before the entry."""
+    timeline: Timeline[str] = Timeline({}, 70, "tenancy 1")
+    entry = timeline.change("pv-a", pv("pv-a", 71), 71)
+    assert entry is not None
+    timeline.gave(71, entry.seq + 1)  # a watch sent pv-a's event
+    late = timeline.retarget("tenancy 2", cause_rv=None)
+    assert late is not None
+    assert timeline.hand_out(timeline.end) == 71
+    assert timeline.start_after(71) == late.seq
+
+
+def test_notes_of_versions_without_late_entries_are_not_kept() -> None:
+    """Bookmarks move a quiet head on for ever: what was given at each old head is dropped
+    when no late entry makes it ambiguous."""
+    timeline: Timeline[str] = Timeline({}, 70, "tenancy 1")
+    for rv in range(71, 1071):
+        timeline.progress(rv)
+        timeline.hand_out(timeline.end)
+    assert len(timeline._handed) == 1
