@@ -3,9 +3,11 @@
 A watch is a cursor in its resource's timeline (watchcache.timeline). It starts where the
 client stands: with initial ADDED events when it asked for none or for "0" (or
 `sendInitialEvents`), else just after the resourceVersion it holds (410 when the window no
-longer reaches it, as the cacher answers). Each entry becomes the client's events
-(watchcache.replay), shaped as the client asked (watch_lines), on a chunked stream or WebSocket
-messages (watch_sinks).
+longer reaches it, as the cacher answers). A client resuming across a change of its own view
+goes straight from what it holds to what it may see now (`replay.catch_up`), as a list at its
+version is judged by then and now: never what it could see only while it was away. Each entry
+becomes the client's events (watchcache.replay), shaped as the client asked (watch_lines), on a
+chunked stream or WebSocket messages (watch_sinks).
 
 One task per watch, the request's own: it replays entries and writes their lines straight to
 the connection. The timeline is the watches' shared buffer, so a watch keeps no queue: what a
@@ -46,9 +48,11 @@ from tenant_proxy.watchcache.replay import (
     ADDED,
     Out,
     Side,
+    catch_up,
     events_for,
     initial,
     side_of,
+    view_moved,
 )
 from tenant_proxy.watchcache.rows import RowBook, Rows
 from tenant_proxy.watchcache.timeline import Change, Entry, Timeline, TooOld
@@ -281,6 +285,8 @@ class _Watch:
                 # The client listed elsewhere, ahead of what this cache has heard: changes that
                 # reach it later with a version it already holds are in its list already.
                 skip_upto = self.asked.resume_from
+            elif self._view_moved_since(timeline, cursor):
+                cursor = await self._catch_up(timeline, cursor)
         if self.asked.bookmarks and not self.asked.initial_events_end:
             start = max(timeline.hand_out(cursor), self.asked.resume_from or 0)
             await self._send(self.bookmark(start))
@@ -299,6 +305,34 @@ class _Watch:
             )
             if not came and self.asked.bookmarks and deadline - time.monotonic() > 0:
                 await self._send(self.bookmark(timeline.hand_out(cursor)))
+
+    def _view_moved_since(self, timeline: Timeline[TenancySnapshot], cursor: int) -> bool:
+        """Whether the caller's own view of the resource changed anywhere after `cursor`."""
+        tenancies = {id(e.tenancy_after): e.tenancy_after for e in timeline.entries_from(cursor)}
+        sides = (side_of(t.view_for(self.identity), self.cache.gr) for t in tenancies.values())
+        return view_moved(sides, self._current)
+
+    async def _catch_up(self, timeline: Timeline[TenancySnapshot], cursor: int) -> int:
+        """Take a client resuming across a change of its own view straight to what it may see
+        now (`replay.catch_up`): judged by then *and* now, as a list at its version would be,
+        never showing what it could see only meanwhile. The cursor after: the end."""
+        end = timeline.end
+        now = self.side(timeline.tenancy)
+        rv = timeline.hand_out(end)
+        outs = catch_up(
+            timeline.state_at(cursor),
+            self._current,
+            timeline.objects,
+            now,
+            self.asked.selected,
+            rv,
+        )
+        self._current = now
+        for out in outs:
+            await self._send(await self.line(out))
+        for given in {resource_version(out.obj) for out in outs if out.stamp is None}:
+            timeline.gave(given, end)
+        return end
 
     async def _replay(self, cursor: int, skip_upto: int | None) -> int:
         """Send the events of the entries from `cursor` on; the cursor after them."""

@@ -105,6 +105,40 @@ def initial(state: Mapping[str, Obj], side: Side | None, selected: ObjectTest) -
     return out
 
 
+def catch_up(
+    held_state: Mapping[str, Obj],
+    held_side: Side | None,
+    state: Mapping[str, Obj],
+    side: Side | None,
+    selected: ObjectTest,
+    rv: int,
+) -> list[Out]:
+    """The events that take a client from what it holds (`held_state` as `held_side` judges
+    it) straight to what it may see now (`state` as `side` judges it), naming nothing else:
+    what it may no longer see DELETED as it held it (stamped `rv`), what it did not hold ADDED,
+    what changed MODIFIED, each in name order.
+
+    For a watch resumed across a change of the caller's own tenancy: replaying the window entry
+    by entry would show what it could see only meanwhile (a PV bound into its namespace, then
+    the namespace given to another tenant), which a list at that old version would hide."""
+    held = {k for k, obj in held_state.items() if visible(held_side, selected, obj)}
+    seen = {k for k, obj in state.items() if visible(side, selected, obj)}
+    out = [Out(DELETED, held_state[k].decoded(), rv) for k in sorted(held - seen)]
+    for key in sorted(seen):
+        obj = state[key]
+        if key not in held:
+            out.append(Out(ADDED, obj.decoded()))
+        elif obj is not held_state[key] and obj.rv != held_state[key].rv:
+            out.append(Out(MODIFIED, obj.decoded()))
+    return out
+
+
+def view_moved(sides: Iterable[Side | None], at: Side | None) -> bool:
+    """Whether any of `sides` judges otherwise than `at` (equal rules judge alike)."""
+    rules = None if at is None else at.rules
+    return any((None if s is None else s.rules) != rules for s in sides)
+
+
 def events_for(
     entry: Entry[T],
     before: Side | None,
