@@ -234,6 +234,7 @@ class ProxyServer:
                 upstream,
                 bodies,
                 self._tokens,
+                index.owned,
                 page_size=limits.filtered_list_page,
                 parallel=limits.filtered_list_reads,
             ),

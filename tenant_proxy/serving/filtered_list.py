@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
 from tenant_proxy import status
 from tenant_proxy.filtering import continuation
+from tenant_proxy.filtering.lists import NotAList, filter_response
+from tenant_proxy.filtering.objects import object_key
 from tenant_proxy.filtering.pager import Answer, ListPager, Read, continue_expired, list_binding
 from tenant_proxy.filtering.pages import continue_in_head, upstream_continue
 from tenant_proxy.filtering.shape import Shape
@@ -36,6 +38,22 @@ from tenant_proxy.upstream import Upstream
 # A selector no object matches: the tenant's empty list, with the server's own envelope.
 _MATCHES_NOTHING = "tenant-proxy.io/none,!tenant-proxy.io/none"
 
+Owned = Callable[[GroupResource, TenantView], Mapping[str, object]]
+"""The objects of a resource the view owns now, by name (the tenancy index's)."""
+
+
+def _name(obj: Mapping[str, object]) -> str | None:
+    key = object_key(obj)
+    return None if key is None else key[1]
+
+
+def reads_the_past(info: RequestInfo) -> bool:
+    """Whether a list asks for a state the API server keeps from before, rather than its
+    current one: a following page (any continue token) or an Exact resourceVersion."""
+    q = info.query
+    exact = q.resource_version not in (None, "", "0") and q.resource_version_match == "Exact"
+    return bool(q.continue_token) or exact
+
 
 class FilteredList:
     """Lists of filtered resources, read upstream. Each rewritten list holds an upstream page
@@ -46,11 +64,13 @@ class FilteredList:
         upstream: Upstream,
         limits: BodyLimits,
         tokens: continuation.ContinueTokens,
+        owned: Owned,
         *,
         page_size: int,
         parallel: int,
     ) -> None:
         self._upstream, self._limits, self._tokens = upstream, limits, tokens
+        self._owned = owned
         self._page_size = page_size
         self._reads = asyncio.Semaphore(parallel)
 
@@ -83,7 +103,18 @@ class FilteredList:
                 headers = passthrough.read_headers(request, shape.accept)
                 resp = await self._upstream.send("GET", url, headers)
                 async with resp:
-                    return await passthrough.relay(request, resp), 0
+                    if not reads_the_past(info) or resp.status != 200:
+                        return await passthrough.relay(request, resp), 0
+                    body = await read_bounded(resp, self._limits)
+                # A state the API server keeps from before (a continue token, which a client
+                # can write itself, or an Exact version) is judged by the labels of then: what
+                # the caller may no longer see stays hidden, as lists from the cache do.
+                now = self._owned(gr, view)
+                try:
+                    kept, withheld = filter_response(body, lambda obj: _name(obj) in now)
+                except NotAList as exc:
+                    raise status.bad_gateway(f"unexpected list answer: {exc}") from None
+                return answer(kept, shape), withheld
         async with self._reads:
             return await self._rewritten(request, info, shape, view.owns(gr), query, identity)
 

@@ -383,3 +383,23 @@ async def test_a_rewritten_list_answers_yaml_and_honours_limit_on_a_whole_answer
     assert {i["metadata"]["name"] for i in listed["items"]} == await owned_by(cluster, "team-a")
     assert len(one["items"]) == 1
     assert one["metadata"]["continue"]
+
+
+async def test_pages_of_a_pushed_down_list_follow_the_api_servers_tokens(demo: Demo) -> None:
+    # bob's nodes are those labelled pool in (team-b, shared): a selector pushed down to the
+    # API server, whose continue tokens the client follows (each page judged again by now).
+    async with session_as(demo, "bob", ["tenant-b-devs"]) as bob:
+        async with bob.get("/api/v1/nodes") as resp:
+            whole = {o["metadata"]["name"] for o in (await resp.json())["items"]}
+        assert len(whole) >= 2  # pages to follow
+        paged: list[str] = []
+        token = ""
+        while True:
+            async with bob.get(f"/api/v1/nodes?limit=1&continue={token}") as resp:
+                assert resp.status == 200, await resp.text()
+                body = await resp.json()
+            paged += [o["metadata"]["name"] for o in body["items"]]
+            token = body["metadata"].get("continue", "")
+            if not token:
+                break
+    assert sorted(paged) == sorted(whole)

@@ -1,12 +1,12 @@
-"""Review h21: a list at an old version through a pushed-down rule.
+"""A list at an old version through a pushed-down rule (found by review h21).
 
 Lists at a version judge by tenancy then *and* now ("what a caller may no longer see stays
-hidden, however old the version it asks for", list_from_cache). A rule that is a label
-selector (nodes, classes by selector, node metrics) is pushed down to the API server, which
-applies it to the state at the version asked for, and the answer is relayed untouched: the
-labels of then decide alone. The version can be any the API server still keeps: a client
-writes the API server's continue token itself (its format is public: base64 JSON of the
-version and the key to start at), and a token the proxy cannot read goes upstream.
+hidden, however old the version it asks for", list_from_cache). A rule that is a label selector
+(nodes, classes by selector, node metrics) is pushed down to the API server, which applies it to
+the state at the version asked for: the labels of then. A client can write the API server's
+continue token itself (base64 JSON of a version and a key), and a token the proxy cannot read
+goes upstream; so such an answer (any continue token, or an Exact version) is kept only for what
+the caller owns now.
 """
 
 from __future__ import annotations
@@ -27,11 +27,6 @@ def pool(name: str) -> dict[str, object]:
     return {"metadata": {"labels": {"pool": name}}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h21: a pushed-down list relays the API server's answer at the version of a "
-    "client-written continue token, judged by that version's labels alone (filtered_list)",
-)
 async def test_an_old_version_through_a_pushed_down_rule_hides_what_is_no_longer_ones(
     demo: Demo, cluster: Cluster
 ) -> None:
