@@ -103,13 +103,27 @@ class Caller(Protocol):
     def groups(self) -> tuple[str, ...]: ...
 
 
+AUTHENTICATED = "system:authenticated"
+ANONYMOUS = "system:anonymous"
+
+
+def caller_groups(caller: Caller) -> tuple[str, ...]:
+    """The caller's groups as kube-apiserver's authenticators leave them: every authenticated
+    caller is in `system:authenticated` too, whatever its method (certificate, OIDC, token),
+    so a tenant (or a RoleBinding) naming that group means everyone, as RBAC reads it."""
+    groups = caller.groups
+    if caller.user == ANONYMOUS or AUTHENTICATED in groups:
+        return groups
+    return (*groups, AUTHENTICATED)
+
+
 def is_member(caller: Caller, tenant: Tenant, own_namespaces: frozenset[str]) -> bool:
     members = tenant.members
     if caller.user in members.users or caller.user in members.service_accounts:
         return True
     if is_owner(caller, tenant):
         return True
-    if not members.groups.isdisjoint(caller.groups):
+    if not members.groups.isdisjoint(caller_groups(caller)):
         return True
     if members.all_service_accounts_of_own_namespaces:
         return service_account_namespace(caller.user) in own_namespaces
@@ -121,7 +135,7 @@ def is_owner(caller: Caller, tenant: Tenant) -> bool:
     owners = tenant.owners
     if caller.user in owners.users or caller.user in owners.service_accounts:
         return True
-    return not owners.groups.isdisjoint(caller.groups)
+    return not owners.groups.isdisjoint(caller_groups(caller))
 
 
 def service_account_namespace(user: str) -> str | None:

@@ -22,6 +22,7 @@ from tenant_proxy.tenancy.model import (
     Tenant,
     TenantNamespaces,
     TenantView,
+    caller_groups,
     service_account_namespace,
     view_of,
 )
@@ -66,7 +67,7 @@ class Admission:
     def positions(self, caller: Caller, own: TenantNamespaces) -> frozenset[int]:
         """The positions of the tenants `caller` belongs to (`own`: each tenant's namespaces)."""
         found = self._by_user.get(caller.user, _NONE)
-        for group in caller.groups:
+        for group in caller_groups(caller):
             more = self._by_group.get(group)
             if more is not None:
                 found = more if not found else found | more
@@ -114,4 +115,4 @@ class TenancySnapshot:
         """Namespaces a RoleBinding opens to the caller's user or one of its groups."""
         if not self.grants:
             return frozenset()
-        return granted_namespaces(self.grants, caller.user, caller.groups)
+        return granted_namespaces(self.grants, caller.user, caller_groups(caller))

@@ -10,9 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tenant_proxy.identity import Identity
 from tenant_proxy.kube.labels import Op, Requirement, Selector, from_label_selector
 from tenant_proxy.kube.resources import CRDS, NAMESPACES, NODES, PERSISTENT_VOLUMES, GroupResource
-from tenant_proxy.tenancy.model import Members, Tenant, owns, service_account_namespace, view_for
+from tenant_proxy.tenancy.model import (
+    Members,
+    NamespaceOptions,
+    Tenant,
+    caller_groups,
+    is_member,
+    owns,
+    service_account_namespace,
+    view_for,
+)
 from tenant_proxy.tenancy.ownership import label_test
 from tenant_proxy.tenancy.rules import (
     ApiGroupRule,
@@ -137,6 +147,10 @@ def oracle_namespaces(world: World, t: str) -> set[str]:
 
 
 def oracle_member_tenants(world: World, caller: Caller) -> list[str]:
+    # kube-apiserver puts every authenticated caller in system:authenticated.
+    groups = set(caller.groups)
+    if caller.user != "system:anonymous":
+        groups.add("system:authenticated")
     out = []
     for t in world.users:
         sa_ns = (
@@ -144,7 +158,7 @@ def oracle_member_tenants(world: World, caller: Caller) -> list[str]:
         )
         if (
             caller.user in world.users[t]
-            or set(caller.groups) & world.groups[t]
+            or groups & world.groups[t]
             or (world.sa_own[t] and sa_ns in oracle_namespaces(world, t))
         ):
             out.append(t)
@@ -393,3 +407,17 @@ def test_a_judges_compiled_label_test_is_the_selectors_own(
 ) -> None:
     selector = Selector(tuple(requirements))
     assert label_test(selector)(labels) == selector.matches(labels)
+
+
+def test_every_authenticated_caller_is_in_system_authenticated_as_kube_apiserver_says() -> None:
+    everyone = Tenant(
+        name="all",
+        members=Members(groups=frozenset({"system:authenticated"})),
+        namespace_options=NamespaceOptions("tenant-proxy.io/tenant"),
+    )
+    for caller in (Identity("alice"), Identity("bob", groups=("devs",))):
+        assert is_member(caller, everyone, frozenset())
+        assert caller_groups(caller)[-1] == "system:authenticated"
+    assert not is_member(Identity("system:anonymous"), everyone, frozenset())
+    said = Identity("carol", groups=("system:authenticated", "x"))
+    assert caller_groups(said) == ("system:authenticated", "x")

@@ -1,4 +1,4 @@
-"""Review h21: tenants that name kube-apiserver's implicit groups.
+"""Tenants that name kube-apiserver's implicit groups (found by review h21).
 
 kube-apiserver puts every authenticated caller in `system:authenticated` (whatever the
 method: client certificate, OIDC, token), and RBAC bindings to that group match all of them.
@@ -28,11 +28,6 @@ async def _names(session: Any, path: str) -> set[str]:
         return {o["metadata"]["name"] for o in (await resp.json())["items"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h21: client-certificate and OIDC identities lack system:authenticated "
-    "(auth/x509.py, auth/oidc.py), so a tenant naming it does not admit them",
-)
 async def test_a_tenant_of_system_authenticated_admits_a_certificate_caller(
     demo: Demo, cluster: Cluster
 ) -> None:
