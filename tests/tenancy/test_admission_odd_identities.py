@@ -1,4 +1,4 @@
-"""Review h21: `Admission` (lookups by user and group) against `model.is_member` with the odd
+"""`Admission` (lookups by user and group) against `model.is_member` with the odd
 identities real clusters have: a user named like a group and the other way round, the
 ServiceAccount groups, and strings that only look like ServiceAccount users. The lookups keep
 users and groups apart, as `is_member` does; one shared pool of names tries to mix them up."""

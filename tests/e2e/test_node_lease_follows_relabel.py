@@ -1,4 +1,4 @@
-"""Review h21: node Lease routing reads the index's owned nodes (`TenancyIndex.owned`), kept
+"""Node Lease routing reads the index's owned nodes (`TenancyIndex.owned`), kept
 per rule until an object of the resource changes. A node relabelled between tenants moves
 its Lease with it: the new owner reads it, the old one gets the answer a node never its own
 gets (403, as for a Lease that does not exist)."""
