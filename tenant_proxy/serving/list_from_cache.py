@@ -251,6 +251,16 @@ class CachedLists:
             rv_text = position.resource_version if position else q.resource_version or ""
             if not rv_text.isdigit():
                 raise status.bad_request(f"invalid resource version: {rv_text}")
+            asked = int(rv_text)
+            # Not heard yet: never the older state stamped `asked` (a watch from it would then
+            # skip what the list lacked). Waited for, else the API server answers (its cacher
+            # waits too, then says 504 "Too large resource version").
+            if (
+                position is None
+                and asked > timeline.heard
+                and not await self._caches.reach(gr, asked, self._fresh_wait)
+            ):
+                return None
             try:
                 if position is not None and position.cache == self._caches.instance:
                     # The very point of the first page (a version may span several entries).

@@ -1,4 +1,4 @@
-"""Review h21: lists at an exact resourceVersion the watch cache has not heard yet.
+"""Lists at an exact resourceVersion the watch cache has not heard yet (found by review h21).
 
 A client may hold a resourceVersion from anywhere (etcd revisions are global: a write of
 another resource, a list of another resource). kube-apiserver never answers a list at a
@@ -22,11 +22,6 @@ PV = ("v1", "PersistentVolume")
 ALICE = ("alice", ["tenant-a-devs"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h21: an Exact list at a version the cache has not heard is answered from the "
-    "cache's older state, stamped with the asked version (list_from_cache._state)",
-)
 async def test_exact_list_ahead_of_the_cache_does_not_hide_changes_from_the_next_watch(
     demo: Demo, cluster: Cluster
 ) -> None:
