@@ -10,7 +10,10 @@ takes the standard library's contexts). So `request_any_client_certificate` inst
 accept-all verify callback on the context's own `SSL_CTX` through the OpenSSL library the
 `ssl` module is linked with, and `verify_client_certificate` does the verification afterwards
 with `cryptography.x509.verification`, under the rules of Go's `x509.Verify` with
-`ExtKeyUsageClientAuth` that kube-apiserver uses.
+`ExtKeyUsageClientAuth` that kube-apiserver uses (tests/test_client_cert_verdicts.py holds it
+to an oracle written from Go's crypto/x509). Where the library cannot follow Go: it refuses
+signatures by Ed25519 or RSA keys under 2048 bits (Go takes both; kubeadm makes neither), and
+judges time to the second (a certificate is taken up to a second past its notAfter).
 
 A leaf module (standard library and `cryptography` only): the proxy's listener and the
 emulator both use it.

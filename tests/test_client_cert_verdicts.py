@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -42,7 +43,11 @@ from tenant_proxy.tls import ReloadingTLS, client_certificate
 SECOND = dt.timedelta(seconds=1)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CLIENT_CERT_EXAMPLES=20000 for a hard run (about 3 minutes).
+EXAMPLES = int(os.environ.get("CLIENT_CERT_EXAMPLES", "60"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds())
 def test_verdicts_are_gos(world: World) -> None:
     bundle, leaf = build(world)
@@ -72,6 +77,10 @@ def _world(**changes: Any) -> World:
     ("world", "verdict"),
     [
         pytest.param(_world(), None, id="plain"),
+        pytest.param(_world(leaf_eku=None), None, id="no extended key usage: any usage"),
+        pytest.param(_world(leaf_eku=(ANY,)), None, id="anyExtendedKeyUsage"),
+        pytest.param(_world(leaf_eku=(SERVER,)), pki_verify.NOT_FOR_CLIENTS, id="for servers only"),
+        pytest.param(_world(roots=(CASpec(), CASpec()), issuer="root:1"), None, id="several CAs"),
         pytest.param(
             _world(roots=(CASpec(is_ca=False),)),
             pki_verify.UNKNOWN_AUTHORITY,
