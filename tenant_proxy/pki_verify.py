@@ -10,7 +10,10 @@ takes the standard library's contexts). So `request_any_client_certificate` inst
 accept-all verify callback on the context's own `SSL_CTX` through the OpenSSL library the
 `ssl` module is linked with, and `verify_client_certificate` does the verification afterwards
 with `cryptography.x509.verification`, under the rules of Go's `x509.Verify` with
-`ExtKeyUsageClientAuth` that kube-apiserver uses.
+`ExtKeyUsageClientAuth` that kube-apiserver uses (tests/test_client_cert_verdicts.py holds it
+to an oracle written from Go's crypto/x509). Where the library cannot follow Go: it refuses
+signatures by Ed25519 or RSA keys under 2048 bits (Go takes both; kubeadm makes neither), and
+judges time to the second (a certificate is taken up to a second past its notAfter).
 
 A leaf module (standard library and `cryptography` only): the proxy's listener and the
 emulator both use it.
@@ -18,16 +21,18 @@ emulator both use it.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import datetime as dt
 import functools
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -44,6 +49,7 @@ _OPENSSL_MODES = {
     ssl.CERT_REQUIRED: _SSL_VERIFY_PEER | _SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
     ssl.CERT_OPTIONAL: _SSL_VERIFY_PEER,
 }
+_E = TypeVar("_E", bound=x509.ExtensionType)
 _VerifyCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 
 
@@ -125,12 +131,52 @@ def peer_chain_der(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[by
     return (bytes(der),) if der else ()
 
 
+# Why a certificate is refused: short, stable and secret-free, they label the
+# authentication-failure metric and go to the request log and audit.
+NO_CERTIFICATE = "no client certificate"
+UNREADABLE = "unreadable client certificate"
+EXPIRED = "client certificate expired"
+NOT_YET_VALID = "client certificate not yet valid"
+UNKNOWN_AUTHORITY = "client certificate signed by unknown authority"
+CA_OUTSIDE_VALIDITY = "client CA certificate expired or not yet valid"
+NOT_FOR_CLIENTS = "certificate not issued for client authentication"
+INVALID = "client certificate invalid"
+
+_ONE_SECOND = dt.timedelta(seconds=1)
+_VERDICTS_KEPT = 4096
+
+
 @dataclass(frozen=True)
+class _Verdict:
+    """The library's answer for one chain, and the span of time over which it holds: it can
+    only change when some certificate involved starts or stops being valid."""
+
+    leaf: x509.Certificate | None
+    reason: str | None
+    start: dt.datetime
+    end: dt.datetime  # exclusive
+
+
+@dataclass(frozen=True, eq=False)
 class ClientTrust:
-    """The CAs whose client certificates are believed (a client-CA bundle, parsed once)."""
+    """The CAs whose client certificates are believed (a client-CA bundle, parsed once), and
+    the verdicts reached against them."""
 
     store: Store
-    count: int
+    certificates: tuple[x509.Certificate, ...] = field(repr=False)
+    _boundaries: tuple[dt.datetime, ...] = field(repr=False)
+    """When a certificate of the bundle starts or stops being valid, sorted."""
+    _verdicts: dict[tuple[bytes, ...], _Verdict] = field(default_factory=dict, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.certificates)
+
+
+def _boundaries(certs: Sequence[x509.Certificate]) -> list[dt.datetime]:
+    # Times are whole seconds (certificates have no finer ones): valid at `now` iff
+    # not_before <= now < not_after + 1 s.
+    return [t for c in certs for t in (c.not_valid_before_utc, c.not_valid_after_utc + _ONE_SECOND)]
 
 
 def load_trust(ca_bundle_pem: bytes) -> ClientTrust:
@@ -141,31 +187,147 @@ def load_trust(ca_bundle_pem: bytes) -> ClientTrust:
         certs = []
     if not certs:
         raise ValueError("no PEM certificate in the CA bundle")
-    return ClientTrust(Store(certs), len(certs))
+    return ClientTrust(Store(certs), tuple(certs), tuple(sorted(_boundaries(certs))))
 
 
 def _client_usage(
     _policy: object, _cert: x509.Certificate, usage: x509.ExtendedKeyUsage | None
 ) -> None:
-    # Go's rule: no ExtendedKeyUsage means any usage; otherwise clientAuth or any must be listed.
+    # Go's rule, for the leaf and every CA of the chain alike: no ExtendedKeyUsage means any
+    # usage; otherwise clientAuth or anyExtendedKeyUsage must be listed.
     if usage is None:
         return
     if not {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
         usage
     ):
-        raise ValueError("certificate not issued for client authentication")
+        raise ValueError(NOT_FOR_CLIENTS)
 
 
-def _leaf_policy() -> ExtensionPolicy:
-    # The Web PKI defaults, relaxed where Go's verifier (and so every Kubernetes client
-    # certificate, kubeadm's included) does without: client certificates carry no
-    # subjectAltName, and Go requires no authorityKeyIdentifier.
-    return (
-        ExtensionPolicy.webpki_defaults_ee()
-        .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-        .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
-        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _client_usage)
+def _may_sign_certificates(
+    _policy: object, _cert: x509.Certificate, usage: x509.KeyUsage | None
+) -> None:
+    # Go's CheckSignatureFrom: a keyUsage, when present, must allow keyCertSign.
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError("CA certificate may not sign certificates")
+
+
+# The Web PKI's rules are stricter than Go's x509.Verify, which kube-apiserver uses and every
+# Kubernetes client certificate is made for: Go looks at no extension of a leaf but its
+# extended key usage (kubeadm's carry no subjectAltName and no authorityKeyIdentifier; a
+# certificate of the bundle presented as the leaf is accepted, CA or not), and of a CA it
+# needs cA (checked by the library) and, if present, keyUsage keyCertSign, whatever their
+# criticality. The extended key usage nests down the chain in both.
+_LEAF_POLICY = ExtensionPolicy.permit_all().may_be_present(
+    x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _client_usage
+)
+_ANY_LEAF_USAGE = ExtensionPolicy.permit_all()
+_CA_POLICY = (
+    ExtensionPolicy.permit_all()
+    .require_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _client_usage)
+)
+
+
+def _issuers(trust: ClientTrust, leaf: x509.Certificate) -> list[x509.Certificate]:
+    """The CAs of the bundle that issued `leaf` as Go's CheckSignatureFrom sees it (cA, a
+    keyUsage allowing keyCertSign, the signature): which reason to give once the library has
+    refused, as it says why a candidate failed, not whether that candidate had signed."""
+    found = []
+    for ca in trust.certificates:
+        constraints = _extension(ca, x509.BasicConstraints)
+        if constraints is None or not constraints.ca:
+            continue
+        try:
+            _may_sign_certificates(None, ca, _extension(ca, x509.KeyUsage))
+            leaf.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        found.append(ca)
+    return found
+
+
+def _restricted(ca: x509.Certificate) -> bool:
+    try:
+        _client_usage(None, ca, _extension(ca, x509.ExtendedKeyUsage))
+    except ValueError:
+        return True
+    return False
+
+
+def _extension(cert: x509.Certificate, kind: type[_E]) -> _E | None:
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _reason(
+    trust: ClientTrust, chain: Sequence[x509.Certificate], now: dt.datetime, error: str
+) -> str:
+    """The failure as a stable reason, in the order Go finds them: the leaf's dates, a CA of
+    the bundle that issued it, that CA's dates, then the extended key usage of the chain."""
+    leaf = chain[0]
+    if now < leaf.not_valid_before_utc:
+        return NOT_YET_VALID
+    if now > leaf.not_valid_after_utc:
+        return EXPIRED
+    if "candidates exhausted" in error:  # no chain to the bundle
+        issuers = _issuers(trust, leaf)
+        if not issuers:
+            return UNKNOWN_AUTHORITY
+        current = [c for c in issuers if c.not_valid_before_utc <= now <= c.not_valid_after_utc]
+        if not current:
+            return CA_OUTSIDE_VALIDITY
+        if NOT_FOR_CLIENTS in error or any(_restricted(ca) for ca in current):
+            return NOT_FOR_CLIENTS  # the CA restricts its usage
+        return INVALID
+    if NOT_FOR_CLIENTS in error:
+        # The leaf's own usage, which the library looks at before any issuer, Go after.
+        chained = _verify(trust, chain, now, _ANY_LEAF_USAGE)
+        return NOT_FOR_CLIENTS if chained is None else _reason(trust, chain, now, chained)
+    return INVALID
+
+
+def _verify(
+    trust: ClientTrust,
+    chain: Sequence[x509.Certificate],
+    now: dt.datetime,
+    leaf_policy: ExtensionPolicy = _LEAF_POLICY,
+) -> str | None:
+    """None if the library accepts `chain` at `now`, else its message."""
+    leaf, *intermediates = chain
+    verifier = (
+        PolicyBuilder()
+        .store(trust.store)
+        .time(now)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=leaf_policy)
+        .build_client_verifier()
     )
+    try:
+        verifier.verify(leaf, intermediates)
+    except VerificationError as exc:
+        return str(exc)
+    return None
+
+
+def _verdict(trust: ClientTrust, chain: Sequence[x509.Certificate], now: dt.datetime) -> _Verdict:
+    error = _verify(trust, chain, now)
+    if error is None:
+        accepted, reason = chain[0], None
+    else:
+        accepted, reason = None, _reason(trust, chain, now, error)
+    own = _boundaries(chain)
+    at = bisect.bisect_right(trust._boundaries, now)
+    start = max(
+        [t for t in own if t <= now] + list(trust._boundaries[at - 1 : at]),
+        default=dt.datetime.min.replace(tzinfo=dt.UTC),
+    )
+    end = min(
+        [t for t in own if t > now] + list(trust._boundaries[at : at + 1]),
+        default=dt.datetime.max.replace(tzinfo=dt.UTC),
+    )
+    return _Verdict(accepted, reason, start, end)
 
 
 def verify_client_certificate(
@@ -174,25 +336,29 @@ def verify_client_certificate(
     now: dt.datetime | None = None,
 ) -> x509.Certificate:
     """The leaf of `chain_der` (leaf first, then any intermediates the client sent) once it
-    chains to a trusted CA, is valid at `now` and may authenticate a client; otherwise
-    ClientCertificateError."""
+    chains to a trusted CA, is valid at `now` and may authenticate a client, under the rules
+    of Go's `x509.Verify` with `ExtKeyUsageClientAuth`; otherwise ClientCertificateError,
+    whose message is one of the reasons above.
+
+    Runs on every request, so each chain's verdict is kept with `trust` for as long as no
+    certificate involved changes validity (a new bundle is a new `trust`, judged afresh).
+    """
     if not chain_der:
-        raise ClientCertificateError("no client certificate")
-    try:
-        leaf, *intermediates = (x509.load_der_x509_certificate(der) for der in chain_der)
-    except ValueError as exc:
-        raise ClientCertificateError(f"unreadable client certificate: {exc}") from None
-    verifier = (
-        PolicyBuilder()
-        .store(trust.store)
-        .time(now or dt.datetime.now(dt.UTC))
-        .extension_policies(
-            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_leaf_policy()
-        )
-        .build_client_verifier()
-    )
-    try:
-        verifier.verify(leaf, intermediates)
-    except VerificationError as exc:
-        raise ClientCertificateError(str(exc)) from None
-    return leaf
+        raise ClientCertificateError(NO_CERTIFICATE)
+    # Whole seconds, as certificate times: the library then agrees with the verdict's span.
+    moment = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    key = tuple(chain_der)
+    verdict = trust._verdicts.get(key)
+    if verdict is None or not verdict.start <= moment < verdict.end:
+        try:
+            chain = [x509.load_der_x509_certificate(der) for der in chain_der]
+        except ValueError:
+            raise ClientCertificateError(UNREADABLE) from None
+        verdict = _verdict(trust, chain, moment)
+        if len(trust._verdicts) >= _VERDICTS_KEPT:
+            # Oldest first: a flood of one-off certificates only costs their own checks later.
+            del trust._verdicts[next(iter(trust._verdicts))]
+        trust._verdicts[key] = verdict
+    if verdict.leaf is None:
+        raise ClientCertificateError(verdict.reason or INVALID)
+    return verdict.leaf

@@ -12,28 +12,28 @@ import contextlib
 import datetime as dt
 import logging
 import ssl
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
 
-from tenant_proxy.auth.x509 import certificate_problem
+from tenant_proxy import pki_verify
 from tenant_proxy.config import TLSSettings
-from tenant_proxy.pki_verify import request_any_client_certificate
 
 log = logging.getLogger("tenant_proxy.tls")
 
 
 class ServerContext(ssl.SSLContext):
-    """A listener context, and how the client certificates of its connections are verified.
+    """A listener context, and the client CA bundle its connections' certificates are
+    verified against, on each request (`client_certificate`).
 
-    `client_roots` is the client CA bundle when the handshake accepts any certificate and each
-    request verifies it (kube-apiserver's way); None when OpenSSL verified it at the handshake
-    (the fallback if libssl cannot be reached, where an unverifiable certificate resets the
-    connection as before).
+    The handshake accepts any certificate (kube-apiserver's way), except in the fallback where
+    libssl cannot be reached: there OpenSSL verifies it too, and an unverifiable certificate
+    resets the connection as before.
     """
 
-    client_roots: tuple[x509.Certificate, ...] | None = None
+    client_trust: pki_verify.ClientTrust | None = None
 
 
 def build_context(settings: TLSSettings) -> ServerContext:
@@ -42,12 +42,10 @@ def build_context(settings: TLSSettings) -> ServerContext:
     ctx.load_cert_chain(settings.cert_file, settings.key_file)
     if settings.client_ca_file is not None:
         ca_pem = settings.client_ca_file.read_bytes()
-        roots = tuple(x509.load_pem_x509_certificates(ca_pem))
+        ctx.client_trust = pki_verify.load_trust(ca_pem)
         # Optional: bearer-token clients send no certificate.
         ctx.verify_mode = ssl.CERT_OPTIONAL
-        if _accept_any_certificate(ctx):
-            ctx.client_roots = roots
-        else:
+        if not _accept_any_certificate(ctx):
             ctx.load_verify_locations(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(["http/1.1"])
     # No session tickets. Their clients never resume (client-go's TLSConfigFor sets no
@@ -63,17 +61,22 @@ def build_context(settings: TLSSettings) -> ServerContext:
 def client_certificate(
     ssl_object: ssl.SSLObject | ssl.SSLSocket | None, now: dt.datetime | None = None
 ) -> tuple[x509.Certificate | None, str | None]:
-    """The verified client certificate of a TLS connection, or why the one sent is refused."""
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
+    """The verified client certificate of a TLS connection, or why the one sent is refused.
+
+    Verified on every request, even where OpenSSL verified it at the handshake: a keep-alive
+    connection outlives the certificate's validity. (Fast: the verdict is kept per chain.)
+    """
+    chain = pki_verify.peer_chain_der(ssl_object)
+    if not chain:
         return None, None
     assert ssl_object is not None
-    cert = x509.load_der_x509_certificate(der)
-    roots = getattr(ssl_object.context, "client_roots", None)
-    if roots is None:
-        return cert, None  # OpenSSL verified it at the handshake
-    problem = certificate_problem(cert, roots, now or dt.datetime.now(dt.UTC))
-    return (cert, None) if problem is None else (None, problem)
+    trust = getattr(ssl_object.context, "client_trust", None)
+    if trust is None:  # a context that asks for no client certificate: none can arrive
+        return None, pki_verify.UNKNOWN_AUTHORITY
+    try:
+        return pki_verify.verify_client_certificate(trust, chain, now), None
+    except pki_verify.ClientCertificateError as exc:
+        return None, str(exc)
 
 
 # -- asking for any client certificate ----------------------------------------------------------
@@ -81,12 +84,12 @@ def client_certificate(
 # OpenSSL aborts it. kube-apiserver (Go's tls.RequestClientCert) completes the handshake and
 # answers 401. The same here: OpenSSL's verify callback is set on the context to one that
 # accepts every certificate (Python keeps a callback it finds when its verify mode is set), and
-# the certificate is verified per request against `client_roots`.
+# the certificate is verified per request against `client_trust`.
 def _accept_any_certificate(ctx: ssl.SSLContext) -> bool:
     """Ask for a client certificate and accept any at the handshake; False if not possible
     (then the handshake verifies, as before: a foreign certificate fails it)."""
     try:
-        request_any_client_certificate(ctx)
+        pki_verify.request_any_client_certificate(ctx)
     except (OSError, AttributeError, RuntimeError) as exc:
         log.warning("client certificates are verified at the handshake: %s", exc)
         ctx.verify_mode = ssl.CERT_OPTIONAL
@@ -116,6 +119,10 @@ class ReloadingTLS:
         self._current = build_context(settings)
         self._seen = _fingerprint(self._paths)
         self.listener_context = build_context(settings)
+        # Every context a connection may still be using (see reload_if_changed).
+        self._served: weakref.WeakSet[ServerContext] = weakref.WeakSet(
+            [self._current, self.listener_context]
+        )
         self.listener_context.sni_callback = self._pick
         self._task: asyncio.Task[None] | None = None
         self.reloads = 0
@@ -135,6 +142,11 @@ class ReloadingTLS:
             log.error("TLS files changed but cannot be loaded; keeping the previous ones: %s", exc)
             return False
         self._seen = seen
+        # As kube-apiserver, which verifies each request against the bundle of the moment:
+        # connections made before the reload are judged against the new one too.
+        for ctx in self._served:
+            ctx.client_trust = self._current.client_trust
+        self._served.add(self._current)
         self.reloads += 1
         log.info("TLS certificate and client CA reloaded")
         for hook in self.on_reload:

@@ -178,18 +178,18 @@ def test_a_certificate_for_servers_only_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("not_before", "not_after"),
+    ("not_before", "not_after", "reason"),
     [
-        (NOW - dt.timedelta(days=2), NOW - dt.timedelta(days=1)),
-        (NOW + dt.timedelta(days=1), NOW + dt.timedelta(days=2)),
+        (NOW - dt.timedelta(days=2), NOW - dt.timedelta(days=1), "client certificate expired"),
+        (NOW + dt.timedelta(days=1), NOW + dt.timedelta(days=2), "not yet valid"),
     ],
     ids=["expired", "not-yet-valid"],
 )
 def test_a_certificate_outside_its_validity_is_refused(
-    not_before: dt.datetime, not_after: dt.datetime
+    not_before: dt.datetime, not_after: dt.datetime, reason: str
 ) -> None:
     trust, leaf = kubeadm_like(None, not_before, not_after)
-    with pytest.raises(pki_verify.ClientCertificateError, match="not valid"):
+    with pytest.raises(pki_verify.ClientCertificateError, match=reason):
         pki_verify.verify_client_certificate(trust, [leaf], NOW)
 
 
@@ -214,9 +214,14 @@ def test_intermediates_sent_by_the_client_complete_the_chain() -> None:
         pki_verify.verify_client_certificate(trust, chain[:1])
 
 
-def test_a_ca_certificate_is_not_a_client_certificate() -> None:
-    with pytest.raises(pki_verify.ClientCertificateError):
-        pki_verify.verify_client_certificate(TRUST, [der(CA.cert_pem)])
+def test_a_certificate_of_the_bundle_is_its_own_anchor_even_a_ca() -> None:
+    # Go's Verify: `if opts.Roots.contains(c)` the chain is [c]; a leaf's cA is not looked at
+    # (the Web PKI's defaults refuse it). Presenting it takes the CA's own key.
+    leaf = pki_verify.verify_client_certificate(TRUST, [der(CA.cert_pem)])
+    assert pki.subject_identity(leaf)[0] == "client-ca"
+    other = pki_verify.load_trust(pki.new_ca("other").cert_pem)
+    with pytest.raises(pki_verify.ClientCertificateError, match="unknown authority"):
+        pki_verify.verify_client_certificate(other, [der(CA.cert_pem)])
 
 
 def test_any_ca_of_a_bundle_is_trusted() -> None:

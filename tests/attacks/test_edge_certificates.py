@@ -16,13 +16,14 @@ from pathlib import Path
 import orjson
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from edge_support import EdgeDemo, edge_demo, read_response
 
-from tenant_proxy import pki
-from tenant_proxy.auth.x509 import UNKNOWN_AUTHORITY, certificate_problem
+from tenant_proxy import pki, pki_verify
 from tenant_proxy.emulator.testing import kubectl_async
 
 FAILURES = "tenant_proxy_authentication_failures_total"
+UNKNOWN_AUTHORITY = pki_verify.UNKNOWN_AUTHORITY
 NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
 
@@ -118,7 +119,18 @@ async def test_valid_certificate_still_authenticates(demo: EdgeDemo) -> None:
 
 # -- the verification itself (pure) -------------------------------------------------------------
 CA = pki.new_ca("client-ca")
-ROOTS = (x509.load_pem_x509_certificate(CA.cert_pem),)
+ROOTS = pki_verify.load_trust(CA.cert_pem)
+
+
+def certificate_problem(
+    cert: x509.Certificate, trust: pki_verify.ClientTrust, now: dt.datetime
+) -> str | None:
+    """The reason the listener gives for `cert` (tenant_proxy.tls.client_certificate)."""
+    try:
+        pki_verify.verify_client_certificate(trust, [cert.public_bytes(Encoding.DER)], now)
+    except pki_verify.ClientCertificateError as exc:
+        return str(exc)
+    return None
 
 
 @pytest.mark.parametrize(
@@ -153,7 +165,8 @@ def test_certificate_listed_in_the_bundle_is_its_own_anchor() -> None:
     cert = x509.load_pem_x509_certificate(
         pki.issue_client_cert(pki.new_ca("elsewhere"), "bot").cert_pem
     )
-    assert certificate_problem(cert, (*ROOTS, cert), dt.datetime.now(dt.UTC)) is None
+    trust = pki_verify.load_trust(CA.cert_pem + cert.public_bytes(Encoding.PEM))
+    assert certificate_problem(cert, trust, dt.datetime.now(dt.UTC)) is None
 
 
 def test_expired_ca_vouches_for_nothing() -> None:
