@@ -53,11 +53,14 @@ def test_owned_names_follow_the_timeline(steps: list[tuple[str, str, str]], wind
     def check() -> None:
         expected = sorted(k for k, o in timeline.objects.items() if red(o.view))
         assert owned.names(timeline) == expected
-        # A page over the judged names is the page judged object by object.
-        for limit in (None, 1, 3):
-            judged = page_of(timeline.objects, expected, RED, everything, "", limit, judged=True)
-            each = page_of(timeline.objects, sorted(timeline.objects), RED, everything, "", limit)
-            assert judged == each
+        # A page over the judged names is the page judged object by object, first or next.
+        every = sorted(timeline.objects)
+        for after in ("", *every[:3]):
+            for limit in (None, 1, 3):
+                judged = page_of(
+                    timeline.objects, expected, RED, everything, after, limit, judged=True
+                )
+                assert judged == page_of(timeline.objects, every, RED, everything, after, limit)
 
     check()
     for op, name, team in steps:
