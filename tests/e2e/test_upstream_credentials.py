@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from hypothesis import given
 from hypothesis import strategies as st
 
