@@ -25,6 +25,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     remove_shared_worlds()
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    # `-n auto` (pyproject): against a real cluster one process only. Each xdist worker would make
+    # the shared world under the same names, and take the other's objects for an earlier run's
+    # leftovers and remove them.
+    return 0 if REAL_CLUSTER else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if not REAL_CLUSTER:
         return
