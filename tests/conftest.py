@@ -17,6 +17,12 @@ Kubectl = Callable[..., Awaitable["subprocess.CompletedProcess[str]"]]
 SessionFor = Callable[..., aiohttp.ClientSession]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The `slow` tests go first (a stable sort keeps the rest in file order): the run's end is then
+    # short tests on both xdist workers, not one long test holding the run while the other idles.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
     """A started emulator holding the reference world (see emulator/data/reference-world.yaml)."""

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_watch_benchmark_prints_its_table_at_quick_size() -> None:
     # Separate emulator and proxy processes, 200 namespaces, 20 watches through the proxy.
     result = subprocess.run(

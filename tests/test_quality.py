@@ -21,7 +21,7 @@ def run(*cmd: str) -> subprocess.CompletedProcess[str]:
     [
         ("ruff", "check", "tenant_proxy", "tests", "benchmarks"),
         ("ruff", "format", "--check", "tenant_proxy"),
-        ("mypy", "tenant_proxy"),
+        pytest.param(("mypy", "tenant_proxy"), marks=pytest.mark.slow),
         ("lint-imports",),
     ],
     ids=["ruff-check", "ruff-format", "mypy", "import-layers"],

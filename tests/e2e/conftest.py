@@ -8,77 +8,28 @@ kubectl runs as a subprocess awaited with asyncio, so the in-process servers kee
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cluster import Cluster
+from e2e_kubectl import REAL_CLUSTER
 from realcluster import RealClusterDemo, remove_shared_worlds
 
 from tenant_proxy.demo import Demo
-from tenant_proxy.emulator.testing import kubectl_binary
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.out.splitlines() if line.strip()]
-
-    def names(self) -> set[str]:
-        """`-o name` output without the resource prefix."""
-        return {line.rsplit("/", 1)[-1] for line in self.lines}
-
-
-async def kubectl(
-    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 60
-) -> Result:
-    env = {**os.environ, "HOME": str(kubeconfig.parent)}
-    proc = await asyncio.create_subprocess_exec(
-        kubectl_binary(),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--cache-dir",
-        str(kubeconfig.parent / f".kube-cache-{kubeconfig.stem}"),
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(
-        proc.communicate(stdin.encode() if stdin is not None else None), timeout
-    )
-    return Result(proc.returncode or 0, out.decode(), err.decode())
-
-
-def pod_on_node(name: str, namespace: str, node: str) -> str:
-    """A pod bound to `node` (as the scheduler would bind it), for `kubectl create -f -`."""
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
-        }
-    )
-
-
-REAL_CLUSTER = os.environ.get("TENANT_PROXY_E2E_KUBECONFIG")
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # The real cluster's world is made once per session (realcluster.py), and removed here,
     # however the tests ended.
     remove_shared_worlds()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    # `-n auto` (pyproject): against a real cluster one process only. Each xdist worker would make
+    # the shared world under the same names, and take the other's objects for an earlier run's
+    # leftovers and remove them.
+    return 0 if REAL_CLUSTER else None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

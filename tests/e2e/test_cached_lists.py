@@ -15,7 +15,7 @@ import orjson
 import pytest
 import yaml
 from cluster import Cluster
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from kube_objects import namespace, persistent_volume
 from watching import TABLE, Watch, is_, name_of, session_as
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import kubectl
 from core_support import UNAUTHORIZED, World, assert_status, core_world
+from e2e_kubectl import kubectl
 
 from tenant_proxy import pki
 from tenant_proxy.emulator.testing import client_ssl

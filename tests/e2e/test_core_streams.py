@@ -17,7 +17,6 @@ import aiohttp
 import orjson
 import psutil
 import pytest
-from conftest import kubectl
 from core_support import (
     WAIT,
     World,
@@ -30,6 +29,7 @@ from core_support import (
     read_response,
     request_bytes,
 )
+from e2e_kubectl import kubectl
 from kube_objects import namespace
 
 from tenant_proxy.emulator import exec_channels as streams

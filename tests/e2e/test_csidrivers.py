@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cluster import Cluster, until
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from watching import Watch, name_of, session_as
 
 from tenant_proxy.demo import Demo

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from conftest import kubectl
+from e2e_kubectl import kubectl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kubectl]
 

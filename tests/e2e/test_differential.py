@@ -63,7 +63,9 @@ from oracle import (
     visible,
 )
 
-pytestmark = pytest.mark.e2e
+# The property tests here draw worlds for tens of seconds each: `slow` starts the whole module
+# first (tests/conftest.py), all its tests on the one module `env`.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 hypothesis_settings.register_profile(
     "differential",

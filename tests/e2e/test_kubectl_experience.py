@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import kubectl, pod_on_node
+from e2e_kubectl import kubectl, pod_on_node
 
 from tenant_proxy import pki
 from tenant_proxy.demo import Demo

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cluster import Cluster
-from conftest import kubectl, pod_on_node
+from e2e_kubectl import kubectl, pod_on_node
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tenant_proxy.demo import Demo

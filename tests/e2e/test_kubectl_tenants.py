@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import kubectl
+from e2e_kubectl import kubectl
 
 from tenant_proxy.demo import Demo
 

@@ -147,6 +147,7 @@ async def stopped(served: Served) -> int:
     return await asyncio.wait_for(served.proc.wait(), DEADLINE)
 
 
+@pytest.mark.slow
 async def test_every_worker_answers_the_total_of_all_workers(tmp_path: Path) -> None:
     async with serve(tmp_path, workers=2, metrics=True) as served:
         workers = workers_of(served)
@@ -185,6 +186,7 @@ async def test_every_worker_answers_the_total_of_all_workers(tmp_path: Path) -> 
         assert not directory.exists()
 
 
+@pytest.mark.slow
 async def test_a_worker_that_dies_is_marked_dead_and_its_counts_stay(tmp_path: Path) -> None:
     async with serve(tmp_path, workers=2, metrics=True) as served:
         workers = workers_of(served)

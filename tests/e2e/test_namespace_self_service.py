@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 import yaml
 from cluster import Cluster
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from watching import session_as, tls_for
 
 from tenant_proxy.config import Settings

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from served import SCRIPT, free_port
 
 from tenant_proxy.demo import Demo

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import CRD, Cluster, until
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from kubernetes_asyncio.client.exceptions import ApiException
 from realcluster import DEPLOY, RealClusterDemo, RealWorld
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from served import SCRIPT, free_port, serve
 
 from tenant_proxy.demo import Demo

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from cluster import Cluster
-from conftest import REAL_CLUSTER, kubectl
+from e2e_kubectl import REAL_CLUSTER, kubectl
 from realcluster import RealClusterDemo
 from watching import Watch, name_of, session_as
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import Cluster
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from realcluster import RealClusterDemo
 from watching import session_as
 

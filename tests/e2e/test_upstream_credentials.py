@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import kubectl
+from e2e_kubectl import kubectl
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -147,6 +147,7 @@ async def test_refused_token_is_renewed_once_and_the_read_retried(long_lived: Ex
     assert long_lived.runs == 2
 
 
+@pytest.mark.slow
 async def test_expiring_token_is_renewed_before_it_expires(tmp_path: Path) -> None:
     # A 4 s token is renewed a fifth of its lifetime before it expires; no token is refused
     # meanwhile, so only its expiry can have made the plugin run again.

@@ -109,6 +109,7 @@ async def wait_for(path: Path) -> str:
     return text_of(path)
 
 
+@pytest.mark.slow
 async def test_serving_process_holds_no_kubernetes_asyncio(tmp_path: Path) -> None:
     plugin_dir = tmp_path / "plugin"
     plugin_dir.mkdir()
@@ -133,6 +134,7 @@ async def test_serving_process_holds_no_kubernetes_asyncio(tmp_path: Path) -> No
     assert report["held"] == []
 
 
+@pytest.mark.slow
 async def test_hanging_plugin_fails_the_start_and_dies_with_its_loader(tmp_path: Path) -> None:
     kubeconfig = recording_kubeconfig(tmp_path, "hang")
     credentials = UpstreamCredentials(
@@ -203,6 +205,7 @@ CRASHING_LOADER = (
 )
 
 
+@pytest.mark.slow
 async def test_a_loader_that_dies_or_hangs_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -272,6 +273,7 @@ client_selectors = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(
     world=worlds(),

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_watch_benchmark_spreads_its_watchers_over_client_processes() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.watch_rss", "--quick", "--clients", "2"],

@@ -1,0 +1,69 @@
+"""kubectl for the end-to-end tests, as a subprocess awaited with asyncio (the in-process servers
+keep serving), and the cluster the tests run against.
+
+A module of its own rather than conftest.py: test modules importing `from conftest import ...`
+got whichever conftest pytest had imported last (tests/auth's when a run named tests/auth and
+tests/e2e together), and collection failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenant_proxy.emulator.testing import kubectl_binary
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.out.splitlines() if line.strip()]
+
+    def names(self) -> set[str]:
+        """`-o name` output without the resource prefix."""
+        return {line.rsplit("/", 1)[-1] for line in self.lines}
+
+
+async def kubectl(
+    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 60
+) -> Result:
+    env = {**os.environ, "HOME": str(kubeconfig.parent)}
+    proc = await asyncio.create_subprocess_exec(
+        kubectl_binary(),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--cache-dir",
+        str(kubeconfig.parent / f".kube-cache-{kubeconfig.stem}"),
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(
+        proc.communicate(stdin.encode() if stdin is not None else None), timeout
+    )
+    return Result(proc.returncode or 0, out.decode(), err.decode())
+
+
+def pod_on_node(name: str, namespace: str, node: str) -> str:
+    """A pod bound to `node` (as the scheduler would bind it), for `kubectl create -f -`."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+        }
+    )
+
+
+REAL_CLUSTER = os.environ.get("TENANT_PROXY_E2E_KUBECONFIG")
