@@ -32,22 +32,28 @@ class Result:
         return {line.rsplit("/", 1)[-1] for line in self.lines}
 
 
-async def kubectl(
-    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 60
-) -> Result:
-    env = {**os.environ, "HOME": str(kubeconfig.parent)}
-    proc = await asyncio.create_subprocess_exec(
+async def start_kubectl(
+    kubeconfig: Path, *args: str, stdin: bool = False
+) -> asyncio.subprocess.Process:
+    """kubectl with `kubeconfig`, its HOME and cache beside it (no user's own leaks in)."""
+    return await asyncio.create_subprocess_exec(
         kubectl_binary(),
         "--kubeconfig",
         str(kubeconfig),
         "--cache-dir",
         str(kubeconfig.parent / f".kube-cache-{kubeconfig.stem}"),
         *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env={**os.environ, "HOME": str(kubeconfig.parent)},
     )
+
+
+async def kubectl(
+    kubeconfig: Path, *args: str, stdin: str | None = None, timeout: float = 60
+) -> Result:
+    proc = await start_kubectl(kubeconfig, *args, stdin=stdin is not None)
     out, err = await asyncio.wait_for(
         proc.communicate(stdin.encode() if stdin is not None else None), timeout
     )

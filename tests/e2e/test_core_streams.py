@@ -29,11 +29,11 @@ from core_support import (
     read_response,
     request_bytes,
 )
-from e2e_kubectl import kubectl
+from e2e_kubectl import kubectl, start_kubectl
 from kube_objects import namespace
 
 from tenant_proxy.emulator import exec_channels as streams
-from tenant_proxy.emulator.testing import client_ssl, kubectl_binary
+from tenant_proxy.emulator.testing import client_ssl
 
 pytestmark = [pytest.mark.e2e]
 
@@ -88,19 +88,7 @@ class KubectlStream:
 
 @contextlib.asynccontextmanager
 async def kubectl_stream(kubeconfig: Path, *args: str) -> AsyncIterator[KubectlStream]:
-    env = {**os.environ, "HOME": str(kubeconfig.parent)}
-    proc = await asyncio.create_subprocess_exec(
-        kubectl_binary(),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--cache-dir",
-        str(kubeconfig.parent / f".kube-cache-{kubeconfig.stem}"),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
+    proc = await start_kubectl(kubeconfig, *args)
     try:
         yield KubectlStream(proc)
     finally:
