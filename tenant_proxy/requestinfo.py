@@ -64,6 +64,14 @@ class Query:
     send_initial_events: bool | None = None
     include_object: str | None = None
 
+    @property
+    def exact_version(self) -> bool:
+        """Whether the read asks for the state at exactly `resource_version`
+        (`resourceVersionMatch=Exact` with a version other than unset and "0")."""
+        return (
+            self.resource_version not in (None, "", "0") and self.resource_version_match == "Exact"
+        )
+
     def first(self, key: str) -> str | None:
         """The first value of `key`, or None when absent."""
         return _first(self.pairs, key)

@@ -31,7 +31,7 @@ def audit_facts(entry: RequestLog) -> audit.Facts:
         request_uri=entry.path + (f"?{entry.query}" if entry.query else ""),
         verb=entry.verb or entry.method.lower(),
         received=entry.received,
-        source_ips=entry.source_ips or ([entry.source] if entry.source else []),
+        source_ips=audit.source_ips(entry.forwarded_for, entry.real_ip, entry.source),
         user_agent=entry.user_agent,
         user=_user(entry.authenticated) if entry.authenticated is not None else {},
         code=entry.code,

@@ -75,7 +75,9 @@ class RequestLog:
     dropped: int = 0
     tenants: str = ""
     # For the audit events only.
-    source_ips: list[str] = field(default_factory=list)
+    # The client's X-Forwarded-For and X-Real-Ip, read only when an audit event is made.
+    forwarded_for: str | None = None
+    real_ip: str | None = None
     query: str = ""
     user_agent: str = ""
     received: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))

@@ -50,9 +50,7 @@ def _name(obj: Mapping[str, object]) -> str | None:
 def reads_the_past(info: RequestInfo) -> bool:
     """Whether a list asks for a state the API server keeps from before, rather than its
     current one: a following page (any continue token) or an Exact resourceVersion."""
-    q = info.query
-    exact = q.resource_version not in (None, "", "0") and q.resource_version_match == "Exact"
-    return bool(q.continue_token) or exact
+    return bool(info.query.continue_token) or info.query.exact_version
 
 
 class FilteredList:

@@ -244,10 +244,7 @@ class CachedLists:
         timeline = cache.timeline
         assert timeline is not None
         q = info.query
-        exact = position is not None or (
-            q.resource_version not in (None, "", "0") and q.resource_version_match == "Exact"
-        )
-        if exact:
+        if position is not None or q.exact_version:
             rv_text = position.resource_version if position else q.resource_version or ""
             if not rv_text.isdigit():
                 raise status.bad_request(f"invalid resource version: {rv_text}")
@@ -266,7 +263,7 @@ class CachedLists:
                     # The very point of the first page (a version may span several entries).
                     seq = position.seq
                 else:
-                    seq = timeline.start_after(int(rv_text))
+                    seq = timeline.start_after(asked)
                 state = timeline.state_at(seq)
                 tenancy = timeline.tenancy_at(seq)
             except TooOld:
@@ -278,7 +275,7 @@ class CachedLists:
             cache.settle()
             then = side_of(tenancy.view_for(identity), gr)
             now = side_of(timeline.tenancy.view_for(identity), gr)
-            return Found(state, sorted(state), int(rv_text), seq, _both(then, now), False)
+            return Found(state, sorted(state), asked, seq, _both(then, now), False)
         if q.resource_version not in (None, "", "0"):
             rv_text = q.resource_version or ""
             if not rv_text.isdigit():

@@ -17,7 +17,6 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from tenant_proxy import status
-from tenant_proxy.audit import source_ips
 from tenant_proxy.auth.base import AuthenticationError, Credentials, ForbiddenIdentity, bearer_token
 from tenant_proxy.auth.chain import AuthChain
 from tenant_proxy.auth.tokenreview import ReviewRateLimited
@@ -144,7 +143,8 @@ def _request_log(request: web.Request, listener: str) -> RequestLog:
         method=request.method,
         request_id=request_id(headers.get("Audit-Id")),
         source=source,
-        source_ips=source_ips(headers.get("X-Forwarded-For"), headers.get("X-Real-Ip"), source),
+        forwarded_for=headers.get("X-Forwarded-For"),
+        real_ip=headers.get("X-Real-Ip"),
         path=raw_path,
         query=raw_query,
         user_agent=headers.get("User-Agent", "")[:256],

@@ -128,7 +128,7 @@ def catch_up(
         obj = state[key]
         if key not in held:
             out.append(Out(ADDED, obj.decoded()))
-        elif obj is not held_state[key] and obj.rv != held_state[key].rv:
+        elif obj.rv != held_state[key].rv:
             out.append(Out(MODIFIED, obj.decoded()))
     return out
 

@@ -208,10 +208,10 @@ class Timeline(Generic[T]):
             self.floor = old.order
             self._base_tenancy = old.tenancy_after
             self._handed.pop(old.order.rv, None)
-            if old.order.sub and (left := self._late.get(old.order.rv, 0) - 1) > 0:
-                self._late[old.order.rv] = left
-            elif old.order.sub:
-                self._late.pop(old.order.rv, None)
+            if old.order.sub:
+                self._late[old.order.rv] -= 1
+                if not self._late[old.order.rv]:
+                    del self._late[old.order.rv]
         return entry
 
     # -- reading -------------------------------------------------------------------------------
