@@ -81,9 +81,17 @@ class StatusOnUnreadable(RequestHandler):
         return response
 
 
+def quote_free_server_log() -> None:
+    """Put `QuoteFree` on aiohttp's server logger, once: listeners not behind the edge
+    (metrics) keep aiohttp's own request handler and its log line."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuoteFree) for f in server_log.filters):
+        server_log.addFilter(QuoteFree())
+
+
 class QuoteFree(logging.Filter):
-    """For aiohttp's own log lines (listeners not behind the edge, such as metrics): a request
-    it could not read is logged in the words of `unreadable`, without the bytes or traceback."""
+    """For aiohttp's own log lines: a request it could not read is logged in the words of
+    `unreadable`, without the bytes or traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None

@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 
-from tenant_proxy.head_errors import QuoteFree
 from tenant_proxy.observability.audit_trail import audit_log
 
 
@@ -52,9 +51,6 @@ def setup_logging(level: str, audit_file: str | None) -> None:
     handler.setFormatter(JSONFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper())
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, QuoteFree) for f in server_log.filters):
-        server_log.addFilter(QuoteFree())
     audit_log.propagate = False
     audit_log.handlers.clear()
     if audit_file is None:

@@ -14,7 +14,7 @@ from aiohttp import web, web_urldispatcher
 from tenant_proxy import status
 from tenant_proxy.config import LimitSettings, ListenerSettings
 from tenant_proxy.edge import EdgeLimits, EdgeSite, Listener, requests_tracked
-from tenant_proxy.head_errors import StatusOnUnreadable
+from tenant_proxy.head_errors import StatusOnUnreadable, quote_free_server_log
 from tenant_proxy.observability.metrics import Metrics
 from tenant_proxy.serving.pipeline import Pipeline
 from tenant_proxy.startup import listen_error
@@ -135,6 +135,7 @@ async def bind(
         edge = Listener(name, tls, edge_limits(binding.limits), binding.metrics, handler)
         site = EdgeSite(runner, where.host, where.port, edge, reuse_port=binding.reuse_port)
     else:
+        quote_free_server_log()
         site = web.TCPSite(
             runner, where.host, where.port, reuse_port=binding.reuse_port or None, backlog=1024
         )
