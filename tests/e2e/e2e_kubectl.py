@@ -9,8 +9,10 @@ tests/e2e together), and collection failed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +75,39 @@ def pod_on_node(name: str, namespace: str, node: str) -> str:
 
 
 REAL_CLUSTER = os.environ.get("TENANT_PROXY_E2E_KUBECONFIG")
+
+
+# How long a long-running kubectl may take to print the next line on a loaded machine.
+STREAM_WAIT = 20.0
+
+
+class KubectlStream:
+    """A long-running kubectl (`-w`, `logs -f`) whose output lines are awaited one by one."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+
+    async def until(self, predicate: Callable[[str], bool]) -> str:
+        assert self.proc.stdout is not None
+        while True:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), STREAM_WAIT)
+            if not raw:
+                assert self.proc.stderr is not None
+                err = (await self.proc.stderr.read()).decode()
+                raise AssertionError(f"kubectl ended early: {self.lines} {err}")
+            line = raw.decode().rstrip("\n")
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+
+@contextlib.asynccontextmanager
+async def kubectl_stream(kubeconfig: Path, *args: str) -> AsyncIterator[KubectlStream]:
+    proc = await start_kubectl(kubeconfig, *args)
+    try:
+        yield KubectlStream(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -29,7 +28,7 @@ from core_support import (
     read_response,
     request_bytes,
 )
-from e2e_kubectl import kubectl, start_kubectl
+from e2e_kubectl import kubectl, kubectl_stream
 from kube_objects import namespace
 
 from tenant_proxy.emulator import exec_channels as streams
@@ -63,38 +62,6 @@ async def create_pod(world: World, namespace: str) -> None:
             "spec": {"containers": [{"name": "echo", "image": "registry.invalid/echo"}]},
         }
     )
-
-
-class KubectlStream:
-    """A long-running kubectl (`-w`, `logs -f`) whose output lines are awaited one by one."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-
-    async def until(self, predicate: Callable[[str], bool]) -> str:
-        assert self.proc.stdout is not None
-        while True:
-            raw = await asyncio.wait_for(self.proc.stdout.readline(), WAIT)
-            if not raw:
-                assert self.proc.stderr is not None
-                err = (await self.proc.stderr.read()).decode()
-                raise AssertionError(f"kubectl ended early: {self.lines} {err}")
-            line = raw.decode().rstrip("\n")
-            self.lines.append(line)
-            if predicate(line):
-                return line
-
-
-@contextlib.asynccontextmanager
-async def kubectl_stream(kubeconfig: Path, *args: str) -> AsyncIterator[KubectlStream]:
-    proc = await start_kubectl(kubeconfig, *args)
-    try:
-        yield KubectlStream(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
 
 
 # --- exec ----------------------------------------------------------------------------------

@@ -10,9 +10,11 @@ timeline's base as if from before the list: no open watch heard of it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_kubectl import kubectl_stream
 from watching import Watch, name_of, session_as
 
 from tenant_proxy.demo import Demo
@@ -59,3 +61,21 @@ async def test_reload_reaches_an_open_watch_of_a_resource_nothing_changed_in(dem
             after = [await watch.next() for _ in range(2)]
             moved = [(e["type"], name_of(e)) for e in after if e["type"] != "BOOKMARK"]
             assert moved[:1] in ([("DELETED", "gold")], [("ADDED", "silver")]), after
+
+
+async def test_kubectl_get_w_shows_a_reload_of_a_quiet_resource(demo: Demo, alice: Path) -> None:
+    """As a user sees it: `kubectl get -w` lists, then watches from the list's
+    resourceVersion (a Table watch); the reload gives team-a silver instead of gold."""
+    assert demo.proxy is not None
+    args = ("get", "storageclasses", "-w", "--output-watch-events", "--no-headers")
+    async with kubectl_stream(alice, *args) as watch:
+        await watch.until(lambda line: line.split()[:2] == ["ADDED", "gold"])
+        reload_team_a_storage_classes(demo.proxy, ["silver"])
+
+        def both(_line: str) -> bool:  # in either order
+            seen = {tuple(line.split()[:2]) for line in watch.lines}
+            return {("ADDED", "silver"), ("DELETED", "gold")} <= seen
+
+        await watch.until(both)
+    shown = [tuple(line.split()[:2]) for line in watch.lines]
+    assert sorted(shown) == [("ADDED", "gold"), ("ADDED", "silver"), ("DELETED", "gold")], shown
